@@ -1,0 +1,94 @@
+# vmove build.  `make` builds release binaries into build/release/bin.
+# `make check` installs test dependencies, builds with ASan/UBSan into
+# build/asan and runs unit + end-to-end tests.  `make demo` runs the main job.
+#
+# Sources: every src/<module>/*.c goes into libvmove.a, except the two
+# program entry points (src/host/vmoved-main.c, src/cli/vmove-main.c).
+
+CC      ?= cc
+MODE    ?= release
+BUILD   := build/$(MODE)
+PKGS    := libevent libevent_openssl jansson sqlite3 openssl
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter
+CSTD    := -std=c17 -D_GNU_SOURCE
+ifeq ($(MODE),asan)
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+OPT     := -O2 -g
+endif
+CFLAGS  := $(CSTD) $(WARN) $(OPT) -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LDFLAGS := $(OPT)
+
+MAINS   := src/host/vmoved-main.c src/cli/vmove-main.c
+LIBSRC  := $(filter-out $(MAINS),$(wildcard src/*/*.c))
+LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)
+UNITSRC := $(wildcard tests/unit/test_*.c)
+UNITBIN := $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
+BINS    := $(BUILD)/bin/vmoved $(BUILD)/bin/vmove $(BUILD)/bin/vmove-guest
+
+.PHONY: all deps test-deps check unit e2e demo guest clean bench
+all: $(BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libvmove.a: $(LIBOBJ)
+	@mkdir -p $(dir $@)
+	ar rcs $@ $^
+
+$(BUILD)/bin/vmoved: $(BUILD)/src/host/vmoved-main.o $(BUILD)/libvmove.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/vmove: $(BUILD)/src/cli/vmove-main.o $(BUILD)/libvmove.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The guest program runs as PID 1's child inside a busybox initramfs: it is
+# linked statically and never built with sanitizers.
+$(BUILD)/bin/vmove-guest: guest/vmove-guest.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -static -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvmove.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvmove.a $(LDLIBS) -lcmocka
+
+deps:
+	scripts/install-deps.sh runtime
+
+test-deps:
+	scripts/install-deps.sh test
+
+guest: deps
+	$(MAKE) MODE=release $(BUILD)/bin/vmove-guest
+	VMOVE_GUEST_BIN=$(abspath build/release/bin/vmove-guest) guest/build-initrd.sh
+
+unit: $(UNITBIN)
+	@set -e; for t in $(UNITBIN); do echo "== $$t"; $$t; done
+
+e2e: all
+	VMOVE_BIN=$(abspath $(BUILD)/bin) tests/e2e/run.sh
+
+check: test-deps
+	$(MAKE) guest
+	$(MAKE) MODE=asan unit
+	$(MAKE) MODE=asan e2e
+
+demo: deps
+	$(MAKE) MODE=release all
+	$(MAKE) guest
+	VMOVE_BIN=$(abspath build/release/bin) scripts/demo.sh
+
+bench: deps
+	$(MAKE) MODE=release all
+	$(MAKE) guest
+	VMOVE_BIN=$(abspath build/release/bin) bench/run.sh
+
+clean:
+	rm -rf build
+
+-include $(LIBOBJ:.o=.d)
