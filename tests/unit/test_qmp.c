@@ -1,0 +1,1224 @@
+/* Unit tests for the asynchronous QMP client (src/qemu/qmp.c).
+ *
+ * The client runs on a libevent loop in the test thread; a fake QMP server
+ * runs a per-test script in a second thread with plain blocking I/O on the
+ * other end of a socketpair (or a unix socket).  The server thread never
+ * calls cmocka asserts (they longjmp): it records the first failure in
+ * srv.err, which the test checks after joining it. */
+#include "common/util.h"
+#include "qemu/qmp.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define GREETING                                                                          \
+    "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "     \
+    "\"package\": \"fake\"}, \"capabilities\": [\"oob\"]}}\r\n"
+#define HUGE_LEN (4u * 1024 * 1024)
+#define WAIT_MS 5000
+
+/* ---- fake QMP server (runs in its own thread) ------------------------ */
+
+struct fake;
+typedef void (*script_fn)(struct fake *f);
+
+struct fake {
+    int fd;
+    pthread_t th;
+    bool running;
+    script_fn script;
+    const char *listen_path; /* unix-socket tests: listen here instead */
+    char *rbuf;
+    size_t rlen, rcap, scanned;
+    int fds[4]; /* received with SCM_RIGHTS */
+    int nfds;
+    char err[512]; /* first failure, empty if none */
+};
+
+static void srv_fail(struct fake *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void srv_fail(struct fake *f, const char *fmt, ...)
+{
+    if (f->err[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->err, sizeof f->err, fmt, ap);
+    va_end(ap);
+}
+
+static void srv_take_fds(struct fake *f, struct msghdr *mh)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+            if (f->nfds < (int)ARRAY_LEN(f->fds))
+                f->fds[f->nfds++] = fd;
+            else
+                close(fd);
+        }
+    }
+}
+
+/* Reads more bytes (and any passed fds).  >0 bytes, 0 EOF, -1 error/timeout. */
+static ssize_t srv_fill(struct fake *f)
+{
+    if (f->rcap - f->rlen < 65536) {
+        f->rcap = f->rcap * 2 + 65536;
+        f->rbuf = realloc(f->rbuf, f->rcap);
+        if (!f->rbuf)
+            abort();
+    }
+    struct pollfd p = {.fd = f->fd, .events = POLLIN};
+    if (poll(&p, 1, WAIT_MS) <= 0) {
+        srv_fail(f, "server: timed out waiting for the client");
+        return -1;
+    }
+    struct iovec iov = {f->rbuf + f->rlen, f->rcap - f->rlen};
+    union {
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                        .msg_controllen = sizeof ctl.buf};
+    ssize_t n;
+    do
+        n = recvmsg(f->fd, &mh, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        f->rlen += (size_t)n;
+        srv_take_fds(f, &mh);
+    }
+    return n;
+}
+
+/* Next message from the client, or NULL on EOF/error. */
+static json_t *srv_recv(struct fake *f)
+{
+    for (;;) {
+        char *nl = f->rlen > f->scanned ? memchr(f->rbuf + f->scanned, '\n', f->rlen - f->scanned)
+                                        : NULL;
+        if (nl) {
+            size_t n = (size_t)(nl - f->rbuf) + 1;
+            json_error_t je;
+            json_t *j = json_loadb(f->rbuf, n, 0, &je);
+            if (!j)
+                srv_fail(f, "server: client sent bad JSON: %s", je.text);
+            memmove(f->rbuf, f->rbuf + n, f->rlen - n);
+            f->rlen -= n;
+            f->scanned = 0;
+            return j;
+        }
+        f->scanned = f->rlen;
+        if (srv_fill(f) <= 0)
+            return NULL;
+    }
+}
+
+/* Receives a command and checks its name and that it carries an id. */
+static json_t *srv_expect(struct fake *f, const char *execute)
+{
+    json_t *j = srv_recv(f);
+    const char *got = json_string_value(json_object_get(j, "execute"));
+    if (!got || strcmp(got, execute) != 0 || !json_object_get(j, "id")) {
+        srv_fail(f, "server: expected '%s', got '%s'", execute, got ? got : "(nothing)");
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+static void srv_write(struct fake *f, const char *s, size_t len)
+{
+    while (len) {
+        ssize_t n = send(f->fd, s, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            srv_fail(f, "server: write failed: %s", strerror(errno));
+            return;
+        }
+        s += n;
+        len -= (size_t)n;
+    }
+}
+
+static void srv_send(struct fake *f, const char *s) { srv_write(f, s, strlen(s)); }
+
+/* One byte per write with a pause, so the client sees many partial reads. */
+static void srv_send_slowly(struct fake *f, const char *s)
+{
+    for (; *s; s++) {
+        srv_write(f, s, 1);
+        usleep(100);
+    }
+}
+
+/* Replies to cmd: {"return": <ret_json>, "id": <cmd's id>}. */
+static char *reply_text(json_t *cmd, json_t *ret)
+{
+    json_t *r = json_pack("{s:o, s:O}", "return", ret, "id", json_object_get(cmd, "id"));
+    char *body = json_dumps(r, JSON_COMPACT);
+    char *s = xasprintf("%s\r\n", body);
+    free(body);
+    json_decref(r);
+    return s;
+}
+
+static void srv_reply(struct fake *f, json_t *cmd, const char *ret_json)
+{
+    if (!cmd)
+        return;
+    char *s = reply_text(cmd, json_loads(ret_json, JSON_DECODE_ANY, NULL));
+    srv_send(f, s);
+    free(s);
+}
+
+static const char *str_or_empty(const json_t *j)
+{
+    const char *s = json_string_value(j);
+    return s ? s : "";
+}
+
+static void srv_handshake(struct fake *f)
+{
+    srv_send(f, GREETING);
+    json_t *caps = srv_expect(f, "qmp_capabilities");
+    srv_reply(f, caps, "{}");
+    json_decref(caps);
+}
+
+/* Waits until the client closes the connection, failing on any message. */
+static void srv_wait_eof(struct fake *f)
+{
+    json_t *j = srv_recv(f);
+    if (j)
+        srv_fail(f, "server: unexpected message while waiting for EOF");
+    json_decref(j);
+}
+
+static int listen_unix(const char *path, bool do_listen)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    unlink(path);
+    if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof sa) < 0 || (do_listen && listen(s, 4) < 0))
+        abort();
+    return s;
+}
+
+static void *srv_main(void *arg)
+{
+    struct fake *f = arg;
+    f->script(f);
+    return NULL;
+}
+
+/* ---- client-side recording ------------------------------------------- */
+
+struct t;
+struct rec {
+    struct t *t;
+    int calls, seq;
+    enum qmp_err_kind kind;
+    char cls[64], desc[512];
+    json_t *ret;                /* deep copy of the last successful result */
+    void (*then)(struct rec *); /* re-entrancy hook, run inside the callback */
+};
+
+struct t {
+    struct event_base *base;
+    struct event *tick;
+    qmp_t *q;
+    struct fake srv;
+    int seq; /* orders callbacks across kinds */
+    int ready, closed, closed_seq;
+    char reason[512];
+    int nevents, event_seq;
+    char ev_name[8][32];
+    json_t *ev_data[8];
+    void (*on_ready_hook)(struct t *);
+    void (*on_closed_hook)(struct t *);
+    void (*on_event_hook)(struct t *);
+    struct rec r[8];
+    int chain_rc;
+};
+
+static void on_reply(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct rec *r = arg;
+    r->calls++;
+    r->seq = ++r->t->seq;
+    if (err) {
+        r->kind = err->kind;
+        snprintf(r->cls, sizeof r->cls, "%s", err->cls ? err->cls : "");
+        snprintf(r->desc, sizeof r->desc, "%s", err->desc);
+    } else {
+        r->kind = QMP_ERR_NONE;
+        json_decref(r->ret);
+        r->ret = json_deep_copy(ret);
+    }
+    if (r->then)
+        r->then(r);
+}
+
+static void on_state(void *arg, bool ready, const char *reason)
+{
+    struct t *t = arg;
+    if (ready) {
+        t->ready++;
+        if (t->on_ready_hook)
+            t->on_ready_hook(t);
+        return;
+    }
+    t->closed++;
+    t->closed_seq = ++t->seq;
+    snprintf(t->reason, sizeof t->reason, "%s", reason);
+    if (t->on_closed_hook)
+        t->on_closed_hook(t);
+}
+
+static void on_event(void *arg, const char *name, json_t *data)
+{
+    struct t *t = arg;
+    if (t->nevents < (int)ARRAY_LEN(t->ev_name)) {
+        snprintf(t->ev_name[t->nevents], sizeof t->ev_name[0], "%s", name);
+        t->ev_data[t->nevents] = data ? json_deep_copy(data) : NULL;
+    }
+    t->nevents++;
+    t->event_seq = ++t->seq;
+    if (t->on_event_hook)
+        t->on_event_hook(t);
+}
+
+static int cmd(struct t *t, int i, const char *execute, json_t *args, int timeout_ms)
+{
+    t->r[i].t = t;
+    return qmp_command(t->q, execute, args, timeout_ms, on_reply, &t->r[i]);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg) {}
+
+/* Runs the loop until cond holds or ms elapse; the tick keeps it waking up. */
+#define RUN_UNTIL(t, cond, ms)                                         \
+    do {                                                               \
+        uint64_t end_ = now_ms() + (ms);                               \
+        while (!(cond) && now_ms() < end_)                             \
+            event_base_loop((t)->base, EVLOOP_ONCE);                   \
+    } while (0)
+
+static int setup(void **state)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct t *t = xcalloc(1, sizeof *t);
+    t->base = event_base_new();
+    t->tick = event_new(t->base, -1, EV_PERSIST, tick_cb, NULL);
+    struct timeval tv = {0, 5000};
+    event_add(t->tick, &tv);
+    t->q = qmp_new(t->base, on_event, on_state, t);
+    t->srv.fd = -1;
+    *state = t;
+    return 0;
+}
+
+static void server_join(struct t *t)
+{
+    if (t->srv.running)
+        pthread_join(t->srv.th, NULL);
+    t->srv.running = false;
+}
+
+static int teardown(void **state)
+{
+    struct t *t = *state;
+    qmp_free(t->q);
+    t->q = NULL;
+    server_join(t);
+    if (t->srv.fd >= 0)
+        close(t->srv.fd);
+    for (int i = 0; i < t->srv.nfds; i++)
+        close(t->srv.fds[i]);
+    free(t->srv.rbuf);
+    for (size_t i = 0; i < ARRAY_LEN(t->r); i++)
+        json_decref(t->r[i].ret);
+    for (size_t i = 0; i < ARRAY_LEN(t->ev_data); i++)
+        json_decref(t->ev_data[i]);
+    event_free(t->tick);
+    event_base_free(t->base);
+    free(t);
+    return 0;
+}
+
+/* Starts the fake server on a socketpair and attaches the client to it. */
+static void start_server(struct t *t, script_fn script)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    t->srv.fd = sv[1];
+    t->srv.script = script;
+    assert_int_equal(pthread_create(&t->srv.th, NULL, srv_main, &t->srv), 0);
+    t->srv.running = true;
+    assert_int_equal(qmp_attach_fd(t->q, sv[0]), 0);
+}
+
+static void finish_server(struct t *t)
+{
+    server_join(t);
+    if (t->srv.err[0])
+        fail_msg("%s", t->srv.err);
+}
+
+/* Keeps the loop running a little to catch duplicate or late callbacks. */
+static void settle(struct t *t, int ms)
+{
+    uint64_t end = now_ms() + (uint64_t)ms;
+    while (now_ms() < end)
+        event_base_loop(t->base, EVLOOP_ONCE);
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void script_handshake_only(struct fake *f)
+{
+    srv_handshake(f);
+    srv_wait_eof(f);
+}
+
+static void test_handshake(void **state)
+{
+    struct t *t = *state;
+    assert_false(qmp_is_ready(t->q));
+    start_server(t, script_handshake_only);
+    RUN_UNTIL(t, t->ready, WAIT_MS);
+    assert_int_equal(t->ready, 1);
+    assert_true(qmp_is_ready(t->q));
+    assert_int_equal(t->closed, 0);
+    qmp_close(t->q, "test done");
+    assert_int_equal(t->closed, 1);
+    assert_string_equal(t->reason, "test done");
+    assert_false(qmp_is_ready(t->q));
+    finish_server(t);
+}
+
+static void script_success(struct fake *f)
+{
+    srv_handshake(f);
+    json_t *c = srv_expect(f, "human-monitor-command");
+    json_t *args = json_object_get(c, "arguments");
+    if (c && strcmp(str_or_empty(json_object_get(args, "command-line")), "info") != 0)
+        srv_fail(f, "server: arguments not passed through");
+    srv_reply(f, c, "\"ok\"");
+    json_decref(c);
+    c = srv_expect(f, "query-status");
+    if (c && json_object_get(c, "arguments"))
+        srv_fail(f, "server: NULL args must not produce \"arguments\"");
+    srv_reply(f, c, "{\"status\": \"running\", \"running\": true}");
+    json_decref(c);
+    srv_wait_eof(f);
+}
+
+static void test_command_success(void **state)
+{
+    struct t *t = *state;
+    start_server(t, script_success);
+    assert_int_equal(cmd(t, 0, "human-monitor-command", json_pack("{s:s}", "command-line", "info"), 0), 0);
+    assert_int_equal(cmd(t, 1, "query-status", NULL, 5000), 0);
+    RUN_UNTIL(t, t->r[1].calls, WAIT_MS);
+    assert_int_equal(t->r[0].calls, 1);
+    assert_int_equal(t->r[0].kind, QMP_ERR_NONE);
+    assert_string_equal(json_string_value(t->r[0].ret), "ok");
+    assert_int_equal(t->r[1].calls, 1);
+    assert_int_equal(t->r[1].kind, QMP_ERR_NONE);
+    assert_string_equal(json_string_value(json_object_get(t->r[1].ret, "status")), "running");
+    assert_true(json_is_true(json_object_get(t->r[1].ret, "running")));
+    qmp_close(t->q, "done");
+    finish_server(t);
+}
+
+static void script_qemu_error(struct fake *f)
+{
+    srv_handshake(f);
+    json_t *c = srv_expect(f, "device_del");
+    if (c) {
+        char *s = xasprintf("{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": "
+                            "\"Device 'foo' not found\"}, \"id\": %lld}\r\n",
+                            (long long)json_integer_value(json_object_get(c, "id")));
+        srv_send(f, s);
+        free(s);
+    }
+    json_decref(c);
+    srv_wait_eof(f);
+}
+
+static void test_qemu_error(void **state)
+{
+    struct t *t = *state;
+    start_server(t, script_qemu_error);
+    assert_int_equal(cmd(t, 0, "device_del", json_pack("{s:s}", "id", "foo"), 0), 0);
+    RUN_UNTIL(t, t->r[0].calls, WAIT_MS);
+    assert_int_equal(t->r[0].calls, 1);
+    assert_int_equal(t->r[0].kind, QMP_ERR_QEMU);
+    assert_string_equal(t->r[0].cls, "DeviceNotFound");
+    assert_string_equal(t->r[0].desc, "Device 'foo' not found");
+    assert_null(t->r[0].ret);
+    assert_true(qmp_is_ready(t->q)); /* a QEMU error does not hurt the connection */
+    qmp_close(t->q, "done");
+    finish_server(t);
+}
+
+static void script_out_of_order(struct fake *f)
+{
+    srv_handshake(f);
+    json_t *a = srv_expect(f, "a"), *b = srv_expect(f, "b"), *c = srv_expect(f, "c");
+    srv_reply(f, c, "{\"name\": \"c\"}");
+    srv_reply(f, a, "{\"name\": \"a\"}");
+    srv_reply(f, b, "{\"name\": \"b\"}");
+    json_decref(a);
+    json_decref(b);
+    json_decref(c);
+    srv_wait_eof(f);
+}
+
+static void test_out_of_order(void **state)
+{
+    struct t *t = *state;
+    start_server(t, script_out_of_order);
+    const char *names[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(cmd(t, i, names[i], NULL, 0), 0);
+    RUN_UNTIL(t, t->r[0].calls && t->r[1].calls && t->r[2].calls, WAIT_MS);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(t->r[i].calls, 1);
+        assert_int_equal(t->r[i].kind, QMP_ERR_NONE);
+        assert_string_equal(json_string_value(json_object_get(t->r[i].ret, "name")), names[i]);
+    }
+    /* delivered in reply order c, a, b */
+    assert_true(t->r[2].seq < t->r[0].seq);
+    assert_true(t->r[0].seq < t->r[1].seq);
+    qmp_close(t->q, "done");
+    finish_server(t);
+}
+
+static void script_events(struct fake *f)
+{
+    srv_handshake(f);
+    json_t *c = srv_expect(f, "stop");
+    srv_send(f, "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"STOP\"}\r\n");
+    srv_send(f, "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"active\"}, "
+                "\"timestamp\": {\"seconds\": 1, \"microseconds\": 3}}\r\n");
+    srv_reply(f, c, "{}");
+    json_decref(c);
+    srv_wait_eof(f);
+}
+
+static void test_events(void **state)
+{
+    struct t *t = *state;
+    start_server(t, script_events);
+    assert_int_equal(cmd(t, 0, "stop", NULL, 0), 0);
+    RUN_UNTIL(t, t->r[0].calls, WAIT_MS);
+    assert_int_equal(t->nevents, 2);
+    assert_string_equal(t->ev_name[0], "STOP");
+    assert_null(t->ev_data[0]);
+    assert_string_equal(t->ev_name[1], "MIGRATION");
+    assert_string_equal(json_string_value(json_object_get(t->ev_data[1], "status")), "active");
+    assert_true(t->event_seq < t->r[0].seq); /* stream order preserved */
+    qmp_close(t->q, "done");
+    finish_server(t);
+}
+
+static void script_fragmented(struct fake *f)
+{
+    srv_send_slowly(f, GREETING);
+    json_t *caps = srv_expect(f, "qmp_capabilities");
+    if (caps) {
+        char *s = reply_text(caps, json_object());
+        srv_send_slowly(f, s);
+        free(s);
+    }
+    json_decref(caps);
+    json_t *c = srv_expect(f, "cont");
+    if (c) {
+        /* event + reply + first half of an event in one write, rest later */
+        char *r = reply_text(c, json_pack("{s:i}", "n", 42));
+        char *all = xasprintf("{\"event\": \"E1\"}\r\n%s{\"event\": \"E2\", \"da", r);
+        srv_send(f, all);
+        usleep(20000);
+        srv_send(f, "ta\": {\"x\": 1}}\r\n\r\n{\"event\": \"E3\"}\n");
+        free(r);
+        free(all);
+    }
+    json_decref(c);
+    srv_wait_eof(f);
+}
+
+static void test_fragmented_and_batched(void **state)
+{
+    struct t *t = *state;
+    start_server(t, script_fragmented);
+    RUN_UNTIL(t, t->ready, WAIT_MS);
+    assert_int_equal(t->ready, 1);
+    assert_int_equal(cmd(t, 0, "cont", NULL, 0), 0);
+    RUN_UNTIL(t, t->nevents == 3, WAIT_MS);
+    assert_int_equal(t->r[0].calls, 1);
+    assert_int_equal(json_integer_value(json_object_get(t->r[0].ret, "n")), 42);
+    assert_int_equal(t->nevents, 3);
+    assert_string_equal(t->ev_name[0], "E1");
+    assert_string_equal(t->ev_name[1], "E2");
+    assert_int_equal(json_integer_value(json_object_get(t->ev_data[1], "x")), 1);
+    assert_string_equal(t->ev_name[2], "E3"); /* bare LF and blank lines accepted */
+    assert_int_equal(t->closed, 0);
+    qmp_close(t->q, "done");
+    finish_server(t);
+}
+
+static char *huge_string(char c)
+{
+    char *s = xmalloc(HUGE_LEN + 1);
+    memset(s, c, HUGE_LEN);
+    s[HUGE_LEN] = 0;
+    return s;
+}
+
+static void script_huge(struct fake *f)
+{
+    srv_handshake(f);
+    json_t *c = srv_expect(f, "big-in");
+    const char *blob = json_string_value(json_object_get(json_object_get(c, "arguments"), "blob"));
+    if (c && (!blob || strlen(blob) != HUGE_LEN))
+        srv_fail(f, "server: 4 MB argument arrived damaged");
+    srv_reply(f, c, "{}");
+    json_decref(c);
+    c = srv_expect(f, "query-block");
+    if (c) {
+        char *big = huge_string('y');
+        char *s = reply_text(c, json_pack("{s:s}", "data", big));
+        srv_send(f, s);
+        free(s);
+        free(big);
+    }
+    json_decref(c);
+    c = srv_expect(f, "after");
+    srv_reply(f, c, "1");
+    json_decref(c);
+    srv_wait_eof(f);
+}
+
+static void test_huge_messages(void **state)
+{
+    struct t *t = *state;
+    start_server(t, script_huge);
+    char *big = huge_string('x');
+    assert_int_equal(cmd(t, 0, "big-in", json_pack("{s:s}", "blob", big), 0), 0);
+    free(big);
+    assert_int_equal(cmd(t, 1, "query-block", NULL, 0), 0);
+    assert_int_equal(cmd(t, 2, "after", NULL, 0), 0);
+    RUN_UNTIL(t, t->r[2].calls, 3 * WAIT_MS);
+    assert_int_equal(t->r[0].kind, QMP_ERR_NONE);
+    assert_int_equal(t->r[1].calls, 1);
+    assert_int_equal(t->r[1].kind, QMP_ERR_NONE);
+    assert_int_equal(strlen(json_string_value(json_object_get(t->r[1].ret, "data"))), HUGE_LEN);
+    assert_int_equal(t->r[2].calls, 1);
+    assert_int_equal(json_integer_value(t->r[2].ret), 1);
+    qmp_close(t->q, "done");
+    finish_server(t);
+}
+
+static void script_malformed(struct fake *f)
+{
+    srv_handshake(f);
+    json_t *a = srv_expect(f, "a"), *b = srv_expect(f, "b");
+    srv_send(f, "{\"return\": {}, \"id\": \r\n");
+    json_decref(a);
+    json_decref(b);
+    srv_wait_eof(f);
+}
+
+static void test_malformed_json(void **state)
+{
+    struct t *t = *state;
+    start_server(t, script_malformed);
+    assert_int_equal(cmd(t, 0, "a", NULL, 0), 0);
+    assert_int_equal(cmd(t, 1, "b", NULL, 0), 0);
+    RUN_UNTIL(t, t->closed, WAIT_MS);
+    settle(t, 50);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(t->r[i].calls, 1);
+        assert_int_equal(t->r[i].kind, QMP_ERR_PROTOCOL);
+        assert_true(t->r[i].seq < t->closed_seq);
+    }
+    assert_int_equal(t->closed, 1);
+    assert_non_null(strstr(t->reason, "malformed JSON"));
+    assert_false(qmp_is_ready(t->q));
+    assert_int_equal(cmd(t, 2, "c", NULL, 0), -1); /* closed: refused, no callback */
+    finish_server(t);
+    assert_int_equal(t->r[2].calls, 0);
+}
+
+static void script_eof(struct fake *f)
+{
+    srv_handshake(f);
+    json_t *a = srv_expect(f, "a"), *b = srv_expect(f, "b");
+    json_decref(a);
+    json_decref(b);
+    shutdown(f->fd, SHUT_RDWR); /* "QEMU died" */
+}
+
+static void test_eof_mid_command(void **state)
+{
+    struct t *t = *state;
+    start_server(t, script_eof);
+    assert_int_equal(cmd(t, 0, "a", NULL, 0), 0);
+    assert_int_equal(cmd(t, 1, "b", NULL, 1000), 0);
+    RUN_UNTIL(t, t->closed, WAIT_MS);
+    settle(t, 1200); /* past b's timeout: it must not fire again */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(t->r[i].calls, 1);
+        assert_int_equal(t->r[i].kind, QMP_ERR_DISCONNECTED);
+        assert_true(t->r[i].seq < t->closed_seq);
+    }
+    assert_true(t->r[0].seq < t->r[1].seq);
+    assert_int_equal(t->ready, 1);
+    assert_int_equal(t->closed, 1);
+    finish_server(t);
+}
+
+static void script_late_reply(struct fake *f)
+{
+    srv_handshake(f);
+    json_t *a = srv_expect(f, "slow"), *b = srv_expect(f, "fast");
+    usleep(300 * 1000);
+    srv_reply(f, a, "\"late\"");
+    srv_reply(f, b, "\"fine\"");
+    json_decref(a);
+    json_decref(b);
+    srv_wait_eof(f);
+}
+
+static void test_timeout_then_late_reply(void **state)
+{
+    struct t *t = *state;
+    start_server(t, script_late_reply);
+    uint64_t t0 = now_ms();
+    assert_int_equal(cmd(t, 0, "slow", NULL, 100), 0);
+    assert_int_equal(cmd(t, 1, "fast", NULL, 0), 0);
+    RUN_UNTIL(t, t->r[0].calls, WAIT_MS);
+    assert_true(now_ms() - t0 >= 90);
+    assert_int_equal(t->r[0].kind, QMP_ERR_TIMEOUT);
+    assert_int_equal(t->r[1].calls, 0);
+    RUN_UNTIL(t, t->r[1].calls, WAIT_MS);
+    settle(t, 50);
+    assert_int_equal(t->r[0].calls, 1); /* late reply silently discarded */
+    assert_int_equal(t->r[1].calls, 1);
+    assert_string_equal(json_string_value(t->r[1].ret), "fine");
+    assert_true(qmp_is_ready(t->q));
+    assert_int_equal(t->closed, 0);
+    qmp_close(t->q, "done");
+    finish_server(t);
+}
+
+static void script_timeout_while_writing(struct fake *f)
+{
+    srv_handshake(f);
+    usleep(300 * 1000); /* don't read: the client's socket buffer fills up */
+    json_t *a = srv_expect(f, "big");
+    srv_reply(f, a, "\"discard me\"");
+    json_t *b = srv_expect(f, "next");
+    srv_reply(f, b, "\"next ok\"");
+    json_decref(a);
+    json_decref(b);
+    srv_wait_eof(f);
+}
+
+/* A command that times out half-written must still be sent whole, or the
+ * stream would be corrupted for the next command. */
+static void test_timeout_while_writing(void **state)
+{
+    struct t *t = *state;
+    start_server(t, script_timeout_while_writing);
+    RUN_UNTIL(t, t->ready, WAIT_MS);
+    char *big = huge_string('z');
+    assert_int_equal(cmd(t, 0, "big", json_pack("{s:s}", "blob", big), 50), 0);
+    free(big);
+    assert_int_equal(cmd(t, 1, "next", NULL, 0), 0);
+    RUN_UNTIL(t, t->r[1].calls, 3 * WAIT_MS);
+    assert_int_equal(t->r[0].calls, 1);
+    assert_int_equal(t->r[0].kind, QMP_ERR_TIMEOUT);
+    assert_int_equal(t->r[1].kind, QMP_ERR_NONE);
+    assert_string_equal(json_string_value(t->r[1].ret), "next ok");
+    qmp_close(t->q, "done");
+    finish_server(t);
+}
+
+static void script_stall_then_drain(struct fake *f)
+{
+    srv_handshake(f);
+    usleep(300 * 1000);
+    while (srv_fill(f) > 0) /* whatever arrives, until the client hangs up */
+        f->rlen = 0;
+}
+
+static void free_client(struct rec *r);
+
+/* Timeout of a half-written command whose callback frees the client. */
+static void test_free_in_timeout_callback_while_writing(void **state)
+{
+    struct t *t = *state;
+    start_server(t, script_stall_then_drain);
+    RUN_UNTIL(t, t->ready, WAIT_MS);
+    char *big = huge_string('z');
+    t->r[0].then = free_client;
+    assert_int_equal(cmd(t, 0, "big", json_pack("{s:s}", "blob", big), 50), 0);
+    free(big);
+    assert_int_equal(cmd(t, 1, "next", NULL, 0), 0);
+    RUN_UNTIL(t, t->r[0].calls, WAIT_MS);
+    settle(t, 100);
+    assert_null(t->q);
+    assert_int_equal(t->r[0].calls, 1);
+    assert_int_equal(t->r[0].kind, QMP_ERR_TIMEOUT);
+    assert_int_equal(t->r[1].calls, 1);
+    assert_int_equal(t->r[1].kind, QMP_ERR_DISCONNECTED);
+    assert_int_equal(t->closed, 0);
+    finish_server(t);
+}
+
+static void script_two_replies_and_event(struct fake *f)
+{
+    srv_handshake(f);
+    json_t *a = srv_expect(f, "a"), *b = srv_expect(f, "b");
+    if (a && b) { /* everything in one write: the client must stop mid-buffer */
+        char *ra = reply_text(a, json_string("A")), *rb = reply_text(b, json_string("B"));
+        char *all = xasprintf("%s{\"event\": \"AFTER\"}\r\n%s", ra, rb);
+        srv_send(f, all);
+        free(ra);
+        free(rb);
+        free(all);
+    }
+    json_decref(a);
+    json_decref(b);
+    srv_wait_eof(f);
+}
+
+static void free_client(struct rec *r)
+{
+    qmp_free(r->t->q);
+    r->t->q = NULL;
+}
+
+static void test_free_in_reply_callback(void **state)
+{
+    struct t *t = *state;
+    start_server(t, script_two_replies_and_event);
+    t->r[0].then = free_client;
+    assert_int_equal(cmd(t, 0, "a", NULL, 1000), 0);
+    assert_int_equal(cmd(t, 1, "b", NULL, 1000), 0);
+    RUN_UNTIL(t, t->r[0].calls, WAIT_MS);
+    settle(t, 1200); /* past the timeouts */
+    assert_null(t->q);
+    assert_int_equal(t->r[0].calls, 1);
+    assert_int_equal(t->r[0].kind, QMP_ERR_NONE);
+    assert_int_equal(t->r[1].calls, 1); /* failed by qmp_free, not answered */
+    assert_int_equal(t->r[1].kind, QMP_ERR_DISCONNECTED);
+    assert_int_equal(t->nevents, 0);
+    assert_int_equal(t->closed, 0); /* qmp_free: no state callback */
+    finish_server(t);
+}
+
+static void close_client_on_event(struct t *t) { qmp_close(t->q, "closed from event"); }
+
+static void test_close_in_event_callback(void **state)
+{
+    struct t *t = *state;
+    start_server(t, script_two_replies_and_event);
+    t->on_event_hook = close_client_on_event;
+    assert_int_equal(cmd(t, 0, "a", NULL, 0), 0);
+    assert_int_equal(cmd(t, 1, "b", NULL, 0), 0);
+    RUN_UNTIL(t, t->closed, WAIT_MS);
+    settle(t, 50);
+    assert_int_equal(t->r[0].kind, QMP_ERR_NONE);
+    assert_int_equal(t->r[1].calls, 1);
+    assert_int_equal(t->r[1].kind, QMP_ERR_DISCONNECTED);
+    assert_int_equal(t->nevents, 1);
+    assert_int_equal(t->closed, 1);
+    assert_string_equal(t->reason, "closed from event");
+    finish_server(t);
+}
+
+static void chain_command(struct rec *r)
+{
+    /* Issue the follow-up from inside the reply callback.  (No cmocka assert
+     * here: its longjmp would skip the client's unwinding.) */
+    r->t->chain_rc = cmd(r->t, 1, "second", NULL, 0);
+}
+
+static void free_on_close(struct t *t)
+{
+    qmp_free(t->q);
+    t->q = NULL;
+}
+
+static void script_chain(struct fake *f)
+{
+    srv_handshake(f);
+    json_t *a = srv_expect(f, "first");
+    srv_reply(f, a, "1");
+    json_t *b = srv_expect(f, "second");
+    srv_reply(f, b, "2");
+    json_decref(a);
+    json_decref(b);
+    srv_send(f, "{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": false}}\r\n");
+    shutdown(f->fd, SHUT_RDWR);
+}
+
+static void test_command_in_callback_free_in_state_callback(void **state)
+{
+    struct t *t = *state;
+    start_server(t, script_chain);
+    t->r[0].then = chain_command;
+    t->on_closed_hook = free_on_close;
+    assert_int_equal(cmd(t, 0, "first", NULL, 0), 0);
+    RUN_UNTIL(t, t->closed, WAIT_MS);
+    settle(t, 50);
+    assert_null(t->q);
+    assert_int_equal(t->r[0].calls, 1);
+    assert_int_equal(t->chain_rc, 0);
+    assert_int_equal(t->r[1].calls, 1);
+    assert_int_equal(json_integer_value(t->r[1].ret), 2);
+    assert_int_equal(t->nevents, 1);
+    assert_string_equal(t->ev_name[0], "SHUTDOWN");
+    assert_int_equal(t->closed, 1);
+    finish_server(t);
+}
+
+static void script_handshake_then_eof(struct fake *f)
+{
+    srv_handshake(f);
+    srv_wait_eof(f);
+}
+
+static void free_on_ready(struct t *t)
+{
+    qmp_free(t->q);
+    t->q = NULL;
+}
+
+static void test_free_in_ready_callback(void **state)
+{
+    struct t *t = *state;
+    t->on_ready_hook = free_on_ready;
+    assert_int_equal(cmd(t, 0, "queued", NULL, 0), 0);
+    start_server(t, script_handshake_then_eof);
+    RUN_UNTIL(t, t->ready, WAIT_MS);
+    settle(t, 50);
+    assert_null(t->q);
+    assert_int_equal(t->r[0].calls, 1);
+    assert_int_equal(t->r[0].kind, QMP_ERR_DISCONNECTED);
+    assert_int_equal(t->closed, 0);
+    finish_server(t);
+}
+
+static void script_queued(struct fake *f)
+{
+    usleep(100 * 1000); /* slow QEMU: greeting comes late */
+    srv_handshake(f); /* fails unless qmp_capabilities is the first thing sent */
+    const char *order[] = {"one", "two", "three"};
+    for (int i = 0; i < 3; i++) {
+        json_t *c = srv_expect(f, order[i]);
+        srv_reply(f, c, "{}");
+        json_decref(c);
+    }
+    srv_wait_eof(f);
+}
+
+static void test_queued_before_handshake(void **state)
+{
+    struct t *t = *state;
+    assert_int_equal(cmd(t, 0, "one", NULL, 0), 0); /* before any connection */
+    assert_int_equal(cmd(t, 1, "two", NULL, 0), 0);
+    start_server(t, script_queued);
+    assert_int_equal(cmd(t, 2, "three", NULL, 0), 0); /* connected, no greeting yet */
+    RUN_UNTIL(t, t->r[2].calls, WAIT_MS);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(t->r[i].calls, 1);
+        assert_int_equal(t->r[i].kind, QMP_ERR_NONE);
+    }
+    qmp_close(t->q, "done");
+    finish_server(t);
+}
+
+static void script_getfd(struct fake *f)
+{
+    srv_handshake(f);
+    json_t *c = srv_expect(f, "getfd");
+    if (c && f->nfds != 1)
+        srv_fail(f, "server: expected 1 fd with getfd, got %d", f->nfds);
+    if (c && strcmp(str_or_empty(json_object_get(json_object_get(c, "arguments"), "fdname")),
+                    "mig") != 0)
+        srv_fail(f, "server: getfd arguments lost");
+    if (f->nfds == 1) { /* prove it is the caller's pipe */
+        if (write(f->fds[0], "hello", 5) != 5)
+            srv_fail(f, "server: write to passed fd failed");
+        close(f->fds[0]);
+        f->nfds = 0;
+    }
+    srv_reply(f, c, "{}");
+    json_decref(c);
+    srv_wait_eof(f);
+}
+
+static void test_fd_passing(void **state)
+{
+    struct t *t = *state;
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    start_server(t, script_getfd);
+    t->r[0].t = t;
+    assert_int_equal(qmp_command_fd(t->q, "getfd", json_pack("{s:s}", "fdname", "mig"), p[1],
+                                    WAIT_MS, on_reply, &t->r[0]), 0);
+    close(p[1]); /* the client keeps its own duplicate until it is sent */
+    RUN_UNTIL(t, t->r[0].calls, WAIT_MS);
+    assert_int_equal(t->r[0].kind, QMP_ERR_NONE);
+    char buf[16] = {0};
+    assert_int_equal(read(p[0], buf, sizeof buf), 5);
+    assert_string_equal(buf, "hello");
+    /* every write end is closed now: the client did not leak its copy */
+    assert_int_equal(read(p[0], buf, sizeof buf), 0);
+    close(p[0]);
+    qmp_close(t->q, "done");
+    finish_server(t);
+}
+
+static void script_silent(struct fake *f) { srv_wait_eof(f); }
+
+static void test_handshake_timeout(void **state)
+{
+    struct t *t = *state;
+    qmp_set_handshake_timeout(t->q, 150);
+    start_server(t, script_silent);
+    assert_int_equal(cmd(t, 0, "queued", NULL, 0), 0);
+    RUN_UNTIL(t, t->closed, WAIT_MS);
+    assert_int_equal(t->ready, 0);
+    assert_int_equal(t->closed, 1);
+    assert_non_null(strstr(t->reason, "timed out"));
+    assert_int_equal(t->r[0].calls, 1);
+    assert_int_equal(t->r[0].kind, QMP_ERR_DISCONNECTED);
+    finish_server(t);
+}
+
+static void script_unix_late(struct fake *f)
+{
+    usleep(150 * 1000); /* socket file absent: ENOENT */
+    int s = listen_unix(f->listen_path, false);
+    usleep(150 * 1000); /* file present, nobody listening: ECONNREFUSED */
+    if (listen(s, 4) < 0)
+        abort();
+    struct pollfd p = {.fd = s, .events = POLLIN};
+    if (poll(&p, 1, WAIT_MS) <= 0) {
+        srv_fail(f, "server: client never connected");
+        close(s);
+        return;
+    }
+    f->fd = accept4(s, NULL, NULL, SOCK_CLOEXEC);
+    close(s);
+    unlink(f->listen_path);
+    srv_handshake(f);
+    json_t *c = srv_expect(f, "query-status");
+    srv_reply(f, c, "{\"status\": \"paused\"}");
+    json_decref(c);
+    srv_wait_eof(f);
+}
+
+static void test_connect_unix_retry(void **state)
+{
+    struct t *t = *state;
+    char *path = xasprintf("/tmp/vmove-qmp-test-%d.sock", (int)getpid());
+    unlink(path);
+    t->srv.listen_path = path;
+    t->srv.script = script_unix_late;
+    assert_int_equal(qmp_connect_unix(t->q, path, WAIT_MS), 0);
+    assert_int_equal(cmd(t, 0, "query-status", NULL, 0), 0);
+    assert_int_equal(pthread_create(&t->srv.th, NULL, srv_main, &t->srv), 0);
+    t->srv.running = true;
+    RUN_UNTIL(t, t->r[0].calls, 2 * WAIT_MS);
+    assert_int_equal(t->ready, 1);
+    assert_int_equal(t->r[0].kind, QMP_ERR_NONE);
+    assert_string_equal(json_string_value(json_object_get(t->r[0].ret, "status")), "paused");
+    qmp_close(t->q, "done");
+    finish_server(t);
+    free(path);
+}
+
+static void test_connect_unix_timeout(void **state)
+{
+    struct t *t = *state;
+    uint64_t t0 = now_ms();
+    assert_int_equal(qmp_connect_unix(t->q, "/tmp/vmove-qmp-test-does-not-exist.sock", 200), 0);
+    assert_int_equal(cmd(t, 0, "never", NULL, 0), 0);
+    assert_int_equal(t->closed, 0); /* failure is never reported synchronously */
+    RUN_UNTIL(t, t->closed, WAIT_MS);
+    assert_true(now_ms() - t0 >= 190);
+    assert_int_equal(t->closed, 1);
+    assert_non_null(strstr(t->reason, "could not connect"));
+    assert_int_equal(t->r[0].kind, QMP_ERR_DISCONNECTED);
+    settle(t, 50);
+    assert_int_equal(t->closed, 1);
+}
+
+static void test_api_edges(void **state)
+{
+    struct t *t = *state;
+    assert_string_equal(qmp_err_kind_name(QMP_ERR_NONE), "none");
+    assert_string_equal(qmp_err_kind_name(QMP_ERR_QEMU), "qemu");
+    assert_string_equal(qmp_err_kind_name(QMP_ERR_TIMEOUT), "timeout");
+    assert_string_equal(qmp_err_kind_name(QMP_ERR_DISCONNECTED), "disconnected");
+    assert_string_equal(qmp_err_kind_name(QMP_ERR_PROTOCOL), "protocol");
+    assert_int_equal(cmd(t, 0, "x", json_array(), 0), -1); /* args must be an object */
+    assert_int_equal(cmd(t, 0, "", NULL, 0), -1);
+    assert_int_equal(qmp_connect_unix(t->q, "/tmp/this-path-is-far-too-long-for-a-unix-socket-"
+                                            "address-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 100), -1);
+    qmp_close(t->q, "never connected");
+    qmp_close(t->q, "twice");
+    assert_int_equal(t->closed, 1);
+    assert_string_equal(t->reason, "never connected");
+    qmp_free(NULL);
+}
+
+/* ---- real QEMU --------------------------------------------------------- */
+
+static bool find_in_path(const char *prog)
+{
+    const char *path = getenv("PATH");
+    char *copy = xstrdup(path ? path : "/usr/bin:/bin");
+    bool found = false;
+    for (char *save, *dir = strtok_r(copy, ":", &save); dir && !found;
+         dir = strtok_r(NULL, ":", &save)) {
+        char *full = xasprintf("%s/%s", dir, prog);
+        found = access(full, X_OK) == 0;
+        free(full);
+    }
+    free(copy);
+    return found;
+}
+
+static pid_t spawn_qemu(const char *sock)
+{
+    char *qmp_arg = xasprintf("unix:%s,server=on,wait=off", sock);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int dn = open("/dev/null", O_RDWR);
+        dup2(dn, 0);
+        dup2(dn, 1);
+        dup2(dn, 2);
+        execlp("qemu-system-x86_64", "qemu-system-x86_64", "-accel", "tcg", "-machine", "none",
+               "-nodefaults", "-display", "none", "-qmp", qmp_arg, (char *)NULL);
+        _exit(127);
+    }
+    free(qmp_arg);
+    return pid;
+}
+
+static int reap(pid_t pid, int ms)
+{
+    int status;
+    for (int waited = 0; waited < ms; waited += 10) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return status;
+        usleep(10 * 1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+static void test_real_qemu(void **state)
+{
+    struct t *t = *state;
+    if (!find_in_path("qemu-system-x86_64"))
+        skip();
+    char *sock = xasprintf("/tmp/vmove-qmp-real-%d.sock", (int)getpid());
+    unlink(sock);
+    pid_t pid = spawn_qemu(sock);
+    assert_true(pid > 0);
+    /* connect right away: the retry logic must cover QEMU's start-up */
+    assert_int_equal(qmp_connect_unix(t->q, sock, 20000), 0);
+    assert_int_equal(cmd(t, 0, "query-version", NULL, 10000), 0);
+    assert_int_equal(cmd(t, 1, "query-status", NULL, 10000), 0);
+    RUN_UNTIL(t, t->r[1].calls, 25000);
+    if (!t->ready)
+        fail_msg("no QMP connection to real QEMU: %s", t->reason);
+    assert_int_equal(t->r[0].kind, QMP_ERR_NONE);
+    json_t *qv = json_object_get(t->r[0].ret, "qemu");
+    assert_true(json_integer_value(json_object_get(qv, "major")) >= 2);
+    assert_int_equal(t->r[1].kind, QMP_ERR_NONE);
+    assert_non_null(json_string_value(json_object_get(t->r[1].ret, "status")));
+
+    /* an unknown command: a real QEMU error class comes back */
+    assert_int_equal(cmd(t, 2, "no-such-command", NULL, 10000), 0);
+    RUN_UNTIL(t, t->r[2].calls, 10000);
+    assert_int_equal(t->r[2].kind, QMP_ERR_QEMU);
+    assert_string_equal(t->r[2].cls, "CommandNotFound");
+
+    assert_int_equal(cmd(t, 3, "quit", NULL, 10000), 0);
+    RUN_UNTIL(t, t->closed, 10000);
+    assert_int_equal(t->closed, 1);
+    assert_int_equal(t->r[3].calls, 1);
+    /* QEMU may exit before or after flushing the quit reply */
+    assert_true(t->r[3].kind == QMP_ERR_NONE || t->r[3].kind == QMP_ERR_DISCONNECTED);
+    int status = reap(pid, 10000);
+    assert_true(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    unlink(sock);
+    free(sock);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_handshake),
+        T(test_command_success),
+        T(test_qemu_error),
+        T(test_out_of_order),
+        T(test_events),
+        T(test_fragmented_and_batched),
+        T(test_huge_messages),
+        T(test_malformed_json),
+        T(test_eof_mid_command),
+        T(test_timeout_then_late_reply),
+        T(test_timeout_while_writing),
+        T(test_free_in_reply_callback),
+        T(test_free_in_timeout_callback_while_writing),
+        T(test_close_in_event_callback),
+        T(test_command_in_callback_free_in_state_callback),
+        T(test_free_in_ready_callback),
+        T(test_queued_before_handshake),
+        T(test_fd_passing),
+        T(test_handshake_timeout),
+        T(test_connect_unix_retry),
+        T(test_connect_unix_timeout),
+        T(test_api_edges),
+        T(test_real_qemu),
+    };
+    return cmocka_run_group_tests_name("qmp", tests, NULL, NULL);
+}
