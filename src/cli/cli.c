@@ -1,0 +1,208 @@
+/* Argument parsing, output formatting and job following for the CLI. */
+#include "cli/cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+static const struct cli_flag *find_flag(const struct cli_flag *flags, const char *name, char short_name)
+{
+    for (const struct cli_flag *f = flags; f && f->name; f++)
+        if ((name && !strcmp(f->name, name)) || (short_name && f->short_name == short_name))
+            return f;
+    return NULL;
+}
+
+static void set_opt(json_t *opts, const struct cli_flag *f, const char *value)
+{
+    json_t *v = f->takes_value ? json_string(value) : json_true();
+    if (!f->repeat) {
+        json_object_set_new(opts, f->name, v);
+        return;
+    }
+    json_t *arr = json_object_get(opts, f->name);
+    if (!arr) {
+        arr = json_array();
+        json_object_set_new(opts, f->name, arr);
+    }
+    json_array_append_new(arr, v);
+}
+
+int cli_parse(int argc, char **argv, const struct cli_flag *flags, struct cli_args *out)
+{
+    out->opts = json_object();
+    out->argv = xcalloc((size_t)argc + 1, sizeof *out->argv);
+    out->argc = 0;
+    bool only_args = false;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_args || a[0] != '-' || !a[1]) {
+            out->argv[out->argc++] = argv[i];
+            continue;
+        }
+        if (!strcmp(a, "--")) {
+            only_args = true;
+            continue;
+        }
+        const char *value = NULL;
+        char name[64];
+        const struct cli_flag *f;
+        if (a[1] == '-') {
+            const char *eq = strchr(a + 2, '=');
+            snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a - 2) : (int)strlen(a + 2), a + 2);
+            value = eq ? eq + 1 : NULL;
+            f = find_flag(flags, name, 0);
+        } else {
+            snprintf(name, sizeof name, "%s", a + 1);
+            f = a[2] ? NULL : find_flag(flags, NULL, a[1]);
+        }
+        if (!f) {
+            fprintf(stderr, "vmove: unknown option %s\n", a);
+            return -1;
+        }
+        if (f->takes_value && !value) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "vmove: option --%s needs a value\n", f->name);
+                return -1;
+            }
+            value = argv[++i];
+        } else if (!f->takes_value && value) {
+            fprintf(stderr, "vmove: option --%s takes no value\n", f->name);
+            return -1;
+        }
+        set_opt(out->opts, f, value);
+    }
+    return 0;
+}
+
+void cli_args_free(struct cli_args *a)
+{
+    json_decref(a->opts);
+    free(a->argv);
+}
+
+const char *cli_opt(const struct cli_args *a, const char *name)
+{
+    return json_string_value(json_object_get(a->opts, name));
+}
+
+bool cli_flag_set(const struct cli_args *a, const char *name)
+{
+    return json_object_get(a->opts, name) != NULL;
+}
+
+void cli_print_json(json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    printf("%s\n", s);
+    fflush(stdout);
+    free(s);
+}
+
+void cli_error(struct cli *c, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (c && c->json) {
+        json_t *e = json_pack("{s:{s:s, s:s}}", "error", "code", "client_error", "message", msg);
+        cli_print_json(e);
+        json_decref(e);
+    }
+    fprintf(stderr, "vmove: error: %s\n", msg);
+}
+
+const char *fmt_bytes(double b, char *buf, size_t len)
+{
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) {
+        b /= 1024;
+        u++;
+    }
+    snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+    return buf;
+}
+
+const char *fmt_duration_ms(double ms, char *buf, size_t len)
+{
+    if (ms < 1000)
+        snprintf(buf, len, "%.0f ms", ms);
+    else if (ms < 120000)
+        snprintf(buf, len, "%.2f s", ms / 1000);
+    else
+        snprintf(buf, len, "%.0fm%02.0fs", ms / 60000, (double)((long long)(ms / 1000) % 60));
+    return buf;
+}
+
+void cli_print_job(const json_t *job, bool detail)
+{
+    const char *state = json_string_value(json_object_get(job, "state"));
+    printf("job %lld  %-14s %-10s %-10s phase=%s\n",
+           (long long)json_integer_value(json_object_get(job, "id")),
+           json_string_value(json_object_get(job, "kind")),
+           json_string_value(json_object_get(job, "vm")) ? json_string_value(json_object_get(job, "vm")) : "-",
+           state ? state : "?",
+           json_string_value(json_object_get(job, "phase")) ? json_string_value(json_object_get(job, "phase")) : "-");
+    json_t *err = json_object_get(job, "error");
+    if (err)
+        printf("  error: %s\n", json_string_value(json_object_get(err, "message")));
+    if (detail) {
+        json_t *progress = json_object_get(job, "progress");
+        if (progress) {
+            char *s = json_dumps(progress, JSON_INDENT(2));
+            printf("  progress: %s\n", s);
+            free(s);
+        }
+    }
+}
+
+struct follow_state {
+    char last_phase[64];
+    bool tty;
+};
+
+static void on_job_event(struct cli *c, const char *event, json_t *data, void *arg)
+{
+    struct follow_state *st = arg;
+    if (c->json) {
+        json_t *line = json_pack("{s:s, s:O}", "event", event, "data", data);
+        cli_print_json(line);
+        json_decref(line);
+        return;
+    }
+    const char *phase = json_string_value(json_object_get(data, "phase"));
+    if (phase && strcmp(phase, st->last_phase) != 0) {
+        fprintf(stderr, "job %lld: %s\n", (long long)json_integer_value(json_object_get(data, "id")), phase);
+        snprintf(st->last_phase, sizeof st->last_phase, "%s", phase);
+    }
+}
+
+int cli_follow_job(struct cli *c, json_t *params)
+{
+    struct follow_state st = {.tty = isatty(2)};
+    int code;
+    json_t *final = cli_call(c, "jobs.watch", params, on_job_event, &st, &code);
+    if (!final)
+        return code;
+    const char *state = json_string_value(json_object_get(final, "state"));
+    int rc = state && !strcmp(state, "succeeded") ? 0 : EXIT_FAIL;
+    if (c->json)
+        cli_print_json(final);
+    else if (rc != 0) {
+        json_t *err = json_object_get(final, "error");
+        fprintf(stderr, "vmove: error: job %lld %s: %s\n", (long long)json_integer_value(json_object_get(final, "id")),
+                state ? state : "?", err ? json_string_value(json_object_get(err, "message")) : "no detail");
+        const char *hint = json_string_value(json_object_get(err, "hint"));
+        if (hint)
+            fprintf(stderr, "  hint: %s\n", hint);
+    }
+    json_decref(final);
+    return rc;
+}

@@ -1,0 +1,53 @@
+/* The host agent's state: one `struct agent` per vmoved process. */
+#ifndef VMOVE_AGENT_H
+#define VMOVE_AGENT_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "host/settings.h"
+#include "qemu/accel.h"
+
+struct event_base;
+struct event;
+struct server;
+struct vm;
+struct job;
+typedef struct journal journal_t;
+typedef struct ssl_ctx_st SSL_CTX;
+
+struct host_caps {
+    char *qemu_binary;        /* "qemu-system-x86_64" */
+    char *qemu_version;       /* "7.2.22" */
+    char *default_machine;    /* the versioned type "q35" resolves to, e.g. pc-q35-7.2 */
+    json_t *machines;         /* array of supported machine type names */
+};
+
+struct agent {
+    struct event_base *base;
+    char *name;               /* host name (from --name, else hostname) */
+    char *state_dir;
+    char *vms_dir;            /* STATE/vms */
+    char *socket_path;
+    char *listen_addr;        /* "ADDR:PORT" or NULL */
+    char *tls_dir;
+    SSL_CTX *tls_server;      /* NULL without --tls-dir */
+    struct server *server;
+    journal_t *journal;
+    struct host_settings settings;
+    struct accel_choice accel;
+    struct host_caps caps;
+    struct vm *vms;           /* linked list, by name */
+    struct job *jobs;         /* active (unfinished) jobs, linked list */
+    struct event *sigchld_ev, *sigterm_ev, *sigint_ev, *sighup_ev;
+    uint64_t started_ms;
+    bool stopping;
+    int lock_fd;              /* flock on STATE/vmoved.lock */
+};
+
+/* Persist settings (STATE/host.json) and re-derive what depends on them. */
+int agent_save_settings(struct agent *a, char *err, size_t errlen);
+void agent_update_accel(struct agent *a);
+/* Exit the event loop (SIGTERM).  Running VMs are left running. */
+void agent_shutdown(struct agent *a);
+#endif

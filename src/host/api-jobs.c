@@ -1,0 +1,96 @@
+/* jobs.list, jobs.show, jobs.watch, jobs.cancel */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/proto.h"
+#include "host/agent.h"
+#include "host/api.h"
+#include "host/jobs.h"
+#include "host/journal.h"
+
+static void jobs_list(struct api_req *r)
+{
+    long long limit;
+    bool all;
+    if (api_param_int(r, "limit", 50, &limit) < 0 || api_param_bool(r, "all", false, &all) < 0)
+        return;
+    static const char *const live[] = {"running", "queued", NULL};
+    json_t *recs = journal_jobs(r->agent->journal, all ? NULL : live, (int)limit);
+    /* Live jobs: the in-memory record is fresher than the journal's. */
+    size_t i;
+    json_t *rec;
+    json_array_foreach(recs, i, rec) {
+        struct job *j = job_find(r->agent, json_integer_value(json_object_get(rec, "id")));
+        if (j)
+            json_array_set_new(recs, i, job_to_json(j));
+    }
+    api_reply(r, json_pack("{s:o}", "jobs", recs));
+}
+
+static int job_id_param(struct api_req *r, long long *id)
+{
+    if (api_param_int(r, "id", -1, id) < 0)
+        return -1;
+    if (*id < 0) {
+        api_failf(r, ERR_INVALID, NULL, "missing job id");
+        return -1;
+    }
+    return 0;
+}
+
+static void jobs_show(struct api_req *r)
+{
+    long long id;
+    if (job_id_param(r, &id) < 0)
+        return;
+    struct job *j = job_find(r->agent, id);
+    json_t *rec = j ? job_to_json(j) : journal_job_get(r->agent->journal, id);
+    if (!rec) {
+        api_failf(r, ERR_NOT_FOUND, "`vmove jobs list --all` shows the jobs", "no job %lld", id);
+        return;
+    }
+    api_reply(r, rec);
+}
+
+static void jobs_watch(struct api_req *r)
+{
+    long long id;
+    if (job_id_param(r, &id) < 0)
+        return;
+    job_watch(r->agent, id, r);
+}
+
+static void jobs_cancel(struct api_req *r)
+{
+    long long id;
+    if (job_id_param(r, &id) < 0)
+        return;
+    struct job *j = job_find(r->agent, id);
+    if (!j) {
+        json_t *rec = journal_job_get(r->agent->journal, id);
+        if (!rec)
+            api_failf(r, ERR_NOT_FOUND, NULL, "no job %lld", id);
+        else {
+            api_failf(r, ERR_STATE, NULL, "job %lld has already finished (%s)", id,
+                      json_string_value(json_object_get(rec, "state")));
+            json_decref(rec);
+        }
+        return;
+    }
+    if (!j->ops->cancel) {
+        api_failf(r, ERR_STATE, NULL, "job %lld (%s) cannot be cancelled", id, j->ops->kind);
+        return;
+    }
+    j->cancel_requested = true;
+    json_t *rec = job_to_json(j);
+    j->ops->cancel(j);   /* may finish (and free) the job */
+    api_reply(r, rec);
+}
+
+const struct api_method api_job_methods[] = {
+    {"jobs.list", jobs_list, true},
+    {"jobs.show", jobs_show, true},
+    {"jobs.watch", jobs_watch, true},
+    {"jobs.cancel", jobs_cancel, false},
+    {NULL, NULL, false},
+};

@@ -1,0 +1,504 @@
+/* vm.create, vm.list, vm.show, vm.start, vm.stop, vm.pause, vm.resume,
+ * vm.delete, vm.console, vm.guest */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/proto.h"
+#include "common/spawn.h"
+#include "common/util.h"
+#include "host/agent.h"
+#include "host/api.h"
+#include "host/jobs.h"
+#include "vm/vm.h"
+
+#define CONSOLE_CHUNK_MAX (256 * 1024)
+
+static struct vm *find_vm_or_fail(struct api_req *r)
+{
+    const char *name = api_param_str(r, "name", true);
+    if (!name)
+        return NULL;
+    struct vm *vm = vm_find(r->agent, name);
+    if (!vm)
+        api_failf(r, ERR_NOT_FOUND, "`vmove vm list` shows the VMs on this host",
+                  "no VM named \"%s\" on host %s", name, r->agent->name);
+    return vm;
+}
+
+/* ---- create ----------------------------------------------------------- */
+
+struct create_plan {
+    struct vm_config cfg;
+    uint64_t *new_disk_sizes;      /* 0 = existing file attached by path */
+    char *dir;
+};
+
+static void plan_free(struct create_plan *p)
+{
+    vm_config_free(&p->cfg);
+    free(p->new_disk_sizes);
+    free(p->dir);
+}
+
+static int check_qcow2(const char *path, char *err, size_t errlen)
+{
+    if (path[0] != '/') {
+        snprintf(err, errlen, "disk %s: give an absolute path or a size such as 10G", path);
+        return -1;
+    }
+    if (access(path, R_OK | W_OK) < 0) {
+        snprintf(err, errlen, "disk %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *argv[] = {"qemu-img", "info", "-U", "--output=json", (char *)path, NULL};
+    char *out = NULL;
+    int rc = run_capture(argv, 10000, &out);
+    json_t *info = rc == 0 ? json_loads(out, 0, NULL) : NULL;
+    const char *fmt = json_string_value(json_object_get(info, "format"));
+    int result = 0;
+    if (!fmt || strcmp(fmt, "qcow2") != 0) {
+        snprintf(err, errlen, "disk %s: not a qcow2 image (%s); convert it with qemu-img convert -O qcow2",
+                 path, fmt ? fmt : "qemu-img cannot read it");
+        result = -1;
+    }
+    json_decref(info);
+    free(out);
+    return result;
+}
+
+static int plan_disks(struct agent *a, json_t *disks, struct create_plan *p, char *err, size_t errlen)
+{
+    size_t n = json_array_size(disks);
+    p->cfg.disks = xcalloc(n, sizeof *p->cfg.disks);
+    p->new_disk_sizes = xcalloc(n, sizeof *p->new_disk_sizes);
+    for (size_t i = 0; i < n; i++) {
+        const char *spec = json_string_value(json_array_get(disks, i));
+        if (!spec) {
+            snprintf(err, errlen, "disks[%zu]: expected a size (10G) or an absolute path", i);
+            return -1;
+        }
+        struct vm_disk *d = &p->cfg.disks[i];
+        p->cfg.n_disks = i + 1;
+        d->id = xasprintf("vd%c", (char)('a' + i));
+        d->bus = VM_DISK_BUS_VIRTIO;
+        const char *why;
+        uint64_t size;
+        if (spec[0] != '/' && parse_size(spec, &size, &why) == 0) {
+            if (size < (1ULL << 20)) {
+                snprintf(err, errlen, "disk size %s is too small (minimum 1M)", spec);
+                return -1;
+            }
+            p->new_disk_sizes[i] = size;
+            d->path = xasprintf("%s/%s.qcow2", p->dir, d->id);
+        } else if (spec[0] != '/') {
+            snprintf(err, errlen, "disk \"%s\": %s; give a size such as 10G or an absolute path to a qcow2 image",
+                     spec, why);
+            return -1;
+        } else {
+            if (check_qcow2(spec, err, errlen) < 0)
+                return -1;
+            for (struct vm *vm = a->vms; vm; vm = vm->next)
+                for (size_t k = 0; k < vm->cfg.n_disks; k++)
+                    if (!strcmp(vm->cfg.disks[k].path, spec)) {
+                        snprintf(err, errlen, "disk %s is already used by VM %s", spec, vm->name);
+                        return -1;
+                    }
+            d->path = xstrdup(spec);
+        }
+    }
+    return 0;
+}
+
+static int plan_nics(json_t *nics, struct create_plan *p, char *err, size_t errlen)
+{
+    size_t n = json_array_size(nics);
+    p->cfg.nics = xcalloc(n, sizeof *p->cfg.nics);
+    for (size_t i = 0; i < n; i++) {
+        const char *sw = json_string_value(json_array_get(nics, i));
+        if (!sw) {
+            snprintf(err, errlen, "nics[%zu]: expected a switch name", i);
+            return -1;
+        }
+        p->cfg.n_nics = i + 1;
+        p->cfg.nics[i].switch_name = xstrdup(sw);
+        vm_generate_mac(p->cfg.nics[i].mac);
+    }
+    return 0;
+}
+
+static int plan_memory(json_t *mem, struct create_plan *p, char *err, size_t errlen)
+{
+    uint64_t bytes;
+    const char *why;
+    if (json_is_integer(mem))
+        bytes = (uint64_t)json_integer_value(mem) << 20;
+    else if (!json_is_string(mem) || parse_size(json_string_value(mem), &bytes, &why) < 0) {
+        snprintf(err, errlen, "memory \"%s\": %s", json_is_string(mem) ? json_string_value(mem) : "?",
+                 json_is_string(mem) ? why : "expected a size such as 512M");
+        return -1;
+    } else if (bytes % (1ULL << 20)) {
+        snprintf(err, errlen, "memory must be a whole number of MiB");
+        return -1;
+    }
+    p->cfg.memory_mib = bytes >> 20;
+    return 0;
+}
+
+static int plan_boot(struct api_req *r, struct create_plan *p, char *err, size_t errlen)
+{
+    const char *kernel = json_string_value(json_object_get(r->params, "kernel"));
+    const char *initrd = json_string_value(json_object_get(r->params, "initrd"));
+    const char *append = json_string_value(json_object_get(r->params, "append"));
+    if (!kernel) {
+        if (initrd || append) {
+            snprintf(err, errlen, "--initrd and --append need --kernel");
+            return -1;
+        }
+        p->cfg.boot.kind = VM_BOOT_DISK;
+        return 0;
+    }
+    p->cfg.boot.kind = VM_BOOT_KERNEL;
+    const char *files[] = {kernel, initrd};
+    for (size_t i = 0; i < 2; i++)
+        if (files[i] && (files[i][0] != '/' || access(files[i], R_OK) < 0)) {
+            snprintf(err, errlen, "%s %s: %s", i ? "initrd" : "kernel", files[i],
+                     files[i][0] != '/' ? "must be an absolute path" : strerror(errno));
+            return -1;
+        }
+    p->cfg.boot.kernel = xstrdup(kernel);
+    p->cfg.boot.initrd = initrd ? xstrdup(initrd) : NULL;
+    p->cfg.boot.append = append ? xstrdup(append) : NULL;
+    return 0;
+}
+
+static int plan_create(struct api_req *r, const char *name, struct create_plan *p, char *err, size_t errlen)
+{
+    struct agent *a = r->agent;
+    long long cpus;
+    if (api_param_int(r, "cpus", 1, &cpus) < 0)
+        return 1; /* already answered */
+    p->dir = xasprintf("%s/%s", a->vms_dir, name);
+    p->cfg.version = VM_CONFIG_VERSION;
+    p->cfg.name = xstrdup(name);
+    p->cfg.cpus = (int)(cpus > 100000 ? 100000 : cpus < -1 ? -1 : cpus);
+    vm_generate_uuid(p->cfg.uuid);
+    const char *machine = json_string_value(json_object_get(r->params, "machine"));
+    p->cfg.machine = xstrdup(machine ? machine : a->caps.default_machine);
+    p->cfg.ha = json_is_true(json_object_get(r->params, "ha"));
+    json_t *mem = json_object_get(r->params, "memory");
+    if (!mem)
+        p->cfg.memory_mib = 512;
+    else if (plan_memory(mem, p, err, errlen) < 0)
+        return -1;
+    if (plan_boot(r, p, err, errlen) < 0)
+        return -1;
+    if (plan_disks(a, json_object_get(r->params, "disks"), p, err, errlen) < 0)
+        return -1;
+    if (plan_nics(json_object_get(r->params, "nics"), p, err, errlen) < 0)
+        return -1;
+    return vm_config_validate(&p->cfg, err, errlen) < 0 ? -1 : 0;
+}
+
+static int create_disks(struct create_plan *p, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < p->cfg.n_disks; i++) {
+        if (!p->new_disk_sizes[i])
+            continue;
+        char size[32];
+        snprintf(size, sizeof size, "%llu", (unsigned long long)p->new_disk_sizes[i]);
+        char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", p->cfg.disks[i].path, size, NULL};
+        char *out = NULL;
+        if (run_capture(argv, 30000, &out) != 0) {
+            snprintf(err, errlen, "qemu-img create %s failed: %s", p->cfg.disks[i].path, out ? out : "?");
+            free(out);
+            return -1;
+        }
+        free(out);
+    }
+    return 0;
+}
+
+static void vm_create(struct api_req *r)
+{
+    struct agent *a = r->agent;
+    const char *name = api_param_str(r, "name", true);
+    if (!name)
+        return;
+    if (!valid_name(name)) {
+        api_failf(r, ERR_INVALID, NULL,
+                  "invalid VM name \"%s\": use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", name);
+        return;
+    }
+    if (vm_find(a, name)) {
+        api_failf(r, ERR_EXISTS, "choose another name or delete the VM first", "VM \"%s\" already exists on host %s",
+                  name, a->name);
+        return;
+    }
+    struct create_plan p = {0};
+    char err[768];
+    int rc = plan_create(r, name, &p, err, sizeof err);
+    if (rc > 0) {
+        plan_free(&p);
+        return;
+    }
+    if (rc < 0) {
+        plan_free(&p);
+        api_failf(r, ERR_INVALID, NULL, "%s", err);
+        return;
+    }
+    /* Nothing has been written so far; from here a failure removes the directory. */
+    if (path_exists(p.dir) || mkdir(p.dir, 0755) < 0) {
+        api_failf(r, ERR_EXISTS, "remove the stale directory or choose another name",
+                  "cannot create %s: %s", p.dir, path_exists(p.dir) ? "it already exists" : strerror(errno));
+        plan_free(&p);
+        return;
+    }
+    json_t *jerr = NULL;
+    struct vm *vm = NULL;
+    if (create_disks(&p, err, sizeof err) < 0)
+        jerr = proto_error(ERR_INTERNAL, NULL, "%s", err);
+    else
+        vm = vm_define(a, &p.cfg, p.dir, &jerr);
+    if (!vm) {
+        remove_tree(p.dir);
+        plan_free(&p);
+        api_fail(r, jerr);
+        return;
+    }
+    plan_free(&p);
+    api_reply(r, vm_to_json(vm, true));
+}
+
+/* ---- queries ---------------------------------------------------------- */
+
+static void vm_list(struct api_req *r)
+{
+    json_t *list = json_array();
+    for (struct vm *vm = r->agent->vms; vm; vm = vm->next)
+        json_array_append_new(list, vm_to_json(vm, false));
+    api_reply(r, json_pack("{s:s, s:o}", "host", r->agent->name, "vms", list));
+}
+
+static void vm_show(struct api_req *r)
+{
+    struct vm *vm = find_vm_or_fail(r);
+    if (vm)
+        api_reply(r, vm_to_json(vm, true));
+}
+
+/* ---- lifecycle -------------------------------------------------------- */
+
+static void cancel_vm_job(struct job *j)
+{
+    struct vm *vm = vm_find(j->agent, j->vm);
+    if (vm && vm->job == j)
+        vm_cancel_job(vm);
+}
+
+static const struct job_ops start_ops = {"vm.start", cancel_vm_job};
+static const struct job_ops stop_ops = {"vm.stop", cancel_vm_job};
+static const struct job_ops force_stop_ops = {"vm.force-stop", NULL};
+
+static bool check_no_job(struct api_req *r, struct vm *vm)
+{
+    struct job *j = job_active_for_vm(r->agent, vm->name);
+    if (!j)
+        return true;
+    api_failf(r, ERR_STATE, "wait for it (`vmove jobs watch ID`) or cancel it",
+              "VM %s is busy with job %lld (%s)", vm->name, (long long)j->id, j->ops->kind);
+    return false;
+}
+
+static void vm_start_api(struct api_req *r)
+{
+    struct vm *vm = find_vm_or_fail(r);
+    bool wait;
+    if (!vm || api_param_bool(r, "wait", true, &wait) < 0)
+        return;
+    if (vm->state == VM_BROKEN) {
+        api_failf(r, ERR_STATE, "fix or delete the VM", "VM %s is broken: %s", vm->name, vm->broken_reason);
+        return;
+    }
+    if (vm->state != VM_STOPPED && vm->state != VM_CRASHED) {
+        api_failf(r, ERR_STATE, NULL, "VM %s is %s, not stopped", vm->name, vm_state_name(vm->state));
+        return;
+    }
+    if (!check_no_job(r, vm))
+        return;
+    struct job *job = job_create(r->agent, &start_ops, vm->name, NULL);
+    job_answer(job, r, wait);
+    vm_start(vm, job);
+}
+
+static void vm_stop_api(struct api_req *r)
+{
+    struct vm *vm = find_vm_or_fail(r);
+    bool wait, force;
+    long long timeout;
+    if (!vm || api_param_bool(r, "wait", true, &wait) < 0 || api_param_bool(r, "force", false, &force) < 0 ||
+        api_param_int(r, "timeout", 60, &timeout) < 0)
+        return;
+    if (timeout < 1 || timeout > 3600) {
+        api_failf(r, ERR_INVALID, NULL, "timeout must be between 1 and 3600 seconds");
+        return;
+    }
+    if (vm->state == VM_CRASHED) {
+        vm_acknowledge_crash(vm);
+        api_reply(r, vm_to_json(vm, false));
+        return;
+    }
+    bool stoppable = vm->state == VM_RUNNING || vm->state == VM_PAUSED ||
+                     (force && (vm->state == VM_STOPPING || vm->state == VM_STARTING));
+    if (!stoppable) {
+        api_failf(r, ERR_STATE, NULL, "VM %s is %s", vm->name, vm_state_name(vm->state));
+        return;
+    }
+    struct job *busy = job_active_for_vm(r->agent, vm->name);
+    if (busy && !force) {
+        check_no_job(r, vm);
+        return;
+    }
+    if (busy) {
+        /* --force wins over a graceful stop or a start in progress. */
+        busy->cancel_requested = true;
+        vm_cancel_job(vm);
+        if (vm->job) {
+            job_fail(vm->job, proto_error(ERR_CANCELLED, NULL, "superseded by a forced stop"));
+            vm->job = NULL;
+        }
+    }
+    struct job *job = job_create(r->agent, force ? &force_stop_ops : &stop_ops, vm->name,
+                                 json_pack("{s:b, s:I}", "force", force, "timeout", (json_int_t)timeout));
+    job_answer(job, r, wait);
+    vm_stop(vm, job, force, (int)timeout);
+}
+
+static void vm_pause_api(struct api_req *r)
+{
+    struct vm *vm = find_vm_or_fail(r);
+    if (!vm)
+        return;
+    if (vm->state != VM_RUNNING) {
+        api_failf(r, ERR_STATE, NULL, "VM %s is %s, not running", vm->name, vm_state_name(vm->state));
+        return;
+    }
+    vm_pause(vm, r);
+}
+
+static void vm_resume_api(struct api_req *r)
+{
+    struct vm *vm = find_vm_or_fail(r);
+    if (!vm)
+        return;
+    if (vm->state != VM_PAUSED) {
+        api_failf(r, ERR_STATE, NULL, "VM %s is %s, not paused", vm->name, vm_state_name(vm->state));
+        return;
+    }
+    vm_resume(vm, r);
+}
+
+static void vm_delete_api(struct api_req *r)
+{
+    struct vm *vm = find_vm_or_fail(r);
+    bool keep;
+    if (!vm || api_param_bool(r, "keep_disks", false, &keep) < 0)
+        return;
+    if (vm->state != VM_STOPPED && vm->state != VM_CRASHED && vm->state != VM_BROKEN) {
+        api_failf(r, ERR_STATE, "stop it first (`vmove vm stop NAME`)", "VM %s is %s", vm->name,
+                  vm_state_name(vm->state));
+        return;
+    }
+    if (!check_no_job(r, vm))
+        return;
+    char *name = xstrdup(vm->name);
+    json_t *err = NULL;
+    if (vm_delete(vm, keep, &err) < 0)
+        api_fail(r, err);
+    else
+        api_reply(r, json_pack("{s:s, s:b}", "deleted", name, "kept_disks", keep));
+    free(name);
+}
+
+/* ---- console and guest channel ---------------------------------------- */
+
+/* Console output is raw bytes; JSON strings must be UTF-8.  Keep printable
+ * ASCII and control characters a terminal uses, replace the rest. */
+static void sanitize(char *buf, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if (c >= 0x80 || (c < 0x20 && c != '\n' && c != '\r' && c != '\t' && c != 0x1b && c != '\b'))
+            buf[i] = '?';
+    }
+}
+
+static void vm_console(struct api_req *r)
+{
+    struct vm *vm = find_vm_or_fail(r);
+    long long offset, max;
+    if (!vm || api_param_int(r, "offset", 0, &offset) < 0 || api_param_int(r, "max", 65536, &max) < 0)
+        return;
+    if (max <= 0 || max > CONSOLE_CHUNK_MAX)
+        max = CONSOLE_CHUNK_MAX;
+    char *path = xasprintf("%s/console.log", vm->dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    struct stat st = {0};
+    if (fd >= 0)
+        fstat(fd, &st);
+    if (offset < 0)   /* negative: the last -offset bytes */
+        offset = st.st_size + offset < 0 ? 0 : st.st_size + offset;
+    if (offset > st.st_size)
+        offset = st.st_size;
+    char *buf = xmalloc((size_t)max + 1);
+    ssize_t n = fd >= 0 ? pread(fd, buf, (size_t)max, offset) : 0;
+    if (fd >= 0)
+        close(fd);
+    if (n < 0)
+        n = 0;
+    sanitize(buf, (size_t)n);
+    buf[n] = 0;
+    api_reply(r, json_pack("{s:s%, s:I, s:I, s:s, s:s}", "data", buf, (size_t)n, "offset",
+                           (json_int_t)(offset + n), "size", (json_int_t)st.st_size, "state",
+                           vm_state_name(vm->state), "dir", vm->dir));
+    free(buf);
+}
+
+static void vm_guest(struct api_req *r)
+{
+    struct vm *vm = find_vm_or_fail(r);
+    long long timeout;
+    if (!vm || api_param_int(r, "timeout_ms", 60000, &timeout) < 0)
+        return;
+    const char *cmd = api_param_str(r, "command", true);
+    if (!cmd)
+        return;
+    if (strchr(cmd, '\n') || !*cmd) {
+        api_failf(r, ERR_INVALID, NULL, "the guest command must be one non-empty line");
+        return;
+    }
+    if (vm->state != VM_RUNNING && vm->state != VM_PAUSED) {
+        api_failf(r, ERR_STATE, NULL, "VM %s is %s", vm->name, vm_state_name(vm->state));
+        return;
+    }
+    vm_guest_command(vm, cmd, (int)(timeout < 100 ? 100 : timeout), r);
+}
+
+const struct api_method api_vm_methods[] = {
+    {"vm.create", vm_create, false},
+    {"vm.list", vm_list, true},
+    {"vm.show", vm_show, true},
+    {"vm.start", vm_start_api, false},
+    {"vm.stop", vm_stop_api, false},
+    {"vm.pause", vm_pause_api, false},
+    {"vm.resume", vm_resume_api, false},
+    {"vm.delete", vm_delete_api, false},
+    {"vm.console", vm_console, true},
+    {"vm.guest", vm_guest, false},
+    {NULL, NULL, false},
+};

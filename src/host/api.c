@@ -1,0 +1,135 @@
+#include "host/api.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/util.h"
+#include "host/agent.h"
+#include "host/server.h"
+
+static void req_free(struct api_req *r)
+{
+    conn_unref(r->conn);
+    json_decref(r->id);
+    json_decref(r->params);
+    free(r->method);
+    free(r);
+}
+
+void api_reply(struct api_req *r, json_t *result)
+{
+    conn_send(r->conn, json_pack("{s:O, s:o}", "id", r->id, "result", result ? result : json_object()));
+    req_free(r);
+}
+
+void api_fail(struct api_req *r, json_t *error)
+{
+    const char *code = json_string_value(json_object_get(error, "code"));
+    log_info("%s failed: %s: %s", r->method, code ? code : "?",
+             json_string_value(json_object_get(error, "message")));
+    conn_send(r->conn, json_pack("{s:O, s:o}", "id", r->id, "error", error));
+    req_free(r);
+}
+
+void api_failf(struct api_req *r, const char *code, const char *hint, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    api_fail(r, proto_error(code, hint, "%s", msg));
+}
+
+void api_event(struct api_req *r, const char *event, json_t *data)
+{
+    conn_send(r->conn, json_pack("{s:O, s:s, s:o}", "id", r->id, "event", event, "data", data));
+}
+
+bool api_req_connected(const struct api_req *r) { return conn_is_open(r->conn); }
+
+const char *principal_describe(const struct principal *p, char *buf, size_t len)
+{
+    static const char *kinds[] = {"user", "user", "host"};
+    snprintf(buf, len, "%s:%s", kinds[p->kind], p->name);
+    return buf;
+}
+
+const char *api_param_str(struct api_req *r, const char *key, bool required)
+{
+    json_t *v = json_object_get(r->params, key);
+    if (!v || json_is_null(v)) {
+        if (required)
+            api_failf(r, ERR_INVALID, NULL, "missing parameter \"%s\"", key);
+        return NULL;
+    }
+    if (!json_is_string(v)) {
+        api_failf(r, ERR_INVALID, NULL, "parameter \"%s\" must be a string", key);
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+int api_param_int(struct api_req *r, const char *key, long long def, long long *out)
+{
+    json_t *v = json_object_get(r->params, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer(v)) {
+        api_failf(r, ERR_INVALID, NULL, "parameter \"%s\" must be an integer", key);
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 0;
+}
+
+int api_param_bool(struct api_req *r, const char *key, bool def, bool *out)
+{
+    json_t *v = json_object_get(r->params, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_boolean(v)) {
+        api_failf(r, ERR_INVALID, NULL, "parameter \"%s\" must be true or false", key);
+        return -1;
+    }
+    *out = json_is_true(v);
+    return 0;
+}
+
+static const struct api_method *find_method(const char *name)
+{
+    const struct api_method *tables[] = {api_host_methods, api_vm_methods, api_job_methods};
+    for (size_t t = 0; t < ARRAY_LEN(tables); t++)
+        for (const struct api_method *m = tables[t]; m->name; m++)
+            if (!strcmp(m->name, name))
+                return m;
+    return NULL;
+}
+
+void api_dispatch(struct api_req *r)
+{
+    const struct api_method *m = find_method(r->method);
+    if (!m) {
+        api_failf(r, ERR_UNKNOWN_CMD, "run `vmove --help` for the commands this version knows",
+                  "unknown method \"%s\"", r->method);
+        return;
+    }
+    /* Until per-host ACLs exist, only root on the local socket may change
+     * anything; authenticated remote principals may read. */
+    if (!m->read_only && r->who.kind != PRINCIPAL_LOCAL_ROOT) {
+        char who[80];
+        api_failf(r, ERR_DENIED, "run the command as root on the host itself",
+                  "%s may not call %s on host %s: remote principals are read-only",
+                  principal_describe(&r->who, who, sizeof who), r->method, r->agent->name);
+        return;
+    }
+    m->fn(r);
+}

@@ -1,0 +1,57 @@
+/* Requests arriving at vmoved, and how handlers answer them.  A handler gets
+ * an api_req it owns: it must eventually call api_reply or api_fail exactly
+ * once (possibly later, from an event callback).  If the client has gone by
+ * then, the answer is dropped; the request object stays valid until answered. */
+#ifndef VMOVE_API_H
+#define VMOVE_API_H
+#include <jansson.h>
+#include <stdbool.h>
+
+struct agent;
+struct conn;
+
+enum principal_kind { PRINCIPAL_LOCAL_ROOT, PRINCIPAL_USER, PRINCIPAL_HOST };
+
+struct principal {
+    enum principal_kind kind;
+    char name[64];
+};
+
+struct api_req {
+    struct agent *agent;
+    struct conn *conn;
+    json_t *id;
+    char *method;
+    json_t *params;           /* always an object */
+    struct principal who;
+};
+
+void api_reply(struct api_req *r, json_t *result);
+void api_fail(struct api_req *r, json_t *error);
+/* Shorthand for api_fail(r, proto_error(code, hint, fmt, ...)). */
+void api_failf(struct api_req *r, const char *code, const char *hint, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void api_event(struct api_req *r, const char *event, json_t *data);
+bool api_req_connected(const struct api_req *r);
+const char *principal_describe(const struct principal *p, char *buf, size_t len);
+
+/* Parameter helpers: on a missing or mistyped parameter they answer the
+ * request with an invalid_argument error and return NULL / -1. */
+const char *api_param_str(struct api_req *r, const char *key, bool required);
+int api_param_int(struct api_req *r, const char *key, long long def, long long *out);
+int api_param_bool(struct api_req *r, const char *key, bool def, bool *out);
+
+typedef void (*api_handler_fn)(struct api_req *r);
+struct api_method {
+    const char *name;
+    api_handler_fn fn;
+    bool read_only;          /* allowed to remote users before ACLs exist */
+};
+/* Dispatches (or answers "unknown method"). Takes ownership of r. */
+void api_dispatch(struct api_req *r);
+
+/* Handler tables of each module (api-*.c). */
+extern const struct api_method api_host_methods[];
+extern const struct api_method api_vm_methods[];
+extern const struct api_method api_job_methods[];
+#endif

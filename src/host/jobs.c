@@ -1,0 +1,212 @@
+#include "host/jobs.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/util.h"
+#include "host/agent.h"
+#include "host/api.h"
+#include "host/journal.h"
+
+struct job_watcher {
+    struct job_watcher *next;
+    struct api_req *req;
+};
+
+const char *job_state_name(enum job_state s)
+{
+    static const char *names[] = {"queued", "running", "succeeded", "failed", "cancelled"};
+    return names[s];
+}
+
+json_t *job_to_json(const struct job *j)
+{
+    return json_pack("{s:I, s:s, s:s*, s:s, s:s*, s:O*, s:O*, s:O*, s:O*, s:I, s:o*, s:b}",
+                     "id", (json_int_t)j->id, "kind", j->ops->kind, "vm", j->vm,
+                     "state", job_state_name(j->state), "phase", j->phase,
+                     "params", j->params, "progress", j->progress, "result", j->result,
+                     "error", j->error, "created_ms", (json_int_t)j->created_ms,
+                     "finished_ms", j->finished_ms ? json_integer((json_int_t)j->finished_ms) : NULL,
+                     "cancel_requested", j->cancel_requested);
+}
+
+static void journal_write(struct job *j)
+{
+    json_t *rec = job_to_json(j);
+    journal_job_update(j->agent->journal, j->id, rec);
+    json_decref(rec);
+    j->last_journal_ms = now_ms();
+}
+
+static void notify(struct job *j)
+{
+    for (struct job_watcher *w = j->watchers; w; w = w->next)
+        api_event(w->req, "job", job_to_json(j));
+}
+
+struct job *job_create(struct agent *a, const struct job_ops *ops, const char *vm, json_t *params)
+{
+    struct job *j = xcalloc(1, sizeof *j);
+    j->agent = a;
+    j->ops = ops;
+    j->vm = vm ? xstrdup(vm) : NULL;
+    j->state = JOB_RUNNING;
+    j->phase = xstrdup("starting");
+    j->params = params ? params : json_object();
+    j->created_ms = wall_ms();
+    json_t *rec = job_to_json(j);
+    j->id = journal_job_insert(a->journal, rec);
+    json_decref(rec);
+    j->next = a->jobs;
+    a->jobs = j;
+    log_info("job %lld (%s%s%s) started", (long long)j->id, ops->kind, vm ? " " : "", vm ? vm : "");
+    return j;
+}
+
+void job_set_phase(struct job *j, const char *phase)
+{
+    free(j->phase);
+    j->phase = xstrdup(phase);
+    journal_write(j);
+    notify(j);
+}
+
+void job_set_progress(struct job *j, json_t *progress)
+{
+    json_decref(j->progress);
+    j->progress = progress;
+    if (now_ms() - j->last_journal_ms >= 1000)
+        journal_write(j);
+    notify(j);
+}
+
+static void unlink_job(struct job *j)
+{
+    for (struct job **p = &j->agent->jobs; *p; p = &(*p)->next)
+        if (*p == j) {
+            *p = j->next;
+            return;
+        }
+}
+
+static void job_free(struct job *j)
+{
+    free(j->vm);
+    free(j->phase);
+    json_decref(j->params);
+    json_decref(j->progress);
+    json_decref(j->result);
+    json_decref(j->error);
+    free(j);
+}
+
+static void finish(struct job *j, enum job_state st)
+{
+    j->state = st;
+    j->finished_ms = wall_ms();
+    journal_write(j);
+    log_info("job %lld (%s) %s", (long long)j->id, j->ops->kind, job_state_name(st));
+    unlink_job(j);
+    struct job_watcher *w = j->watchers;
+    j->watchers = NULL;
+    while (w) {
+        struct job_watcher *next = w->next;
+        api_reply(w->req, job_to_json(j));
+        free(w);
+        w = next;
+    }
+    job_free(j);
+}
+
+void job_succeed(struct job *j, json_t *result)
+{
+    j->result = result;
+    finish(j, JOB_SUCCEEDED);
+}
+
+void job_fail(struct job *j, json_t *error)
+{
+    j->error = error;
+    const char *code = json_string_value(json_object_get(error, "code"));
+    finish(j, code && !strcmp(code, ERR_CANCELLED) ? JOB_CANCELLED : JOB_FAILED);
+}
+
+struct job *job_find(struct agent *a, int64_t id)
+{
+    for (struct job *j = a->jobs; j; j = j->next)
+        if (j->id == id)
+            return j;
+    return NULL;
+}
+
+struct job *job_active_for_vm(struct agent *a, const char *vm)
+{
+    for (struct job *j = a->jobs; j; j = j->next)
+        if (j->vm && !strcmp(j->vm, vm))
+            return j;
+    return NULL;
+}
+
+void job_watch(struct agent *a, int64_t id, struct api_req *r)
+{
+    struct job *j = job_find(a, id);
+    if (!j) {
+        json_t *rec = journal_job_get(a->journal, id);
+        if (!rec) {
+            api_failf(r, ERR_NOT_FOUND, "`vmove jobs list` shows the jobs", "no job %lld", (long long)id);
+            return;
+        }
+        api_reply(r, rec);
+        return;
+    }
+    struct job_watcher *w = xcalloc(1, sizeof *w);
+    w->req = r;
+    w->next = j->watchers;
+    j->watchers = w;
+    api_event(r, "job", job_to_json(j));
+}
+
+void job_answer(struct job *j, struct api_req *r, bool wait)
+{
+    if (wait)
+        job_watch(j->agent, j->id, r);
+    else
+        api_reply(r, json_pack("{s:I}", "job", (json_int_t)j->id));
+}
+
+void jobs_recover(struct agent *a)
+{
+    static const char *const live[] = {"running", "queued", NULL};
+    json_t *recs = journal_jobs(a->journal, live, 100000);
+    size_t i;
+    json_t *rec;
+    json_array_foreach(recs, i, rec) {
+        json_int_t id = json_integer_value(json_object_get(rec, "id"));
+        json_object_set_new(rec, "state", json_string("failed"));
+        json_object_set_new(rec, "finished_ms", json_integer((json_int_t)wall_ms()));
+        json_object_set_new(rec, "error",
+            proto_error(ERR_INTERNAL, "check the VM's state with `vmove vm show` and retry",
+                        "interrupted: vmoved stopped while the job ran"));
+        journal_job_update(a->journal, id, rec);
+        log_warn("job %lld was interrupted by a vmoved restart; marked failed", (long long)id);
+    }
+    json_decref(recs);
+}
+
+void jobs_free_all(struct agent *a)
+{
+    while (a->jobs) {
+        struct job *j = a->jobs;
+        a->jobs = j->next;
+        struct job_watcher *w = j->watchers;
+        while (w) {
+            struct job_watcher *next = w->next;
+            api_failf(w->req, ERR_UNAVAILABLE, "retry once vmoved is back", "vmoved is shutting down");
+            free(w);
+            w = next;
+        }
+        job_free(j);
+    }
+}

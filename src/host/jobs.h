@@ -1,0 +1,65 @@
+/* Jobs: long operations (start, stop, and later migrations) that a client
+ * can list, watch and cancel, possibly from another connection.
+ *
+ * State machine:  queued -> running -> succeeded | failed | cancelled
+ * Every transition and phase change is written to the journal before
+ * watchers are told, so `jobs show` after a vmoved restart tells the truth. */
+#ifndef VMOVE_JOBS_H
+#define VMOVE_JOBS_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct agent;
+struct api_req;
+
+enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED };
+
+struct job;
+struct job_ops {
+    const char *kind;                 /* "vm.start", "vm.stop", "migrate", ... */
+    /* Asked to stop; the job finishes (cancelled or otherwise) when it can. */
+    void (*cancel)(struct job *j);
+};
+
+struct job_watcher;
+
+struct job {
+    struct job *next;
+    struct agent *agent;
+    int64_t id;
+    const struct job_ops *ops;
+    void *priv;
+    char *vm;
+    enum job_state state;
+    char *phase;
+    json_t *params;
+    json_t *progress;
+    json_t *result;
+    json_t *error;
+    uint64_t created_ms, finished_ms;
+    uint64_t last_journal_ms;
+    bool cancel_requested;
+    struct job_watcher *watchers;
+};
+
+struct job *job_create(struct agent *a, const struct job_ops *ops, const char *vm, json_t *params);
+void job_set_phase(struct job *j, const char *phase);
+/* Progress is journaled at most once a second; watchers get every update. */
+void job_set_progress(struct job *j, json_t *progress);
+void job_succeed(struct job *j, json_t *result);
+void job_fail(struct job *j, json_t *error);
+json_t *job_to_json(const struct job *j);
+const char *job_state_name(enum job_state s);
+
+struct job *job_find(struct agent *a, int64_t id);
+/* The job for this VM that is still running, if any. */
+struct job *job_active_for_vm(struct agent *a, const char *vm);
+/* Streams {"event":"job"} messages to r, then replies with the final record. */
+void job_watch(struct agent *a, int64_t id, struct api_req *r);
+/* Reply to r right away with {"job": id} (--no-wait) or watch until done. */
+void job_answer(struct job *j, struct api_req *r, bool wait);
+/* Jobs that the journal says were running when vmoved last stopped. */
+void jobs_recover(struct agent *a);
+void jobs_free_all(struct agent *a);
+#endif

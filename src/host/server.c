@@ -1,0 +1,380 @@
+#include "host/server.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/tls.h"
+#include "common/util.h"
+#include "host/agent.h"
+#include "host/api.h"
+
+struct server {
+    struct agent *agent;
+    struct evconnlistener *unix_listener;
+    struct evconnlistener *tcp_listener;
+    struct conn *conns;          /* open connections, closed on shutdown */
+};
+
+struct conn {
+    struct conn *prev, *next;
+    struct server *server;
+    int refs;
+    bool open;
+    bool tls;
+    struct agent *agent;
+    struct bufferevent *bev;
+    struct principal who;
+    bool authenticated;
+    bool closing;                /* rejected: hang up once the reason is written */
+    char peer[96];
+};
+
+void conn_ref(struct conn *c) { c->refs++; }
+
+void conn_unref(struct conn *c)
+{
+    if (--c->refs == 0)
+        free(c);
+}
+
+bool conn_is_open(const struct conn *c) { return c->open; }
+
+static void conn_close(struct conn *c)
+{
+    if (!c->open)
+        return;
+    c->open = false;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->server->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->tls) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        if (ssl)
+            SSL_set_shutdown(ssl, SSL_RECEIVED_SHUTDOWN);
+    }
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    conn_unref(c);
+}
+
+void conn_send(struct conn *c, json_t *msg)
+{
+    if (c->open) {
+        size_t len;
+        char *line = proto_encode(msg, &len);
+        if (line)
+            bufferevent_write(c->bev, line, len);
+        free(line);
+    }
+    json_decref(msg);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg);
+
+static void on_flushed(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        conn_close(c);
+}
+
+/* Send an error, then hang up once it has been written.  The request is not
+ * read: a refused peer gets nothing but the reason. */
+static void conn_reject(struct conn *c, const char *code, const char *msg)
+{
+    json_t *m = json_pack("{s:n, s:o}", "id", "error", proto_error(code, NULL, "%s", msg));
+    conn_send(c, m);
+    if (!c->open)
+        return;
+    c->closing = true;
+    bufferevent_disable(c->bev, EV_READ);
+    bufferevent_setcb(c->bev, NULL, on_flushed, on_event, c);
+    on_flushed(c->bev, c);
+}
+
+static void handle_line(struct conn *c, const char *line)
+{
+    json_error_t je;
+    json_t *msg = json_loads(line, JSON_REJECT_DUPLICATES, &je);
+    if (!msg || !json_is_object(msg)) {
+        char why[300];
+        snprintf(why, sizeof why, "malformed request (not a JSON object): %s", msg ? "wrong type" : je.text);
+        json_decref(msg);
+        conn_reject(c, ERR_INVALID, why);
+        return;
+    }
+    json_t *method = json_object_get(msg, "method");
+    json_t *params = json_object_get(msg, "params");
+    if (!json_is_string(method) || (params && !json_is_object(params))) {
+        json_t *reply = json_pack("{s:O?, s:o}", "id", json_object_get(msg, "id"), "error",
+                                  proto_error(ERR_INVALID, NULL, "request needs a string \"method\" and an object \"params\""));
+        conn_send(c, reply);
+        json_decref(msg);
+        return;
+    }
+    struct api_req *r = xcalloc(1, sizeof *r);
+    r->agent = c->agent;
+    r->conn = c;
+    conn_ref(c);
+    r->id = json_incref(json_object_get(msg, "id"));
+    if (!r->id)
+        r->id = json_null();
+    r->method = xstrdup(json_string_value(method));
+    r->params = params ? json_incref(params) : json_object();
+    r->who = c->who;
+    json_decref(msg);
+    api_dispatch(r);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    conn_ref(c);
+    while (c->open && !c->closing) {
+        size_t n;
+        char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
+        if (!line) {
+            if (evbuffer_get_length(in) > PROTO_MAX_MESSAGE)
+                conn_reject(c, ERR_INVALID, "request too large");
+            break;
+        }
+        if (n > 0)
+            handle_line(c, line);
+        free(line);
+    }
+    conn_unref(c);
+}
+
+static bool identify_tls_peer(struct conn *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    struct tls_identity id;
+    if (tls_peer_identity(ssl, &id) < 0) {
+        log_warn("refusing %s: certificate carries no vmove identity", c->peer);
+        return false;
+    }
+    c->who.kind = id.role == PKI_ROLE_HOST ? PRINCIPAL_HOST : PRINCIPAL_USER;
+    snprintf(c->who.name, sizeof c->who.name, "%s", id.name);
+    c->authenticated = true;
+    log_info("TLS connection from %s as %s:%s", c->peer,
+             id.role == PKI_ROLE_HOST ? "host" : "user", id.name);
+    return true;
+}
+
+/* libevent moves OpenSSL's error queue into the bufferevent: put it back so
+ * that tls_failure_reason() sees the whole story. */
+static void log_tls_failure(struct conn *c, struct bufferevent *bev)
+{
+    unsigned long e;
+    unsigned long errs[16];
+    int n = 0;
+    while ((e = bufferevent_get_openssl_error(bev)) && n < 16)
+        errs[n++] = e;
+    for (int i = n - 1; i >= 0; i--)
+        ERR_raise_data(ERR_GET_LIB(errs[i]), ERR_GET_REASON(errs[i]), NULL);
+    char why[512];
+    tls_failure_reason(bufferevent_openssl_get_ssl(bev), why, sizeof why);
+    log_warn("TLS handshake with %s failed: %s", c->peer, why);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        if (!identify_tls_peer(c))
+            conn_close(c);
+        return;
+    }
+    if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
+        if (c->tls && !c->authenticated)
+            log_tls_failure(c, bev);
+        conn_close(c);
+    }
+}
+
+static struct conn *conn_new(struct server *s, struct bufferevent *bev, bool tls, const char *peer)
+{
+    struct agent *a = s->agent;
+    struct conn *c = xcalloc(1, sizeof *c);
+    c->server = s;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    c->refs = 1;
+    c->open = true;
+    c->tls = tls;
+    c->agent = a;
+    c->bev = bev;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    bufferevent_setcb(bev, on_read, NULL, on_event, c);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    return c;
+}
+
+static void on_unix_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                           int len, void *arg)
+{
+    struct server *s = arg;
+    struct ucred cred;
+    socklen_t cl = sizeof cred;
+    struct bufferevent *bev = bufferevent_socket_new(s->agent->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    char peer[96];
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0)
+        cred.uid = (uid_t)-1;
+    snprintf(peer, sizeof peer, "unix(pid %d, uid %d)", (int)cred.pid, (int)cred.uid);
+    struct conn *c = conn_new(s, bev, false, peer);
+    if (cred.uid != 0) {
+        log_warn("refusing local connection from uid %d: the local socket is for root", (int)cred.uid);
+        conn_reject(c, ERR_DENIED, "the local vmoved socket is for root only; "
+                                   "connect over TLS with a user certificate (-H HOST --identity DIR)");
+        return;
+    }
+    c->who.kind = PRINCIPAL_LOCAL_ROOT;
+    snprintf(c->who.name, sizeof c->who.name, "root");
+    c->authenticated = true;
+}
+
+static void on_tcp_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                          int len, void *arg)
+{
+    struct server *s = arg;
+    char addr[64] = "?";
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, addr, sizeof addr);
+    char peer[96];
+    snprintf(peer, sizeof peer, "%s:%d", addr, ntohs(((struct sockaddr_in *)sa)->sin_port));
+    SSL *ssl = SSL_new(s->agent->tls_server);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        s->agent->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        SSL_free(ssl);
+        close(fd);
+        return;
+    }
+    conn_new(s, bev, true, peer);
+}
+
+static int unix_listen(const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sun.sun_path) {
+        snprintf(err, errlen, "socket path %s is too long (max %zu bytes)", path, sizeof sun.sun_path - 1);
+        return -1;
+    }
+    strcpy(sun.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    /* A stale socket from a killed vmoved: remove it only if nobody answers. */
+    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0) {
+        snprintf(err, errlen, "another vmoved is already listening on %s", path);
+        close(fd);
+        return -1;
+    }
+    unlink(path);
+    mode_t old = umask(0177);
+    int rc = bind(fd, (struct sockaddr *)&sun, sizeof sun);
+    umask(old);
+    if (rc < 0 || listen(fd, 64) < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int parse_listen_addr(const char *spec, struct sockaddr_in *sin, char *err, size_t errlen)
+{
+    char host[64];
+    const char *colon = strrchr(spec, ':');
+    int port = VMOVE_DEFAULT_PORT;
+    size_t hl = colon ? (size_t)(colon - spec) : strlen(spec);
+    if (hl >= sizeof host)
+        hl = sizeof host - 1;
+    memcpy(host, spec, hl);
+    host[hl] = 0;
+    if (colon) {
+        char *end;
+        long p = strtol(colon + 1, &end, 10);
+        if (*end || p <= 0 || p > 65535) {
+            snprintf(err, errlen, "--listen %s: bad port", spec);
+            return -1;
+        }
+        port = (int)p;
+    }
+    memset(sin, 0, sizeof *sin);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
+        snprintf(err, errlen, "--listen %s: expected IPv4-ADDRESS:PORT", spec);
+        return -1;
+    }
+    return 0;
+}
+
+struct server *server_start(struct agent *a, char *err, size_t errlen)
+{
+    struct server *s = xcalloc(1, sizeof *s);
+    s->agent = a;
+    int fd = unix_listen(a->socket_path, err, errlen);
+    if (fd < 0)
+        goto fail;
+    s->unix_listener = evconnlistener_new(a->base, on_unix_accept, s,
+                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    if (a->listen_addr) {
+        struct sockaddr_in sin;
+        if (parse_listen_addr(a->listen_addr, &sin, err, errlen) < 0)
+            goto fail;
+        if (!a->tls_server) {
+            snprintf(err, errlen, "--listen needs --tls-dir: vmoved speaks only TLS on the network");
+            goto fail;
+        }
+        s->tcp_listener = evconnlistener_new_bind(
+            a->base, on_tcp_accept, s,
+            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 64,
+            (struct sockaddr *)&sin, sizeof sin);
+        if (!s->tcp_listener) {
+            snprintf(err, errlen, "cannot listen on %s: %s", a->listen_addr, strerror(errno));
+            goto fail;
+        }
+    }
+    return s;
+fail:
+    server_stop(s);
+    return NULL;
+}
+
+void server_stop(struct server *s)
+{
+    if (!s)
+        return;
+    while (s->conns)
+        conn_close(s->conns);
+    if (s->unix_listener) {
+        evconnlistener_free(s->unix_listener);
+        unlink(s->agent->socket_path);
+    }
+    if (s->tcp_listener)
+        evconnlistener_free(s->tcp_listener);
+    free(s);
+}

@@ -1,0 +1,72 @@
+/* A VM as the agent sees it: its configuration (vm.json) plus the runtime
+ * state of its QEMU process.
+ *
+ * State machine (runtime.json keeps the durable part across vmoved restarts):
+ *
+ *   stopped --start--> starting --QMP ready, cont--> running <--pause/resume--> paused
+ *   running|paused --stop--> stopping --QEMU exits--> stopped
+ *   starting|running|paused --QEMU exits unexpectedly--> crashed --start--> starting
+ *   (a directory whose vm.json does not parse is listed as "broken")
+ */
+#ifndef VMOVE_VM_H
+#define VMOVE_VM_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "qemu/qmp.h"
+#include "vm/vm_config.h"
+
+struct agent;
+struct job;
+struct api_req;
+struct event;
+
+enum vm_state { VM_STOPPED, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING, VM_CRASHED, VM_BROKEN };
+
+struct guest_req;
+
+struct vm {
+    struct vm *next;
+    struct agent *agent;
+    char *name;
+    char *dir;
+    struct vm_config cfg;
+    char *broken_reason;       /* VM_BROKEN: why vm.json could not be used */
+    enum vm_state state;
+    pid_t qemu_pid, shim_pid;
+    qmp_t *qmp;
+    bool stop_expected;        /* the next QEMU exit is wanted (stop, guest poweroff) */
+    json_t *last_exit;         /* how QEMU last ended: description, status, log tails */
+    uint64_t started_ms;
+    struct job *job;           /* lifecycle job in progress (start/stop) */
+    struct event *timer;       /* stop timeout / exit-record wait */
+    int exit_polls;
+    struct guest_req *guest_queue;
+    struct bufferevent *guest_bev;
+};
+
+const char *vm_state_name(enum vm_state s);
+/* Load every VM directory under STATE/vms and re-attach to running QEMUs. */
+void vm_inventory_load(struct agent *a);
+void vm_inventory_free(struct agent *a);     /* leaves QEMUs running */
+struct vm *vm_find(struct agent *a, const char *name);
+
+/* cfg is moved into the new VM on success.  Writes vm.json. */
+struct vm *vm_define(struct agent *a, struct vm_config *cfg, const char *dir, json_t **err);
+json_t *vm_to_json(const struct vm *vm, bool detail);
+
+/* Preflight checks: kernel, disks, switches.  NULL if fine, else an error. */
+json_t *vm_check_startable(struct vm *vm);
+void vm_start(struct vm *vm, struct job *job);
+void vm_stop(struct vm *vm, struct job *job, bool force, int timeout_s);
+void vm_pause(struct vm *vm, struct api_req *r);
+void vm_resume(struct vm *vm, struct api_req *r);
+int vm_delete(struct vm *vm, bool keep_disks, json_t **err);
+/* One line to the guest program's control channel; replies {"reply": line}. */
+void vm_guest_command(struct vm *vm, const char *line, int timeout_ms, struct api_req *r);
+/* Cancel the start or graceful stop in progress (a forced stop cannot be undone). */
+void vm_cancel_job(struct vm *vm);
+/* `vm stop` on a crashed VM: it is stopped now. */
+void vm_acknowledge_crash(struct vm *vm);
+#endif

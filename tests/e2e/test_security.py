@@ -1,0 +1,129 @@
+"""The peer channel: TLS 1.3 with mutual authentication, and the local
+socket's SO_PEERCRED check."""
+import json
+import shutil
+import os
+import socket
+import subprocess
+
+import pytest
+
+from vmovelib import Agent, VMOVE, ENV, cleanup, wait_for
+
+
+def pki(*args):
+    subprocess.run([VMOVE, "pki", *args], check=True, capture_output=True, text=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture
+def tls_agent(root):
+    ca, other = os.path.join(root, "ca"), os.path.join(root, "otherca")
+    pki("init", ca)
+    pki("init", other)
+    pki("issue-host", "h1", "--ca", ca, "--out", os.path.join(root, "h1tls"))
+    pki("issue-user", "alice", "--ca", ca, "--out", os.path.join(root, "alice"))
+    pki("issue-user", "mallory", "--ca", other, "--out", os.path.join(root, "mallory"))
+    # Mallory trusts our CA (so her client accepts the server) but her own
+    # certificate comes from another CA: the server must refuse her.
+    shutil.copy(os.path.join(ca, "ca.crt"), os.path.join(root, "mallory", "ca.crt"))
+    pki("issue-user", "old", "--ca", ca, "--out", os.path.join(root, "old"), "--days", "1",
+        "--not-before-offset", str(-10 * 86400))
+    port = free_port()
+    a = Agent(root, "h1", extra=["--listen", f"127.0.0.1:{port}", "--tls-dir", os.path.join(root, "h1tls")]).start()
+    a.port = port
+    yield a
+    try:
+        a.stop()
+    finally:
+        cleanup([a], root)
+
+
+def remote(agent, identity, *args):
+    cmd = [VMOVE, "-H", f"127.0.0.1:{agent.port}", "--identity", identity, "--json", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=ENV)
+
+
+def test_pki_files_and_modes(root):
+    ca = os.path.join(root, "ca")
+    pki("init", ca)
+    p = subprocess.run([VMOVE, "pki", "init", ca], capture_output=True, text=True)
+    assert p.returncode == 1 and "already" in p.stderr
+    out = os.path.join(root, "h")
+    pki("issue-host", "h7", "--ca", ca, "--out", out)
+    assert sorted(os.listdir(out)) == ["ca.crt", "host.crt", "host.key"]
+    assert os.stat(os.path.join(out, "host.key")).st_mode & 0o777 == 0o600
+    out = os.path.join(root, "u")
+    pki("issue-user", "bob", "--ca", ca, "--out", out)
+    assert sorted(os.listdir(out)) == ["ca.crt", "user.crt", "user.key"]
+    assert os.stat(os.path.join(out, "user.key")).st_mode & 0o777 == 0o600
+    text = subprocess.run(["openssl", "x509", "-in", os.path.join(out, "user.crt"), "-noout", "-subject"],
+                          capture_output=True, text=True).stdout
+    assert "CN = bob" in text and "OU = user" in text
+
+
+def test_user_from_our_ca_is_accepted_read_only(tls_agent, root):
+    p = remote(tls_agent, os.path.join(root, "alice"), "host", "show")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["name"] == "h1"
+    p = remote(tls_agent, os.path.join(root, "alice"), "vm", "create", "x")
+    assert p.returncode == 1 and "user:alice may not call vm.create" in p.stderr
+    assert "TLS connection from 127.0.0.1" in tls_agent.read_log()
+
+
+def test_client_cert_from_other_ca_refused(tls_agent, root):
+    p = remote(tls_agent, os.path.join(root, "mallory"), "host", "show")
+    assert p.returncode != 0, p.stdout
+    assert '"name"' not in p.stdout
+    wait_for(lambda: "not signed by this host's CA" in tls_agent.read_log(), 5, "refusal in log")
+
+
+def test_expired_client_cert_refused(tls_agent, root):
+    p = remote(tls_agent, os.path.join(root, "old"), "host", "show")
+    assert p.returncode != 0 and '"name"' not in p.stdout
+    wait_for(lambda: "certificate has expired" in tls_agent.read_log(), 5, "expiry in log")
+
+
+def test_plain_tcp_client_refused(tls_agent):
+    s = socket.create_connection(("127.0.0.1", tls_agent.port), timeout=10)
+    s.sendall(b'{"id":1,"method":"host.show","params":{}}\n')
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    s.close()
+    assert b'"result"' not in data and b"h1" not in data
+    wait_for(lambda: "not speaking TLS" in tls_agent.read_log() or "wrong version" in tls_agent.read_log(),
+             5, "plain-TCP refusal in log")
+
+
+def test_local_socket_refuses_non_root(agent):
+    # Let the unprivileged user reach the socket, so that the daemon's
+    # SO_PEERCRED check (not file permissions) is what refuses it.
+    for d in (agent.root, os.path.dirname(agent.sock)):
+        os.chmod(d, 0o755)
+    os.chmod(agent.sock, 0o666)
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", VMOVE, "-H",
+                        "unix:" + agent.sock, "host", "show"], capture_output=True, text=True, env=ENV)
+    assert p.returncode == 1, p
+    assert "for root only" in p.stderr
+
+
+def test_server_cert_from_other_ca_refused_by_client(tls_agent, root):
+    ident = os.path.join(root, "alice-other-trust")
+    shutil.copytree(os.path.join(root, "alice"), ident)
+    shutil.copy(os.path.join(root, "otherca", "ca.crt"), os.path.join(ident, "ca.crt"))
+    p = remote(tls_agent, ident, "host", "show")
+    assert p.returncode == 3 and "not signed by the CA this client trusts" in p.stderr

@@ -1,0 +1,163 @@
+"""Helpers for vmove's end-to-end tests: run a real vmoved, drive it with the
+real vmove CLI, boot the real test guest under QEMU (TCG)."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+BIN = os.environ.get("VMOVE_BIN", os.path.join(os.path.dirname(__file__), "../../build/asan/bin"))
+VMOVED = os.path.join(BIN, "vmoved")
+VMOVE = os.path.join(BIN, "vmove")
+CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "vmove/guest")
+KERNEL = os.path.join(CACHE, "vmlinuz")
+INITRD = os.path.join(CACHE, "initrd.img")
+
+# ASan: a leak or error makes vmoved exit non-zero, which the fixtures check.
+ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=66",
+           UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+
+
+class VmoveError(Exception):
+    def __init__(self, proc):
+        self.proc = proc
+        super().__init__(f"vmove {' '.join(proc.args[3:])} -> rc={proc.returncode}\n"
+                         f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+
+
+def wait_for(pred, timeout, what, interval=0.2):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except Exception as e:  # keep polling: the condition may throw while not ready
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Agent:
+    """One vmoved with its own state dir and socket."""
+
+    def __init__(self, root, name="h1", extra=None, netns=None):
+        self.root = root
+        self.name = name
+        self.state_dir = os.path.join(root, name, "state")
+        self.sock = os.path.join(root, name, "vmoved.sock")
+        self.log_path = os.path.join(root, name, "vmoved.log")
+        self.extra = extra or []
+        self.netns = netns
+        self.proc = None
+        os.makedirs(os.path.dirname(self.sock), exist_ok=True)
+
+    def start(self):
+        cmd = [VMOVED, "--state-dir", self.state_dir, "--socket", self.sock, "--name", self.name,
+               "--foreground"] + self.extra
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns] + cmd
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=ENV)
+        wait_for(lambda: self.proc.poll() is not None or self.try_call("host", "show"), 30,
+                 f"vmoved {self.name} to answer")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"vmoved {self.name} exited with {self.proc.returncode}:\n{self.read_log()}")
+        return self
+
+    def try_call(self, *args):
+        try:
+            self.vmove(*args)
+            return True
+        except VmoveError:
+            return False
+
+    def stop(self, sig=signal.SIGTERM, check=True):
+        """Stops vmoved (VMs keep running).  With SIGTERM it must exit 0:
+        ASan/LSan findings make it exit non-zero."""
+        if not self.proc or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=30)
+        self.log.close()
+        if check and sig == signal.SIGTERM:
+            assert rc == 0, f"vmoved {self.name} exited with {rc}:\n{self.read_log()[-4000:]}"
+
+    def read_log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def run(self, *args, check=True, json_out=False, timeout=300, input=None):
+        cmd = [VMOVE, "-H", "unix:" + self.sock] + (["--json"] if json_out else []) + [str(a) for a in args]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ENV, input=input)
+        if check and p.returncode != 0:
+            raise VmoveError(p)
+        return p
+
+    def vmove(self, *args, **kw):
+        p = self.run(*args, json_out=True, **kw)
+        lines = [l for l in p.stdout.splitlines() if l.strip()]
+        return json.loads(lines[-1]) if lines else None
+
+    # ---- VM helpers ------------------------------------------------------
+    def create_guest(self, name, memory="256M", disks=("64M",), nics=(), append="", extra=()):
+        args = ["vm", "create", name, "--memory", memory, "--kernel", KERNEL, "--initrd", INITRD,
+                "--append", f"console=ttyS0 quiet panic=-1 {append}".strip()]
+        for d in disks:
+            args += ["--disk", d]
+        for n in nics:
+            args += ["--nic", n]
+        return self.vmove(*args, *extra)
+
+    def guest(self, name, *cmd, timeout=120):
+        return self.vmove("vm", "guest", name, *cmd, timeout=timeout)["reply"]
+
+    def wait_guest_ready(self, name, timeout=120):
+        return wait_for(lambda: self.guest(name, "ping", timeout=10) == "pong", timeout,
+                        f"guest {name} to answer ping")
+
+    def vm(self, name):
+        return self.vmove("vm", "show", name)
+
+    def qemu_pids(self):
+        """QEMU processes whose command line mentions this agent's state dir."""
+        pids = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(b"qemu-system-x86_64") and any(self.state_dir.encode() in c for c in cmd):
+                pids.append(int(pid))
+        return pids
+
+    def kill_qemus(self):
+        for pid in self.qemu_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def make_root(prefix="vmove-e2e-"):
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+
+def cleanup(agents, root):
+    for a in agents:
+        try:
+            a.stop(check=False)
+        except Exception:
+            if a.proc:
+                a.proc.kill()
+        a.kill_qemus()
+    shutil.rmtree(root, ignore_errors=True)
