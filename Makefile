@@ -26,7 +26,7 @@ LIBSRC  := $(filter-out $(MAINS),$(wildcard src/*/*.c))
 LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)
 UNITSRC := $(wildcard tests/unit/test_*.c)
 UNITBIN := $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
-BINS    := $(BUILD)/bin/vmoved $(BUILD)/bin/vmove $(BUILD)/bin/vmove-guest
+BINS    := $(BUILD)/bin/vmoved $(BUILD)/bin/vmove $(BUILD)/bin/vmove-guest $(BUILD)/bin/vmove-probe
 
 .PHONY: all deps test-deps check unit e2e demo guest clean bench
 all: $(BINS)
@@ -53,6 +53,11 @@ $(BUILD)/bin/vmove-guest: guest/vmove-guest.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -static -o $@ $<
 
+# The client-side downtime probe: plain C, no sanitizers (it measures timing).
+$(BUILD)/bin/vmove-probe: tools/vmove-probe.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -o $@ $<
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvmove.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvmove.a $(LDLIBS) -lcmocka
@@ -67,8 +72,9 @@ guest: deps
 	$(MAKE) MODE=release $(BUILD)/bin/vmove-guest
 	VMOVE_GUEST_BIN=$(abspath build/release/bin/vmove-guest) guest/build-initrd.sh
 
-unit: $(UNITBIN)
+unit: $(UNITBIN) $(BUILD)/bin/vmove-probe
 	@set -e; for t in $(UNITBIN); do echo "== $$t"; $$t; done
+	tests/unit/probe_selftest.sh $(BUILD)/bin/vmove-probe
 
 e2e: all
 	VMOVE_BIN=$(abspath $(BUILD)/bin) tests/e2e/run.sh

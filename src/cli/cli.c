@@ -166,7 +166,28 @@ void cli_print_job(const json_t *job, bool detail)
 struct follow_state {
     char last_phase[64];
     bool tty;
+    uint64_t last_print_ms;
+    bool line_open;
 };
+
+static void print_progress(struct follow_state *st, json_t *p)
+{
+    char sent[32], rate[32], rem[32], dirty[32];
+    double eta = json_real_value(json_object_get(p, "eta_s"));
+    fprintf(stderr, "%s%-9s %5.1f%%  sent %s  rate %s/s  remaining %s  dirty %s/s  pass %lld  exp.downtime %lld ms%s%s  ETA %.1f s%s",
+            st->tty ? "\r\033[K" : "",
+            json_string_value(json_object_get(p, "phase")), json_real_value(json_object_get(p, "percent")),
+            fmt_bytes((double)json_integer_value(json_object_get(p, "bytes_sent")), sent, sizeof sent),
+            fmt_bytes(json_real_value(json_object_get(p, "rate_Bps")), rate, sizeof rate),
+            fmt_bytes((double)json_integer_value(json_object_get(p, "ram_remaining")), rem, sizeof rem),
+            fmt_bytes(json_real_value(json_object_get(p, "dirty_rate_Bps")), dirty, sizeof dirty),
+            (long long)json_integer_value(json_object_get(p, "pass")),
+            (long long)json_integer_value(json_object_get(p, "expected_downtime_ms")),
+            json_integer_value(json_object_get(p, "throttle_pct")) ? "  throttle " : "",
+            json_integer_value(json_object_get(p, "throttle_pct")) ? "on" : "",
+            eta, st->tty ? "" : "\n");
+    st->line_open = st->tty;
+}
 
 static void on_job_event(struct cli *c, const char *event, json_t *data, void *arg)
 {
@@ -179,23 +200,40 @@ static void on_job_event(struct cli *c, const char *event, json_t *data, void *a
     }
     const char *phase = json_string_value(json_object_get(data, "phase"));
     if (phase && strcmp(phase, st->last_phase) != 0) {
+        if (st->line_open)
+            fputc('\n', stderr);
+        st->line_open = false;
         fprintf(stderr, "job %lld: %s\n", (long long)json_integer_value(json_object_get(data, "id")), phase);
         snprintf(st->last_phase, sizeof st->last_phase, "%s", phase);
+    }
+    json_t *progress = json_object_get(data, "progress");
+    /* Live on a terminal; once a second in a log. */
+    if (progress && !strcmp(phase ? phase : "", "transfer") &&
+        (st->tty || now_ms() - st->last_print_ms >= 1000)) {
+        print_progress(st, progress);
+        st->last_print_ms = now_ms();
     }
 }
 
 int cli_follow_job(struct cli *c, json_t *params)
 {
+    return cli_follow_job_result(c, params, NULL);
+}
+
+int cli_follow_job_result(struct cli *c, json_t *params, json_t **result)
+{
     struct follow_state st = {.tty = isatty(2)};
     int code;
     json_t *final = cli_call(c, "jobs.watch", params, on_job_event, &st, &code);
+    if (st.line_open)
+        fputc('\n', stderr);
     if (!final)
         return code;
     const char *state = json_string_value(json_object_get(final, "state"));
     int rc = state && !strcmp(state, "succeeded") ? 0 : EXIT_FAIL;
-    if (c->json)
+    if (c->json && !result)
         cli_print_json(final);
-    else if (rc != 0) {
+    else if (rc != 0 && !c->json) {
         json_t *err = json_object_get(final, "error");
         fprintf(stderr, "vmove: error: job %lld %s: %s\n", (long long)json_integer_value(json_object_get(final, "id")),
                 state ? state : "?", err ? json_string_value(json_object_get(err, "message")) : "no detail");
@@ -203,6 +241,9 @@ int cli_follow_job(struct cli *c, json_t *params)
         if (hint)
             fprintf(stderr, "  hint: %s\n", hint);
     }
-    json_decref(final);
+    if (result)
+        *result = final;
+    else
+        json_decref(final);
     return rc;
 }

@@ -56,6 +56,8 @@ const char *fmt_duration_ms(double ms, char *buf, size_t len);
 /* Follow a job's events until it ends; prints progress lines (or JSON lines
  * with --json).  Returns the exit code for the job's outcome. */
 int cli_follow_job(struct cli *c, json_t *params_with_id);
+/* The same, handing the final job record to the caller (it frees it). */
+int cli_follow_job_result(struct cli *c, json_t *params_with_id, json_t **result);
 /* Print a job record in human form. */
 void cli_print_job(const json_t *job, bool detail);
 
@@ -65,4 +67,6 @@ int cmd_host(struct cli *c, int argc, char **argv);
 int cmd_vm(struct cli *c, int argc, char **argv);
 int cmd_jobs(struct cli *c, int argc, char **argv);
 int cmd_pki(struct cli *c, int argc, char **argv);
+int cmd_move(struct cli *c, int argc, char **argv);
+int cmd_peer(struct cli *c, int argc, char **argv);
 #endif

@@ -23,6 +23,45 @@ static void print_host(json_t *h)
            (long long)json_integer_value(json_object_get(mem, "total_mib")));
     printf("vms:         %lld (%lld running)\n", (long long)json_integer_value(json_object_get(h, "vms")),
            (long long)json_integer_value(json_object_get(h, "vms_running")));
+    json_t *m = json_object_get(h, "migration");
+    printf("migration:   incoming %s, outgoing %s, networks %s\n",
+           json_is_true(json_object_get(m, "incoming")) ? "on" : "off",
+           json_is_true(json_object_get(m, "outgoing")) ? "on" : "off",
+           json_string_value(json_object_get(m, "networks_text")));
+    if (json_object_get(m, "warning"))
+        printf("             %s\n", json_string_value(json_object_get(m, "warning")));
+    const char *name;
+    json_t *addr;
+    json_object_foreach(json_object_get(h, "peers"), name, addr)
+        printf("peer:        %s at %s\n", name, json_string_value(addr));
+}
+
+static int on_off(struct cli *c, const char *flag, const char *v, json_t *p, const char *key)
+{
+    if (!v)
+        return 0;
+    if (strcmp(v, "on") && strcmp(v, "off")) {
+        cli_error(c, "--%s: expected on or off, got \"%s\"", flag, v);
+        return -1;
+    }
+    json_object_set_new(p, key, json_boolean(!strcmp(v, "on")));
+    return 0;
+}
+
+static json_t *set_params(struct cli *c, const struct cli_args *a)
+{
+    json_t *p = json_object();
+    if (cli_opt(a, "accel"))
+        json_object_set_new(p, "accel", json_string(cli_opt(a, "accel")));
+    if (on_off(c, "migration-incoming", cli_opt(a, "migration-incoming"), p, "migration_incoming") < 0 ||
+        on_off(c, "migration-outgoing", cli_opt(a, "migration-outgoing"), p, "migration_outgoing") < 0) {
+        json_decref(p);
+        return NULL;
+    }
+    json_t *nets = json_object_get(a->opts, "migration-network");
+    if (nets)
+        json_object_set(p, "migration_networks", nets);
+    return p;
 }
 
 static int host_call(struct cli *c, const char *method, json_t *params, bool print_as_host)
@@ -52,7 +91,9 @@ static int host_call(struct cli *c, const char *method, json_t *params, bool pri
 
 int cmd_host(struct cli *c, int argc, char **argv)
 {
-    static const struct cli_flag set_flags[] = {{"accel", 0, true, false}, {NULL, 0, false, false}};
+    static const struct cli_flag set_flags[] = {
+        {"accel", 0, true, false}, {"migration-incoming", 0, true, false}, {"migration-outgoing", 0, true, false},
+        {"migration-network", 0, true, true}, {NULL, 0, false, false}};
     static const struct cli_flag ev_flags[] = {{"vm", 0, true, false}, {"limit", 0, true, false},
                                                {NULL, 0, false, false}};
     const char *verb = argc ? argv[0] : "show";
@@ -64,10 +105,13 @@ int cmd_host(struct cli *c, int argc, char **argv)
         else
             fprintf(stderr, "vmove: usage: vmove host show\n");
     } else if (!strcmp(verb, "set")) {
-        if (cli_parse(argc - 1, argv + 1, set_flags, &a) == 0 && a.argc == 0 && json_object_size(a.opts))
-            rc = host_call(c, "host.set", json_deep_copy(a.opts), true);
-        else
-            fprintf(stderr, "vmove: usage: vmove host set --accel auto|kvm|tcg\n");
+        json_t *p;
+        if (cli_parse(argc - 1, argv + 1, set_flags, &a) == 0 && a.argc == 0 && json_object_size(a.opts)) {
+            if ((p = set_params(c, &a)))
+                rc = host_call(c, "host.set", p, true);
+        } else
+            fprintf(stderr, "vmove: usage: vmove host set [--accel auto|kvm|tcg] [--migration-incoming on|off]\n"
+                            "       [--migration-outgoing on|off] [--migration-network CIDR|any]...\n");
     } else if (!strcmp(verb, "events")) {
         if (cli_parse(argc - 1, argv + 1, ev_flags, &a) == 0 && a.argc == 0) {
             json_t *p = json_object();
@@ -83,4 +127,37 @@ int cmd_host(struct cli *c, int argc, char **argv)
     }
     cli_args_free(&a);
     return rc;
+}
+
+/* vmove peer add HOST ADDR:PORT | remove HOST | list */
+int cmd_peer(struct cli *c, int argc, char **argv)
+{
+    const char *verb = argc ? argv[0] : "list";
+    json_t *p = NULL;
+    const char *method = NULL;
+    if (!strcmp(verb, "add") && argc == 3) {
+        method = "peer.add";
+        p = json_pack("{s:s, s:s}", "name", argv[1], "addr", argv[2]);
+    } else if (!strcmp(verb, "remove") && argc == 2) {
+        method = "peer.remove";
+        p = json_pack("{s:s}", "name", argv[1]);
+    } else if (!strcmp(verb, "list") && argc <= 1)
+        method = "peer.list";
+    else {
+        cli_error(c, "usage: vmove peer add HOST ADDR:PORT | peer remove HOST | peer list");
+        return EXIT_USAGE;
+    }
+    int code;
+    json_t *r = cli_call(c, method, p, NULL, NULL, &code);
+    if (!r)
+        return code;
+    if (c->json)
+        cli_print_json(r);
+    else {
+        const char *name;
+        json_t *addr;
+        json_object_foreach(json_object_get(r, "peers"), name, addr) printf("%-20s %s\n", name, json_string_value(addr));
+    }
+    json_decref(r);
+    return 0;
 }

@@ -14,7 +14,13 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: vmove [-H unix:PATH | -H HOST[:PORT]] [--identity DIR] [--json] COMMAND ...\n"
         "\n"
-        "  host show | host set --accel auto|kvm|tcg | host events [--vm NAME]\n"
+        "  host show | host events [--vm NAME]\n"
+        "  host set [--accel auto|kvm|tcg] [--migration-incoming on|off] [--migration-outgoing on|off]\n"
+        "           [--migration-network CIDR|any]...\n"
+        "  peer add HOST ADDR:PORT | peer remove HOST | peer list\n"
+        "  move NAME --to HOST|ADDR:PORT [--downtime MS] [--max-downtime MS] [--max-duration S]\n"
+        "           [--parallel N] [--compress none|zstd|zlib] [--bandwidth MBIT] [--probe IP:PORT]\n"
+        "           [--converge auto|throttle|downtime|cancel] [--no-wait]\n"
         "  vm create NAME [--memory 512M] [--cpus 1] [--disk SIZE|PATH]... [--nic SWITCH]...\n"
         "            [--kernel F [--initrd F] [--append S]] [--machine TYPE] [--ha]\n"
         "  vm list | vm show NAME\n"
@@ -74,6 +80,10 @@ int main(int argc, char **argv)
         rc = cmd_vm(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(cmd, "jobs"))
         rc = cmd_jobs(&c, argc - i - 1, argv + i + 1);
+    else if (!strcmp(cmd, "move"))
+        rc = cmd_move(&c, argc - i - 1, argv + i + 1);
+    else if (!strcmp(cmd, "peer"))
+        rc = cmd_peer(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(cmd, "pki"))
         rc = cmd_pki(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(cmd, "help")) {

@@ -13,6 +13,8 @@ struct event;
 struct server;
 struct vm;
 struct job;
+struct incoming;
+struct migration;
 typedef struct journal journal_t;
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -32,6 +34,7 @@ struct agent {
     char *listen_addr;        /* "ADDR:PORT" or NULL */
     char *tls_dir;
     SSL_CTX *tls_server;      /* NULL without --tls-dir */
+    SSL_CTX *tls_client;      /* for calls to peers, same identity */
     struct server *server;
     journal_t *journal;
     struct host_settings settings;
@@ -39,6 +42,8 @@ struct agent {
     struct host_caps caps;
     struct vm *vms;           /* linked list, by name */
     struct job *jobs;         /* active (unfinished) jobs, linked list */
+    struct incoming *incomings; /* migrations arriving here */
+    struct migration *migrations; /* migrations leaving from here */
     struct event *sigchld_ev, *sigterm_ev, *sigint_ev, *sighup_ev;
     uint64_t started_ms;
     bool stopping;

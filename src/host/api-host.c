@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysinfo.h>
+#include <arpa/inet.h>
 
 #include "common/proto.h"
 #include "common/util.h"
@@ -31,11 +32,23 @@ static void host_show(struct api_req *r)
                               "effective", accel_kind_name(a->accel.kind), "reason", a->accel.reason);
     json_t *qemu = json_pack("{s:s, s:s, s:s}", "binary", a->caps.qemu_binary, "version",
                              a->caps.qemu_version, "default_machine", a->caps.default_machine);
-    api_reply(r, json_pack("{s:s, s:s, s:s?, s:b, s:o, s:o, s:o, s:i, s:i, s:I}", "name", a->name,
+    json_t *settings = host_settings_to_json(&a->settings);
+    char nets[512];
+    settings_migration_networks_str(&a->settings, nets, sizeof nets);
+    json_t *migration = json_pack("{s:b, s:b, s:O, s:s, s:b}", "incoming", a->settings.migration_incoming,
+                                  "outgoing", a->settings.migration_outgoing, "networks",
+                                  json_object_get(settings, "migration_networks"), "networks_text", nets,
+                                  "unsafe_any_network", a->settings.migration_any);
+    if (a->settings.migration_any)
+        json_object_set_new(migration, "warning", json_string(
+            "UNSAFE: migration traffic may use any network; restrict it with --migration-network CIDR"));
+    json_t *peers = json_incref(json_object_get(settings, "peers"));
+    json_decref(settings);
+    api_reply(r, json_pack("{s:s, s:s, s:s?, s:b, s:o, s:o, s:o, s:i, s:i, s:I, s:o, s:o}", "name", a->name,
                            "state_dir", a->state_dir, "listen", a->listen_addr, "tls",
                            a->tls_server != NULL, "accel", accel, "qemu", qemu, "memory",
                            memory_json(), "vms", n_vms, "vms_running", n_running, "uptime_ms",
-                           (json_int_t)(now_ms() - a->started_ms)));
+                           (json_int_t)(now_ms() - a->started_ms), "migration", migration, "peers", peers));
 }
 
 static void host_set(struct api_req *r)
@@ -46,11 +59,32 @@ static void host_set(struct api_req *r)
     json_t *v;
     /* Validate everything first: a bad value changes nothing. */
     json_object_foreach(r->params, key, v) {
+        char err[512];
         if (!strcmp(key, "accel")) {
             if (!json_is_string(v) || accel_setting_parse(json_string_value(v), &next.accel) < 0) {
                 api_failf(r, ERR_INVALID, NULL, "accel: expected auto, kvm or tcg");
                 return;
             }
+        } else if (!strcmp(key, "migration_incoming") || !strcmp(key, "migration_outgoing")) {
+            if (!json_is_boolean(v)) {
+                api_failf(r, ERR_INVALID, NULL, "%s: expected on or off", key);
+                return;
+            }
+            *(!strcmp(key, "migration_incoming") ? &next.migration_incoming : &next.migration_outgoing) =
+                json_is_true(v);
+        } else if (!strcmp(key, "migration_networks")) {
+            /* Reuse the settings parser: the same rules as host.json. */
+            struct host_settings tmp;
+            json_t *wrap = json_pack("{s:O}", "migration_networks", v);
+            int rc = host_settings_from_json(wrap, &tmp, err, sizeof err);
+            json_decref(wrap);
+            if (rc < 0) {
+                api_failf(r, ERR_INVALID, NULL, "%s", err);
+                return;
+            }
+            next.migration_any = tmp.migration_any;
+            next.n_migration_networks = tmp.n_migration_networks;
+            memcpy(next.migration_networks, tmp.migration_networks, sizeof next.migration_networks);
         } else {
             api_failf(r, ERR_INVALID, "`vmove host set --help` lists the settings",
                       "unknown host setting \"%s\"", key);
@@ -82,5 +116,85 @@ const struct api_method api_host_methods[] = {
     {"host.show", host_show, true},
     {"host.set", host_set, false},
     {"host.events", host_events, true},
+    {NULL, NULL, false},
+};
+
+/* ---- peers ------------------------------------------------------------ */
+
+static void save_and_reply(struct api_req *r, struct host_settings *next)
+{
+    struct agent *a = r->agent;
+    struct host_settings prev = a->settings;
+    a->settings = *next;
+    char err[512];
+    if (agent_save_settings(a, err, sizeof err) < 0) {
+        a->settings = prev;
+        api_failf(r, ERR_INTERNAL, NULL, "%s", err);
+        return;
+    }
+    json_t *s = host_settings_to_json(&a->settings);
+    api_reply(r, json_pack("{s:O}", "peers", json_object_get(s, "peers")));
+    json_decref(s);
+}
+
+static void peer_add(struct api_req *r)
+{
+    const char *name = api_param_str(r, "name", true);
+    const char *addr = name ? api_param_str(r, "addr", true) : NULL;
+    if (!addr)
+        return;
+    struct host_settings next = r->agent->settings;
+    char ip[64];
+    const char *colon = strrchr(addr, ':');
+    struct in_addr tmp;
+    snprintf(ip, sizeof ip, "%.*s", colon ? (int)(colon - addr) : 0, addr);
+    if (!valid_name(name) || !colon || atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535 ||
+        inet_pton(AF_INET, ip, &tmp) != 1 || strlen(addr) >= sizeof next.peers[0].addr) {
+        api_failf(r, ERR_INVALID, NULL, "expected: peer add HOST IPV4:PORT (got %s %s)", name, addr);
+        return;
+    }
+    int i;
+    for (i = 0; i < next.n_peers && strcmp(next.peers[i].name, name); i++)
+        ;
+    if (i == next.n_peers) {
+        if (next.n_peers == MAX_PEERS) {
+            api_failf(r, ERR_INVALID, NULL, "too many peers (max %d)", MAX_PEERS);
+            return;
+        }
+        next.n_peers++;
+    }
+    snprintf(next.peers[i].name, sizeof next.peers[i].name, "%s", name);
+    snprintf(next.peers[i].addr, sizeof next.peers[i].addr, "%s", addr);
+    save_and_reply(r, &next);
+}
+
+static void peer_remove(struct api_req *r)
+{
+    const char *name = api_param_str(r, "name", true);
+    if (!name)
+        return;
+    struct host_settings next = r->agent->settings;
+    int i;
+    for (i = 0; i < next.n_peers && strcmp(next.peers[i].name, name); i++)
+        ;
+    if (i == next.n_peers) {
+        api_failf(r, ERR_NOT_FOUND, NULL, "%s is not a peer of %s", name, r->agent->name);
+        return;
+    }
+    next.peers[i] = next.peers[--next.n_peers];
+    save_and_reply(r, &next);
+}
+
+static void peer_list(struct api_req *r)
+{
+    json_t *s = host_settings_to_json(&r->agent->settings);
+    api_reply(r, json_pack("{s:O}", "peers", json_object_get(s, "peers")));
+    json_decref(s);
+}
+
+const struct api_method api_peer_methods[] = {
+    {"peer.add", peer_add, false},
+    {"peer.remove", peer_remove, false},
+    {"peer.list", peer_list, true},
     {NULL, NULL, false},
 };

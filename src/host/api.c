@@ -10,6 +10,8 @@
 #include "common/util.h"
 #include "host/agent.h"
 #include "host/server.h"
+#include "migrate/incoming.h"
+#include "migrate/migrate.h"
 
 static void req_free(struct api_req *r)
 {
@@ -106,7 +108,8 @@ int api_param_bool(struct api_req *r, const char *key, bool def, bool *out)
 
 static const struct api_method *find_method(const char *name)
 {
-    const struct api_method *tables[] = {api_host_methods, api_vm_methods, api_job_methods};
+    const struct api_method *tables[] = {api_host_methods, api_vm_methods, api_job_methods,
+                                         api_migrate_methods, api_migrate_peer_methods, api_peer_methods};
     for (size_t t = 0; t < ARRAY_LEN(tables); t++)
         for (const struct api_method *m = tables[t]; m->name; m++)
             if (!strcmp(m->name, name))

@@ -54,4 +54,5 @@ void api_dispatch(struct api_req *r);
 extern const struct api_method api_host_methods[];
 extern const struct api_method api_vm_methods[];
 extern const struct api_method api_job_methods[];
+extern const struct api_method api_peer_methods[];
 #endif

@@ -176,6 +176,33 @@ void job_answer(struct job *j, struct api_req *r, bool wait)
         api_reply(r, json_pack("{s:I}", "job", (json_int_t)j->id));
 }
 
+struct job *job_adopt(struct agent *a, const struct job_ops *ops, int64_t id)
+{
+    json_t *rec = journal_job_get(a->journal, id);
+    const char *state = json_string_value(json_object_get(rec, "state"));
+    if (!rec || !state || (strcmp(state, "running") && strcmp(state, "queued"))) {
+        json_decref(rec);
+        return NULL;
+    }
+    struct job *j = xcalloc(1, sizeof *j);
+    j->agent = a;
+    j->ops = ops;
+    j->id = id;
+    const char *vm = json_string_value(json_object_get(rec, "vm"));
+    j->vm = vm ? xstrdup(vm) : NULL;
+    j->state = JOB_RUNNING;
+    j->phase = xstrdup("recovering");
+    j->params = json_incref(json_object_get(rec, "params"));
+    if (!j->params)
+        j->params = json_object();
+    j->created_ms = (uint64_t)json_integer_value(json_object_get(rec, "created_ms"));
+    json_decref(rec);
+    j->next = a->jobs;
+    a->jobs = j;
+    journal_write(j);
+    return j;
+}
+
 void jobs_recover(struct agent *a)
 {
     static const char *const live[] = {"running", "queued", NULL};
@@ -184,6 +211,8 @@ void jobs_recover(struct agent *a)
     json_t *rec;
     json_array_foreach(recs, i, rec) {
         json_int_t id = json_integer_value(json_object_get(rec, "id"));
+        if (job_find(a, id))
+            continue;   /* adopted by its module (e.g. a migration being resolved) */
         json_object_set_new(rec, "state", json_string("failed"));
         json_object_set_new(rec, "finished_ms", json_integer((json_int_t)wall_ms()));
         json_object_set_new(rec, "error",

@@ -59,7 +59,11 @@ struct job *job_active_for_vm(struct agent *a, const char *vm);
 void job_watch(struct agent *a, int64_t id, struct api_req *r);
 /* Reply to r right away with {"job": id} (--no-wait) or watch until done. */
 void job_answer(struct job *j, struct api_req *r, bool wait);
-/* Jobs that the journal says were running when vmoved last stopped. */
+/* Re-create a job that the journal says was running, so that its module can
+ * finish it after a restart.  NULL if it is not (or no longer) running. */
+struct job *job_adopt(struct agent *a, const struct job_ops *ops, int64_t id);
+/* Jobs that the journal says were running when vmoved last stopped, and that
+ * no module adopted: marked failed. */
 void jobs_recover(struct agent *a);
 void jobs_free_all(struct agent *a);
 #endif

@@ -81,7 +81,7 @@ int journal_event(journal_t *j, const char *vm, const char *kind, json_t *detail
     sqlite3_stmt *st = prepare(j, "INSERT INTO events(ts_ms, vm, kind, detail) VALUES(?,?,?,?)");
     if (!st)
         return -1;
-    char *text = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
+    char *text = detail ? json_dumps(detail, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)wall_ms());
     sqlite3_bind_text(st, 2, vm, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 3, kind, -1, SQLITE_TRANSIENT);
@@ -173,19 +173,26 @@ json_t *journal_job_get(journal_t *j, int64_t id)
 json_t *journal_jobs(journal_t *j, const char *const *states, int limit)
 {
     json_t *out = json_array();
-    /* Newest `limit` jobs, returned oldest first. */
-    sqlite3_stmt *st = prepare(j, "SELECT * FROM (SELECT id, state, record FROM jobs ORDER BY id DESC LIMIT ?) ORDER BY id");
-    if (!st)
+    /* The newest `limit` jobs in the wanted states, returned oldest first.
+     * The states go into the query so that the limit applies after them. */
+    json_t *wanted = json_array();
+    for (int i = 0; states && states[i]; i++)
+        json_array_append_new(wanted, json_string(states[i]));
+    char *wanted_text = json_dumps(wanted, JSON_COMPACT);
+    json_decref(wanted);
+    sqlite3_stmt *st = prepare(j,
+        "SELECT * FROM (SELECT id, record FROM jobs WHERE ?1 = 0"
+        " OR state IN (SELECT value FROM json_each(?2)) ORDER BY id DESC LIMIT ?3) ORDER BY id");
+    if (!st) {
+        free(wanted_text);
         return out;
-    sqlite3_bind_int(st, 1, limit);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *state = (const char *)sqlite3_column_text(st, 1);
-        bool wanted = !states;
-        for (int i = 0; states && states[i]; i++)
-            wanted = wanted || strcmp(states[i], state) == 0;
-        if (wanted)
-            json_array_append_new(out, parse_column(st, 2));
     }
+    sqlite3_bind_int(st, 1, states ? 1 : 0);
+    sqlite3_bind_text(st, 2, wanted_text, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 3, limit);
+    free(wanted_text);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        json_array_append_new(out, parse_column(st, 1));
     sqlite3_finalize(st);
     return out;
 }

@@ -43,6 +43,8 @@ struct conn {
     struct principal who;
     bool authenticated;
     bool closing;                /* rejected: hang up once the reason is written */
+    void (*close_hook)(void *arg);
+    void *close_hook_arg;
     char peer[96];
 };
 
@@ -67,6 +69,11 @@ static void conn_close(struct conn *c)
         c->server->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    if (c->close_hook) {
+        void (*hook)(void *) = c->close_hook;
+        c->close_hook = NULL;
+        hook(c->close_hook_arg);
+    }
     if (c->tls) {
         SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
         if (ssl)
@@ -377,4 +384,10 @@ void server_stop(struct server *s)
     if (s->tcp_listener)
         evconnlistener_free(s->tcp_listener);
     free(s);
+}
+
+void conn_set_close_hook(struct conn *c, void (*hook)(void *arg), void *arg)
+{
+    c->close_hook = hook;
+    c->close_hook_arg = arg;
 }

@@ -19,4 +19,7 @@ void conn_unref(struct conn *c);
 bool conn_is_open(const struct conn *c);
 /* Queue one message on the connection (dropped if it has closed). */
 void conn_send(struct conn *c, json_t *msg);
+/* One hook run when the connection closes (replaces any previous one;
+ * NULL clears it).  The migration code uses it to notice a vanished peer. */
+void conn_set_close_hook(struct conn *c, void (*hook)(void *arg), void *arg);
 #endif

@@ -1,5 +1,6 @@
 #include "host/settings.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,141 @@ void host_settings_defaults(struct host_settings *s)
     s->accel = ACCEL_AUTO;
 }
 
+int cidr_parse(const char *s, struct cidr *out)
+{
+    char ip[64];
+    const char *slash = strchr(s, '/');
+    int prefix = 32;
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (n >= sizeof ip)
+        return -1;
+    memcpy(ip, s, n);
+    ip[n] = 0;
+    if (slash) {
+        char *end;
+        long p = strtol(slash + 1, &end, 10);
+        if (*end || end == slash + 1 || p < 0 || p > 32)
+            return -1;
+        prefix = (int)p;
+    }
+    struct in_addr a;
+    if (inet_pton(AF_INET, ip, &a) != 1)
+        return -1;
+    uint32_t mask = prefix ? 0xffffffffu << (32 - prefix) : 0;
+    out->addr = ntohl(a.s_addr) & mask;
+    out->prefix = prefix;
+    return 0;
+}
+
+void cidr_format(const struct cidr *c, char *buf, size_t len)
+{
+    struct in_addr a = {htonl(c->addr)};
+    char ip[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &a, ip, sizeof ip);
+    snprintf(buf, len, "%s/%d", ip, c->prefix);
+}
+
+bool cidr_contains(const struct cidr *c, uint32_t addr)
+{
+    uint32_t mask = c->prefix ? 0xffffffffu << (32 - c->prefix) : 0;
+    return (addr & mask) == c->addr;
+}
+
+bool settings_migration_allowed(const struct host_settings *s, uint32_t addr)
+{
+    if (s->migration_any)
+        return true;
+    for (int i = 0; i < s->n_migration_networks; i++)
+        if (cidr_contains(&s->migration_networks[i], addr))
+            return true;
+    return false;
+}
+
+void settings_migration_networks_str(const struct host_settings *s, char *buf, size_t len)
+{
+    if (s->migration_any) {
+        snprintf(buf, len, "any");
+        return;
+    }
+    if (!s->n_migration_networks) {
+        snprintf(buf, len, "(none)");
+        return;
+    }
+    size_t off = 0;
+    buf[0] = 0;
+    for (int i = 0; i < s->n_migration_networks && off < len; i++) {
+        char c[32];
+        cidr_format(&s->migration_networks[i], c, sizeof c);
+        off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "", c);
+    }
+}
+
+const struct peer_entry *settings_find_peer(const struct host_settings *s, const char *name)
+{
+    for (int i = 0; i < s->n_peers; i++)
+        if (!strcmp(s->peers[i].name, name))
+            return &s->peers[i];
+    return NULL;
+}
+
+static int parse_networks(json_t *v, struct host_settings *s, char *err, size_t errlen)
+{
+    size_t i;
+    json_t *e;
+    if (!json_is_array(v) || json_array_size(v) > MAX_MIGRATION_NETWORKS) {
+        snprintf(err, errlen, "migration_networks: expected an array of up to %d CIDRs or [\"any\"]",
+                 MAX_MIGRATION_NETWORKS);
+        return -1;
+    }
+    s->n_migration_networks = 0;
+    s->migration_any = false;
+    json_array_foreach(v, i, e) {
+        const char *t = json_string_value(e);
+        if (t && !strcmp(t, "any") && json_array_size(v) == 1) {
+            s->migration_any = true;
+            continue;
+        }
+        if (!t || cidr_parse(t, &s->migration_networks[s->n_migration_networks]) < 0) {
+            snprintf(err, errlen, "migration_networks[%zu]: \"%s\" is not an IPv4 CIDR such as 10.0.2.0/24 "
+                                  "(or use \"any\" alone)", i, t ? t : "?");
+            return -1;
+        }
+        s->n_migration_networks++;
+    }
+    return 0;
+}
+
+static int parse_peers(json_t *v, struct host_settings *s, char *err, size_t errlen)
+{
+    const char *name;
+    json_t *addr;
+    if (!json_is_object(v) || json_object_size(v) > MAX_PEERS) {
+        snprintf(err, errlen, "peers: expected an object {\"HOST\": \"ADDR:PORT\"}");
+        return -1;
+    }
+    s->n_peers = 0;
+    json_object_foreach(v, name, addr) {
+        if (!valid_name(name) || !json_is_string(addr) || json_string_length(addr) >= sizeof s->peers[0].addr) {
+            snprintf(err, errlen, "peers.%s: expected a valid host name mapped to \"ADDR:PORT\"", name);
+            return -1;
+        }
+        snprintf(s->peers[s->n_peers].name, sizeof s->peers[0].name, "%s", name);
+        snprintf(s->peers[s->n_peers].addr, sizeof s->peers[0].addr, "%s", json_string_value(addr));
+        s->n_peers++;
+    }
+    return 0;
+}
+
+static int parse_bool(json_t *v, const char *key, bool *out, char *err, size_t errlen)
+{
+    if (!json_is_boolean(v)) {
+        snprintf(err, errlen, "%s: expected true or false", key);
+        return -1;
+    }
+    *out = json_is_true(v);
+    return 0;
+}
+
 int host_settings_from_json(json_t *j, struct host_settings *s, char *err, size_t errlen)
 {
     host_settings_defaults(s);
@@ -23,29 +159,53 @@ int host_settings_from_json(json_t *j, struct host_settings *s, char *err, size_
     const char *key;
     json_t *v;
     json_object_foreach(j, key, v) {
+        int rc = 0;
         if (!strcmp(key, "version")) {
             if (!json_is_integer(v) || json_integer_value(v) < 1 ||
                 json_integer_value(v) > HOST_SETTINGS_VERSION) {
                 snprintf(err, errlen, "version: must be an integer from 1 to %d", HOST_SETTINGS_VERSION);
-                return -1;
+                rc = -1;
             }
         } else if (!strcmp(key, "accel")) {
             if (!json_is_string(v) || accel_setting_parse(json_string_value(v), &s->accel) < 0) {
                 snprintf(err, errlen, "accel: expected \"auto\", \"kvm\" or \"tcg\"");
-                return -1;
+                rc = -1;
             }
-        } else {
+        } else if (!strcmp(key, "migration_incoming"))
+            rc = parse_bool(v, key, &s->migration_incoming, err, errlen);
+        else if (!strcmp(key, "migration_outgoing"))
+            rc = parse_bool(v, key, &s->migration_outgoing, err, errlen);
+        else if (!strcmp(key, "migration_networks"))
+            rc = parse_networks(v, s, err, errlen);
+        else if (!strcmp(key, "peers"))
+            rc = parse_peers(v, s, err, errlen);
+        else {
             snprintf(err, errlen, "unknown field \"%s\"", key);
-            return -1;
+            rc = -1;
         }
+        if (rc < 0)
+            return -1;
     }
     return 0;
 }
 
 json_t *host_settings_to_json(const struct host_settings *s)
 {
-    return json_pack("{s:i, s:s}", "version", HOST_SETTINGS_VERSION, "accel",
-                     accel_setting_name(s->accel));
+    json_t *nets = json_array();
+    if (s->migration_any)
+        json_array_append_new(nets, json_string("any"));
+    for (int i = 0; i < s->n_migration_networks; i++) {
+        char c[32];
+        cidr_format(&s->migration_networks[i], c, sizeof c);
+        json_array_append_new(nets, json_string(c));
+    }
+    json_t *peers = json_object();
+    for (int i = 0; i < s->n_peers; i++)
+        json_object_set_new(peers, s->peers[i].name, json_string(s->peers[i].addr));
+    return json_pack("{s:i, s:s, s:b, s:b, s:o, s:o}", "version", HOST_SETTINGS_VERSION, "accel",
+                     accel_setting_name(s->accel), "migration_incoming", s->migration_incoming,
+                     "migration_outgoing", s->migration_outgoing, "migration_networks", nets,
+                     "peers", peers);
 }
 
 int host_settings_load(const char *path, struct host_settings *s, char *err, size_t errlen)
@@ -72,10 +232,9 @@ int host_settings_save(const char *path, const struct host_settings *s, char *er
     json_t *j = host_settings_to_json(s);
     char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(j);
-    size_t n = strlen(text);
     char *line = xasprintf("%s\n", text);
     free(text);
-    int rc = write_file_atomic(path, line, n + 1, 0644);
+    int rc = write_file_atomic(path, line, strlen(line), 0644);
     free(line);
     if (rc < 0)
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));

@@ -3,14 +3,38 @@
 #ifndef VMOVE_SETTINGS_H
 #define VMOVE_SETTINGS_H
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "qemu/accel.h"
 
 #define HOST_SETTINGS_VERSION 1
+#define MAX_MIGRATION_NETWORKS 16
+#define MAX_PEERS 64
+
+struct cidr {
+    uint32_t addr;      /* host byte order */
+    int prefix;         /* 0..32 */
+};
+
+struct peer_entry {
+    char name[64];
+    char addr[80];      /* "IP:PORT" */
+};
 
 struct host_settings {
     enum accel_setting accel;
+    /* Migration is off until enabled, separately for each direction. */
+    bool migration_incoming;
+    bool migration_outgoing;
+    /* Networks that may carry migration traffic.  any=true allows every
+     * network (a lab setting that `host show` flags as unsafe). */
+    bool migration_any;
+    struct cidr migration_networks[MAX_MIGRATION_NETWORKS];
+    int n_migration_networks;
+    struct peer_entry peers[MAX_PEERS];
+    int n_peers;
 };
 
 void host_settings_defaults(struct host_settings *s);
@@ -19,4 +43,13 @@ json_t *host_settings_to_json(const struct host_settings *s);
 /* Missing file = defaults. */
 int host_settings_load(const char *path, struct host_settings *s, char *err, size_t errlen);
 int host_settings_save(const char *path, const struct host_settings *s, char *err, size_t errlen);
+
+int cidr_parse(const char *s, struct cidr *out);
+void cidr_format(const struct cidr *c, char *buf, size_t len);
+bool cidr_contains(const struct cidr *c, uint32_t addr_host_order);
+/* Is this IPv4 address (host order) allowed to carry migration traffic? */
+bool settings_migration_allowed(const struct host_settings *s, uint32_t addr);
+/* "10.1.2.0/24, 10.9.0.0/16" or "any" */
+void settings_migration_networks_str(const struct host_settings *s, char *buf, size_t len);
+const struct peer_entry *settings_find_peer(const struct host_settings *s, const char *name);
 #endif

@@ -22,6 +22,8 @@
 #include "host/jobs.h"
 #include "host/journal.h"
 #include "host/server.h"
+#include "migrate/incoming.h"
+#include "migrate/migrate.h"
 #include "qemu/qemu_caps.h"
 #include "vm/vm.h"
 
@@ -147,8 +149,18 @@ static int agent_init(struct agent *a, const struct options *o, char *err, size_
     free(jpath);
     if (!a->journal)
         return -1;
-    if (a->tls_dir && !(a->tls_server = tls_server_ctx(a->tls_dir, err, errlen)))
-        return -1;
+    if (a->tls_dir) {
+        if (!(a->tls_server = tls_server_ctx(a->tls_dir, err, errlen)))
+            return -1;
+        char *ca = xasprintf("%s/ca.crt", a->tls_dir), *crt = xasprintf("%s/host.crt", a->tls_dir),
+             *key = xasprintf("%s/host.key", a->tls_dir);
+        a->tls_client = tls_client_ctx(ca, crt, key, err, errlen);
+        free(ca);
+        free(crt);
+        free(key);
+        if (!a->tls_client)
+            return -1;
+    }
     a->base = event_base_new();
     return 0;
 }
@@ -156,6 +168,8 @@ static int agent_init(struct agent *a, const struct options *o, char *err, size_
 static void agent_free(struct agent *a)
 {
     server_stop(a->server);
+    migrate_free_all(a);
+    incoming_free_all(a);
     jobs_free_all(a);
     vm_inventory_free(a);
     struct event *evs[] = {a->sigchld_ev, a->sigterm_ev, a->sigint_ev, a->sighup_ev};
@@ -167,6 +181,8 @@ static void agent_free(struct agent *a)
     journal_close(a->journal);
     if (a->tls_server)
         SSL_CTX_free(a->tls_server);
+    if (a->tls_client)
+        SSL_CTX_free(a->tls_client);
     qemu_caps_free(&a->caps);
     free(a->name);
     free(a->state_dir);
@@ -235,8 +251,10 @@ int main(int argc, char **argv)
     if (!o.foreground)
         daemonize(o.log_file);
     install_signals(&a);
-    jobs_recover(&a);
     vm_inventory_load(&a);
+    incoming_recover(&a);
+    migrate_recover(&a);
+    jobs_recover(&a);
     log_info("host %s ready: socket %s%s%s, accel %s", a.name, a.socket_path,
              a.listen_addr ? ", TLS on " : "", a.listen_addr ? a.listen_addr : "",
              accel_kind_name(a.accel.kind));

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -28,8 +29,8 @@
 #define EXIT_POLL_MS 50
 #define EXIT_POLL_MAX 100          /* 5 s for the shim to record QEMU's exit */
 
-static const char *state_names[] = {"stopped", "starting", "running", "paused",
-                                    "stopping", "crashed", "broken"};
+static const char *state_names[] = {"stopped", "starting", "running", "paused", "stopping",
+                                    "crashed", "broken", "migrating", "incoming"};
 
 const char *vm_state_name(enum vm_state s) { return state_names[s]; }
 
@@ -39,10 +40,11 @@ static void vm_attach_qmp(struct vm *vm);
 
 static void save_runtime(struct vm *vm)
 {
-    json_t *j = json_pack("{s:s, s:i, s:i, s:b, s:I, s:O?}", "state", state_names[vm->state],
+    json_t *j = json_pack("{s:s, s:i, s:i, s:b, s:I, s:O?, s:O*}", "state", state_names[vm->state],
                           "qemu_pid", (int)vm->qemu_pid, "shim_pid", (int)vm->shim_pid,
                           "stop_expected", vm->stop_expected, "started_ms",
-                          (json_int_t)vm->started_ms, "last_exit", vm->last_exit);
+                          (json_int_t)vm->started_ms, "last_exit", vm->last_exit,
+                          "migration", vm->migration);
     char *text = json_dumps(j, JSON_INDENT(2));
     char *path = xasprintf("%s/runtime.json", vm->dir);
     if (write_file_atomic(path, text, strlen(text), 0644) < 0)
@@ -52,7 +54,7 @@ static void save_runtime(struct vm *vm)
     json_decref(j);
 }
 
-static void set_state(struct vm *vm, enum vm_state st, const char *why)
+void vm_set_state(struct vm *vm, enum vm_state st, const char *why)
 {
     if (vm->state == st)
         return;
@@ -107,6 +109,7 @@ static void load_runtime(struct vm *vm)
     vm->stop_expected = json_is_true(json_object_get(rt, "stop_expected"));
     vm->started_ms = (uint64_t)json_integer_value(json_object_get(rt, "started_ms"));
     vm->last_exit = json_incref(json_object_get(rt, "last_exit"));
+    vm->migration = json_incref(json_object_get(rt, "migration"));
     json_decref(rt);
 }
 
@@ -129,7 +132,8 @@ static json_t *exit_info(struct vm *vm)
 static void reattach(struct vm *vm)
 {
     bool was_active = vm->state == VM_STARTING || vm->state == VM_RUNNING ||
-                      vm->state == VM_PAUSED || vm->state == VM_STOPPING;
+                      vm->state == VM_PAUSED || vm->state == VM_STOPPING ||
+                      vm->state == VM_MIGRATING || vm->state == VM_INCOMING;
     if (!was_active)
         return;
     if (qemu_proc_is_ours(vm->qemu_pid, vm->cfg.uuid)) {
@@ -140,11 +144,13 @@ static void reattach(struct vm *vm)
     json_decref(vm->last_exit);
     vm->last_exit = exit_info(vm);
     const char *desc = json_string_value(json_object_get(vm->last_exit, "description"));
+    if (vm->migration)
+        return;   /* the migration code resolves it after loading the inventory */
     if (vm->stop_expected)
-        set_state(vm, VM_STOPPED, "QEMU exited while vmoved was down (stop requested)");
+        vm_set_state(vm, VM_STOPPED, "QEMU exited while vmoved was down (stop requested)");
     else {
         char *why = xasprintf("QEMU exited while vmoved was down: %s", desc);
-        set_state(vm, VM_CRASHED, why);
+        vm_set_state(vm, VM_CRASHED, why);
         free(why);
     }
 }
@@ -203,6 +209,7 @@ static void vm_free(struct vm *vm)
         event_free(vm->timer);
     vm_config_free(&vm->cfg);
     json_decref(vm->last_exit);
+    json_decref(vm->migration);
     free(vm->broken_reason);
     free(vm->name);
     free(vm->dir);
@@ -307,18 +314,37 @@ static void qemu_gone(struct vm *vm)
     bool starting = vm->state == VM_STARTING;
     vm->qemu_pid = 0;
     vm->started_ms = 0;
+    if (vm->launch_cb) {
+        vm_launch_fn cb = vm->launch_cb;
+        vm->launch_cb = NULL;
+        char *tail = qemu_proc_log_tail(vm->dir, "qemu.log", 600);
+        json_t *err = proto_error(ERR_QEMU, NULL, "QEMU exited while starting for an incoming migration (%s): %s",
+                                  desc, tail);
+        free(tail);
+        cb(vm, err, vm->launch_arg);
+        json_decref(err);
+        return;
+    }
+    if (vm->hooks.on_gone) {
+        /* A migration owns this VM's fate: it decides what the exit means. */
+        struct vm_hooks h = vm->hooks;
+        memset(&vm->hooks, 0, sizeof vm->hooks);
+        guest_cancel_all(vm, "QEMU exited");
+        h.on_gone(h.arg, vm->last_exit);
+        return;
+    }
     if (starting) {
         char *tail = qemu_proc_log_tail(vm->dir, "qemu.log", 600);
-        set_state(vm, VM_STOPPED, "QEMU exited during start");
+        vm_set_state(vm, VM_STOPPED, "QEMU exited during start");
         finish_job_err(vm, proto_error(ERR_QEMU, "see the QEMU log in the VM directory (qemu.log)",
                                        "QEMU exited during start (%s): %s", desc, tail));
         free(tail);
     } else if (vm->stop_expected) {
-        set_state(vm, VM_STOPPED, desc);
+        vm_set_state(vm, VM_STOPPED, desc);
         finish_job_ok(vm);
     } else {
         char *why = xasprintf("QEMU exited unexpectedly: %s", desc);
-        set_state(vm, VM_CRASHED, why);
+        vm_set_state(vm, VM_CRASHED, why);
         journal_event(vm->agent->journal, vm->name, "vm.crashed", vm->last_exit);
         finish_job_err(vm, proto_error(ERR_QEMU, "`vmove vm show` has the log tail", "%s", why));
         free(why);
@@ -367,16 +393,20 @@ static void watch_for_exit(struct vm *vm)
 static void on_qmp_event(void *arg, const char *name, json_t *data)
 {
     struct vm *vm = arg;
+    if (vm->hooks.on_event)
+        vm->hooks.on_event(vm->hooks.arg, name, data);
+    if (vm->state == VM_MIGRATING || vm->state == VM_INCOMING)
+        return;   /* STOP/RESUME during a migration are the migration's business */
     if (!strcmp(name, "STOP") && vm->state == VM_RUNNING)
-        set_state(vm, VM_PAUSED, "QEMU reported STOP");
+        vm_set_state(vm, VM_PAUSED, "QEMU reported STOP");
     else if (!strcmp(name, "RESUME") && vm->state == VM_PAUSED)
-        set_state(vm, VM_RUNNING, "QEMU reported RESUME");
+        vm_set_state(vm, VM_RUNNING, "QEMU reported RESUME");
     else if (!strcmp(name, "SHUTDOWN")) {
         /* The guest powered off, or we asked QEMU to quit: either way an
          * orderly exit follows, not a crash. */
         vm->stop_expected = true;
         if (vm->state == VM_RUNNING || vm->state == VM_PAUSED)
-            set_state(vm, VM_STOPPING, json_is_true(json_object_get(data, "guest"))
+            vm_set_state(vm, VM_STOPPING, json_is_true(json_object_get(data, "guest"))
                                            ? "the guest powered off" : "QEMU is shutting down");
         else
             save_runtime(vm);
@@ -386,21 +416,24 @@ static void on_qmp_event(void *arg, const char *name, json_t *data)
 static void on_status(void *arg, json_t *ret, const qmp_error_t *err)
 {
     struct vm *vm = arg;
-    if (err || vm->state == VM_STARTING)
+    if (err || vm->state == VM_STARTING || vm->state == VM_MIGRATING || vm->state == VM_INCOMING)
         return;
     if (json_is_true(json_object_get(ret, "running")))
-        set_state(vm, VM_RUNNING, "re-attached");
+        vm_set_state(vm, VM_RUNNING, "re-attached");
     else if (vm->state != VM_STOPPING)
-        set_state(vm, VM_PAUSED, "re-attached");
+        vm_set_state(vm, VM_PAUSED, "re-attached");
 }
 
 static void start_continue(struct vm *vm);
+static void incoming_continue(struct vm *vm);
 
 static void on_qmp_state(void *arg, bool ready, const char *reason)
 {
     struct vm *vm = arg;
     if (ready) {
-        if (vm->state == VM_STARTING && vm->job)
+        if (vm->launch_cb)
+            incoming_continue(vm);
+        else if (vm->state == VM_STARTING && vm->job)
             start_continue(vm);
         else
             qmp_command(vm->qmp, "query-status", NULL, 10000, on_status, vm);
@@ -471,7 +504,7 @@ static void remove_sockets(const char *dir)
     }
 }
 
-static void kill_qemu(struct vm *vm)
+void vm_kill_qemu(struct vm *vm)
 {
     if (vm->qemu_pid > 0 && qemu_proc_is_ours(vm->qemu_pid, vm->cfg.uuid))
         kill(vm->qemu_pid, SIGKILL);
@@ -484,7 +517,7 @@ static void start_abort(struct vm *vm, json_t *err)
     vm->stop_expected = true;
     vm->state = VM_STOPPING;
     save_runtime(vm);
-    kill_qemu(vm);
+    vm_kill_qemu(vm);
 }
 
 static void on_cont(void *arg, json_t *ret, const qmp_error_t *err)
@@ -495,7 +528,7 @@ static void on_cont(void *arg, json_t *ret, const qmp_error_t *err)
         return;
     }
     vm->started_ms = wall_ms();
-    set_state(vm, VM_RUNNING, "started");
+    vm_set_state(vm, VM_RUNNING, "started");
     finish_job_ok(vm);
 }
 
@@ -531,31 +564,107 @@ static void start_continue(struct vm *vm)
     qmp_command(vm->qmp, "cont", NULL, 10000, on_cont, vm);
 }
 
-void vm_start(struct vm *vm, struct job *job)
+static int launch_qemu(struct vm *vm, bool incoming, char *err, size_t errlen)
 {
     struct agent *a = vm->agent;
+    remove_sockets(vm->dir);
+    struct qemu_argv_opts o = {.qemu_binary = a->caps.qemu_binary, .vm_dir = vm->dir,
+                               .accel = a->accel.kind, .incoming = incoming ? "defer" : NULL,
+                               .qemu_major = atoi(a->caps.qemu_version)};
+    char **argv = qemu_build_argv(&vm->cfg, &o);
+    int rc = qemu_proc_start(vm->dir, argv, &vm->shim_pid, &vm->qemu_pid, err, errlen);
+    qemu_argv_free(argv);
+    if (rc == 0)
+        vm->stop_expected = false;
+    return rc;
+}
+
+void vm_start(struct vm *vm, struct job *job)
+{
     vm->job = job;
     json_t *problem = vm_check_startable(vm);
     if (problem) {
         finish_job_err(vm, problem);
         return;
     }
-    remove_sockets(vm->dir);
-    struct qemu_argv_opts o = {.qemu_binary = a->caps.qemu_binary, .vm_dir = vm->dir,
-                               .accel = a->accel.kind};
-    char **argv = qemu_build_argv(&vm->cfg, &o);
     char err[512];
     job_set_phase(job, "launching");
-    int rc = qemu_proc_start(vm->dir, argv, &vm->shim_pid, &vm->qemu_pid, err, sizeof err);
-    qemu_argv_free(argv);
-    if (rc < 0) {
+    if (launch_qemu(vm, false, err, sizeof err) < 0) {
         finish_job_err(vm, proto_error(ERR_INTERNAL, NULL, "%s", err));
         return;
     }
-    vm->stop_expected = false;
-    set_state(vm, VM_STARTING, NULL);
+    vm_set_state(vm, VM_STARTING, NULL);
     job_set_phase(job, "connecting");
     vm_attach_qmp(vm);
+}
+
+void vm_launch_incoming(struct vm *vm, vm_launch_fn cb, void *arg)
+{
+    json_t *problem = vm_check_startable(vm);
+    char err[512];
+    if (!problem && launch_qemu(vm, true, err, sizeof err) < 0)
+        problem = proto_error(ERR_INTERNAL, NULL, "%s", err);
+    if (problem) {
+        cb(vm, problem, arg);
+        json_decref(problem);
+        return;
+    }
+    vm->launch_cb = cb;
+    vm->launch_arg = arg;
+    vm_set_state(vm, VM_INCOMING, "waiting for the incoming migration");
+    vm_attach_qmp(vm);
+}
+
+static void incoming_continue(struct vm *vm)
+{
+    vm_launch_fn cb = vm->launch_cb;
+    vm->launch_cb = NULL;
+    char err[512];
+    json_t *error = NULL;
+    if (attach_taps(vm, err, sizeof err) < 0)
+        error = proto_error(ERR_INVALID, NULL, "%s", err);
+    cb(vm, error, vm->launch_arg);
+    json_decref(error);
+}
+
+void vm_set_hooks(struct vm *vm, const struct vm_hooks *hooks)
+{
+    if (hooks)
+        vm->hooks = *hooks;
+    else
+        memset(&vm->hooks, 0, sizeof vm->hooks);
+}
+
+void vm_set_migration(struct vm *vm, json_t *record)
+{
+    json_decref(vm->migration);
+    vm->migration = record;
+    save_runtime(vm);
+}
+
+void vm_forget(struct vm *vm)
+{
+    json_t *err = NULL;
+    vm_set_hooks(vm, NULL);
+    if (vm_delete(vm, true, &err) < 0) {
+        log_error("%s", json_string_value(json_object_get(err, "message")));
+        json_decref(err);
+    }
+}
+
+struct vm *vm_define_in_state(struct agent *a, struct vm_config *cfg, json_t **err)
+{
+    char *dir = xasprintf("%s/%s", a->vms_dir, cfg->name);
+    if (mkdir(dir, 0755) < 0) {
+        *err = proto_error(ERR_EXISTS, NULL, "cannot create %s: %s", dir, strerror(errno));
+        free(dir);
+        return NULL;
+    }
+    struct vm *vm = vm_define(a, cfg, dir, err);
+    if (!vm)
+        remove_tree(dir);
+    free(dir);
+    return vm;
 }
 
 /* ---- stop ------------------------------------------------------------- */
@@ -567,12 +676,12 @@ static void on_stop_timeout(evutil_socket_t fd, short what, void *arg)
     vm->timer = NULL;
     if (vm->stop_expected && vm->job && !strcmp(vm->job->ops->kind, "vm.force-stop")) {
         log_warn("vm %s: QEMU ignored quit; killing it", vm->name);
-        kill_qemu(vm);
+        vm_kill_qemu(vm);
         return;
     }
     int secs = (int)json_integer_value(json_object_get(vm->job->params, "timeout"));
     vm->stop_expected = false;
-    set_state(vm, VM_RUNNING, "graceful stop timed out");
+    vm_set_state(vm, VM_RUNNING, "graceful stop timed out");
     finish_job_err(vm, proto_error(ERR_TIMEOUT, "use `vmove vm stop --force` to power it off",
                                    "the guest did not power off within %d s; VM %s is still running",
                                    secs, vm->name));
@@ -582,14 +691,14 @@ static void on_quit(void *arg, json_t *ret, const qmp_error_t *err)
 {
     struct vm *vm = arg;
     if (err && err->kind != QMP_ERR_DISCONNECTED)
-        kill_qemu(vm);
+        vm_kill_qemu(vm);
 }
 
 void vm_stop(struct vm *vm, struct job *job, bool force, int timeout_s)
 {
     vm->job = job;
     vm->stop_expected = true;
-    set_state(vm, VM_STOPPING, force ? "forced stop" : "stop requested");
+    vm_set_state(vm, VM_STOPPING, force ? "forced stop" : "stop requested");
     job_set_phase(job, force ? "quitting QEMU" : "waiting for the guest to power off");
     if (vm->timer)
         event_free(vm->timer);
@@ -597,7 +706,7 @@ void vm_stop(struct vm *vm, struct job *job, bool force, int timeout_s)
     struct timeval tv = {force ? 10 : timeout_s, 0};
     evtimer_add(vm->timer, &tv);
     if (!vm->qmp || !qmp_is_ready(vm->qmp)) {
-        kill_qemu(vm);
+        vm_kill_qemu(vm);
         return;
     }
     if (force)
@@ -620,7 +729,7 @@ static void on_simple(void *arg, json_t *ret, const qmp_error_t *err)
     if (err)
         api_failf(c->req, ERR_QEMU, NULL, "QEMU: %s", err->desc);
     else {
-        set_state(c->vm, c->then, c->then == VM_PAUSED ? "paused" : "resumed");
+        vm_set_state(c->vm, c->then, c->then == VM_PAUSED ? "paused" : "resumed");
         api_reply(c->req, vm_to_json(c->vm, false));
     }
     free(c);
@@ -698,6 +807,8 @@ struct guest_req {
     struct guest_req *next;
     struct vm *vm;
     char *line;
+    char token[32];            /* lines before "pong TOKEN" are stale replies */
+    bool synced;
     int timeout_ms;
     struct api_req *req;
     struct event *timer;
@@ -730,15 +841,26 @@ static void guest_cancel_all(struct vm *vm, const char *why)
         guest_done(vm, NULL, proto_error(ERR_UNAVAILABLE, NULL, "guest channel: %s", why));
 }
 
+/* The guest may still hold a reply meant for a client that went away: a
+ * "ping TOKEN" goes first, and lines up to its "pong TOKEN" are dropped. */
 static void on_guest_read(struct bufferevent *bev, void *arg)
 {
     struct vm *vm = arg;
     size_t n;
-    char *line = evbuffer_readln(bufferevent_get_input(bev), &n, EVBUFFER_EOL_CRLF);
-    if (!line)
+    char *line;
+    while (vm->guest_queue && (line = evbuffer_readln(bufferevent_get_input(bev), &n, EVBUFFER_EOL_CRLF))) {
+        struct guest_req *g = vm->guest_queue;
+        if (!g->synced) {
+            char expect[48];
+            snprintf(expect, sizeof expect, "pong %s", g->token);
+            g->synced = !strcmp(line, expect);
+            free(line);
+            continue;
+        }
+        guest_done(vm, json_pack("{s:s}", "reply", line), NULL);
+        free(line);
         return;
-    guest_done(vm, json_pack("{s:s}", "reply", line), NULL);
-    free(line);
+    }
 }
 
 static void on_guest_event(struct bufferevent *bev, short what, void *arg)
@@ -777,8 +899,10 @@ static void guest_next(struct vm *vm)
                                          vm->name));
         return;
     }
-    bufferevent_write(vm->guest_bev, g->line, strlen(g->line));
-    bufferevent_write(vm->guest_bev, "\n", 1);
+    snprintf(g->token, sizeof g->token, "%llx", (unsigned long long)(now_ms() ^ (uintptr_t)g));
+    char *sync = xasprintf("ping %s\n%s\n", g->token, g->line);
+    bufferevent_write(vm->guest_bev, sync, strlen(sync));
+    free(sync);
 }
 
 void vm_guest_command(struct vm *vm, const char *line, int timeout_ms, struct api_req *r)
@@ -811,7 +935,7 @@ void vm_cancel_job(struct vm *vm)
             vm->timer = NULL;
         }
         vm->stop_expected = false;
-        set_state(vm, VM_RUNNING, "stop cancelled");
+        vm_set_state(vm, VM_RUNNING, "stop cancelled");
         finish_job_err(vm, proto_error(ERR_CANCELLED, NULL, "stop of %s cancelled; it keeps running",
                                        vm->name));
     }
@@ -820,5 +944,10 @@ void vm_cancel_job(struct vm *vm)
 void vm_acknowledge_crash(struct vm *vm)
 {
     if (vm->state == VM_CRASHED)
-        set_state(vm, VM_STOPPED, "crash acknowledged");
+        vm_set_state(vm, VM_STOPPED, "crash acknowledged");
+}
+
+bool qemu_pid_alive(const struct vm *vm)
+{
+    return qemu_proc_is_ours(vm->qemu_pid, vm->cfg.uuid);
 }

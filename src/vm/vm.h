@@ -18,11 +18,26 @@
 #include "vm/vm_config.h"
 
 struct agent;
+struct vm;
 struct job;
 struct api_req;
 struct event;
 
-enum vm_state { VM_STOPPED, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING, VM_CRASHED, VM_BROKEN };
+enum vm_state {
+    VM_STOPPED, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING, VM_CRASHED, VM_BROKEN,
+    VM_MIGRATING,   /* source side: QEMU is sending the VM to another host */
+    VM_INCOMING,    /* destination side: QEMU waits for, or receives, the VM */
+};
+
+/* Hooks through which the migration code follows a VM's QEMU. */
+struct vm_hooks {
+    void (*on_event)(void *arg, const char *name, json_t *data);
+    /* QEMU exited; exit_info describes how (borrowed). */
+    void (*on_gone)(void *arg, json_t *exit_info);
+    void *arg;
+};
+/* Result of vm_launch_incoming: error NULL on success (borrowed otherwise). */
+typedef void (*vm_launch_fn)(struct vm *vm, json_t *error, void *arg);
 
 struct guest_req;
 
@@ -42,6 +57,10 @@ struct vm {
     struct job *job;           /* lifecycle job in progress (start/stop) */
     struct event *timer;       /* stop timeout / exit-record wait */
     int exit_polls;
+    struct vm_hooks hooks;
+    vm_launch_fn launch_cb;     /* incoming launch in progress */
+    void *launch_arg;
+    json_t *migration;          /* persisted in runtime.json while a migration is in flight */
     struct guest_req *guest_queue;
     struct bufferevent *guest_bev;
 };
@@ -65,6 +84,22 @@ void vm_resume(struct vm *vm, struct api_req *r);
 int vm_delete(struct vm *vm, bool keep_disks, json_t **err);
 /* One line to the guest program's control channel; replies {"reply": line}. */
 void vm_guest_command(struct vm *vm, const char *line, int timeout_ms, struct api_req *r);
+/* Start QEMU with -incoming defer (paused, wired to its switches); cb runs
+ * once QMP is ready or the launch failed.  State becomes VM_INCOMING. */
+void vm_launch_incoming(struct vm *vm, vm_launch_fn cb, void *arg);
+void vm_set_hooks(struct vm *vm, const struct vm_hooks *hooks);
+void vm_set_state(struct vm *vm, enum vm_state st, const char *why);
+/* Replace the persisted migration record (NULL clears it); saved at once. */
+void vm_set_migration(struct vm *vm, json_t *record);
+/* Is the VM's QEMU process alive (and really its own)? */
+bool qemu_pid_alive(const struct vm *vm);
+/* Kill QEMU (SIGKILL) if it is ours and alive. */
+void vm_kill_qemu(struct vm *vm);
+/* Remove the VM from the inventory and its directory, keeping disk files. */
+void vm_forget(struct vm *vm);
+/* Create an in-memory VM from a config, writing vm.json into STATE/vms/NAME. */
+struct vm *vm_define_in_state(struct agent *a, struct vm_config *cfg, json_t **err);
+
 /* Cancel the start or graceful stop in progress (a forced stop cannot be undone). */
 void vm_cancel_job(struct vm *vm);
 /* `vm stop` on a crashed VM: it is stopped now. */

@@ -1,0 +1,196 @@
+/* vmove move NAME --to HOST [tuning...] [--probe IP:PORT] [--no-wait] */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/util.h"
+
+extern char **environ;
+
+static const struct cli_flag move_flags[] = {
+    {"to", 0, true, false},           {"no-wait", 0, false, false},    {"downtime", 0, true, false},
+    {"max-downtime", 0, true, false}, {"max-duration", 0, true, false}, {"parallel", 0, true, false},
+    {"compress", 0, true, false},     {"bandwidth", 0, true, false},    {"converge", 0, true, false},
+    {"probe", 0, true, false},        {NULL, 0, false, false}};
+
+static int int_opt(struct cli *c, const struct cli_args *a, const char *name, json_t *tuning, const char *key,
+                   long long mult)
+{
+    const char *v = cli_opt(a, name);
+    if (!v)
+        return 0;
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    if (*end || end == v || n < 0) {
+        cli_error(c, "--%s \"%s\": expected a whole number", name, v);
+        return -1;
+    }
+    json_object_set_new(tuning, key, json_integer(n * mult));
+    return 0;
+}
+
+static json_t *tuning_params(struct cli *c, const struct cli_args *a)
+{
+    json_t *t = json_object();
+    if (int_opt(c, a, "downtime", t, "downtime_ms", 1) < 0 || int_opt(c, a, "max-downtime", t, "max_downtime_ms", 1) < 0 ||
+        int_opt(c, a, "max-duration", t, "max_duration_s", 1) < 0 || int_opt(c, a, "parallel", t, "channels", 1) < 0 ||
+        int_opt(c, a, "bandwidth", t, "bandwidth", 1000000 / 8) < 0) {   /* --bandwidth in Mbit/s */
+        json_decref(t);
+        return NULL;
+    }
+    if (cli_opt(a, "compress"))
+        json_object_set_new(t, "compress", json_string(cli_opt(a, "compress")));
+    if (cli_opt(a, "converge"))
+        json_object_set_new(t, "converge", json_string(cli_opt(a, "converge")));
+    return t;
+}
+
+/* ---- the client-side downtime probe ----------------------------------- */
+
+struct probe {
+    pid_t pid;
+    char out[PATH_MAX];
+    char stop[PATH_MAX];
+};
+
+static int probe_start(struct cli *c, const char *target, struct probe *p)
+{
+    char self[PATH_MAX], bin[PATH_MAX + 16];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return -1;
+    self[n] = 0;
+    *strrchr(self, '/') = 0;
+    snprintf(bin, sizeof bin, "%s/vmove-probe", self);
+    snprintf(p->out, sizeof p->out, "/tmp/vmove-probe.%d.json", (int)getpid());
+    snprintf(p->stop, sizeof p->stop, "/tmp/vmove-probe.%d.stop", (int)getpid());
+    char ready[PATH_MAX];
+    snprintf(ready, sizeof ready, "/tmp/vmove-probe.%d.ready", (int)getpid());
+    unlink(p->stop);
+    unlink(ready);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, p->out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    char *argv[] = {bin, "--target", (char *)target, "--stop-file", p->stop, "--ready-file", ready,
+                    "--duration", "3600", "--wait-first", "30", NULL};
+    int rc = posix_spawn(&p->pid, bin, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc) {
+        cli_error(c, "cannot run %s: %s", bin, strerror(rc));
+        return -1;
+    }
+    /* Wait until the guest answers, so the probe covers the whole move. */
+    for (int i = 0; i < 300 && access(ready, F_OK) < 0; i++) {
+        if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
+            cli_error(c, "the probe got no echo from %s: is the guest's echo workload running?", target);
+            return -1;
+        }
+        usleep(100000);
+    }
+    unlink(ready);
+    return 0;
+}
+
+static json_t *probe_finish(struct probe *p)
+{
+    /* Let a few more echoes arrive after the switch-over, then stop. */
+    usleep(300000);
+    int fd = open(p->stop, O_WRONLY | O_CREAT, 0600);
+    if (fd >= 0)
+        close(fd);
+    int status;
+    waitpid(p->pid, &status, 0);
+    unlink(p->stop);
+    json_t *j = json_load_file(p->out, 0, NULL);
+    unlink(p->out);
+    return j;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static void print_result(json_t *job, json_t *probe)
+{
+    json_t *r = json_object_get(job, "result");
+    char a[32], b[32], d[32];
+    printf("migrated %s to %s\n", json_string_value(json_object_get(job, "vm")),
+           json_string_value(json_object_get(r, "to")));
+    printf("  total time:        %s\n", fmt_duration_ms((double)json_integer_value(json_object_get(r, "total_ms")), a, sizeof a));
+    printf("  downtime (QEMU):   %s (limit %lld ms)\n",
+           fmt_duration_ms((double)json_integer_value(json_object_get(r, "qemu_downtime_ms")), b, sizeof b),
+           (long long)json_integer_value(json_object_get(r, "downtime_limit_ms")));
+    if (probe)
+        printf("  downtime (client): %.1f ms (longest gap in a 1 ms UDP echo; %lld of %lld answered)\n",
+               json_real_value(json_object_get(probe, "max_gap_ms")),
+               (long long)json_integer_value(json_object_get(probe, "received")),
+               (long long)json_integer_value(json_object_get(probe, "sent")));
+    printf("  bytes sent:        %s in %lld passes\n",
+           fmt_bytes((double)json_integer_value(json_object_get(r, "bytes_sent")), d, sizeof d),
+           (long long)json_integer_value(json_object_get(r, "passes")));
+    size_t i;
+    json_t *act;
+    json_array_foreach(json_object_get(r, "policy_actions"), i, act) printf("  policy:            %s\n",
+                                                                            json_string_value(act));
+}
+
+int cmd_move(struct cli *c, int argc, char **argv)
+{
+    struct cli_args a;
+    if (cli_parse(argc, argv, move_flags, &a) < 0 || a.argc != 1 || !cli_opt(&a, "to")) {
+        if (a.opts)
+            cli_args_free(&a);
+        fprintf(stderr, "usage: vmove move NAME --to HOST|ADDR:PORT [--downtime MS] [--max-downtime MS]\n"
+                        "       [--max-duration S] [--parallel N] [--compress none|zstd|zlib] [--bandwidth MBIT]\n"
+                        "       [--converge auto|throttle|downtime|cancel] [--probe IP:PORT] [--no-wait]\n");
+        return EXIT_USAGE;
+    }
+    json_t *tuning = tuning_params(c, &a);
+    if (!tuning) {
+        cli_args_free(&a);
+        return EXIT_USAGE;
+    }
+    struct probe probe = {0};
+    bool probing = cli_opt(&a, "probe") != NULL;
+    if (probing && probe_start(c, cli_opt(&a, "probe"), &probe) < 0) {
+        json_decref(tuning);
+        cli_args_free(&a);
+        return EXIT_FAIL;
+    }
+    int code;
+    json_t *r = cli_call(c, "vm.move", json_pack("{s:s, s:s, s:o, s:b}", "name", a.argv[0], "to", cli_opt(&a, "to"),
+                                                 "tuning", tuning, "wait", false), NULL, NULL, &code);
+    int rc = code;
+    if (r && cli_flag_set(&a, "no-wait")) {
+        if (c->json)
+            cli_print_json(r);
+        else
+            printf("job %lld\n", (long long)json_integer_value(json_object_get(r, "job")));
+        rc = 0;
+    } else if (r) {
+        json_t *final = NULL;
+        rc = cli_follow_job_result(c, json_pack("{s:I}", "id", json_integer_value(json_object_get(r, "job"))), &final);
+        json_t *pr = probing ? probe_finish(&probe) : NULL;
+        probing = false;
+        if (final && c->json) {
+            json_t *out = json_pack("{s:s, s:O, s:O?}", "event", "done", "job", final, "probe", pr);
+            cli_print_json(out);
+            json_decref(out);
+        } else if (final && rc == 0)
+            print_result(final, pr);
+        json_decref(pr);
+        json_decref(final);
+    }
+    if (probing)
+        json_decref(probe_finish(&probe));
+    json_decref(r);
+    cli_args_free(&a);
+    return rc;
+}

@@ -1,0 +1,293 @@
+#include "host/peer.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/tls.h"
+#include "common/util.h"
+#include "host/agent.h"
+
+struct pending {
+    struct pending *next;
+    struct peer_conn *peer;
+    long long id;
+    char *line;              /* not yet sent: the whole request */
+    peer_reply_fn cb;
+    void *arg;
+    struct event *timer;
+};
+
+struct peer_conn {
+    struct agent *agent;
+    char *name;
+    char *addr;
+    struct bufferevent *bev;
+    bool connected, broken;
+    char *broken_reason;
+    long long next_id;
+    struct pending *pending;
+    peer_closed_fn on_closed;
+    void *arg;
+    int holds;               /* > 0 while callbacks run: free later */
+    bool free_requested;
+    struct event *fail_ev;   /* delivers failures asynchronously */
+};
+
+const char *peer_name(const struct peer_conn *p) { return p->name; }
+
+static void pending_free(struct pending *q)
+{
+    if (q->timer)
+        event_free(q->timer);
+    free(q->line);
+    free(q);
+}
+
+static void unlink_pending(struct peer_conn *p, struct pending *q)
+{
+    for (struct pending **pp = &p->pending; *pp; pp = &(*pp)->next)
+        if (*pp == q) {
+            *pp = q->next;
+            return;
+        }
+}
+
+static void really_free(struct peer_conn *p)
+{
+    if (p->bev)
+        bufferevent_free(p->bev);
+    if (p->fail_ev)
+        event_free(p->fail_ev);
+    free(p->name);
+    free(p->addr);
+    free(p->broken_reason);
+    free(p);
+}
+
+static void release(struct peer_conn *p)
+{
+    if (--p->holds == 0 && p->free_requested)
+        really_free(p);
+}
+
+static void complete(struct peer_conn *p, struct pending *q, json_t *result, json_t *error)
+{
+    unlink_pending(p, q);
+    p->holds++;
+    q->cb(q->arg, result, error);
+    pending_free(q);
+    release(p);
+}
+
+/* Fail every pending call; then tell the owner once. */
+static void fail_all(struct peer_conn *p, const char *reason, bool notify)
+{
+    p->holds++;
+    json_t *err = proto_error(ERR_UNAVAILABLE, "check that vmoved runs on the peer and the network between the hosts",
+                              "connection to host %s (%s) lost: %s", p->name, p->addr, reason);
+    while (p->pending && !p->free_requested)
+        complete(p, p->pending, NULL, err);
+    json_decref(err);
+    if (notify && p->on_closed && !p->free_requested)
+        p->on_closed(p->arg, reason);
+    release(p);
+}
+
+static void mark_broken(struct peer_conn *p, const char *reason)
+{
+    if (p->broken)
+        return;
+    p->broken = true;
+    p->broken_reason = xstrdup(reason);
+    log_warn("peer %s (%s): %s", p->name, p->addr, reason);
+    if (p->bev) {
+        bufferevent_free(p->bev);
+        p->bev = NULL;
+    }
+    fail_all(p, reason, true);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct peer_conn *p = arg;
+    p->holds++;
+    char *line;
+    size_t n;
+    while (!p->free_requested && p->bev &&
+           (line = evbuffer_readln(bufferevent_get_input(bev), &n, EVBUFFER_EOL_LF))) {
+        json_t *msg = json_loads(line, 0, NULL);
+        free(line);
+        long long id = json_integer_value(json_object_get(msg, "id"));
+        if (!msg || json_object_get(msg, "event")) {
+            json_decref(msg);
+            continue;
+        }
+        for (struct pending *q = p->pending; q; q = q->next)
+            if (q->id == id) {
+                complete(p, q, json_object_get(msg, "result"), json_object_get(msg, "error"));
+                break;
+            }
+        json_decref(msg);
+    }
+    release(p);
+}
+
+static void flush_queue(struct peer_conn *p)
+{
+    for (struct pending *q = p->pending; q; q = q->next)
+        if (q->line) {
+            bufferevent_write(p->bev, q->line, strlen(q->line));
+            free(q->line);
+            q->line = NULL;
+        }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct peer_conn *p = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        struct tls_identity id;
+        if (tls_peer_identity(bufferevent_openssl_get_ssl(bev), &id) < 0 || id.role != PKI_ROLE_HOST) {
+            mark_broken(p, "the peer's certificate is not a vmove host certificate");
+            return;
+        }
+        p->connected = true;
+        flush_queue(p);
+        return;
+    }
+    if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
+        char why[512] = "connection closed";
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        if (e) {
+            ERR_error_string_n(e, why, sizeof why);
+            SSL *ssl = bufferevent_openssl_get_ssl(bev);
+            long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+            if (vr != X509_V_OK)
+                snprintf(why, sizeof why, "TLS: %s (is the peer's certificate from our CA, with name %s?)",
+                         X509_verify_cert_error_string(vr), p->name);
+        } else if ((what & BEV_EVENT_ERROR) && EVUTIL_SOCKET_ERROR())
+            snprintf(why, sizeof why, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        mark_broken(p, why);
+    }
+}
+
+static void on_fail_ev(evutil_socket_t fd, short what, void *arg)
+{
+    struct peer_conn *p = arg;
+    fail_all(p, p->broken_reason ? p->broken_reason : "not connected", false);
+}
+
+static int parse_addr(const char *addr, struct sockaddr_in *sin)
+{
+    char ip[64];
+    const char *colon = strrchr(addr, ':');
+    if (!colon || (size_t)(colon - addr) >= sizeof ip)
+        return -1;
+    snprintf(ip, sizeof ip, "%.*s", (int)(colon - addr), addr);
+    memset(sin, 0, sizeof *sin);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)atoi(colon + 1));
+    return inet_pton(AF_INET, ip, &sin->sin_addr) == 1 && sin->sin_port ? 0 : -1;
+}
+
+struct peer_conn *peer_connect(struct agent *a, const char *expect_name, const char *addr,
+                               peer_closed_fn on_closed, void *arg)
+{
+    struct peer_conn *p = xcalloc(1, sizeof *p);
+    p->agent = a;
+    p->name = xstrdup(expect_name ? expect_name : addr);
+    p->addr = xstrdup(addr);
+    p->on_closed = on_closed;
+    p->arg = arg;
+    p->fail_ev = event_new(a->base, -1, 0, on_fail_ev, p);
+    struct sockaddr_in sin;
+    if (!a->tls_client) {
+        p->broken = true;
+        p->broken_reason = xstrdup("this host has no TLS identity (start vmoved with --listen and --tls-dir)");
+        return p;
+    }
+    if (parse_addr(addr, &sin) < 0) {
+        p->broken = true;
+        p->broken_reason = xasprintf("bad peer address \"%s\" (expected IPv4:PORT)", addr);
+        return p;
+    }
+    SSL *ssl = SSL_new(a->tls_client);
+    /* A named peer must present a certificate for that name; a bare
+     * address only needs a host certificate from our CA. */
+    if (expect_name)
+        tls_client_expect_host(ssl, expect_name);
+    p->bev = bufferevent_openssl_socket_new(a->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                            BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_setcb(p->bev, on_read, NULL, on_event, p);
+    bufferevent_enable(p->bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect(p->bev, (struct sockaddr *)&sin, sizeof sin) < 0) {
+        bufferevent_free(p->bev);
+        p->bev = NULL;
+        p->broken = true;
+        p->broken_reason = xasprintf("cannot connect to %s: %s", addr, strerror(errno));
+    }
+    return p;
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct pending *q = arg;
+    struct peer_conn *p = q->peer;
+    json_t *err = proto_error(ERR_TIMEOUT, NULL, "host %s did not answer in time", p->name);
+    complete(p, q, NULL, err);
+    json_decref(err);
+}
+
+void peer_call(struct peer_conn *p, const char *method, json_t *params, int timeout_ms,
+               peer_reply_fn cb, void *arg)
+{
+    struct pending *q = xcalloc(1, sizeof *q);
+    q->peer = p;
+    q->id = ++p->next_id;
+    q->cb = cb;
+    q->arg = arg;
+    json_t *req = json_pack("{s:I, s:s, s:o}", "id", (json_int_t)q->id, "method", method, "params",
+                            params ? params : json_object());
+    size_t len;
+    q->line = proto_encode(req, &len);
+    json_decref(req);
+    struct pending **pp = &p->pending;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = q;
+    if (timeout_ms > 0) {
+        q->timer = evtimer_new(p->agent->base, on_timeout, q);
+        struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+        evtimer_add(q->timer, &tv);
+    }
+    if (p->broken)
+        event_active(p->fail_ev, 0, 0);
+    else if (p->connected)
+        flush_queue(p);
+}
+
+void peer_close(struct peer_conn *p)
+{
+    if (!p || p->free_requested)
+        return;
+    p->holds++;
+    p->on_closed = NULL;
+    if (p->bev) {
+        bufferevent_free(p->bev);
+        p->bev = NULL;
+    }
+    fail_all(p, "closed", false);
+    p->free_requested = true;
+    release(p);
+}

@@ -1,0 +1,570 @@
+#include "migrate/incoming.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/util.h"
+#include "host/agent.h"
+#include "host/journal.h"
+#include "host/server.h"
+#include "migrate/migrate_net.h"
+#include "migrate/tuning.h"
+#include "vm/vm.h"
+
+#define MEMORY_OVERHEAD_MIB 128
+
+struct incoming {
+    struct incoming *next;
+    struct agent *agent;
+    struct vm *vm;
+    char *name;
+    char *source;
+    json_int_t job;
+    struct api_req *req;       /* pending prepare or finish */
+    struct conn *conn;         /* the source's control connection */
+    struct migrate_tuning tuning;
+    char ip[64];
+    int port;
+    bool finish_waiting;       /* finish arrived while QEMU was still loading */
+    struct event *finish_timer;
+};
+
+/* ---- bookkeeping ------------------------------------------------------ */
+
+static struct incoming *find_incoming(struct agent *a, const char *name)
+{
+    for (struct incoming *in = a->incomings; in; in = in->next)
+        if (!strcmp(in->name, name))
+            return in;
+    return NULL;
+}
+
+static void on_conn_closed(void *arg);
+
+static void incoming_free(struct incoming *in)
+{
+    struct agent *a = in->agent;
+    for (struct incoming **p = &a->incomings; *p; p = &(*p)->next)
+        if (*p == in) {
+            *p = in->next;
+            break;
+        }
+    if (in->conn) {
+        conn_set_close_hook(in->conn, NULL, NULL);
+        conn_unref(in->conn);
+    }
+    if (in->vm)
+        vm_set_hooks(in->vm, NULL);
+    if (in->finish_timer)
+        event_free(in->finish_timer);
+    free(in->name);
+    free(in->source);
+    free(in);
+}
+
+void incoming_free_all(struct agent *a)
+{
+    while (a->incomings) {
+        struct incoming *in = a->incomings;
+        if (in->req)
+            api_failf(in->req, ERR_UNAVAILABLE, NULL, "vmoved on the destination is shutting down");
+        in->req = NULL;
+        incoming_free(in);
+    }
+}
+
+static bool committed(struct vm *vm)
+{
+    return vm->migration && json_is_true(json_object_get(vm->migration, "committed"));
+}
+
+/* Kill the half-received VM and forget it.  Never called once committed. */
+static void abort_incoming(struct incoming *in, const char *why)
+{
+    struct vm *vm = in->vm;
+    log_warn("incoming migration of %s from %s aborted: %s", in->name, in->source, why);
+    json_t *d = json_pack("{s:s, s:s}", "source", in->source, "why", why);
+    journal_event(in->agent->journal, in->name, "migration.incoming.aborted", d);
+    json_decref(d);
+    in->vm = NULL;
+    if (vm) {
+        vm_set_hooks(vm, NULL);
+        vm_kill_qemu(vm);
+        vm_forget(vm);
+    }
+    if (in->req)
+        api_failf(in->req, ERR_CANCELLED, NULL, "incoming migration of %s aborted on host %s: %s",
+                  in->name, in->agent->name, why);
+    in->req = NULL;
+    incoming_free(in);
+}
+
+static void on_conn_closed(void *arg)
+{
+    struct incoming *in = arg;
+    conn_unref(in->conn);
+    in->conn = NULL;
+    if (in->vm && !committed(in->vm))
+        abort_incoming(in, "the source host's control connection closed");
+}
+
+/* ---- prepare ---------------------------------------------------------- */
+
+static uint64_t mem_available_mib(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb / 1024;
+}
+
+static bool machine_supported(struct agent *a, const char *m)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(a->caps.machines, i, v) if (!strcmp(json_string_value(v), m)) return true;
+    return false;
+}
+
+static void add_problem(json_t *problems, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_problem(json_t *problems, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    json_array_append_new(problems, json_string(buf));
+}
+
+/* Every reason this host cannot take the VM, all at once. */
+static json_t *check_incoming(struct agent *a, const struct vm_config *c, const char *src_accel,
+                              const char *via_ip, char *ip, size_t iplen)
+{
+    json_t *problems = json_array();
+    if (!a->settings.migration_incoming)
+        add_problem(problems, "incoming migration is disabled on host %s "
+                    "(enable it there: vmove host set --migration-incoming on)", a->name);
+    if (vm_find(a, c->name))
+        add_problem(problems, "a VM named %s already exists on host %s", c->name, a->name);
+    uint64_t avail = mem_available_mib();
+    if (avail < c->memory_mib + MEMORY_OVERHEAD_MIB)
+        add_problem(problems, "not enough memory on host %s: the VM needs %llu MiB (+%d MiB overhead), %llu MiB available",
+                    a->name, (unsigned long long)c->memory_mib, MEMORY_OVERHEAD_MIB, (unsigned long long)avail);
+    for (size_t i = 0; i < c->n_nics; i++) {
+        char *p = xasprintf("/sys/class/net/%s/bridge", c->nics[i].switch_name);
+        if (!path_exists(p))
+            add_problem(problems, "switch %s does not exist on host %s", c->nics[i].switch_name, a->name);
+        free(p);
+    }
+    for (size_t i = 0; i < c->n_disks; i++)
+        if (access(c->disks[i].path, R_OK | W_OK) < 0)
+            add_problem(problems, "disk %s (%s) is not visible on host %s: %s (live migration needs shared storage)",
+                        c->disks[i].id, c->disks[i].path, a->name, strerror(errno));
+    if (c->boot.kind == VM_BOOT_KERNEL && access(c->boot.kernel, R_OK) < 0)
+        add_problem(problems, "kernel %s is not readable on host %s", c->boot.kernel, a->name);
+    if (c->boot.initrd && access(c->boot.initrd, R_OK) < 0)
+        add_problem(problems, "initrd %s is not readable on host %s", c->boot.initrd, a->name);
+    if (src_accel && strcmp(src_accel, accel_kind_name(a->accel.kind)))
+        add_problem(problems, "accelerator mismatch: the source runs %s, host %s runs %s", src_accel, a->name,
+                    accel_kind_name(a->accel.kind));
+    if (!machine_supported(a, c->machine))
+        add_problem(problems, "machine type %s is not supported by QEMU %s on host %s", c->machine,
+                    a->caps.qemu_version, a->name);
+    char err[512];
+    if (migrate_net_pick_listen(&a->settings, via_ip, a->name, ip, iplen, err, sizeof err) < 0)
+        add_problem(problems, "%s", err);
+    return problems;
+}
+
+static int free_port(const char *ip)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    inet_pton(AF_INET, ip, &sin.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    socklen_t len = sizeof sin;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+        port = ntohs(sin.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static void commit_and_resume(struct incoming *in);
+
+static void on_incoming_event(void *arg, const char *name, json_t *data)
+{
+    struct incoming *in = arg;
+    if (!strcmp(name, "MIGRATION")) {
+        const char *st = json_string_value(json_object_get(data, "status"));
+        log_info("incoming %s: QEMU migration status %s", in->name, st ? st : "?");
+        if (st && !strcmp(st, "failed") && in->vm && !committed(in->vm))
+            abort_incoming(in, "QEMU reported the incoming migration failed");
+        else if (st && !strcmp(st, "completed") && in->finish_waiting) {
+            in->finish_waiting = false;
+            commit_and_resume(in);
+        }
+    }
+}
+
+static void on_incoming_gone(void *arg, json_t *exit_info)
+{
+    struct incoming *in = arg;
+    struct vm *vm = in->vm;
+    if (vm && !committed(vm)) {
+        char *why = xasprintf("the destination QEMU exited (%s)",
+                              json_string_value(json_object_get(exit_info, "description")));
+        abort_incoming(in, why);
+        free(why);
+        return;
+    }
+    in->vm = NULL;
+    incoming_free(in);
+}
+
+static void fail_prepare(struct incoming *in, const char *fmt, const char *desc)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, fmt, desc);
+    abort_incoming(in, msg);
+}
+
+static void on_migrate_incoming(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err) {
+        fail_prepare(in, "migrate-incoming failed: %s", err->desc);
+        return;
+    }
+    log_info("incoming %s: listening on %s:%d for host %s", in->name, in->ip, in->port, in->source);
+    struct api_req *r = in->req;
+    in->req = NULL;
+    api_reply(r, json_pack("{s:s, s:s, s:i}", "uri", "", "ip", in->ip, "port", in->port));
+}
+
+static void on_params(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err) {
+        fail_prepare(in, "QEMU refused the migration parameters: %s", err->desc);
+        return;
+    }
+    in->port = free_port(in->ip);
+    char *uri = xasprintf("tcp:%s:%d", in->ip, in->port);
+    qmp_command(in->vm->qmp, "migrate-incoming", json_pack("{s:s}", "uri", uri), 10000, on_migrate_incoming, in);
+    free(uri);
+}
+
+static void on_caps(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err) {
+        fail_prepare(in, "QEMU refused the migration capabilities: %s", err->desc);
+        return;
+    }
+    qmp_command(in->vm->qmp, "migrate-set-parameters", tuning_qemu_parameters(&in->tuning), 10000, on_params, in);
+}
+
+static void on_launched(struct vm *vm, json_t *error, void *arg)
+{
+    struct incoming *in = arg;
+    if (error) {
+        fail_prepare(in, "%s", json_string_value(json_object_get(error, "message")));
+        return;
+    }
+    qmp_command(vm->qmp, "migrate-set-capabilities", tuning_qemu_capabilities(&in->tuning), 10000, on_caps, in);
+}
+
+static bool from_host(struct api_req *r)
+{
+    if (r->who.kind == PRINCIPAL_HOST)
+        return true;
+    api_failf(r, ERR_DENIED, NULL, "%s is a host-to-host method", r->method);
+    return false;
+}
+
+static void migrate_prepare(struct api_req *r)
+{
+    struct agent *a = r->agent;
+    if (!from_host(r))
+        return;
+    struct vm_config cfg;
+    struct migrate_tuning tuning;
+    char err[512];
+    if (vm_config_from_json(json_object_get(r->params, "config"), &cfg, err, sizeof err) < 0) {
+        api_failf(r, ERR_INVALID, NULL, "the VM configuration sent by %s is invalid: %s", r->who.name, err);
+        return;
+    }
+    if (tuning_from_json(json_object_get(r->params, "tuning"), &tuning, err, sizeof err) < 0) {
+        vm_config_free(&cfg);
+        api_failf(r, ERR_INVALID, NULL, "%s", err);
+        return;
+    }
+    char ip[64];
+    json_t *problems = check_incoming(a, &cfg, json_string_value(json_object_get(r->params, "accel")),
+                                      json_string_value(json_object_get(r->params, "via")), ip, sizeof ip);
+    if (json_array_size(problems)) {
+        char *text = json_dumps(problems, JSON_COMPACT);
+        json_t *e = proto_error(ERR_INVALID, "fix these on the destination, then retry",
+                                "host %s cannot take VM %s: %s", a->name, cfg.name, text);
+        json_object_set_new(e, "problems", problems);
+        free(text);
+        vm_config_free(&cfg);
+        api_fail(r, e);
+        return;
+    }
+    json_decref(problems);
+    json_t *jerr = NULL;
+    struct vm *vm = vm_define_in_state(a, &cfg, &jerr);
+    vm_config_free(&cfg);
+    if (!vm) {
+        api_fail(r, jerr);
+        return;
+    }
+    struct incoming *in = xcalloc(1, sizeof *in);
+    in->agent = a;
+    in->vm = vm;
+    in->name = xstrdup(vm->name);
+    in->source = xstrdup(r->who.name);
+    in->job = json_integer_value(json_object_get(r->params, "job"));
+    in->tuning = tuning;
+    snprintf(in->ip, sizeof in->ip, "%s", ip);
+    in->req = r;
+    in->conn = r->conn;
+    conn_ref(in->conn);
+    conn_set_close_hook(in->conn, on_conn_closed, in);
+    in->next = a->incomings;
+    a->incomings = in;
+    vm_set_migration(vm, json_pack("{s:s, s:s, s:I, s:b}", "role", "incoming", "source", in->source,
+                                   "job", in->job, "committed", false));
+    struct vm_hooks hooks = {on_incoming_event, on_incoming_gone, in};
+    vm_set_hooks(vm, &hooks);
+    json_t *d = json_pack("{s:s, s:I}", "source", in->source, "job", in->job);
+    journal_event(a->journal, vm->name, "migration.incoming.prepared", d);
+    json_decref(d);
+    vm_launch_incoming(vm, on_launched, in);
+}
+
+/* ---- finish ----------------------------------------------------------- */
+
+static void finish_done(struct incoming *in)
+{
+    struct vm *vm = in->vm;
+    vm->started_ms = wall_ms();
+    vm_set_migration(vm, NULL);
+    vm_set_state(vm, VM_RUNNING, "incoming migration finished");
+    json_t *d = json_pack("{s:s}", "source", in->source);
+    journal_event(in->agent->journal, vm->name, "migration.incoming.finished", d);
+    json_decref(d);
+    struct api_req *r = in->req;
+    in->req = NULL;
+    incoming_free(in);
+    api_reply(r, json_pack("{s:s, s:s}", "state", "running", "host", r->agent->name));
+}
+
+static void on_announce(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err)
+        log_warn("announce-self for %s failed: %s", in->name, err->desc);
+    finish_done(in);
+}
+
+static void on_cont(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err) {
+        /* Committed but cannot run: the VM is lost here; the source still
+         * has it paused and resumes it when told so. */
+        json_t *rec = json_deep_copy(in->vm->migration);
+        json_object_set_new(rec, "committed", json_false());
+        vm_set_migration(in->vm, rec);
+        fail_prepare(in, "the destination QEMU refused to run the guest: %s", err->desc);
+        return;
+    }
+    /* Tell the switches where the guest's MACs are now (RARP/GARP). */
+    qmp_command(in->vm->qmp, "announce-self",
+                json_pack("{s:i, s:i, s:i, s:i}", "initial", 1, "max", 200, "rounds", 5, "step", 50), 5000,
+                on_announce, in);
+}
+
+static void commit_and_resume(struct incoming *in)
+{
+    if (in->finish_timer) {
+        event_free(in->finish_timer);
+        in->finish_timer = NULL;
+    }
+    /* The point of no return: recorded before the guest runs here. */
+    json_t *rec = json_deep_copy(in->vm->migration);
+    json_object_set_new(rec, "committed", json_true());
+    vm_set_migration(in->vm, rec);
+    qmp_command(in->vm->qmp, "cont", NULL, 10000, on_cont, in);
+}
+
+static void on_finish_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct incoming *in = arg;
+    abort_incoming(in, "the destination QEMU did not finish loading the VM within 30 s");
+}
+
+static void on_finish_status(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    const char *st = json_string_value(json_object_get(ret, "status"));
+    if (!err && st && !strcmp(st, "completed")) {
+        commit_and_resume(in);
+        return;
+    }
+    if (!err && st && (!strcmp(st, "active") || !strcmp(st, "device") || !strcmp(st, "setup"))) {
+        /* The source has sent everything; QEMU here is still loading the
+         * last of it.  Its MIGRATION event says when it is done. */
+        in->finish_waiting = true;
+        in->finish_timer = evtimer_new(in->agent->base, on_finish_timeout, in);
+        struct timeval tv = {30, 0};
+        evtimer_add(in->finish_timer, &tv);
+        return;
+    }
+    char why[256];
+    snprintf(why, sizeof why, "finish asked, but the incoming migration is %s", err ? err->desc : st ? st : "unknown");
+    abort_incoming(in, why);
+}
+
+static void migrate_finish(struct api_req *r)
+{
+    if (!from_host(r))
+        return;
+    const char *name = api_param_str(r, "name", true);
+    if (!name)
+        return;
+    struct incoming *in = find_incoming(r->agent, name);
+    if (!in || !in->vm || in->req || strcmp(in->source, r->who.name)) {
+        api_failf(r, ERR_STATE, NULL, "no incoming migration of %s from %s on host %s", name, r->who.name,
+                  r->agent->name);
+        return;
+    }
+    in->req = r;
+    qmp_command(in->vm->qmp, "query-migrate", NULL, 10000, on_finish_status, in);
+}
+
+/* ---- resolve ---------------------------------------------------------- */
+
+/* The source asks what became of a VM it was sending.  An uncommitted
+ * incoming VM is aborted before answering, so the answer stays true. */
+static void migrate_resolve(struct api_req *r)
+{
+    if (!from_host(r))
+        return;
+    const char *name = api_param_str(r, "name", true);
+    if (!name)
+        return;
+    struct vm *vm = vm_find(r->agent, name);
+    struct incoming *in = find_incoming(r->agent, name);
+    const char *state;
+    if (!vm)
+        state = "absent";
+    else if (committed(vm) || (!vm->migration && vm->state != VM_INCOMING))
+        state = "committed";
+    else {
+        if (in)
+            abort_incoming(in, "the source asked to resolve the migration");
+        else {
+            vm_kill_qemu(vm);
+            vm_forget(vm);
+        }
+        state = "aborted";
+    }
+    api_reply(r, json_pack("{s:s, s:s}", "state", state, "host", r->agent->name));
+}
+
+/* ---- recovery after a restart of vmoved ------------------------------- */
+
+static void on_recover_cont(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct vm *vm = arg;
+    if (err) {
+        log_error("vm %s: could not resume the committed incoming VM: %s", vm->name, err->desc);
+        return;
+    }
+    vm->started_ms = wall_ms();
+    vm_set_migration(vm, NULL);
+    vm_set_state(vm, VM_RUNNING, "committed incoming migration resumed after restart");
+}
+
+static void recover_tick(evutil_socket_t fd, short what, void *arg);
+
+struct recover_wait {
+    struct agent *agent;
+    char *name;
+    struct event *ev;
+    int tries;
+};
+
+static void recover_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct recover_wait *w = arg;
+    struct vm *vm = vm_find(w->agent, w->name);
+    if (vm && vm->qmp && qmp_is_ready(vm->qmp)) {
+        qmp_command(vm->qmp, "cont", NULL, 10000, on_recover_cont, vm);
+    } else if (vm && ++w->tries < 100) {
+        struct timeval tv = {0, 100000};
+        evtimer_add(w->ev, &tv);
+        return;
+    }
+    event_free(w->ev);
+    free(w->name);
+    free(w);
+}
+
+void incoming_recover(struct agent *a)
+{
+    struct vm *next;
+    for (struct vm *vm = a->vms; vm; vm = next) {
+        next = vm->next;
+        const char *role = json_string_value(json_object_get(vm->migration, "role"));
+        if (!role || strcmp(role, "incoming"))
+            continue;
+        bool alive = vm->qemu_pid > 0 && qemu_pid_alive(vm);
+        if (committed(vm) && alive) {
+            log_warn("vm %s: incoming migration was committed before the restart: resuming it", vm->name);
+            struct recover_wait *w = xcalloc(1, sizeof *w);
+            w->agent = a;
+            w->name = xstrdup(vm->name);
+            w->ev = evtimer_new(a->base, recover_tick, w);
+            struct timeval tv = {0, 0};
+            evtimer_add(w->ev, &tv);
+        } else if (committed(vm)) {
+            vm_set_migration(vm, NULL);
+            vm_set_state(vm, VM_CRASHED, "QEMU exited after the incoming migration was committed");
+        } else {
+            log_warn("vm %s: uncommitted incoming migration found after restart: aborting it", vm->name);
+            json_t *d = json_pack("{s:s}", "why", "vmoved restarted during the incoming migration");
+            journal_event(a->journal, vm->name, "migration.incoming.aborted", d);
+            json_decref(d);
+            vm_kill_qemu(vm);
+            vm_forget(vm);
+        }
+    }
+}
+
+const struct api_method api_migrate_peer_methods[] = {
+    {"migrate.prepare", migrate_prepare, true},
+    {"migrate.finish", migrate_finish, true},
+    {"migrate.resolve", migrate_resolve, true},
+    {NULL, NULL, false},
+};

@@ -1,0 +1,24 @@
+/* Source side of a live migration: the `migrate` job.
+ *
+ * Phases (journaled in the job record and in the VM's runtime.json):
+ *   prepare    the destination checks everything and starts QEMU -incoming
+ *   transfer   QEMU pre-copies memory; vmove follows progress and applies
+ *              the convergence policy
+ *   switchover QEMU completed: the source guest is stopped, the destination
+ *              is told to finish (commit + resume)
+ *   confirm    the destination runs the guest: the source QEMU quits and the
+ *              VM leaves this host's inventory
+ * Failure or cancel before switchover: the destination aborts, the guest
+ * keeps running here.  Lost contact during switchover: the source asks the
+ * destination to resolve, and resumes only on "aborted"/"absent". */
+#ifndef VMOVE_MIGRATE_H
+#define VMOVE_MIGRATE_H
+#include "host/api.h"
+
+struct agent;
+
+/* After the inventory is loaded: settle migrations interrupted by a restart. */
+void migrate_recover(struct agent *a);
+void migrate_free_all(struct agent *a);
+extern const struct api_method api_migrate_methods[];
+#endif

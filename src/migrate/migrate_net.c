@@ -1,0 +1,66 @@
+#include "migrate/migrate_net.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+unsigned int migrate_net_ip(const char *ip)
+{
+    struct in_addr a;
+    return inet_pton(AF_INET, ip, &a) == 1 ? ntohl(a.s_addr) : 0;
+}
+
+int migrate_net_pick_listen(const struct host_settings *s, const char *hint_ip, const char *host,
+                            char *ip, size_t iplen, char *err, size_t errlen)
+{
+    if (s->migration_any && hint_ip) {
+        snprintf(ip, iplen, "%s", hint_ip);
+        return 0;
+    }
+    struct ifaddrs *ifs, *i;
+    if (getifaddrs(&ifs) < 0) {
+        snprintf(err, errlen, "cannot list local addresses");
+        return -1;
+    }
+    int found = -1;
+    for (i = ifs; i && found < 0; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET)
+            continue;
+        uint32_t a = ntohl(((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr);
+        if ((a >> 24) == 127 && !s->n_migration_networks)
+            continue;
+        if (settings_migration_allowed(s, a)) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, ip, (socklen_t)iplen);
+            found = 0;
+        }
+    }
+    freeifaddrs(ifs);
+    if (found < 0) {
+        char nets[512];
+        settings_migration_networks_str(s, nets, sizeof nets);
+        snprintf(err, errlen, "host %s has no address in its allowed migration networks (%s)", host, nets);
+    }
+    return found;
+}
+
+int migrate_net_route_source(const char *dst_ip, char *ip, size_t iplen)
+{
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(9)};
+    if (inet_pton(AF_INET, dst_ip, &dst.sin_addr) != 1)
+        return -1;
+    /* A connected UDP socket sends nothing but makes the kernel pick the route. */
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in local;
+    socklen_t len = sizeof local;
+    int rc = fd < 0 || connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0 ||
+             getsockname(fd, (struct sockaddr *)&local, &len) < 0 ? -1 : 0;
+    if (fd >= 0)
+        close(fd);
+    if (rc == 0)
+        inet_ntop(AF_INET, &local.sin_addr, ip, (socklen_t)iplen);
+    return rc;
+}

@@ -1,0 +1,18 @@
+/* Which addresses carry migration traffic, checked against each host's
+ * allowed migration networks. */
+#ifndef VMOVE_MIGRATE_NET_H
+#define VMOVE_MIGRATE_NET_H
+#include <stddef.h>
+
+#include "host/settings.h"
+
+/* Destination side: a local IPv4 address inside the allowed networks, to
+ * listen on.  With "any", the address the source reached us on (hint) is
+ * used.  -1 with err naming the networks if there is none. */
+int migrate_net_pick_listen(const struct host_settings *s, const char *hint_ip, const char *host,
+                            char *ip, size_t iplen, char *err, size_t errlen);
+/* Source side: the local address the kernel would use to reach dst_ip. */
+int migrate_net_route_source(const char *dst_ip, char *ip, size_t iplen);
+/* Host-order IPv4 of a dotted quad; 0 if invalid. */
+unsigned int migrate_net_ip(const char *ip);
+#endif

@@ -1,0 +1,118 @@
+#include "migrate/tuning.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* "Unlimited" for QEMU's max-bandwidth: its default is a 128 MiB/s cap, which
+ * on a dedicated migration network only makes migrations slow (and, with a
+ * busy guest, never finish). */
+#define UNLIMITED_BANDWIDTH (1ULL << 40)
+
+static const char *policy_names[] = {"auto", "throttle", "downtime", "cancel"};
+
+const char *converge_policy_name(enum converge_policy p) { return policy_names[p]; }
+
+void tuning_defaults(struct migrate_tuning *t)
+{
+    memset(t, 0, sizeof *t);
+    t->downtime_ms = TUNING_DEFAULT_DOWNTIME_MS;
+    t->max_downtime_ms = TUNING_DEFAULT_MAX_DOWNTIME_MS;
+    t->max_duration_s = TUNING_DEFAULT_MAX_DURATION_S;
+    t->channels = TUNING_DEFAULT_CHANNELS;
+    snprintf(t->compress, sizeof t->compress, "none");
+    t->converge = CONVERGE_AUTO;
+}
+
+static int get_int(json_t *j, const char *key, int lo, int hi, int *out, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(j, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        snprintf(err, errlen, "%s must be an integer from %d to %d", key, lo, hi);
+        return -1;
+    }
+    *out = (int)json_integer_value(v);
+    return 0;
+}
+
+int tuning_from_json(json_t *j, struct migrate_tuning *t, char *err, size_t errlen)
+{
+    tuning_defaults(t);
+    if (!j)
+        return 0;
+    if (get_int(j, "downtime_ms", 1, 60000, &t->downtime_ms, err, errlen) < 0 ||
+        get_int(j, "max_downtime_ms", 1, 600000, &t->max_downtime_ms, err, errlen) < 0 ||
+        get_int(j, "max_duration_s", 1, 86400, &t->max_duration_s, err, errlen) < 0 ||
+        get_int(j, "channels", 1, 64, &t->channels, err, errlen) < 0)
+        return -1;
+    if (t->max_downtime_ms < t->downtime_ms)
+        t->max_downtime_ms = t->downtime_ms;
+    json_t *bw = json_object_get(j, "bandwidth");
+    if (bw && !json_is_null(bw)) {
+        if (!json_is_integer(bw) || json_integer_value(bw) < 0) {
+            snprintf(err, errlen, "bandwidth must be a number of bytes per second (0 = unlimited)");
+            return -1;
+        }
+        t->bandwidth = (uint64_t)json_integer_value(bw);
+    }
+    const char *c = json_string_value(json_object_get(j, "compress"));
+    if (c) {
+        if (strcmp(c, "none") && strcmp(c, "zstd") && strcmp(c, "zlib")) {
+            snprintf(err, errlen, "compress must be none, zstd or zlib");
+            return -1;
+        }
+        snprintf(t->compress, sizeof t->compress, "%s", c);
+    }
+    const char *p = json_string_value(json_object_get(j, "converge"));
+    if (p) {
+        size_t i;
+        for (i = 0; i < 4 && strcmp(p, policy_names[i]); i++)
+            ;
+        if (i == 4) {
+            snprintf(err, errlen, "converge must be auto, throttle, downtime or cancel");
+            return -1;
+        }
+        t->converge = (enum converge_policy)i;
+    }
+    if (strcmp(t->compress, "none") && t->channels < 2) {
+        snprintf(err, errlen, "compression needs multifd: use --parallel 2 or more");
+        return -1;
+    }
+    return 0;
+}
+
+json_t *tuning_to_json(const struct migrate_tuning *t)
+{
+    return json_pack("{s:i, s:i, s:i, s:i, s:s, s:I, s:s}", "downtime_ms", t->downtime_ms,
+                     "max_downtime_ms", t->max_downtime_ms, "max_duration_s", t->max_duration_s,
+                     "channels", t->channels, "compress", t->compress, "bandwidth",
+                     (json_int_t)t->bandwidth, "converge", policy_names[t->converge]);
+}
+
+static json_t *cap(const char *name, bool on)
+{
+    return json_pack("{s:s, s:b}", "capability", name, "state", on);
+}
+
+json_t *tuning_qemu_capabilities(const struct migrate_tuning *t)
+{
+    json_t *caps = json_array();
+    json_array_append_new(caps, cap("events", true));
+    json_array_append_new(caps, cap("multifd", t->channels > 1));
+    json_array_append_new(caps, cap("auto-converge",
+                                    t->converge == CONVERGE_AUTO || t->converge == CONVERGE_THROTTLE));
+    return json_pack("{s:o}", "capabilities", caps);
+}
+
+json_t *tuning_qemu_parameters(const struct migrate_tuning *t)
+{
+    json_t *p = json_pack("{s:I, s:I}", "max-bandwidth",
+                          (json_int_t)(t->bandwidth ? t->bandwidth : UNLIMITED_BANDWIDTH),
+                          "downtime-limit", (json_int_t)t->downtime_ms);
+    if (t->channels > 1) {
+        json_object_set_new(p, "multifd-channels", json_integer(t->channels));
+        json_object_set_new(p, "multifd-compression", json_string(t->compress));
+    }
+    return p;
+}

@@ -1,0 +1,40 @@
+/* Migration tuning: what vmove asks of QEMU's migration, and why.
+ * Both ends must agree on capabilities (multifd, compression), so the
+ * source sends its tuning to the destination in the prepare step. */
+#ifndef VMOVE_TUNING_H
+#define VMOVE_TUNING_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum converge_policy {
+    CONVERGE_AUTO,       /* throttle (auto-converge), then raise the downtime step by step */
+    CONVERGE_THROTTLE,   /* auto-converge only */
+    CONVERGE_DOWNTIME,   /* raise the downtime limit only */
+    CONVERGE_CANCEL,     /* give up when not converging */
+};
+
+struct migrate_tuning {
+    int downtime_ms;         /* target downtime (QEMU downtime-limit) */
+    int max_downtime_ms;     /* the policy never raises the limit beyond this */
+    int max_duration_s;      /* cancel after this long */
+    int channels;            /* multifd channels; 1 = classic single stream */
+    char compress[8];        /* "none", "zstd", "zlib" (multifd compression) */
+    uint64_t bandwidth;      /* bytes/s; 0 = unlimited */
+    enum converge_policy converge;
+};
+
+#define TUNING_DEFAULT_DOWNTIME_MS 50
+#define TUNING_DEFAULT_MAX_DOWNTIME_MS 500
+#define TUNING_DEFAULT_MAX_DURATION_S 600
+#define TUNING_DEFAULT_CHANNELS 4
+
+void tuning_defaults(struct migrate_tuning *t);
+/* From API parameters (all optional); error text on invalid values. */
+int tuning_from_json(json_t *j, struct migrate_tuning *t, char *err, size_t errlen);
+json_t *tuning_to_json(const struct migrate_tuning *t);
+const char *converge_policy_name(enum converge_policy p);
+/* Arguments of migrate-set-capabilities and migrate-set-parameters. */
+json_t *tuning_qemu_capabilities(const struct migrate_tuning *t);
+json_t *tuning_qemu_parameters(const struct migrate_tuning *t);
+#endif

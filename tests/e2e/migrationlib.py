@@ -1,0 +1,141 @@
+"""A two-host test bed with vmove configured for live migration, and a guest
+with its workloads on shared storage."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../testbed"))
+import testbed as tbmod  # noqa: E402
+from vmovelib import BIN, ENV, KERNEL, INITRD, wait_for  # noqa: E402
+
+GUEST_ECHO_PORT = 7777
+
+
+class Cluster:
+    def __init__(self, tb):
+        self.tb = tb
+        self.h1, self.h2 = tb.host(1), tb.host(2)
+
+    # ---- hosts
+    def start(self, i):
+        self.tb.start_host(i, env=ENV)
+
+    def stop(self, i, sig=signal.SIGTERM):
+        h = self.tb.host(i)
+        self.tb.stop_host(i, sig=sig)
+        if sig == signal.SIGTERM:
+            assert h.proc.returncode == 0, f"vmoved {h.name} exited {h.proc.returncode}:\n{self.tb.log_tail(i, 60)}"
+
+    def configure(self, networks=None):
+        nets = networks or [self.tb.subnet("mig")]
+        for i, other in ((1, self.h2), (2, self.h1)):
+            self.v(i, "peer", "add", other.name, f"{other.mgmt_ip}:{other.port}")
+            args = ["host", "set", "--migration-incoming", "on", "--migration-outgoing", "on"]
+            for n in nets:
+                args += ["--migration-network", n]
+            self.v(i, *args)
+
+    # ---- CLI
+    def v(self, i, *args, check=True, timeout=300):
+        """vmove --json ARGS on host i: the last JSON line (commands that wait
+        for a job stream events first)."""
+        p = self.tb.vmove(i, "--json", *args, check=check, timeout=timeout)
+        lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+        return json.loads(lines[-1]) if lines else None
+
+    def run(self, i, *args, timeout=300):
+        return self.tb.vmove(i, *args, check=False, timeout=timeout)
+
+    def vm_names(self, i):
+        return [v["name"] for v in self.v(i, "vm", "list")["vms"]]
+
+    def qemus(self, i):
+        """QEMU processes running for host i (by its state dir), from /proc."""
+        sd = self.tb.host(i).state_dir.encode()
+        out = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(b"qemu-system-x86_64") and any(sd in c for c in cmd):
+                out.append(int(pid))
+        return out
+
+    def where(self, name):
+        """Hosts whose vmoved lists the VM running, and hosts with a QEMU for it."""
+        listed = [i for i in (1, 2) if any(v["name"] == name and v["state"] == "running"
+                                           for v in self.v(i, "vm", "list")["vms"])]
+        qemus = [i for i in (1, 2) if self.qemus(i)]
+        return listed, qemus
+
+    def assert_only_on(self, name, i):
+        listed, qemus = self.where(name)
+        assert listed == [i], f"{name} listed running on {listed}, expected only [{i}]"
+        assert qemus == [i], f"QEMU for {name} runs on hosts {qemus}, expected only [{i}]"
+
+    # ---- guest
+    def create_guest(self, name, memory="256M", mem=64, mem_rate=20, disk_rate=256, k=0, extra=""):
+        disk = os.path.join(self.tb.shared_dir, f"{name}.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "64M"], check=True)
+        ip = self.tb.guest_ip(k)
+        append = (f"console=ttyS0 quiet panic=-1 vmove.mem={mem} vmove.mem_rate={mem_rate} vmove.disk=vda "
+                  f"vmove.disk_rate={disk_rate} vmove.echo={GUEST_ECHO_PORT} vmove.ip={ip}/24 {extra}")
+        self.v(1, "vm", "create", name, "--memory", memory, "--disk", disk, "--nic", "switch0",
+               "--kernel", KERNEL, "--initrd", INITRD, "--append", append.strip())
+        return ip
+
+    def boot(self, name, i=1):
+        self.v(i, "vm", "start", name)
+        self.wait_guest(name, i)
+
+    def guest(self, i, name, *cmd):
+        return self.v(i, "vm", "guest", name, *cmd, check=False)
+
+    def wait_guest(self, name, i):
+        wait_for(lambda: (self.guest(i, name, "ping") or {}).get("reply") == "pong", 120, f"guest {name} on h{i}")
+
+    def verify(self, name, i):
+        r = self.guest(i, name, "verify")
+        assert r and r.get("reply", "").startswith("ok"), f"verify of {name} on h{i}: {r}"
+        return r["reply"]
+
+    def move(self, name, src, dst, *extra, probe_ip=None, check=True):
+        """vmove move, run in the client namespace so it can probe the guest."""
+        argv = [os.path.join(BIN, "vmove"), "-H", "unix:" + self.tb.host(src).sock, "--json", "move", name,
+                "--to", self.tb.host(dst).name] + list(extra)
+        if probe_ip:
+            argv += ["--probe", f"{probe_ip}:{GUEST_ECHO_PORT}"]
+        p = self.tb.run_in("client", argv, check=False, timeout=600)
+        lines = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+        done = next((l for l in lines if l.get("event") == "done"), None)
+        if check:
+            assert p.returncode == 0, f"move failed: {p.stderr[-3000:]}"
+        return p, done, lines
+
+    def job_phase(self, i, jid):
+        return self.v(i, "jobs", "show", str(jid)).get("phase")
+
+
+def make_cluster(request):
+    tb = tbmod.make_testbed(request, n_hosts=2, tls=True,
+                            vmoved=os.path.join(BIN, "vmoved"), vmove=os.path.join(BIN, "vmove"))
+    c = Cluster(tb)
+    c.start(1)
+    c.start(2)
+    c.configure()
+
+    def stop_cleanly():
+        # vmoved must exit 0 on SIGTERM: ASan/LSan findings would make it fail.
+        for i in (1, 2):
+            h = tb.host(i)
+            if h.proc is not None and h.proc.poll() is None:
+                c.stop(i)
+    request.addfinalizer(stop_cleanly)
+    return c
