@@ -77,7 +77,8 @@ unit: $(UNITBIN) $(BUILD)/bin/vmove-probe
 	tests/unit/probe_selftest.sh $(BUILD)/bin/vmove-probe
 
 e2e: all
-	VMOVE_BIN=$(abspath $(BUILD)/bin) tests/e2e/run.sh
+	VMOVE_BIN=$(abspath $(BUILD)/bin) VMOVE_VMOVED=$(abspath $(BUILD)/bin/vmoved) \
+	    VMOVE_VMOVE=$(abspath $(BUILD)/bin/vmove) tests/e2e/run.sh
 
 check: test-deps
 	$(MAKE) guest

@@ -266,6 +266,8 @@ static void on_finished(void *arg, json_t *result, json_t *error)
         return;
     }
     const char *code = json_string_value(json_object_get(error, "code"));
+    log_warn("%s: %s answered finish with %s: %s", m->name, dest(m), code ? code : "?",
+             json_string_value(json_object_get(error, "message")));
     if (code && (!strcmp(code, ERR_UNAVAILABLE) || !strcmp(code, ERR_TIMEOUT))) {
         /* We do not know whether the destination committed: ask until it answers. */
         resolve_ambiguous(m);

@@ -1,6 +1,9 @@
 #!/bin/sh
-# End-to-end tests: real vmoved, real QEMU (TCG), real guest.
-# Debian's pytest through /usr/bin/python3 (the python3 on PATH may be another build).
+# End-to-end tests: real vmoved, real QEMU (TCG), real guest, real network
+# namespaces.  Debian's pytest through /usr/bin/python3 (the python3 on PATH
+# may be another build that cannot see Debian's packages).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-exec /usr/bin/python3 -m pytest -p no:cacheprovider -v "$here" "$@"
+# Namespaces left by an earlier, killed run of the test bed.
+/usr/bin/python3 "$here/../testbed/testbed.py" sweep >/dev/null 2>&1 || true
+exec /usr/bin/python3 -m pytest -p no:cacheprovider -v "$here" "$here/../testbed" "$@"
