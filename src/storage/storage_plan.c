@@ -1,0 +1,250 @@
+#include "storage/storage_plan.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "common/proto.h"
+#include "common/spawn.h"
+#include "common/util.h"
+#include "host/agent.h"
+#include "host/jobs.h"
+#include "vm/vm.h"
+
+/* Space each target filesystem must have: the allocated size of every
+ * source chain that goes there (the mirror copies allocated data only). */
+struct fs_need {
+    dev_t dev;
+    const char *dir;
+    uint64_t need, avail;
+};
+
+static void problem(json_t *problems, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(json_t *problems, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_array_append_new(problems, json_string(msg));
+}
+
+/* Returns true if the VM's state alone forbids the move. */
+static bool check_state(struct vm *vm, json_t *problems)
+{
+    bool bad = false;
+    if (vm->state != VM_RUNNING && vm->state != VM_PAUSED) {
+        problem(problems, "VM %s is %s: live storage migration moves the disks of a running or paused VM",
+                vm->name, vm_state_name(vm->state));
+        bad = true;
+    }
+    struct job *busy = job_active_for_vm(vm->agent, vm->name);
+    if (busy) {
+        problem(problems, "VM %s is busy with job %lld (%s)", vm->name, (long long)busy->id, busy->ops->kind);
+        bad = true;
+    }
+    if (!busy && (vm->migration || vm->storage_move)) {
+        problem(problems, "VM %s still has an unsettled %s record", vm->name,
+                vm->migration ? "migration" : "storage move");
+        bad = true;
+    }
+    return bad;
+}
+
+/* qemu-img info over the whole backing chain: virtual size of the top
+ * image, allocated bytes of the chain (what a flattening mirror copies). */
+static int image_info(const char *path, uint64_t *vsize, uint64_t *alloc, char *err, size_t errlen)
+{
+    char *argv[] = {"qemu-img", "info", "-U", "--backing-chain", "--output=json", (char *)path, NULL};
+    char *out = NULL;
+    int rc = run_capture(argv, 10000, &out);
+    json_t *chain = rc == 0 ? json_loads(out, 0, NULL) : NULL;
+    json_t *top = json_array_get(chain, 0);
+    const char *fmt = json_string_value(json_object_get(top, "format"));
+    int result = 0;
+    if (!fmt || strcmp(fmt, "qcow2")) {
+        snprintf(err, errlen, "%s: not a readable qcow2 image (%s)", path, fmt ? fmt : (out ? out : "?"));
+        result = -1;
+    } else {
+        *vsize = (uint64_t)json_integer_value(json_object_get(top, "virtual-size"));
+        *alloc = 0;
+        size_t i;
+        json_t *img;
+        json_array_foreach(chain, i, img) *alloc += (uint64_t)json_integer_value(json_object_get(img, "actual-size"));
+    }
+    json_decref(chain);
+    free(out);
+    return result;
+}
+
+/* DIR must exist, be a directory we can create files in; returns its
+ * canonical form (malloc'd) or NULL after recording why. */
+static char *check_dir(const char *dir, const char *id, json_t *problems)
+{
+    if (dir[0] != '/') {
+        problem(problems, "disk %s: target directory \"%s\" is not an absolute path", id, dir);
+        return NULL;
+    }
+    char canon[PATH_MAX];
+    struct stat st;
+    if (!realpath(dir, canon) || stat(canon, &st) < 0) {
+        problem(problems, "disk %s: target directory %s: %s", id, dir, strerror(errno));
+        return NULL;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        problem(problems, "disk %s: target %s is not a directory", id, dir);
+        return NULL;
+    }
+    if (access(canon, W_OK | X_OK) < 0) {
+        problem(problems, "disk %s: target directory %s is not writable: %s", id, dir, strerror(errno));
+        return NULL;
+    }
+    return xstrdup(canon);
+}
+
+static void add_need(struct fs_need *fs, size_t *nfs, const char *dir, uint64_t need)
+{
+    struct stat st;
+    struct statvfs vfs;
+    if (stat(dir, &st) < 0 || statvfs(dir, &vfs) < 0)
+        return;
+    for (size_t i = 0; i < *nfs; i++)
+        if (fs[i].dev == st.st_dev) {
+            fs[i].need += need;
+            return;
+        }
+    fs[(*nfs)++] = (struct fs_need){st.st_dev, dir, need, (uint64_t)vfs.f_bavail * vfs.f_frsize};
+}
+
+/* Two disks with the same file name in different directories cannot go
+ * to one directory; nor may a target be another disk's current file. */
+static bool target_taken(const struct storage_plan *p, const struct vm *vm, const char *target)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (!strcmp(p->disks[i].target, target))
+            return true;
+    for (size_t i = 0; i < vm->cfg.n_disks; i++)
+        if (!strcmp(vm->cfg.disks[i].path, target))
+            return true;
+    return false;
+}
+
+/* One disk: where it goes, and whether it can go there. */
+static void plan_one(struct vm *vm, const struct vm_disk *d, const char *dir, struct storage_plan *p,
+                     struct fs_need *fs, size_t *nfs, json_t *problems)
+{
+    char *canon = check_dir(dir, d->id, problems);
+    if (!canon)
+        return;
+    char *src = xstrdup(d->path);
+    char *target = xasprintf("%s/%s", canon, basename(src));
+    free(src);
+    struct stat st;
+    char err[1024];
+    uint64_t vsize = 0, alloc = 0;
+    if (!strcmp(target, d->path))
+        problem(problems, "disk %s is already in %s", d->id, canon);
+    else if (lstat(target, &st) == 0)
+        problem(problems, "disk %s: target %s already exists", d->id, target);
+    else if (target_taken(p, vm, target))
+        problem(problems, "disk %s: target %s is also the target of another disk", d->id, target);
+    else if (image_info(d->path, &vsize, &alloc, err, sizeof err) < 0)
+        problem(problems, "disk %s: %s", d->id, err);
+    else {
+        p->disks[p->n++] = (struct plan_disk){xstrdup(d->id), xstrdup(d->path), target, vsize};
+        add_need(fs, nfs, canon, alloc);
+        target = NULL;
+    }
+    free(target);
+    free(canon);
+}
+
+/* Which disks, and the directory of each. */
+static void plan_disks(struct vm *vm, json_t *params, struct storage_plan *p, json_t *problems)
+{
+    const char *to = json_string_value(json_object_get(params, "to"));
+    json_t *sel = json_object_get(params, "disks");
+    if (json_is_null(sel))
+        sel = NULL;
+    const struct vm_config *c = &vm->cfg;
+    struct fs_need *fs = xcalloc(c->n_disks + 1, sizeof *fs);
+    size_t nfs = 0;
+    p->disks = xcalloc(c->n_disks + 1, sizeof *p->disks);
+    const char *key;
+    json_t *v;
+    json_object_foreach(sel, key, v) {
+        if (!vm_config_find_disk(c, key))
+            problem(problems, "VM %s has no disk \"%s\"", vm->name, key);
+        else if (!json_is_string(v) && !to)
+            problem(problems, "disk %s: no target directory (give --to DIR or --disk %s=DIR)", key, key);
+    }
+    if (!sel && !to)
+        problem(problems, "no target directory: give --to DIR");
+    if (c->n_disks == 0)
+        problem(problems, "VM %s has no disks", vm->name);
+    for (size_t i = 0; i < c->n_disks; i++) {
+        json_t *choice = json_object_get(sel, c->disks[i].id);
+        if (sel && !choice)
+            continue;
+        const char *dir = json_is_string(choice) ? json_string_value(choice) : to;
+        if (dir)
+            plan_one(vm, &c->disks[i], dir, p, fs, &nfs, problems);
+    }
+    char a[32], b[32];
+    for (size_t i = 0; i < nfs; i++)
+        if (fs[i].need > fs[i].avail) {
+            format_size(fs[i].need, a, sizeof a);
+            format_size(fs[i].avail, b, sizeof b);
+            problem(problems, "%s has %s free, the disks moving there need about %s", fs[i].dir, b, a);
+        }
+    free(fs);
+}
+
+json_t *storage_plan_make(struct vm *vm, json_t *params, struct storage_plan *out)
+{
+    memset(out, 0, sizeof *out);
+    json_t *problems = json_array();
+    bool state_bad = check_state(vm, problems);
+    if (json_object_get(params, "config_to") && !json_is_null(json_object_get(params, "config_to")))
+        problem(problems, "--config-to is not implemented yet: a VM's own files stay in its directory under the "
+                          "state directory, where vmoved finds it");
+    json_t *sel = json_object_get(params, "disks");
+    if (sel && !json_is_null(sel) && !json_is_object(sel))
+        problem(problems, "parameter \"disks\" must be an object {ID: DIR|null}");
+    else
+        plan_disks(vm, params, out, problems);
+    if (json_array_size(problems) == 0) {
+        json_decref(problems);
+        return NULL;
+    }
+    storage_plan_free(out);
+    /* One readable line for people; the array for scripts. */
+    char text[4096] = "";
+    size_t i, len = 0;
+    json_t *pr;
+    json_array_foreach(problems, i, pr) if (len < sizeof text)
+        len += (size_t)snprintf(text + len, sizeof text - len, "%s%s", i ? "; " : "", json_string_value(pr));
+    json_t *err = proto_error(state_bad ? ERR_STATE : ERR_INVALID, "nothing was changed",
+                              "cannot move the storage of VM %s: %s", vm->name, text);
+    json_object_set_new(err, "problems", problems);
+    return err;
+}
+
+void storage_plan_free(struct storage_plan *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        free(p->disks[i].id);
+        free(p->disks[i].source);
+        free(p->disks[i].target);
+    }
+    free(p->disks);
+    memset(p, 0, sizeof *p);
+}

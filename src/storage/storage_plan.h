@@ -1,0 +1,29 @@
+/* The up-front checks of a storage move: which disks go where, and whether
+ * that can work.  Every problem is collected, so the user sees them all at
+ * once, and nothing is changed when there is any. */
+#ifndef VMOVE_STORAGE_PLAN_H
+#define VMOVE_STORAGE_PLAN_H
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct vm;
+
+struct plan_disk {
+    char *id;                 /* "vda" */
+    char *source;             /* current path (vm.json) */
+    char *target;             /* DIR/basename(source), DIR canonical */
+    uint64_t virtual_size;    /* bytes, for qemu-img create */
+};
+
+struct storage_plan {
+    struct plan_disk *disks;
+    size_t n;
+};
+
+/* params: {"to": DIR?, "disks": {ID: DIR|null}?, "config_to": DIR?}.
+ * Returns NULL with *out filled, or an error object (with a "problems"
+ * array) and *out empty. */
+json_t *storage_plan_make(struct vm *vm, json_t *params, struct storage_plan *out);
+void storage_plan_free(struct storage_plan *p);
+#endif
