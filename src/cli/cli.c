@@ -144,11 +144,21 @@ const char *fmt_duration_ms(double ms, char *buf, size_t len)
 void cli_print_job(const json_t *job, bool detail)
 {
     const char *state = json_string_value(json_object_get(job, "state"));
+    char st[128];
+    json_t *prog = json_object_get(job, "progress");
+    const char *waiting = json_string_value(json_object_get(prog, "waiting_for"));
+    long long pos = json_integer_value(json_object_get(prog, "queue_position"));
+    if (waiting && pos > 0)
+        snprintf(st, sizeof st, "%s (position %lld, waiting for %s)", state ? state : "?", pos, waiting);
+    else if (waiting)
+        snprintf(st, sizeof st, "%s (waiting for %s)", state ? state : "?", waiting);
+    else
+        snprintf(st, sizeof st, "%s", state ? state : "?");
     printf("job %lld  %-14s %-10s %-10s phase=%s\n",
            (long long)json_integer_value(json_object_get(job, "id")),
            json_string_value(json_object_get(job, "kind")),
            json_string_value(json_object_get(job, "vm")) ? json_string_value(json_object_get(job, "vm")) : "-",
-           state ? state : "?",
+           st,
            json_string_value(json_object_get(job, "phase")) ? json_string_value(json_object_get(job, "phase")) : "-");
     json_t *err = json_object_get(job, "error");
     if (err)
@@ -164,6 +174,7 @@ void cli_print_job(const json_t *job, bool detail)
 }
 
 struct follow_state {
+    char last_wait[128];
     char last_phase[64];
     bool tty;
     uint64_t last_print_ms;
@@ -189,6 +200,23 @@ static void print_progress(struct follow_state *st, json_t *p)
     st->line_open = st->tty;
 }
 
+static void print_drain_progress(json_t *p)
+{
+    fprintf(stderr, "drain: %lld/%lld done, %lld running, %.1f s\n", (long long)json_integer_value(json_object_get(p, "done")),
+            (long long)json_integer_value(json_object_get(p, "total")),
+            (long long)json_integer_value(json_object_get(p, "running")),
+            (double)json_integer_value(json_object_get(p, "elapsed_ms")) / 1000);
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(p, "vms"), i, v) {
+        const char *wait = json_string_value(json_object_get(v, "waiting_for"));
+        fprintf(stderr, "  %-16s -> %-8s %-10s %-10s %5.1f%%%s%s\n", json_string_value(json_object_get(v, "vm")),
+                json_string_value(json_object_get(v, "to")), json_string_value(json_object_get(v, "state")),
+                json_string_value(json_object_get(v, "phase")) ? json_string_value(json_object_get(v, "phase")) : "",
+                json_real_value(json_object_get(v, "percent")), wait ? "  waiting for " : "", wait ? wait : "");
+    }
+}
+
 static void on_job_event(struct cli *c, const char *event, json_t *data, void *arg)
 {
     struct follow_state *st = arg;
@@ -207,6 +235,23 @@ static void on_job_event(struct cli *c, const char *event, json_t *data, void *a
         snprintf(st->last_phase, sizeof st->last_phase, "%s", phase);
     }
     json_t *progress = json_object_get(data, "progress");
+    const char *kind = json_string_value(json_object_get(data, "kind"));
+    const char *waiting = json_string_value(json_object_get(progress, "waiting_for"));
+    if (waiting) {
+        char w[128];
+        snprintf(w, sizeof w, "position %lld, waiting for %s",
+                 (long long)json_integer_value(json_object_get(progress, "queue_position")), waiting);
+        if (strcmp(w, st->last_wait)) {
+            fprintf(stderr, "job %lld: queued (%s)\n", (long long)json_integer_value(json_object_get(data, "id")), w);
+            snprintf(st->last_wait, sizeof st->last_wait, "%s", w);
+        }
+        return;
+    }
+    if (progress && kind && !strcmp(kind, "drain") && now_ms() - st->last_print_ms >= 1000) {
+        print_drain_progress(progress);
+        st->last_print_ms = now_ms();
+        return;
+    }
     /* Live on a terminal; once a second in a log. */
     if (progress && !strcmp(phase ? phase : "", "transfer") &&
         (st->tty || now_ms() - st->last_print_ms >= 1000)) {

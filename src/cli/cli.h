@@ -68,5 +68,6 @@ int cmd_vm(struct cli *c, int argc, char **argv);
 int cmd_jobs(struct cli *c, int argc, char **argv);
 int cmd_pki(struct cli *c, int argc, char **argv);
 int cmd_move(struct cli *c, int argc, char **argv);
+int cmd_move_storage(struct cli *c, int argc, char **argv);
 int cmd_peer(struct cli *c, int argc, char **argv);
 #endif

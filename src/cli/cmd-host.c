@@ -30,6 +30,14 @@ static void print_host(json_t *h)
            json_string_value(json_object_get(m, "networks_text")));
     if (json_object_get(m, "warning"))
         printf("             %s\n", json_string_value(json_object_get(m, "warning")));
+    json_t *live = json_object_get(m, "live"), *stor = json_object_get(m, "storage");
+    printf("limits:      live migrations %lld/%lld, storage migrations %lld/%lld (in use/max)\n",
+           (long long)json_integer_value(json_object_get(live, "in_use")),
+           (long long)json_integer_value(json_object_get(live, "max")),
+           (long long)json_integer_value(json_object_get(stor, "in_use")),
+           (long long)json_integer_value(json_object_get(stor, "max")));
+    if (json_is_true(json_object_get(m, "drained")))
+        printf("maintenance: DRAINED: nothing new is placed here (vmove host resume ends it)\n");
     const char *name;
     json_t *addr;
     json_object_foreach(json_object_get(h, "peers"), name, addr)
@@ -61,6 +69,21 @@ static json_t *set_params(struct cli *c, const struct cli_args *a)
     json_t *nets = json_object_get(a->opts, "migration-network");
     if (nets)
         json_object_set(p, "migration_networks", nets);
+    const char *lim[][2] = {{"max-live-migrations", "max_live_migrations"},
+                            {"max-storage-migrations", "max_storage_migrations"}};
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = cli_opt(a, lim[i][0]);
+        char *end;
+        if (!v)
+            continue;
+        long n = strtol(v, &end, 10);
+        if (*end || end == v) {
+            cli_error(c, "--%s \"%s\": expected a whole number", lim[i][0], v);
+            json_decref(p);
+            return NULL;
+        }
+        json_object_set_new(p, lim[i][1], json_integer(n));
+    }
     return p;
 }
 
@@ -89,11 +112,84 @@ static int host_call(struct cli *c, const char *method, json_t *params, bool pri
     return 0;
 }
 
+static void print_drain(json_t *res)
+{
+    char t[32];
+    printf("drained %s: %lld moved, %lld failed, total time %s\n", json_string_value(json_object_get(res, "host")),
+           (long long)json_integer_value(json_object_get(res, "moved")),
+           (long long)json_integer_value(json_object_get(res, "failed")),
+           fmt_duration_ms((double)json_integer_value(json_object_get(res, "total_ms")), t, sizeof t));
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(res, "vms"), i, v) {
+        json_t *err = json_object_get(v, "error");
+        printf("  %-20s -> %-10s %s%s%s\n", json_string_value(json_object_get(v, "vm")),
+               json_string_value(json_object_get(v, "to")), json_string_value(json_object_get(v, "state")),
+               err ? ": " : "", err ? json_string_value(json_object_get(err, "message")) : "");
+    }
+}
+
+/* vmove host drain HOST [--to HOST]... [--no-wait] | vmove host resume HOST */
+static int host_drain_cmd(struct cli *c, const char *verb, int argc, char **argv)
+{
+    static const struct cli_flag flags[] = {{"to", 0, true, true}, {"no-wait", 0, false, false},
+                                            {NULL, 0, false, false}};
+    struct cli_args a;
+    if (cli_parse(argc, argv, flags, &a) < 0 || a.argc > 1) {
+        cli_args_free(&a);
+        cli_error(c, "usage: vmove host drain [HOST] [--to HOST]... [--no-wait] | vmove host resume [HOST]");
+        return EXIT_USAGE;
+    }
+    json_t *p = json_object();
+    if (a.argc)
+        json_object_set_new(p, "host", json_string(a.argv[0]));
+    int code, rc;
+    if (!strcmp(verb, "resume")) {
+        json_t *r = cli_call(c, "host.resume", p, NULL, NULL, &code);
+        if (r && c->json)
+            cli_print_json(r);
+        else if (r)
+            printf("host %s resumed: it takes new work again\n", json_string_value(json_object_get(r, "host")));
+        rc = r ? 0 : code;
+        json_decref(r);
+        cli_args_free(&a);
+        return rc;
+    }
+    if (json_object_get(a.opts, "to"))
+        json_object_set(p, "to", json_object_get(a.opts, "to"));
+    json_object_set_new(p, "wait", json_false());
+    json_t *r = cli_call(c, "host.drain", p, NULL, NULL, &code);
+    if (!r) {
+        cli_args_free(&a);
+        return code;
+    }
+    json_int_t id = json_integer_value(json_object_get(r, "job"));
+    json_decref(r);
+    if (cli_flag_set(&a, "no-wait")) {
+        printf("job %lld\n", (long long)id);
+        cli_args_free(&a);
+        return 0;
+    }
+    json_t *final = NULL;
+    rc = cli_follow_job_result(c, json_pack("{s:I}", "id", id), &final);
+    json_t *res = json_object_get(final, "result");
+    if (!res)
+        res = json_object_get(json_object_get(final, "error"), "result");
+    if (c->json && final)
+        cli_print_json(final);
+    else if (res)
+        print_drain(res);
+    json_decref(final);
+    cli_args_free(&a);
+    return rc;
+}
+
 int cmd_host(struct cli *c, int argc, char **argv)
 {
     static const struct cli_flag set_flags[] = {
         {"accel", 0, true, false}, {"migration-incoming", 0, true, false}, {"migration-outgoing", 0, true, false},
-        {"migration-network", 0, true, true}, {NULL, 0, false, false}};
+        {"migration-network", 0, true, true}, {"max-live-migrations", 0, true, false},
+        {"max-storage-migrations", 0, true, false}, {NULL, 0, false, false}};
     static const struct cli_flag ev_flags[] = {{"vm", 0, true, false}, {"limit", 0, true, false},
                                                {NULL, 0, false, false}};
     const char *verb = argc ? argv[0] : "show";
@@ -111,7 +207,8 @@ int cmd_host(struct cli *c, int argc, char **argv)
                 rc = host_call(c, "host.set", p, true);
         } else
             fprintf(stderr, "vmove: usage: vmove host set [--accel auto|kvm|tcg] [--migration-incoming on|off]\n"
-                            "       [--migration-outgoing on|off] [--migration-network CIDR|any]...\n");
+                            "       [--migration-outgoing on|off] [--migration-network CIDR|any]...\n"
+                            "       [--max-live-migrations N] [--max-storage-migrations N]\n");
     } else if (!strcmp(verb, "events")) {
         if (cli_parse(argc - 1, argv + 1, ev_flags, &a) == 0 && a.argc == 0) {
             json_t *p = json_object();
@@ -121,8 +218,10 @@ int cmd_host(struct cli *c, int argc, char **argv)
                 json_object_set_new(p, "limit", json_integer(atoll(cli_opt(&a, "limit"))));
             rc = host_call(c, "host.events", p, false);
         }
+    } else if (!strcmp(verb, "drain") || !strcmp(verb, "resume")) {
+        return host_drain_cmd(c, verb, argc - 1, argv + 1);
     } else {
-        cli_error(c, "unknown host command \"%s\" (show, set, events)", verb);
+        cli_error(c, "unknown host command \"%s\" (show, set, events, drain, resume)", verb);
         return EXIT_USAGE;
     }
     cli_args_free(&a);

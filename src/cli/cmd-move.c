@@ -20,7 +20,8 @@ static const struct cli_flag move_flags[] = {
     {"to", 0, true, false},           {"no-wait", 0, false, false},    {"downtime", 0, true, false},
     {"max-downtime", 0, true, false}, {"max-duration", 0, true, false}, {"parallel", 0, true, false},
     {"compress", 0, true, false},     {"bandwidth", 0, true, false},    {"converge", 0, true, false},
-    {"probe", 0, true, false},        {NULL, 0, false, false}};
+    {"probe", 0, true, false},        {"quick", 0, false, false},       {"state-dir", 0, true, false},
+    {"with-storage", 0, true, false}, {"keep-source", 0, false, false}, {NULL, 0, false, false}};
 
 static int int_opt(struct cli *c, const struct cli_args *a, const char *name, json_t *tuning, const char *key,
                    long long mult)
@@ -51,6 +52,16 @@ static json_t *tuning_params(struct cli *c, const struct cli_args *a)
         json_object_set_new(t, "compress", json_string(cli_opt(a, "compress")));
     if (cli_opt(a, "converge"))
         json_object_set_new(t, "converge", json_string(cli_opt(a, "converge")));
+    if (cli_flag_set(a, "quick"))
+        json_object_set_new(t, "quick", json_true());
+    if (cli_opt(a, "with-storage"))
+        json_object_set_new(t, "with_storage", json_string(cli_opt(a, "with-storage")));
+    if (cli_flag_set(a, "keep-source"))
+        json_object_set_new(t, "keep_source", json_true());
+    if (cli_opt(a, "state-dir")) {
+        json_t *abs = json_string(cli_opt(a, "state-dir"));
+        json_object_set_new(t, "state_dir", abs);
+    }
     return t;
 }
 
@@ -121,8 +132,12 @@ static void print_result(json_t *job, json_t *probe)
 {
     json_t *r = json_object_get(job, "result");
     char a[32], b[32], d[32];
-    printf("migrated %s to %s\n", json_string_value(json_object_get(job, "vm")),
+    bool quick = json_is_true(json_object_get(json_object_get(r, "tuning"), "quick"));
+    printf("%s %s to %s\n", quick ? "quick-migrated" : "migrated", json_string_value(json_object_get(job, "vm")),
            json_string_value(json_object_get(r, "to")));
+    if (quick)
+        printf("  pause time:        %s (paused, saved to shared storage, loaded and resumed)\n",
+               fmt_duration_ms((double)json_integer_value(json_object_get(r, "pause_ms")), a, sizeof a));
     printf("  total time:        %s\n", fmt_duration_ms((double)json_integer_value(json_object_get(r, "total_ms")), a, sizeof a));
     printf("  downtime (QEMU):   %s (limit %lld ms)\n",
            fmt_duration_ms((double)json_integer_value(json_object_get(r, "qemu_downtime_ms")), b, sizeof b),
@@ -147,7 +162,7 @@ int cmd_move(struct cli *c, int argc, char **argv)
     if (cli_parse(argc, argv, move_flags, &a) < 0 || a.argc != 1 || !cli_opt(&a, "to")) {
         if (a.opts)
             cli_args_free(&a);
-        fprintf(stderr, "usage: vmove move NAME --to HOST|ADDR:PORT [--downtime MS] [--max-downtime MS]\n"
+        fprintf(stderr, "usage: vmove move NAME --to HOST|ADDR:PORT [--quick [--state-dir DIR]] [--with-storage DIR [--keep-source]] [--downtime MS] [--max-downtime MS]\n"
                         "       [--max-duration S] [--parallel N] [--compress none|zstd|zlib] [--bandwidth MBIT]\n"
                         "       [--converge auto|throttle|downtime|cancel] [--probe IP:PORT] [--no-wait]\n");
         return EXIT_USAGE;

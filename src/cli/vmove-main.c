@@ -21,6 +21,8 @@ static void usage(FILE *f)
         "  move NAME --to HOST|ADDR:PORT [--downtime MS] [--max-downtime MS] [--max-duration S]\n"
         "           [--parallel N] [--compress none|zstd|zlib] [--bandwidth MBIT] [--probe IP:PORT]\n"
         "           [--converge auto|throttle|downtime|cancel] [--no-wait]\n"
+        "  move-storage NAME [--to DIR] [--disk ID[=DIR]]... [--keep-source] [--bandwidth MIB]\n"
+        "           [--config-to DIR] [--no-wait]\n"
         "  vm create NAME [--memory 512M] [--cpus 1] [--disk SIZE|PATH]... [--nic SWITCH]...\n"
         "            [--kernel F [--initrd F] [--append S]] [--machine TYPE] [--ha]\n"
         "  vm list | vm show NAME\n"
@@ -82,6 +84,8 @@ int main(int argc, char **argv)
         rc = cmd_jobs(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(cmd, "move"))
         rc = cmd_move(&c, argc - i - 1, argv + i + 1);
+    else if (!strcmp(cmd, "move-storage"))
+        rc = cmd_move_storage(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(cmd, "peer"))
         rc = cmd_peer(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(cmd, "pki"))

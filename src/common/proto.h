@@ -29,6 +29,7 @@
 #define ERR_TIMEOUT      "timeout"
 #define ERR_CANCELLED    "cancelled"
 #define ERR_UNAVAILABLE  "unavailable"
+#define ERR_ABORTED      "aborted"
 
 /* Serialise one message as a single line (compact JSON + '\n').  Caller frees. */
 char *proto_encode(const json_t *msg, size_t *len);

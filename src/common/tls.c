@@ -84,7 +84,7 @@ static int load_identity(SSL_CTX *ctx, const char *cert_path, const char *key_pa
     } else if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), key) != 1) {
         ERR_clear_error();
         set_err(err, errlen, "private key %s does not match certificate %s: re-issue both "
-                "with `vmove pki issue`", key_path, cert_path);
+                "with `vmove pki issue-host` or `vmove pki issue-user`", key_path, cert_path);
     } else if (SSL_CTX_use_PrivateKey(ctx, key) != 1) {
         set_err(err, errlen, "cannot use private key %s: %s", key_path, ossl_reason());
     } else {
@@ -244,7 +244,7 @@ static const char *verify_hint(long code, int is_server)
                          : "the server's certificate is not signed by the CA this client "
                            "trusts";
     case X509_V_ERR_CERT_HAS_EXPIRED:
-        return "the peer's certificate has expired: issue it a new one with `vmove pki issue`";
+        return "the peer's certificate has expired: issue it a new one with `vmove pki issue-host` or `issue-user`";
     case X509_V_ERR_CERT_NOT_YET_VALID:
         return "the peer's certificate is not valid yet: check both machines' clocks";
     case X509_V_ERR_HOSTNAME_MISMATCH:

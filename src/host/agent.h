@@ -15,6 +15,9 @@ struct vm;
 struct job;
 struct incoming;
 struct migration;
+struct limits;
+struct reservation;
+struct drain;
 typedef struct journal journal_t;
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -44,6 +47,9 @@ struct agent {
     struct job *jobs;         /* active (unfinished) jobs, linked list */
     struct incoming *incomings; /* migrations arriving here */
     struct migration *migrations; /* migrations leaving from here */
+    struct limits *limits;    /* slots in use and the queue (host/limits.c) */
+    struct reservation *reservations; /* sources queued for an incoming slot here */
+    struct drain *drains;     /* at most one: this host being evacuated */
     struct event *sigchld_ev, *sigterm_ev, *sigint_ev, *sighup_ev;
     uint64_t started_ms;
     bool stopping;

@@ -10,6 +10,7 @@
 #include "host/agent.h"
 #include "host/api.h"
 #include "host/journal.h"
+#include "host/limits.h"
 #include "vm/vm.h"
 
 static json_t *memory_json(void)
@@ -35,10 +36,14 @@ static void host_show(struct api_req *r)
     json_t *settings = host_settings_to_json(&a->settings);
     char nets[512];
     settings_migration_networks_str(&a->settings, nets, sizeof nets);
-    json_t *migration = json_pack("{s:b, s:b, s:O, s:s, s:b}", "incoming", a->settings.migration_incoming,
+    json_t *migration = json_pack("{s:b, s:b, s:O, s:s, s:b, s:b, s:{s:i, s:i}, s:{s:i, s:i}}",
+                                  "incoming", a->settings.migration_incoming,
                                   "outgoing", a->settings.migration_outgoing, "networks",
                                   json_object_get(settings, "migration_networks"), "networks_text", nets,
-                                  "unsafe_any_network", a->settings.migration_any);
+                                  "unsafe_any_network", a->settings.migration_any, "drained", a->settings.drained,
+                                  "live", "max", a->settings.max_live_migrations, "in_use", limits_in_use(a, SLOT_LIVE),
+                                  "storage", "max", a->settings.max_storage_migrations, "in_use",
+                                  limits_in_use(a, SLOT_STORAGE));
     if (a->settings.migration_any)
         json_object_set_new(migration, "warning", json_string(
             "UNSAFE: migration traffic may use any network; restrict it with --migration-network CIDR"));
@@ -72,6 +77,14 @@ static void host_set(struct api_req *r)
             }
             *(!strcmp(key, "migration_incoming") ? &next.migration_incoming : &next.migration_outgoing) =
                 json_is_true(v);
+        } else if (!strcmp(key, "max_live_migrations") || !strcmp(key, "max_storage_migrations")) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > MAX_SIMULTANEOUS_MIGRATIONS) {
+                api_failf(r, ERR_INVALID, NULL, "%s: expected a whole number from 1 to %d", key,
+                          MAX_SIMULTANEOUS_MIGRATIONS);
+                return;
+            }
+            *(!strcmp(key, "max_live_migrations") ? &next.max_live_migrations : &next.max_storage_migrations) =
+                (int)json_integer_value(v);
         } else if (!strcmp(key, "migration_networks")) {
             /* Reuse the settings parser: the same rules as host.json. */
             struct host_settings tmp;
@@ -100,6 +113,7 @@ static void host_set(struct api_req *r)
         return;
     }
     agent_update_accel(a);
+    limits_kick(a);        /* a raised limit takes effect at once */
     host_show(r);
 }
 

@@ -234,6 +234,11 @@ static void vm_create(struct api_req *r)
                   "invalid VM name \"%s\": use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", name);
         return;
     }
+    if (a->settings.drained) {
+        api_failf(r, ERR_STATE, "`vmove host resume` ends the maintenance", "host %s is drained for maintenance: "
+                  "nothing new is placed on it", a->name);
+        return;
+    }
     if (vm_find(a, name)) {
         api_failf(r, ERR_EXISTS, "choose another name or delete the VM first", "VM \"%s\" already exists on host %s",
                   name, a->name);
@@ -326,6 +331,11 @@ static void vm_start_api(struct api_req *r)
     }
     if (vm->state != VM_STOPPED && vm->state != VM_CRASHED) {
         api_failf(r, ERR_STATE, NULL, "VM %s is %s, not stopped", vm->name, vm_state_name(vm->state));
+        return;
+    }
+    if (r->agent->settings.drained) {
+        api_failf(r, ERR_STATE, "`vmove host resume` ends the maintenance",
+                  "host %s is drained for maintenance: no VM is started on it", r->agent->name);
         return;
     }
     if (!check_no_job(r, vm))

@@ -9,9 +9,11 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "host/agent.h"
+#include "host/drain.h"
 #include "host/server.h"
 #include "migrate/incoming.h"
 #include "migrate/migrate.h"
+#include "storage/storage_move.h"
 
 static void req_free(struct api_req *r)
 {
@@ -109,7 +111,8 @@ int api_param_bool(struct api_req *r, const char *key, bool def, bool *out)
 static const struct api_method *find_method(const char *name)
 {
     const struct api_method *tables[] = {api_host_methods, api_vm_methods, api_job_methods,
-                                         api_migrate_methods, api_migrate_peer_methods, api_peer_methods};
+                                         api_migrate_methods, api_migrate_peer_methods, api_peer_methods,
+                                         api_drain_methods, api_storage_methods};
     for (size_t t = 0; t < ARRAY_LEN(tables); t++)
         for (const struct api_method *m = tables[t]; m->name; m++)
             if (!strcmp(m->name, name))

@@ -55,4 +55,5 @@ extern const struct api_method api_host_methods[];
 extern const struct api_method api_vm_methods[];
 extern const struct api_method api_job_methods[];
 extern const struct api_method api_peer_methods[];
+extern const struct api_method api_storage_methods[];
 #endif

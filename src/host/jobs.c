@@ -48,12 +48,18 @@ static void notify(struct job *j)
 
 struct job *job_create(struct agent *a, const struct job_ops *ops, const char *vm, json_t *params)
 {
+    return job_create_in(a, ops, vm, params, JOB_RUNNING);
+}
+
+struct job *job_create_in(struct agent *a, const struct job_ops *ops, const char *vm, json_t *params,
+                          enum job_state state)
+{
     struct job *j = xcalloc(1, sizeof *j);
     j->agent = a;
     j->ops = ops;
     j->vm = vm ? xstrdup(vm) : NULL;
-    j->state = JOB_RUNNING;
-    j->phase = xstrdup("starting");
+    j->state = state;
+    j->phase = xstrdup(state == JOB_QUEUED ? "queued" : "starting");
     j->params = params ? params : json_object();
     j->created_ms = wall_ms();
     json_t *rec = job_to_json(j);
@@ -69,6 +75,28 @@ void job_set_phase(struct job *j, const char *phase)
 {
     free(j->phase);
     j->phase = xstrdup(phase);
+    journal_write(j);
+    notify(j);
+}
+
+void job_set_running(struct job *j)
+{
+    j->state = JOB_RUNNING;
+    json_decref(j->progress);
+    j->progress = NULL;
+    journal_write(j);
+    notify(j);
+}
+
+void job_set_waiting(struct job *j, int position, const char *waiting_for)
+{
+    json_t *p = json_pack("{s:i, s:s}", "queue_position", position, "waiting_for", waiting_for);
+    if (j->progress && json_equal(j->progress, p)) {
+        json_decref(p);
+        return;
+    }
+    json_decref(j->progress);
+    j->progress = p;
     journal_write(j);
     notify(j);
 }
@@ -190,8 +218,8 @@ struct job *job_adopt(struct agent *a, const struct job_ops *ops, int64_t id)
     j->id = id;
     const char *vm = json_string_value(json_object_get(rec, "vm"));
     j->vm = vm ? xstrdup(vm) : NULL;
-    j->state = JOB_RUNNING;
-    j->phase = xstrdup("recovering");
+    j->state = !strcmp(state, "queued") ? JOB_QUEUED : JOB_RUNNING;
+    j->phase = xstrdup(j->state == JOB_QUEUED ? "queued" : "recovering");
     j->params = json_incref(json_object_get(rec, "params"));
     if (!j->params)
         j->params = json_object();

@@ -44,6 +44,13 @@ struct job {
 };
 
 struct job *job_create(struct agent *a, const struct job_ops *ops, const char *vm, json_t *params);
+/* The same, starting in the given state (JOB_QUEUED for work that waits for a slot). */
+struct job *job_create_in(struct agent *a, const struct job_ops *ops, const char *vm, json_t *params,
+                          enum job_state state);
+/* queued -> running (journaled). */
+void job_set_running(struct job *j);
+/* A queued job's place: position in the queue and the host it waits for. */
+void job_set_waiting(struct job *j, int position, const char *waiting_for);
 void job_set_phase(struct job *j, const char *phase);
 /* Progress is journaled at most once a second; watchers get every update. */
 void job_set_progress(struct job *j, json_t *progress);

@@ -291,3 +291,9 @@ void peer_close(struct peer_conn *p)
     p->free_requested = true;
     release(p);
 }
+
+void peer_set_closed_hook(struct peer_conn *p, peer_closed_fn on_closed, void *arg)
+{
+    p->on_closed = on_closed;
+    p->arg = arg;
+}

@@ -23,5 +23,6 @@ void peer_call(struct peer_conn *p, const char *method, json_t *params, int time
                peer_reply_fn cb, void *arg);
 /* Fails pending calls (their callbacks run) and frees the connection. */
 void peer_close(struct peer_conn *p);
+void peer_set_closed_hook(struct peer_conn *p, peer_closed_fn on_closed, void *arg);
 const char *peer_name(const struct peer_conn *p);
 #endif

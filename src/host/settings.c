@@ -12,6 +12,18 @@ void host_settings_defaults(struct host_settings *s)
 {
     memset(s, 0, sizeof *s);
     s->accel = ACCEL_AUTO;
+    s->max_live_migrations = DEFAULT_MAX_LIVE_MIGRATIONS;
+    s->max_storage_migrations = DEFAULT_MAX_STORAGE_MIGRATIONS;
+}
+
+static int parse_limit(json_t *v, const char *key, int *out, char *err, size_t errlen)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > MAX_SIMULTANEOUS_MIGRATIONS) {
+        snprintf(err, errlen, "%s: expected an integer from 1 to %d", key, MAX_SIMULTANEOUS_MIGRATIONS);
+        return -1;
+    }
+    *out = (int)json_integer_value(v);
+    return 0;
 }
 
 int cidr_parse(const char *s, struct cidr *out)
@@ -179,6 +191,12 @@ int host_settings_from_json(json_t *j, struct host_settings *s, char *err, size_
             rc = parse_networks(v, s, err, errlen);
         else if (!strcmp(key, "peers"))
             rc = parse_peers(v, s, err, errlen);
+        else if (!strcmp(key, "max_live_migrations"))
+            rc = parse_limit(v, key, &s->max_live_migrations, err, errlen);
+        else if (!strcmp(key, "max_storage_migrations"))
+            rc = parse_limit(v, key, &s->max_storage_migrations, err, errlen);
+        else if (!strcmp(key, "drained"))
+            rc = parse_bool(v, key, &s->drained, err, errlen);
         else {
             snprintf(err, errlen, "unknown field \"%s\"", key);
             rc = -1;
@@ -202,10 +220,11 @@ json_t *host_settings_to_json(const struct host_settings *s)
     json_t *peers = json_object();
     for (int i = 0; i < s->n_peers; i++)
         json_object_set_new(peers, s->peers[i].name, json_string(s->peers[i].addr));
-    return json_pack("{s:i, s:s, s:b, s:b, s:o, s:o}", "version", HOST_SETTINGS_VERSION, "accel",
+    return json_pack("{s:i, s:s, s:b, s:b, s:o, s:o, s:i, s:i, s:b}", "version", HOST_SETTINGS_VERSION, "accel",
                      accel_setting_name(s->accel), "migration_incoming", s->migration_incoming,
                      "migration_outgoing", s->migration_outgoing, "migration_networks", nets,
-                     "peers", peers);
+                     "peers", peers, "max_live_migrations", s->max_live_migrations,
+                     "max_storage_migrations", s->max_storage_migrations, "drained", s->drained);
 }
 
 int host_settings_load(const char *path, struct host_settings *s, char *err, size_t errlen)

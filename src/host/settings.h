@@ -35,7 +35,16 @@ struct host_settings {
     int n_migration_networks;
     struct peer_entry peers[MAX_PEERS];
     int n_peers;
+    /* Simultaneous migrations; a migration counts on both of its hosts. */
+    int max_live_migrations;
+    int max_storage_migrations;
+    /* Being drained for maintenance: nothing new is placed here. */
+    bool drained;
 };
+
+#define DEFAULT_MAX_LIVE_MIGRATIONS 2
+#define DEFAULT_MAX_STORAGE_MIGRATIONS 2
+#define MAX_SIMULTANEOUS_MIGRATIONS 64
 
 void host_settings_defaults(struct host_settings *s);
 int host_settings_from_json(json_t *j, struct host_settings *s, char *err, size_t errlen);

@@ -21,10 +21,13 @@
 #include "host/agent.h"
 #include "host/jobs.h"
 #include "host/journal.h"
+#include "host/drain.h"
+#include "host/limits.h"
 #include "host/server.h"
 #include "migrate/incoming.h"
 #include "migrate/migrate.h"
 #include "qemu/qemu_caps.h"
+#include "storage/storage_move.h"
 #include "vm/vm.h"
 
 static void usage(FILE *f)
@@ -168,9 +171,13 @@ static int agent_init(struct agent *a, const struct options *o, char *err, size_
 static void agent_free(struct agent *a)
 {
     server_stop(a->server);
+    drain_free_all(a);
     migrate_free_all(a);
+    storage_free_all(a);
     incoming_free_all(a);
+    incoming_free_reservations(a);
     jobs_free_all(a);
+    limits_free_all(a);
     vm_inventory_free(a);
     struct event *evs[] = {a->sigchld_ev, a->sigterm_ev, a->sigint_ev, a->sighup_ev};
     for (size_t i = 0; i < ARRAY_LEN(evs); i++)
@@ -254,6 +261,8 @@ int main(int argc, char **argv)
     vm_inventory_load(&a);
     incoming_recover(&a);
     migrate_recover(&a);
+    storage_recover(&a);
+    migrate_recover_queued(&a);
     jobs_recover(&a);
     log_info("host %s ready: socket %s%s%s, accel %s", a.name, a.socket_path,
              a.listen_addr ? ", TLS on " : "", a.listen_addr ? a.listen_addr : "",

@@ -3,14 +3,19 @@
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/proto.h"
+#include "common/spawn.h"
 #include "common/util.h"
 #include "host/agent.h"
 #include "host/jobs.h"
 #include "host/journal.h"
+#include "host/limits.h"
 #include "host/peer.h"
 #include "migrate/migrate_net.h"
 #include "migrate/tuning.h"
@@ -22,8 +27,12 @@
 #define PREPARE_TIMEOUT_MS 60000
 #define FINISH_TIMEOUT_MS 30000
 
-enum phase { PH_PREPARE, PH_TRANSFER, PH_SWITCHOVER, PH_CONFIRM, PH_ROLLBACK, PH_RESOLVE };
-static const char *phase_names[] = {"prepare", "transfer", "switchover", "confirm", "rollback", "resolving"};
+#define RESERVE_RETRY_MS 500
+
+enum phase { PH_PREPARE, PH_TRANSFER, PH_SWITCHOVER, PH_CONFIRM, PH_ROLLBACK, PH_RESOLVE, PH_QUEUED, PH_RESERVING,
+             PH_MIRROR };
+static const char *phase_names[] = {"prepare", "transfer", "switchover", "confirm", "rollback", "resolving",
+                                    "queued", "reserving", "mirror"};
 
 struct migration {
     struct migration *next;
@@ -53,18 +62,19 @@ struct migration {
     json_t *stats;
     bool transfer_done;       /* QEMU reported completed */
     bool recovering;          /* after a restart: waiting for QMP to decide */
+    char local_holder[48];    /* our live-migration slot on this host, once held */
+    int refs;                 /* callbacks in flight + 1 while alive */
+    bool dead;                /* ended: callbacks still in flight are dropped */
+    char *state_path;         /* quick migration: the saved-state file */
+    uint64_t t_pause;         /* quick migration: when the guest was paused */
+    int nbd_port;             /* shared-nothing: the destination's NBD server */
+    bool mirrors_started;
+    bool ending_mirrors;      /* switch-over: waiting for the mirror jobs to end */
+    int mirror_setup_pending;
 };
 
-static void migration_free(struct migration *m)
+static void really_free(struct migration *m)
 {
-    for (struct migration **p = &m->agent->migrations; *p; p = &(*p)->next)
-        if (*p == m) {
-            *p = m->next;
-            break;
-        }
-    if (m->timer)
-        event_free(m->timer);
-    peer_close(m->peer);
     json_decref(m->actions);
     json_decref(m->failure);
     json_decref(m->stats);
@@ -74,7 +84,117 @@ static void migration_free(struct migration *m)
     free(m);
 }
 
+static void m_release(struct migration *m)
+{
+    if (--m->refs == 0)
+        really_free(m);
+}
+
+/* QMP and peer replies carry a reference to the migration: a reply that
+ * arrives (or is failed synchronously by a close) after the migration ended
+ * is dropped instead of touching freed memory. */
+struct mticket {
+    struct migration *m;
+    qmp_reply_fn qcb;
+    peer_reply_fn pcb;
+};
+
+static void q_tramp(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct mticket *t = arg;
+    struct migration *m = t->m;
+    if (!m->dead)
+        t->qcb(m, ret, err);
+    free(t);
+    m_release(m);
+}
+
+static void p_tramp(void *arg, json_t *result, json_t *error)
+{
+    struct mticket *t = arg;
+    struct migration *m = t->m;
+    if (!m->dead)
+        t->pcb(m, result, error);
+    free(t);
+    m_release(m);
+}
+
+static struct mticket *ticket(struct migration *m)
+{
+    struct mticket *t = xcalloc(1, sizeof *t);
+    t->m = m;
+    m->refs++;
+    return t;
+}
+
+static int mq_any(struct migration *m, const char *cmd, json_t *args, int fd, int timeout, qmp_reply_fn cb)
+{
+    if (!m->vm || !m->vm->qmp) {
+        json_decref(args);
+        return -1;
+    }
+    if (!cb)
+        return qmp_command(m->vm->qmp, cmd, args, timeout, NULL, NULL);
+    struct mticket *t = ticket(m);
+    t->qcb = cb;
+    int rc = fd >= 0 ? qmp_command_fd(m->vm->qmp, cmd, args, fd, timeout, q_tramp, t)
+                     : qmp_command(m->vm->qmp, cmd, args, timeout, q_tramp, t);
+    if (rc < 0) {
+        free(t);
+        m->refs--;
+    }
+    return rc;
+}
+
+static int mq(struct migration *m, const char *cmd, json_t *args, int timeout, qmp_reply_fn cb)
+{
+    return mq_any(m, cmd, args, -1, timeout, cb);
+}
+
+static int mqfd(struct migration *m, const char *cmd, json_t *args, int fd, int timeout, qmp_reply_fn cb)
+{
+    return mq_any(m, cmd, args, fd, timeout, cb);
+}
+
+static void mp(struct migration *m, const char *method, json_t *params, int timeout, peer_reply_fn cb)
+{
+    if (!cb) {
+        peer_call(m->peer, method, params, timeout, NULL, NULL);
+        return;
+    }
+    struct mticket *t = ticket(m);
+    t->pcb = cb;
+    peer_call(m->peer, method, params, timeout, p_tramp, t);
+}
+
+static void migration_free(struct migration *m)
+{
+    if (m->dead)
+        return;
+    m->dead = true;
+    for (struct migration **p = &m->agent->migrations; *p; p = &(*p)->next)
+        if (*p == m) {
+            *p = m->next;
+            break;
+        }
+    if (m->timer)
+        event_free(m->timer);
+    if (m->local_holder[0])
+        limits_release(m->agent, SLOT_LIVE, m->local_holder);
+    limits_dequeue(m->agent, m->job);
+    if (m->state_path) {
+        unlink(m->state_path);   /* removed after success, and after failure */
+        free(m->state_path);
+        m->state_path = NULL;
+    }
+    peer_close(m->peer);        /* pending calls come back through p_tramp and are dropped */
+    m->peer = NULL;
+    m_release(m);
+}
+
 static const char *dest(const struct migration *m) { return m->peer_name ? m->peer_name : m->peer_addr; }
+
+static void end_mirrors(struct migration *m, bool force);
 
 static void set_phase(struct migration *m, enum phase ph)
 {
@@ -133,6 +253,10 @@ static void on_source_gone_after_confirm(void *arg, json_t *exit_info)
     struct migration *m = arg;
     struct vm *vm = m->vm;
     m->vm = NULL;
+    /* Shared-nothing: the destination has its own copies now. */
+    for (size_t i = 0; m->tuning.with_storage[0] && !m->tuning.keep_source && i < vm->cfg.n_disks; i++)
+        if (unlink(vm->cfg.disks[i].path) == 0)
+            log_info("%s: removed source disk %s", m->name, vm->cfg.disks[i].path);
     vm_forget(vm);
     end_succeeded(m);
 }
@@ -147,7 +271,7 @@ static void confirm(struct migration *m)
     struct vm_hooks h = {NULL, on_source_gone_after_confirm, m};
     vm_set_hooks(m->vm, &h);
     m->vm->stop_expected = true;
-    if (!m->vm->qmp || qmp_command(m->vm->qmp, "quit", NULL, 5000, NULL, NULL) < 0)
+    if (!m->vm->qmp || mq(m, "quit", NULL, 5000, NULL) < 0)
         vm_kill_qemu(m->vm);
 }
 
@@ -176,15 +300,15 @@ static void on_resume(void *arg, json_t *ret, const qmp_error_t *err)
     struct migration *m = arg;
     if (err)
         log_error("%s: resuming the source guest failed: %s", m->name, err->desc);
-    peer_call(m->peer, "migrate.resolve", json_pack("{s:s}", "name", m->name), 10000, on_resolved_rollback, m);
+    mp(m, "migrate.resolve", json_pack("{s:s}", "name", m->name), 10000, on_resolved_rollback);
 }
 
 static void on_rollback_status(void *arg, json_t *ret, const qmp_error_t *err)
 {
     struct migration *m = arg;
     bool running = !err && json_is_true(json_object_get(ret, "running"));
-    if (!running && m->vm->qmp && !m->transfer_done)
-        qmp_command(m->vm->qmp, "cont", NULL, 10000, on_resume, m);
+    if (!running && m->vm && m->vm->qmp && !m->transfer_done)
+        mq(m, "cont", NULL, 10000, on_resume);
     else
         on_resume(m, NULL, NULL);
 }
@@ -192,11 +316,13 @@ static void on_rollback_status(void *arg, json_t *ret, const qmp_error_t *err)
 static void rollback(struct migration *m)
 {
     set_phase(m, PH_ROLLBACK);
+    if (m->mirrors_started)
+        end_mirrors(m, true);   /* fire and forget: the source disks stay in use */
     /* A fresh connection: the old one may be what broke. */
     peer_close(m->peer);
     m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
     if (m->vm && m->vm->qmp && qmp_is_ready(m->vm->qmp))
-        qmp_command(m->vm->qmp, "query-status", NULL, 10000, on_rollback_status, m);
+        mq(m, "query-status", NULL, 10000, on_rollback_status);
     else
         on_resume(m, NULL, NULL);
 }
@@ -214,9 +340,9 @@ static void fail(struct migration *m, json_t *error)
          * back.  A cancel alone can hang while a channel is blocked on a
          * dead link (multifd threads wait for TCP to give up, for minutes):
          * yanking the migration shuts every channel down at once. */
-        qmp_command(m->vm->qmp, "migrate_cancel", NULL, 10000, NULL, NULL);
-        qmp_command(m->vm->qmp, "yank", json_pack("{s:[{s:s}]}", "instances", "type", "migration"), 10000,
-                    NULL, NULL);
+        mq(m, "migrate_cancel", NULL, 10000, NULL);
+        mq(m, "yank", json_pack("{s:[{s:s}]}", "instances", "type", "migration"), 10000,
+                    NULL);
         return;
     }
     if (m->phase != PH_ROLLBACK)
@@ -247,7 +373,7 @@ static void on_resolved(void *arg, json_t *result, json_t *error)
         m->failure = proto_error(ERR_UNAVAILABLE, NULL, "the destination %s did not take over the VM; it runs on %s again",
                                  dest(m), m->agent->name);
     m->phase = PH_ROLLBACK;
-    qmp_command(m->vm->qmp, "cont", NULL, 10000, on_resume, m);
+    mq(m, "cont", NULL, 10000, on_resume);
 }
 
 static void resolve_ambiguous(struct migration *m)
@@ -255,13 +381,15 @@ static void resolve_ambiguous(struct migration *m)
     set_phase(m, PH_RESOLVE);
     peer_close(m->peer);
     m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
-    peer_call(m->peer, "migrate.resolve", json_pack("{s:s}", "name", m->name), 10000, on_resolved, m);
+    mp(m, "migrate.resolve", json_pack("{s:s}", "name", m->name), 10000, on_resolved);
 }
 
 static void on_finished(void *arg, json_t *result, json_t *error)
 {
     struct migration *m = arg;
     if (!error) {
+        if (m->tuning.quick && m->stats)
+            json_object_set_new(m->stats, "pause_ms", json_integer((json_int_t)(now_ms() - m->t_pause)));
         confirm(m);
         return;
     }
@@ -282,8 +410,10 @@ static void on_finished(void *arg, json_t *result, json_t *error)
         end_failed(m);
         return;
     }
-    qmp_command(m->vm->qmp, "cont", NULL, 10000, on_resume, m);
+    mq(m, "cont", NULL, 10000, on_resume);
 }
+
+static void send_finish(struct migration *m);
 
 static void switchover(struct migration *m, json_t *info)
 {
@@ -299,7 +429,20 @@ static void switchover(struct migration *m, json_t *info)
     log_info("%s: transfer to %s completed (QEMU downtime so far %lld ms); switching over", m->name, dest(m),
              (long long)json_integer_value(json_object_get(info, "downtime")));
     set_phase(m, PH_SWITCHOVER);
-    peer_call(m->peer, "migrate.finish", json_pack("{s:s}", "name", m->name), FINISH_TIMEOUT_MS, on_finished, m);
+    if (m->mirrors_started) {
+        end_mirrors(m, false);
+        return;
+    }
+    send_finish(m);
+}
+
+static void send_finish(struct migration *m)
+{
+    if (m->tuning.quick)
+        mp(m, "migrate.load", json_pack("{s:s, s:s}", "name", m->name, "path", m->state_path),
+                  300000, on_finished);
+    else
+        mp(m, "migrate.finish", json_pack("{s:s}", "name", m->name), FINISH_TIMEOUT_MS, on_finished);
 }
 
 /* ---- transfer: progress and convergence ------------------------------- */
@@ -339,7 +482,7 @@ static void raise_downtime(struct migration *m, const char *why)
     json_array_append_new(m->actions, json_string(msg));
     free(msg);
     m->cur_downtime_ms = next;
-    qmp_command(m->vm->qmp, "migrate-set-parameters", json_pack("{s:i}", "downtime-limit", next), 5000, NULL, NULL);
+    mq(m, "migrate-set-parameters", json_pack("{s:i}", "downtime-limit", next), 5000, NULL);
     m->passes_not_converging = 0;
 }
 
@@ -406,6 +549,8 @@ static void apply_policy(struct migration *m, json_t *info, const char *why)
 static void on_poll(void *arg, json_t *info, const qmp_error_t *err);
 
 static void recover_wait_qmp(struct migration *m);
+static void reserve(struct migration *m);
+static void on_mirror_poll(void *arg, json_t *jobs, const qmp_error_t *err);
 
 static void poll_now(evutil_socket_t fd, short what, void *arg)
 {
@@ -414,14 +559,22 @@ static void poll_now(evutil_socket_t fd, short what, void *arg)
         recover_wait_qmp(m);
         return;
     }
+    if (m->phase == PH_RESERVING) {
+        reserve(m);
+        return;
+    }
+    if (m->phase == PH_MIRROR || m->ending_mirrors) {
+        mq(m, "query-block-jobs", NULL, 10000, on_mirror_poll);
+        return;
+    }
     if (m->phase == PH_RESOLVE) {
         peer_close(m->peer);
         m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
-        peer_call(m->peer, "migrate.resolve", json_pack("{s:s}", "name", m->name), 10000, on_resolved, m);
+        mp(m, "migrate.resolve", json_pack("{s:s}", "name", m->name), 10000, on_resolved);
         return;
     }
     if (m->phase == PH_TRANSFER && m->vm && m->vm->qmp)
-        qmp_command(m->vm->qmp, "query-migrate", NULL, 10000, on_poll, m);
+        mq(m, "query-migrate", NULL, 10000, on_poll);
 }
 
 static bool is_active(const char *st)
@@ -508,10 +661,17 @@ static void on_src_params(void *arg, json_t *ret, const qmp_error_t *err)
         return;
     }
     set_phase(m, PH_TRANSFER);
+    if (m->tuning.quick) {
+        mq(m, "migrate", json_pack("{s:s}", "uri", "fd:vmove-state"), 10000, on_migrate_started);
+        return;
+    }
     char *uri = xasprintf("tcp:%s:%d", m->dst_ip, m->dst_port);
-    qmp_command(m->vm->qmp, "migrate", json_pack("{s:s}", "uri", uri), 10000, on_migrate_started, m);
+    mq(m, "migrate", json_pack("{s:s}", "uri", uri), 10000, on_migrate_started);
     free(uri);
 }
+
+static void quick_save(struct migration *m);
+static void start_mirrors(struct migration *m);
 
 static void on_src_caps(void *arg, json_t *ret, const qmp_error_t *err)
 {
@@ -521,7 +681,7 @@ static void on_src_caps(void *arg, json_t *ret, const qmp_error_t *err)
         rollback(m);
         return;
     }
-    qmp_command(m->vm->qmp, "migrate-set-parameters", tuning_qemu_parameters(&m->tuning), 10000, on_src_params, m);
+    mq(m, "migrate-set-parameters", tuning_qemu_parameters(&m->tuning), 10000, on_src_params);
 }
 
 /* The route to the destination's migration address must leave through an
@@ -541,6 +701,203 @@ static json_t *check_route(struct migration *m)
                        m->agent->name, dest(m), src_ip, m->dst_ip, m->agent->name, nets);
 }
 
+/* ---- shared-nothing: mirror the disks into the destination's NBD exports */
+
+static char *mirror_node(struct migration *m, const char *disk, const char *what)
+{
+    return xasprintf("%s-%s-%lld", what, disk, (long long)m->job->id);
+}
+
+static void on_mirror_started(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct migration *m = arg;
+    if (err && !m->failure) {
+        m->failure = proto_error(ERR_QEMU, NULL, "QEMU could not start mirroring a disk to %s: %s", dest(m),
+                                 err->desc);
+        rollback(m);
+        return;
+    }
+    if (--m->mirror_setup_pending == 0 && !m->failure)
+        arm_timer(m, POLL_MS);
+}
+
+static void on_nbd_node(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct migration *m = arg;
+    if (err && !m->failure) {
+        m->failure = proto_error(ERR_UNAVAILABLE, "check the migration network",
+                                 "cannot reach the NBD export on %s: %s", dest(m), err->desc);
+        rollback(m);
+    }
+}
+
+/* One mirror job per disk, write-blocking: once in sync, every guest write
+ * completes on both sides, so the copy always converges. */
+static void start_mirrors(struct migration *m)
+{
+    set_phase(m, PH_MIRROR);
+    m->mirrors_started = true;
+    const struct vm_config *c = &m->vm->cfg;
+    m->mirror_setup_pending = (int)c->n_disks;
+    char port[16];
+    snprintf(port, sizeof port, "%d", m->nbd_port);
+    for (size_t i = 0; i < c->n_disks; i++) {
+        char *node = mirror_node(m, c->disks[i].id, "nbd"), *job = mirror_node(m, c->disks[i].id, "mirror");
+        mq(m, "blockdev-add", json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:s}", "driver", "nbd", "node-name", node,
+                                        "server", "type", "inet", "host", m->dst_ip, "port", port, "export",
+                                        c->disks[i].id), 10000, on_nbd_node);
+        mq(m, "blockdev-mirror", json_pack("{s:s, s:s, s:s, s:s, s:s}", "job-id", job, "device", c->disks[i].id,
+                                           "target", node, "sync", "full", "copy-mode", "write-blocking"),
+           10000, on_mirror_started);
+        free(node);
+        free(job);
+    }
+    if (!c->n_disks)
+        arm_timer(m, 0);
+}
+
+static json_t *our_mirrors(struct migration *m, json_t *jobs, int *ready)
+{
+    json_t *mine = json_array();
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "-%lld", (long long)m->job->id);
+    size_t i;
+    json_t *j;
+    *ready = 0;
+    json_array_foreach(jobs, i, j) {
+        const char *dev = json_string_value(json_object_get(j, "device"));
+        if (!dev || strncmp(dev, "mirror-", 7) || !strstr(dev, prefix))
+            continue;
+        *ready += json_is_true(json_object_get(j, "ready"));
+        json_array_append_new(mine, json_pack("{s:s, s:O, s:O, s:O}", "job", dev, "offset",
+                                              json_object_get(j, "offset"), "len", json_object_get(j, "len"),
+                                              "ready", json_object_get(j, "ready")));
+    }
+    return mine;
+}
+
+static void on_mirror_poll(void *arg, json_t *jobs, const qmp_error_t *err)
+{
+    struct migration *m = arg;
+    int ready;
+    json_t *mine = err ? json_array() : our_mirrors(m, jobs, &ready);
+    size_t n = m->vm ? m->vm->cfg.n_disks : 0;
+    if (m->ending_mirrors) {
+        if (json_array_size(mine) == 0) {
+            m->ending_mirrors = false;
+            json_decref(mine);
+            for (size_t i = 0; i < n; i++) {
+                char *node = mirror_node(m, m->vm->cfg.disks[i].id, "nbd");
+                mq(m, "blockdev-del", json_pack("{s:s}", "node-name", node), 10000, NULL);
+                free(node);
+            }
+            if (m->phase == PH_SWITCHOVER)
+                send_finish(m);
+            return;
+        }
+        json_decref(mine);
+        arm_timer(m, 20);
+        return;
+    }
+    if (m->phase != PH_MIRROR) {
+        json_decref(mine);
+        return;
+    }
+    if (!err && json_array_size(mine) < n) {
+        json_decref(mine);
+        fail(m, proto_error(ERR_QEMU, NULL, "a disk mirror to %s stopped before it was in sync", dest(m)));
+        return;
+    }
+    double done = 0, total = 0;
+    size_t i;
+    json_t *j;
+    json_array_foreach(mine, i, j) {
+        done += (double)json_integer_value(json_object_get(j, "offset"));
+        total += (double)json_integer_value(json_object_get(j, "len"));
+    }
+    job_set_progress(m->job, json_pack("{s:s, s:o, s:f, s:I}", "phase", "mirror", "disks", mine, "percent",
+                                       total > 0 ? 100.0 * done / total : 0.0, "elapsed_ms",
+                                       (json_int_t)(now_ms() - m->t_start)));
+    if (!err && (size_t)ready == n) {
+        /* Disks in sync (and kept so): now the memory. */
+        log_info("%s: disks in sync with %s; migrating memory", m->name, dest(m));
+        mq(m, "migrate-set-capabilities", tuning_qemu_capabilities(&m->tuning), 10000, on_src_caps);
+        return;
+    }
+    arm_timer(m, POLL_MS);
+}
+
+/* Switch-over: the guest is stopped, so cancelling a ready mirror leaves the
+ * destination a complete copy (QEMU reports it COMPLETED).  On rollback the
+ * jobs are forced down and the destination's copies are thrown away. */
+static void end_mirrors(struct migration *m, bool force)
+{
+    for (size_t i = 0; m->vm && i < m->vm->cfg.n_disks; i++) {
+        char *job = mirror_node(m, m->vm->cfg.disks[i].id, "mirror");
+        mq(m, "block-job-cancel", json_pack("{s:s, s:b}", "device", job, "force", force), 10000, NULL);
+        free(job);
+    }
+    if (!force) {
+        m->ending_mirrors = true;
+        arm_timer(m, 20);
+    }
+}
+
+/* ---- quick migration: pause, save to shared storage ------------------- */
+
+static void on_state_fd(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct migration *m = arg;
+    if (err) {
+        m->failure = proto_error(ERR_QEMU, NULL, "QEMU could not take the state file: %s", err->desc);
+        rollback(m);
+        return;
+    }
+    mq(m, "migrate-set-capabilities", tuning_qemu_capabilities(&m->tuning), 10000, on_src_caps);
+}
+
+static void on_paused(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct migration *m = arg;
+    if (err) {
+        m->failure = proto_error(ERR_QEMU, NULL, "QEMU could not pause the guest: %s", err->desc);
+        rollback(m);
+        return;
+    }
+    m->t_pause = now_ms();
+    int fd = open(m->state_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        m->failure = proto_error(ERR_INVALID, "give a shared directory with --state-dir DIR",
+                                 "cannot create the state file %s: %s", m->state_path, strerror(errno));
+        free(m->state_path);
+        m->state_path = NULL;   /* not ours: do not delete it */
+        rollback(m);
+        return;
+    }
+    mqfd(m, "getfd", json_pack("{s:s}", "fdname", "vmove-state"), fd, 10000, on_state_fd);
+    close(fd);
+}
+
+static void quick_save(struct migration *m)
+{
+    const char *dir = m->tuning.state_dir;
+    char *copy = NULL;
+    if (!dir[0]) {
+        if (!m->vm->cfg.n_disks) {
+            m->failure = proto_error(ERR_INVALID, "give a shared directory with --state-dir DIR",
+                                     "VM %s has no disk on shared storage to save its state next to", m->name);
+            rollback(m);
+            return;
+        }
+        copy = xstrdup(m->vm->cfg.disks[0].path);
+        dir = dirname(copy);
+    }
+    m->state_path = xasprintf("%s/.vmove-%s-%lld.state", dir, m->name, (long long)m->job->id);
+    free(copy);
+    set_phase(m, PH_TRANSFER);
+    mq(m, "stop", NULL, 10000, on_paused);
+}
+
 static void on_prepared(void *arg, json_t *result, json_t *error)
 {
     struct migration *m = arg;
@@ -549,8 +906,13 @@ static void on_prepared(void *arg, json_t *result, json_t *error)
         end_failed(m);       /* nothing was started anywhere */
         return;
     }
+    if (m->tuning.quick) {
+        quick_save(m);
+        return;
+    }
     snprintf(m->dst_ip, sizeof m->dst_ip, "%s", json_string_value(json_object_get(result, "ip")));
     m->dst_port = (int)json_integer_value(json_object_get(result, "port"));
+    m->nbd_port = (int)json_integer_value(json_object_get(result, "nbd_port"));
     json_t *problem = check_route(m);
     if (!problem && m->job->cancel_requested)
         problem = proto_error(ERR_CANCELLED, NULL, "migration of %s cancelled", m->name);
@@ -559,7 +921,11 @@ static void on_prepared(void *arg, json_t *result, json_t *error)
         rollback(m);
         return;
     }
-    qmp_command(m->vm->qmp, "migrate-set-capabilities", tuning_qemu_capabilities(&m->tuning), 10000, on_src_caps, m);
+    if (m->tuning.with_storage[0]) {
+        start_mirrors(m);
+        return;
+    }
+    mq(m, "migrate-set-capabilities", tuning_qemu_capabilities(&m->tuning), 10000, on_src_caps);
 }
 
 /* ---- hooks: the source QEMU and the peer connection ------------------- */
@@ -573,7 +939,7 @@ static void on_src_event(void *arg, const char *name, json_t *data)
     if (strcmp(name, "MIGRATION") || !st || m->phase != PH_TRANSFER)
         return;
     if (!strcmp(st, "completed") || !strcmp(st, "failed") || !strcmp(st, "cancelled"))
-        qmp_command(m->vm->qmp, "query-migrate", NULL, 10000, on_poll, m);
+        mq(m, "query-migrate", NULL, 10000, on_poll);
 }
 
 static void on_src_gone(void *arg, json_t *exit_info)
@@ -588,7 +954,7 @@ static void on_src_gone(void *arg, json_t *exit_info)
                  desc ? desc : "?", dest(m));
         peer_close(m->peer);
         m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
-        peer_call(m->peer, "migrate.finish", json_pack("{s:s}", "name", m->name), FINISH_TIMEOUT_MS, on_finished, m);
+        mp(m, "migrate.finish", json_pack("{s:s}", "name", m->name), FINISH_TIMEOUT_MS, on_finished);
         return;
     }
     vm_set_migration(vm, NULL);
@@ -596,7 +962,7 @@ static void on_src_gone(void *arg, json_t *exit_info)
     m->vm = NULL;
     m->failure = proto_error(ERR_QEMU, "`vmove vm show` has the log tail", "the source QEMU exited during the migration (%s)",
                              desc ? desc : "?");
-    peer_call(m->peer, "migrate.resolve", json_pack("{s:s}", "name", m->name), 10000, on_resolved_rollback, m);
+    mp(m, "migrate.resolve", json_pack("{s:s}", "name", m->name), 10000, on_resolved_rollback);
 }
 
 static void on_peer_closed(void *arg, const char *reason)
@@ -609,12 +975,23 @@ static void on_peer_closed(void *arg, const char *reason)
 
 /* ---- start, cancel, API ----------------------------------------------- */
 
+static void on_unreserved(void *arg, json_t *result, json_t *error);
+
 static void cancel_migration(struct job *job)
 {
     for (struct migration *m = job->agent->migrations; m; m = m->next) {
         if (m->job != job)
             continue;
-        if (m->phase == PH_TRANSFER)
+        if (m->phase == PH_QUEUED || m->phase == PH_RESERVING) {
+            /* Not started: the VM was never touched. */
+            if (m->phase == PH_RESERVING)
+                mp(m, "migrate.unreserve", json_pack("{s:I}", "job", (json_int_t)job->id), 5000,
+                          on_unreserved);
+            m->failure = proto_error(ERR_CANCELLED, NULL, "queued migration of %s to %s cancelled before it started",
+                                     m->name, dest(m));
+            m->vm = NULL;
+            end_failed(m);
+        } else if (m->phase == PH_TRANSFER)
             fail(m, proto_error(ERR_CANCELLED, NULL, "migration of %s to %s cancelled; it keeps running on %s",
                                 m->name, dest(m), m->agent->name));
         else if (m->phase == PH_PREPARE)
@@ -627,6 +1004,8 @@ static void cancel_migration(struct job *job)
 
 static const struct job_ops migrate_ops = {"migrate", cancel_migration};
 
+static void on_unreserved(void *arg, json_t *result, json_t *error) {}
+
 static struct migration *migration_new(struct agent *a, struct vm *vm, struct job *job, const char *peer_name,
                                        const char *peer_addr)
 {
@@ -637,6 +1016,7 @@ static struct migration *migration_new(struct agent *a, struct vm *vm, struct jo
     m->name = xstrdup(vm->name);
     m->peer_name = peer_name ? xstrdup(peer_name) : NULL;
     m->peer_addr = xstrdup(peer_addr);
+    m->refs = 1;
     m->timer = evtimer_new(a->base, poll_now, m);
     m->t_start = now_ms();
     m->actions = json_array();
@@ -645,90 +1025,198 @@ static struct migration *migration_new(struct agent *a, struct vm *vm, struct jo
     return m;
 }
 
-static int resolve_target(struct api_req *r, const char *to, const char **name, const char **addr)
+static void enqueue_migration(struct agent *a, struct job *job, struct vm *vm, const char *peer_name,
+                              const char *peer_addr, const struct migrate_tuning *t);
+static void on_local_slot(void *arg);
+static void begin_migration(struct migration *m);
+
+static json_t *resolve_target(struct agent *a, const char *to, const char **name, const char **addr)
 {
-    const struct peer_entry *p = settings_find_peer(&r->agent->settings, to);
+    const struct peer_entry *p = settings_find_peer(&a->settings, to);
     if (p) {
         *name = p->name;
         *addr = p->addr;
-        return 0;
+        return NULL;
     }
     if (strchr(to, ':')) {
         *name = NULL;
         *addr = to;
-        return 0;
+        return NULL;
     }
-    api_failf(r, ERR_NOT_FOUND, "add it with `vmove peer add HOST ADDR:PORT`, or give --to ADDR:PORT",
-              "host %s is not a known peer of %s", to, r->agent->name);
-    return -1;
+    return proto_error(ERR_NOT_FOUND, "add it with `vmove peer add HOST ADDR:PORT`, or give --to ADDR:PORT",
+                       "host %s is not a known peer of %s", to, a->name);
+}
+
+struct job *migrate_submit(struct agent *a, const char *name, const char *to, json_t *tuning_json, json_t **err)
+{
+    struct vm *vm = vm_find(a, name);
+    if (!vm) {
+        *err = proto_error(ERR_NOT_FOUND, NULL, "no VM named \"%s\" on host %s", name, a->name);
+        return NULL;
+    }
+    struct migrate_tuning t;
+    char msg[512];
+    if (tuning_from_json(tuning_json, &t, msg, sizeof msg) < 0) {
+        *err = proto_error(ERR_INVALID, NULL, "%s", msg);
+        return NULL;
+    }
+    const char *peer_name = NULL, *peer_addr = NULL;
+    if ((*err = resolve_target(a, to, &peer_name, &peer_addr)))
+        return NULL;
+    if (peer_name && !strcmp(peer_name, a->name))
+        *err = proto_error(ERR_INVALID, NULL, "VM %s is already on host %s", name, a->name);
+    else if (!a->settings.migration_outgoing)
+        *err = proto_error(ERR_DENIED, "enable it: vmove host set --migration-outgoing on",
+                           "outgoing migration is disabled on host %s", a->name);
+    else if (!a->tls_client)
+        *err = proto_error(ERR_UNAVAILABLE, "start vmoved with --listen and --tls-dir",
+                           "host %s has no TLS identity to talk to other hosts", a->name);
+    else if (vm->state != VM_RUNNING && vm->state != VM_PAUSED)
+        *err = proto_error(ERR_STATE, NULL, "VM %s is %s; live migration moves a running VM", name,
+                           vm_state_name(vm->state));
+    else {
+        struct job *busy = job_active_for_vm(a, name);
+        if (busy)
+            *err = proto_error(ERR_STATE, "wait for it or cancel it", "VM %s is busy with job %lld (%s)", name,
+                               (long long)busy->id, busy->ops->kind);
+    }
+    if (*err)
+        return NULL;
+    json_t *params = json_pack("{s:s, s:o}", "to", to, "tuning", tuning_to_json(&t));
+    struct job *job = job_create_in(a, &migrate_ops, name, params, JOB_QUEUED);
+    enqueue_migration(a, job, vm, peer_name, peer_addr, &t);
+    return job;
 }
 
 static void vm_move(struct api_req *r)
 {
-    struct agent *a = r->agent;
     const char *name = api_param_str(r, "name", true);
     const char *to = name ? api_param_str(r, "to", true) : NULL;
     bool wait;
     if (!to || api_param_bool(r, "wait", true, &wait) < 0)
         return;
-    struct vm *vm = vm_find(a, name);
-    if (!vm) {
-        api_failf(r, ERR_NOT_FOUND, NULL, "no VM named \"%s\" on host %s", name, a->name);
+    json_t *err = NULL;
+    struct job *job = migrate_submit(r->agent, name, to, json_object_get(r->params, "tuning"), &err);
+    if (!job) {
+        api_fail(r, err);
         return;
     }
-    struct migrate_tuning t;
-    char err[512];
-    if (tuning_from_json(json_object_get(r->params, "tuning"), &t, err, sizeof err) < 0) {
-        api_failf(r, ERR_INVALID, NULL, "%s", err);
-        return;
-    }
-    const char *peer_name, *peer_addr;
-    if (resolve_target(r, to, &peer_name, &peer_addr) < 0)
-        return;
-    if (peer_name && !strcmp(peer_name, a->name)) {
-        api_failf(r, ERR_INVALID, NULL, "VM %s is already on host %s", name, a->name);
-        return;
-    }
-    if (!a->settings.migration_outgoing) {
-        api_failf(r, ERR_DENIED, "enable it: vmove host set --migration-outgoing on",
-                  "outgoing migration is disabled on host %s", a->name);
-        return;
-    }
-    if (!a->tls_client) {
-        api_failf(r, ERR_UNAVAILABLE, "start vmoved with --listen and --tls-dir",
-                  "host %s has no TLS identity to talk to other hosts", a->name);
-        return;
-    }
-    if (vm->state != VM_RUNNING && vm->state != VM_PAUSED) {
-        api_failf(r, ERR_STATE, NULL, "VM %s is %s; live migration moves a running VM", name, vm_state_name(vm->state));
-        return;
-    }
-    struct job *busy = job_active_for_vm(a, name);
-    if (busy) {
-        api_failf(r, ERR_STATE, NULL, "VM %s is busy with job %lld (%s)", name, (long long)busy->id, busy->ops->kind);
-        return;
-    }
-    json_t *params = json_pack("{s:s, s:o}", "to", to, "tuning", tuning_to_json(&t));
-    struct job *job = job_create(a, &migrate_ops, name, params);
-    struct migration *m = migration_new(a, vm, job, peer_name, peer_addr);
-    m->tuning = t;
-    m->cur_downtime_ms = t.downtime_ms;
     job_answer(job, r, wait);
+}
 
+/* ---- queueing: a local slot, then a slot at the destination ------------ */
+
+/* Queued until this host has a free live-migration slot (host/limits.c). */
+static void enqueue_migration(struct agent *a, struct job *job, struct vm *vm, const char *peer_name,
+                              const char *peer_addr, const struct migrate_tuning *t)
+{
+    struct migration *m = migration_new(a, vm, job, peer_name, peer_addr);
+    m->tuning = *t;
+    m->cur_downtime_ms = t->downtime_ms;
+    m->phase = PH_QUEUED;
+    limits_enqueue(a, SLOT_LIVE, job, on_local_slot, m);
+    int pos = limits_position(a, job);
+    if (pos)
+        job_set_waiting(job, pos, a->name);
+}
+
+static void on_local_slot(void *arg)
+{
+    struct migration *m = arg;
+    limits_job_holder(m->job, m->local_holder, sizeof m->local_holder);
+    m->phase = PH_RESERVING;
+    job_set_phase(m->job, "reserving");
+    m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
+    reserve(m);
+    /* Jobs behind us in the local queue move up one place. */
+    for (struct migration *o = m->agent->migrations; o; o = o->next)
+        if (o->phase == PH_QUEUED)
+            job_set_waiting(o->job, limits_position(o->agent, o->job), o->agent->name);
+}
+
+static void on_reserved(void *arg, json_t *result, json_t *error)
+{
+    struct migration *m = arg;
+    if (m->phase != PH_RESERVING)
+        return;
+    if (error) {
+        const char *code = json_string_value(json_object_get(error, "code"));
+        if (code && (!strcmp(code, ERR_UNAVAILABLE) || !strcmp(code, ERR_TIMEOUT))) {
+            /* The destination is unreachable for now: keep our place, retry. */
+            job_set_waiting(m->job, 0, dest(m));
+            peer_close(m->peer);
+            m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
+            arm_timer(m, 2000);
+            return;
+        }
+        m->failure = json_deep_copy(error);
+        m->vm = NULL;           /* never touched */
+        end_failed(m);
+        return;
+    }
+    if (json_is_true(json_object_get(result, "granted"))) {
+        begin_migration(m);
+        return;
+    }
+    job_set_waiting(m->job, (int)json_integer_value(json_object_get(result, "position")), dest(m));
+    arm_timer(m, RESERVE_RETRY_MS);
+}
+
+static void reserve(struct migration *m)
+{
+    mp(m, "migrate.reserve", json_pack("{s:I, s:s}", "job", (json_int_t)m->job->id, "vm", m->name),
+              10000, on_reserved);
+}
+
+/* Shared-nothing: where the destination puts the copies, and their sizes. */
+static json_t *storage_request(struct migration *m)
+{
+    json_t *sizes = json_object();
+    for (size_t i = 0; i < m->vm->cfg.n_disks; i++) {
+        char *argv[] = {"qemu-img", "info", "-U", "--output=json", m->vm->cfg.disks[i].path, NULL};
+        char *out = NULL;
+        json_t *info = run_capture(argv, 10000, &out) == 0 ? json_loads(out, 0, NULL) : NULL;
+        json_object_set_new(sizes, m->vm->cfg.disks[i].id,
+                            json_integer(json_integer_value(json_object_get(info, "virtual-size"))));
+        json_decref(info);
+        free(out);
+    }
+    return json_pack("{s:s, s:o}", "dir", m->tuning.with_storage, "sizes", sizes);
+}
+
+/* Both slots held: the migration proper starts, and only now is the VM touched. */
+static void begin_migration(struct migration *m)
+{
+    struct agent *a = m->agent;
+    struct vm *vm = vm_find(a, m->name);
+    if (!vm || vm != m->vm || (vm->state != VM_RUNNING && vm->state != VM_PAUSED)) {
+        mp(m, "migrate.unreserve", json_pack("{s:I}", "job", (json_int_t)m->job->id), 5000,
+                  on_unreserved);
+        m->failure = proto_error(ERR_STATE, NULL, "VM %s is %s now; nothing to migrate", m->name,
+                                 vm ? vm_state_name(vm->state) : "gone");
+        m->vm = NULL;
+        end_failed(m);
+        return;
+    }
+    m->t_start = now_ms();
+    job_set_running(m->job);
     vm_set_state(vm, VM_MIGRATING, "live migration started");
-    vm_set_migration(vm, json_pack("{s:s, s:I, s:s?, s:s, s:s}", "role", "source", "job", (json_int_t)job->id,
-                                   "peer", peer_name, "addr", peer_addr, "phase", "prepare"));
+    vm_set_migration(vm, json_pack("{s:s, s:I, s:s?, s:s, s:s}", "role", "source", "job", (json_int_t)m->job->id,
+                                   "peer", m->peer_name, "addr", m->peer_addr, "phase", "prepare"));
     struct vm_hooks h = {on_src_event, on_src_gone, m};
     vm_set_hooks(vm, &h);
-    job_set_phase(job, "prepare");
-    m->peer = peer_connect(a, peer_name, peer_addr, on_peer_closed, m);
+    set_phase(m, PH_PREPARE);
+    peer_set_closed_hook(m->peer, on_peer_closed, m);
+    const char *colon = strrchr(m->peer_addr, ':');
     char via[64];
-    snprintf(via, sizeof via, "%.*s", (int)(strrchr(peer_addr, ':') ? strrchr(peer_addr, ':') - peer_addr : 0), peer_addr);
+    snprintf(via, sizeof via, "%.*s", colon ? (int)(colon - m->peer_addr) : 0, m->peer_addr);
     json_t *cfg = vm_config_to_json(&vm->cfg);
-    peer_call(m->peer, "migrate.prepare",
-              json_pack("{s:o, s:o, s:s, s:s, s:I}", "config", cfg, "tuning", tuning_to_json(&t), "accel",
-                        accel_kind_name(a->accel.kind), "via", via, "job", (json_int_t)job->id),
-              PREPARE_TIMEOUT_MS, on_prepared, m);
+    json_t *storage = m->tuning.with_storage[0] ? storage_request(m) : NULL;
+    mp(m, "migrate.prepare",
+              json_pack("{s:o, s:o, s:s, s:s, s:I, s:b, s:o}", "config", cfg, "tuning", tuning_to_json(&m->tuning), "accel",
+                        accel_kind_name(a->accel.kind), "via", via, "job", (json_int_t)m->job->id, "quick",
+                        m->tuning.quick, "storage", storage ? storage : json_null()),
+              PREPARE_TIMEOUT_MS, on_prepared);
 }
 
 /* ---- recovery after a restart ----------------------------------------- */
@@ -738,7 +1226,7 @@ static void on_recover_status(void *arg, json_t *info, const qmp_error_t *err);
 static void recover_wait_qmp(struct migration *m)
 {
     if (m->vm->qmp && qmp_is_ready(m->vm->qmp)) {
-        qmp_command(m->vm->qmp, "query-migrate", NULL, 10000, on_recover_status, m);
+        mq(m, "query-migrate", NULL, 10000, on_recover_status);
         return;
     }
     arm_timer(m, 100);
@@ -750,7 +1238,7 @@ static void on_recover_status(void *arg, json_t *info, const qmp_error_t *err)
     const char *st = json_string_value(json_object_get(info, "status"));
     if (st && is_active(st)) {
         /* The old vmoved left QEMU migrating: stop it, then decide. */
-        qmp_command(m->vm->qmp, "migrate_cancel", NULL, 10000, NULL, NULL);
+        mq(m, "migrate_cancel", NULL, 10000, NULL);
         arm_timer(m, 200);      /* recover_wait_qmp asks again */
         return;
     }
@@ -786,13 +1274,44 @@ void migrate_recover(struct agent *a)
             m->vm = NULL;
             m->failure = proto_error(ERR_QEMU, NULL, "the source QEMU exited while vmoved was down");
             m->peer = peer_connect(a, m->peer_name, m->peer_addr, NULL, NULL);
-            peer_call(m->peer, "migrate.resolve", json_pack("{s:s}", "name", m->name), 10000, on_resolved_rollback, m);
+            mp(m, "migrate.resolve", json_pack("{s:s}", "name", m->name), 10000, on_resolved_rollback);
             continue;
         }
         m->peer = peer_connect(a, m->peer_name, m->peer_addr, NULL, NULL);
         m->recovering = true;
         arm_timer(m, 0);
     }
+}
+
+/* Queued migrations survive a restart: they wait again, in their order. */
+void migrate_recover_queued(struct agent *a)
+{
+    static const char *const queued[] = {"queued", NULL};
+    json_t *recs = journal_jobs(a->journal, queued, 100000);
+    size_t i;
+    json_t *rec;
+    json_array_foreach(recs, i, rec) {
+        const char *kind = json_string_value(json_object_get(rec, "kind"));
+        if (!kind || strcmp(kind, "migrate"))
+            continue;
+        json_int_t id = json_integer_value(json_object_get(rec, "id"));
+        const char *to = json_string_value(json_object_get(json_object_get(rec, "params"), "to"));
+        struct job *job = job_adopt(a, &migrate_ops, id);
+        if (!job)
+            continue;
+        struct vm *vm = job->vm ? vm_find(a, job->vm) : NULL;
+        const struct peer_entry *p = to ? settings_find_peer(&a->settings, to) : NULL;
+        struct migrate_tuning t;
+        char err[256];
+        if (!vm || !to || tuning_from_json(json_object_get(job->params, "tuning"), &t, err, sizeof err) < 0) {
+            job_fail(job, proto_error(ERR_STATE, NULL, "queued migration could not be resumed after a restart"));
+            continue;
+        }
+        log_info("job %lld: queued migration of %s to %s resumes its place in the queue", (long long)id,
+                 vm->name, to);
+        enqueue_migration(a, job, vm, p ? p->name : NULL, p ? p->addr : to, &t);
+    }
+    json_decref(recs);
 }
 
 void migrate_free_all(struct agent *a)

@@ -13,12 +13,19 @@
  * destination to resolve, and resumes only on "aborted"/"absent". */
 #ifndef VMOVE_MIGRATE_H
 #define VMOVE_MIGRATE_H
+#include <jansson.h>
+
 #include "host/api.h"
 
 struct agent;
 
 /* After the inventory is loaded: settle migrations interrupted by a restart. */
 void migrate_recover(struct agent *a);
+/* Queued migrations (not started) take their places in the queue again. */
+void migrate_recover_queued(struct agent *a);
 void migrate_free_all(struct agent *a);
+/* Start (queue) a live migration of VM name to host `to` (peer name or
+ * ADDR:PORT).  NULL with *err on refusal. */
+struct job *migrate_submit(struct agent *a, const char *name, const char *to, json_t *tuning, json_t **err);
 extern const struct api_method api_migrate_methods[];
 #endif

@@ -75,6 +75,32 @@ int tuning_from_json(json_t *j, struct migrate_tuning *t, char *err, size_t errl
         }
         t->converge = (enum converge_policy)i;
     }
+    t->quick = json_is_true(json_object_get(j, "quick"));
+    const char *sd = json_string_value(json_object_get(j, "state_dir"));
+    if (sd) {
+        if (sd[0] != '/' || strlen(sd) >= sizeof t->state_dir) {
+            snprintf(err, errlen, "state_dir must be an absolute path");
+            return -1;
+        }
+        snprintf(t->state_dir, sizeof t->state_dir, "%s", sd);
+    }
+    const char *ws = json_string_value(json_object_get(j, "with_storage"));
+    if (ws) {
+        if (ws[0] != '/' || strlen(ws) >= sizeof t->with_storage) {
+            snprintf(err, errlen, "--with-storage needs an absolute directory on the destination");
+            return -1;
+        }
+        snprintf(t->with_storage, sizeof t->with_storage, "%s", ws);
+    }
+    t->keep_source = json_is_true(json_object_get(j, "keep_source"));
+    if (t->quick && t->with_storage[0]) {
+        snprintf(err, errlen, "--quick and --with-storage do not go together");
+        return -1;
+    }
+    if (t->quick) {
+        t->channels = 1;   /* the saved state is one stream */
+        snprintf(t->compress, sizeof t->compress, "none");
+    }
     if (strcmp(t->compress, "none") && t->channels < 2) {
         snprintf(err, errlen, "compression needs multifd: use --parallel 2 or more");
         return -1;
@@ -84,10 +110,19 @@ int tuning_from_json(json_t *j, struct migrate_tuning *t, char *err, size_t errl
 
 json_t *tuning_to_json(const struct migrate_tuning *t)
 {
-    return json_pack("{s:i, s:i, s:i, s:i, s:s, s:I, s:s}", "downtime_ms", t->downtime_ms,
-                     "max_downtime_ms", t->max_downtime_ms, "max_duration_s", t->max_duration_s,
-                     "channels", t->channels, "compress", t->compress, "bandwidth",
-                     (json_int_t)t->bandwidth, "converge", policy_names[t->converge]);
+    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:s, s:I, s:s}", "downtime_ms", t->downtime_ms,
+                          "max_downtime_ms", t->max_downtime_ms, "max_duration_s", t->max_duration_s,
+                          "channels", t->channels, "compress", t->compress, "bandwidth",
+                          (json_int_t)t->bandwidth, "converge", policy_names[t->converge]);
+    if (t->quick)
+        json_object_set_new(j, "quick", json_true());
+    if (t->state_dir[0])
+        json_object_set_new(j, "state_dir", json_string(t->state_dir));
+    if (t->with_storage[0])
+        json_object_set_new(j, "with_storage", json_string(t->with_storage));
+    if (t->keep_source)
+        json_object_set_new(j, "keep_source", json_true());
+    return j;
 }
 
 static json_t *cap(const char *name, bool on)

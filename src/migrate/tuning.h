@@ -22,6 +22,10 @@ struct migrate_tuning {
     char compress[8];        /* "none", "zstd", "zlib" (multifd compression) */
     uint64_t bandwidth;      /* bytes/s; 0 = unlimited */
     enum converge_policy converge;
+    bool quick;              /* quick migration: pause, save to shared storage, load there, resume */
+    char state_dir[256];     /* where a quick migration saves the state ("" = the first disk's directory) */
+    char with_storage[256];  /* shared-nothing: copy the disks into this directory on the destination */
+    bool keep_source;        /* shared-nothing: keep the source's disk files after success */
 };
 
 #define TUNING_DEFAULT_DOWNTIME_MS 50

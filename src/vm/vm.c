@@ -40,11 +40,11 @@ static void vm_attach_qmp(struct vm *vm);
 
 static void save_runtime(struct vm *vm)
 {
-    json_t *j = json_pack("{s:s, s:i, s:i, s:b, s:I, s:O?, s:O*}", "state", state_names[vm->state],
+    json_t *j = json_pack("{s:s, s:i, s:i, s:b, s:I, s:O?, s:O*, s:O*}", "state", state_names[vm->state],
                           "qemu_pid", (int)vm->qemu_pid, "shim_pid", (int)vm->shim_pid,
                           "stop_expected", vm->stop_expected, "started_ms",
                           (json_int_t)vm->started_ms, "last_exit", vm->last_exit,
-                          "migration", vm->migration);
+                          "migration", vm->migration, "storage_move", vm->storage_move);
     char *text = json_dumps(j, JSON_INDENT(2));
     char *path = xasprintf("%s/runtime.json", vm->dir);
     if (write_file_atomic(path, text, strlen(text), 0644) < 0)
@@ -110,6 +110,7 @@ static void load_runtime(struct vm *vm)
     vm->started_ms = (uint64_t)json_integer_value(json_object_get(rt, "started_ms"));
     vm->last_exit = json_incref(json_object_get(rt, "last_exit"));
     vm->migration = json_incref(json_object_get(rt, "migration"));
+    vm->storage_move = json_incref(json_object_get(rt, "storage_move"));
     json_decref(rt);
 }
 
@@ -210,6 +211,7 @@ static void vm_free(struct vm *vm)
     vm_config_free(&vm->cfg);
     json_decref(vm->last_exit);
     json_decref(vm->migration);
+    json_decref(vm->storage_move);
     free(vm->broken_reason);
     free(vm->name);
     free(vm->dir);
@@ -639,6 +641,13 @@ void vm_set_migration(struct vm *vm, json_t *record)
 {
     json_decref(vm->migration);
     vm->migration = record;
+    save_runtime(vm);
+}
+
+void vm_set_storage_move(struct vm *vm, json_t *record)
+{
+    json_decref(vm->storage_move);
+    vm->storage_move = record;
     save_runtime(vm);
 }
 

@@ -61,6 +61,7 @@ struct vm {
     vm_launch_fn launch_cb;     /* incoming launch in progress */
     void *launch_arg;
     json_t *migration;          /* persisted in runtime.json while a migration is in flight */
+    json_t *storage_move;       /* persisted in runtime.json while a storage move is in flight */
     struct guest_req *guest_queue;
     struct bufferevent *guest_bev;
 };
@@ -91,6 +92,8 @@ void vm_set_hooks(struct vm *vm, const struct vm_hooks *hooks);
 void vm_set_state(struct vm *vm, enum vm_state st, const char *why);
 /* Replace the persisted migration record (NULL clears it); saved at once. */
 void vm_set_migration(struct vm *vm, json_t *record);
+/* The same for the storage-move record (src/storage/storage_move.c). */
+void vm_set_storage_move(struct vm *vm, json_t *record);
 /* Is the VM's QEMU process alive (and really its own)? */
 bool qemu_pid_alive(const struct vm *vm);
 /* Kill QEMU (SIGKILL) if it is ours and alive. */

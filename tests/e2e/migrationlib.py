@@ -15,8 +15,9 @@ GUEST_ECHO_PORT = 7777
 
 
 class Cluster:
-    def __init__(self, tb):
+    def __init__(self, tb, n=2):
         self.tb = tb
+        self.n = n
         self.h1, self.h2 = tb.host(1), tb.host(2)
 
     # ---- hosts
@@ -31,8 +32,11 @@ class Cluster:
 
     def configure(self, networks=None):
         nets = networks or [self.tb.subnet("mig")]
-        for i, other in ((1, self.h2), (2, self.h1)):
-            self.v(i, "peer", "add", other.name, f"{other.mgmt_ip}:{other.port}")
+        for i in range(1, self.n + 1):
+            for j in range(1, self.n + 1):
+                if i != j:
+                    other = self.tb.host(j)
+                    self.v(i, "peer", "add", other.name, f"{other.mgmt_ip}:{other.port}")
             args = ["host", "set", "--migration-incoming", "on", "--migration-outgoing", "on"]
             for n in nets:
                 args += ["--migration-network", n]
@@ -70,10 +74,16 @@ class Cluster:
 
     def where(self, name):
         """Hosts whose vmoved lists the VM running, and hosts with a QEMU for it."""
-        listed = [i for i in (1, 2) if any(v["name"] == name and v["state"] == "running"
-                                           for v in self.v(i, "vm", "list")["vms"])]
-        qemus = [i for i in (1, 2) if self.qemus(i)]
+        hosts = range(1, self.n + 1)
+        listed = [i for i in hosts if any(v["name"] == name and v["state"] == "running"
+                                          for v in self.v(i, "vm", "list")["vms"])]
+        qemus = [i for i in hosts if self.qemu_of(i, name)]
         return listed, qemus
+
+    def qemu_of(self, i, name):
+        """QEMU processes on host i for this VM (its -name guest=NAME)."""
+        want = f"guest={name},".encode()
+        return [pid for pid in self.qemus(i) if want in open(f"/proc/{pid}/cmdline", "rb").read()]
 
     def assert_only_on(self, name, i):
         listed, qemus = self.where(name)
@@ -81,13 +91,13 @@ class Cluster:
         assert qemus == [i], f"QEMU for {name} runs on hosts {qemus}, expected only [{i}]"
 
     # ---- guest
-    def create_guest(self, name, memory="256M", mem=64, mem_rate=20, disk_rate=256, k=0, extra=""):
+    def create_guest(self, name, memory="256M", mem=64, mem_rate=20, disk_rate=256, k=0, extra="", host=1):
         disk = os.path.join(self.tb.shared_dir, f"{name}.qcow2")
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "64M"], check=True)
         ip = self.tb.guest_ip(k)
         append = (f"console=ttyS0 quiet panic=-1 vmove.mem={mem} vmove.mem_rate={mem_rate} vmove.disk=vda "
                   f"vmove.disk_rate={disk_rate} vmove.echo={GUEST_ECHO_PORT} vmove.ip={ip}/24 {extra}")
-        self.v(1, "vm", "create", name, "--memory", memory, "--disk", disk, "--nic", "switch0",
+        self.v(host, "vm", "create", name, "--memory", memory, "--disk", disk, "--nic", "switch0",
                "--kernel", KERNEL, "--initrd", INITRD, "--append", append.strip())
         return ip
 
@@ -116,24 +126,24 @@ class Cluster:
         lines = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
         done = next((l for l in lines if l.get("event") == "done"), None)
         if check:
-            assert p.returncode == 0, f"move failed: {p.stderr[-3000:]}"
+            assert p.returncode == 0, f"move failed: {p.stderr[-3000:]} {json.dumps((done or {}).get('job', {}).get('error'))}"
         return p, done, lines
 
     def job_phase(self, i, jid):
         return self.v(i, "jobs", "show", str(jid)).get("phase")
 
 
-def make_cluster(request):
-    tb = tbmod.make_testbed(request, n_hosts=2, tls=True,
+def make_cluster(request, n=2):
+    tb = tbmod.make_testbed(request, n_hosts=n, tls=True,
                             vmoved=os.path.join(BIN, "vmoved"), vmove=os.path.join(BIN, "vmove"))
-    c = Cluster(tb)
-    c.start(1)
-    c.start(2)
+    c = Cluster(tb, n)
+    for i in range(1, n + 1):
+        c.start(i)
     c.configure()
 
     def stop_cleanly():
         # vmoved must exit 0 on SIGTERM: ASan/LSan findings would make it fail.
-        for i in (1, 2):
+        for i in range(1, n + 1):
             h = tb.host(i)
             if h.proc is not None and h.proc.poll() is None:
                 c.stop(i)

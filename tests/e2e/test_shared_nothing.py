@@ -1,0 +1,127 @@
+"""Shared-nothing live migration: the hosts share only a network.  The disks
+are mirrored into the destination's NBD exports, then memory moves."""
+import os
+import signal
+import subprocess
+
+import pytest
+
+from migrationlib import make_cluster, GUEST_ECHO_PORT
+from vmovelib import KERNEL, INITRD, wait_for
+
+
+@pytest.fixture
+def cl(request):
+    return make_cluster(request)
+
+
+def private_dir(cl, i):
+    d = os.path.join(cl.tb.root, cl.tb.host(i).name, "disks")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def create_private_guest(cl, name, size="128M", backing=False):
+    d = private_dir(cl, 1)
+    disk = os.path.join(d, f"{name}.qcow2")
+    if backing:
+        base = os.path.join(d, f"{name}-base.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", base, size], check=True)
+        # Data in the base image that the guest never writes (block 0 is reserved by the guest program).
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 4k", base], check=True, capture_output=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", disk], check=True)
+    else:
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, size], check=True)
+    ip = cl.tb.guest_ip(0)
+    append = (f"console=ttyS0 quiet panic=-1 vmove.mem=64 vmove.mem_rate=16 vmove.disk=vda vmove.disk_rate=512 "
+              f"vmove.echo={GUEST_ECHO_PORT} vmove.ip={ip}/24")
+    cl.v(1, "vm", "create", name, "--memory", "256M", "--disk", disk, "--nic", "switch0",
+         "--kernel", KERNEL, "--initrd", INITRD, "--append", append)
+    return disk, ip
+
+
+def qemu_img_check(path):
+    p = subprocess.run(["qemu-img", "check", "-U", path], capture_output=True, text=True)
+    assert p.returncode in (0, 3), f"qemu-img check {path}: {p.returncode} {p.stdout} {p.stderr}"   # 3: leaks only
+    return p
+
+
+def test_shared_nothing_there_and_back(cl):
+    disk, ip = create_private_guest(cl, "sn1", backing=True)
+    cl.boot("sn1")
+    d2 = private_dir(cl, 2)
+    p, done, lines = cl.move("sn1", 1, 2, "--with-storage", d2, probe_ip=ip)
+    res = done["job"]["result"]
+    print(f"\nshared-nothing h1->h2: total {res['total_ms']} ms, QEMU downtime {res['qemu_downtime_ms']} ms, "
+          f"client downtime {done['probe']['max_gap_ms']:.1f} ms")
+    assert any((l.get("data") or {}).get("phase") == "mirror" for l in lines if l.get("event") == "job")
+    cl.assert_only_on("sn1", 2)
+    assert cl.verify("sn1", 2)
+    new = os.path.join(d2, "sn1.qcow2")
+    assert cl.v(2, "vm", "show", "sn1")["config"]["disks"][0]["path"] == new
+    assert not os.path.exists(disk), "source disk removed after success"
+    qemu_img_check(new)
+    # The base image's data came along: the new file stands alone (flattened).
+    info = subprocess.run(["qemu-img", "info", "-U", "--output=json", new], capture_output=True, text=True).stdout
+    assert "backing-filename" not in info
+    out = subprocess.run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c", "read -P 0x5a 0 4k", new], capture_output=True, text=True)
+    assert "Pattern verification failed" not in out.stdout + out.stderr and out.returncode == 0, out
+
+    # ... and back, keeping the source copy this time.
+    d1 = private_dir(cl, 1)
+    p, done, _ = cl.move("sn1", 2, 1, "--with-storage", d1, "--keep-source", probe_ip=ip)
+    cl.assert_only_on("sn1", 1)
+    assert cl.verify("sn1", 1)
+    assert os.path.exists(new), "--keep-source keeps the source's files"
+    qemu_img_check(os.path.join(d1, "sn1.qcow2"))
+
+
+def test_shared_nothing_destination_killed_mid_mirror(cl):
+    disk, ip = create_private_guest(cl, "sn2", size="512M")
+    # Data to copy, so the mirror takes a while on a shaped link.
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x33 1M 200M", disk], check=True, capture_output=True)
+    cl.boot("sn2")
+    cl.tb.shape(1, "mig", rate="200mbit")
+    d2 = private_dir(cl, 2)
+    jid = cl.v(1, "move", "sn2", "--to", "h2", "--with-storage", d2, "--no-wait")["job"]
+    wait_for(lambda: cl.v(1, "jobs", "show", str(jid))["phase"] == "mirror" and cl.qemus(2), 60, "the mirror")
+    for pid in cl.qemus(2):
+        os.kill(pid, signal.SIGKILL)
+    j = wait_for(lambda: (x := cl.v(1, "jobs", "show", str(jid)))["state"] not in ("running", "queued") and x,
+                 120, "the job to end")
+    assert j["state"] == "failed", j
+    cl.tb.unshape(1, "mig")
+    wait_for(lambda: not os.path.exists(os.path.join(d2, "sn2.qcow2")), 30, "half-copied disk removed on h2")
+    cl.assert_only_on("sn2", 1)
+    assert cl.v(1, "vm", "show", "sn2")["config"]["disks"][0]["path"] == disk
+    assert cl.verify("sn2", 1)
+
+
+def test_shared_nothing_cancel_and_link_cut(cl):
+    disk, ip = create_private_guest(cl, "sn3", size="512M")
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x44 1M 200M", disk], check=True, capture_output=True)
+    cl.boot("sn3")
+    cl.tb.shape(1, "mig", rate="200mbit")
+    d2 = private_dir(cl, 2)
+    # Cancel mid-mirror.
+    jid = cl.v(1, "move", "sn3", "--to", "h2", "--with-storage", d2, "--no-wait")["job"]
+    wait_for(lambda: cl.v(1, "jobs", "show", str(jid))["phase"] == "mirror", 60, "the mirror")
+    cl.v(1, "jobs", "cancel", str(jid))
+    j = wait_for(lambda: (x := cl.v(1, "jobs", "show", str(jid)))["state"] not in ("running", "queued") and x,
+                 60, "the cancel")
+    assert j["state"] == "cancelled", j
+    wait_for(lambda: cl.qemus(2) == [] and not os.path.exists(os.path.join(d2, "sn3.qcow2")), 30, "h2 cleaned up")
+    cl.assert_only_on("sn3", 1)
+    assert cl.verify("sn3", 1)
+    # Link cut mid-mirror.
+    jid = cl.v(1, "move", "sn3", "--to", "h2", "--with-storage", d2, "--no-wait")["job"]
+    wait_for(lambda: cl.v(1, "jobs", "show", str(jid))["phase"] == "mirror", 60, "the mirror")
+    cl.tb.cut(1, "mig")
+    j = wait_for(lambda: (x := cl.v(1, "jobs", "show", str(jid)))["state"] not in ("running", "queued") and x,
+                 120, "the job to end after the cut")
+    cl.tb.restore(1, "mig")
+    cl.tb.unshape(1, "mig")
+    assert j["state"] == "failed", j
+    wait_for(lambda: cl.qemus(2) == [] and not os.path.exists(os.path.join(d2, "sn3.qcow2")), 60, "h2 cleaned up")
+    cl.assert_only_on("sn3", 1)
+    assert cl.verify("sn3", 1)
