@@ -53,9 +53,11 @@ def main():
             tb.start_host(i)
         h1, h2 = tb.host(1), tb.host(2)
         print(f"h1: mgmt {h1.mgmt_ip}, migration {h1.mig_ip};  h2: mgmt {h2.mgmt_ip}, migration {h2.mig_ip}")
-        say("Migration is off by default: enable it on the migration network only")
+        say("Migration is off by default: enable it on the migration network only, and authorise both hosts")
         for i, other in ((1, h2), (2, h1)):
             vmove(tb, i, "peer", "add", other.name, f"{other.mgmt_ip}:{other.port}")
+            vmove(tb, i, "acl", "grant", f"host:{other.name}", "migrate.in", "migrate.out")
+            vmove(tb, i, "acl", "grant", "user:root", "migrate.in")
             vmove(tb, i, "host", "set", "--migration-incoming", "on", "--migration-outgoing", "on",
                   "--migration-network", tb.subnet("mig"))
         vmove(tb, 1, "host", "show")

@@ -184,8 +184,10 @@ struct follow_state {
 static void print_progress(struct follow_state *st, json_t *p)
 {
     char sent[32], rate[32], rem[32], dirty[32];
-    double eta = json_real_value(json_object_get(p, "eta_s"));
-    fprintf(stderr, "%s%-9s %5.1f%%  sent %s  rate %s/s  remaining %s  dirty %s/s  pass %lld  exp.downtime %lld ms%s%s  ETA %.1f s%s",
+    char eta[32] = "-";
+    if (json_real_value(json_object_get(p, "rate_Bps")) > 0)
+        snprintf(eta, sizeof eta, "%.1f s", json_real_value(json_object_get(p, "eta_s")));
+    fprintf(stderr, "%s%-9s %5.1f%%  sent %s  rate %s/s  remaining %s  dirty %s/s  pass %lld  exp.downtime %lld ms%s%s  ETA %s%s",
             st->tty ? "\r\033[K" : "",
             json_string_value(json_object_get(p, "phase")), json_real_value(json_object_get(p, "percent")),
             fmt_bytes((double)json_integer_value(json_object_get(p, "bytes_sent")), sent, sizeof sent),

@@ -18,6 +18,8 @@ static void usage(FILE *f)
         "  host set [--accel auto|kvm|tcg] [--migration-incoming on|off] [--migration-outgoing on|off]\n"
         "           [--migration-network CIDR|any]...\n"
         "  peer add HOST ADDR:PORT | peer remove HOST | peer list\n"
+        "  acl grant|revoke user:NAME|host:NAME|group:NAME RIGHT... | acl list | acl group add|remove GROUP MEMBER\n"
+        "  audit [--limit N]\n"
         "  move NAME --to HOST|ADDR:PORT [--downtime MS] [--max-downtime MS] [--max-duration S]\n"
         "           [--parallel N] [--compress none|zstd|zlib] [--bandwidth MBIT] [--probe IP:PORT]\n"
         "           [--converge auto|throttle|downtime|cancel] [--no-wait]\n"
@@ -86,6 +88,10 @@ int main(int argc, char **argv)
         rc = cmd_move(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(cmd, "move-storage"))
         rc = cmd_move_storage(&c, argc - i - 1, argv + i + 1);
+    else if (!strcmp(cmd, "acl"))
+        rc = cmd_acl(&c, argc - i - 1, argv + i + 1);
+    else if (!strcmp(cmd, "audit"))
+        rc = cmd_audit(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(cmd, "peer"))
         rc = cmd_peer(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(cmd, "pki"))

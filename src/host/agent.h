@@ -18,6 +18,7 @@ struct migration;
 struct limits;
 struct reservation;
 struct drain;
+struct acl;
 typedef struct journal journal_t;
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -50,6 +51,8 @@ struct agent {
     struct limits *limits;    /* slots in use and the queue (host/limits.c) */
     struct reservation *reservations; /* sources queued for an incoming slot here */
     struct drain *drains;     /* at most one: this host being evacuated */
+    struct acl *acl;          /* STATE/acl.json (host/acl.c) */
+    int audit_fd;             /* STATE/audit.log, append-only */
     struct event *sigchld_ev, *sigterm_ev, *sigint_ev, *sighup_ev;
     uint64_t started_ms;
     bool stopping;

@@ -8,6 +8,7 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "host/agent.h"
+#include "host/acl.h"
 #include "host/api.h"
 #include "host/journal.h"
 #include "host/limits.h"
@@ -127,10 +128,10 @@ static void host_events(struct api_req *r)
 }
 
 const struct api_method api_host_methods[] = {
-    {"host.show", host_show, true},
-    {"host.set", host_set, false},
-    {"host.events", host_events, true},
-    {NULL, NULL, false},
+    {"host.show", host_show, RIGHT_VM_READ},
+    {"host.set", host_set, RIGHT_HOST_ADMIN},
+    {"host.events", host_events, RIGHT_VM_READ},
+    {NULL, NULL, 0},
 };
 
 /* ---- peers ------------------------------------------------------------ */
@@ -207,8 +208,8 @@ static void peer_list(struct api_req *r)
 }
 
 const struct api_method api_peer_methods[] = {
-    {"peer.add", peer_add, false},
-    {"peer.remove", peer_remove, false},
-    {"peer.list", peer_list, true},
-    {NULL, NULL, false},
+    {"peer.add", peer_add, RIGHT_HOST_ADMIN},
+    {"peer.remove", peer_remove, RIGHT_HOST_ADMIN},
+    {"peer.list", peer_list, RIGHT_VM_READ},
+    {NULL, NULL, 0},
 };

@@ -4,6 +4,7 @@
 
 #include "common/proto.h"
 #include "host/agent.h"
+#include "host/acl.h"
 #include "host/api.h"
 #include "host/jobs.h"
 #include "host/journal.h"
@@ -88,9 +89,9 @@ static void jobs_cancel(struct api_req *r)
 }
 
 const struct api_method api_job_methods[] = {
-    {"jobs.list", jobs_list, true},
-    {"jobs.show", jobs_show, true},
-    {"jobs.watch", jobs_watch, true},
-    {"jobs.cancel", jobs_cancel, false},
-    {NULL, NULL, false},
+    {"jobs.list", jobs_list, RIGHT_VM_READ},
+    {"jobs.show", jobs_show, RIGHT_VM_READ},
+    {"jobs.watch", jobs_watch, RIGHT_VM_READ},
+    {"jobs.cancel", jobs_cancel, RIGHT_VM_MANAGE},
+    {NULL, NULL, 0},
 };

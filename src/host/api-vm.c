@@ -12,6 +12,7 @@
 #include "common/spawn.h"
 #include "common/util.h"
 #include "host/agent.h"
+#include "host/acl.h"
 #include "host/api.h"
 #include "host/jobs.h"
 #include "vm/vm.h"
@@ -500,15 +501,15 @@ static void vm_guest(struct api_req *r)
 }
 
 const struct api_method api_vm_methods[] = {
-    {"vm.create", vm_create, false},
-    {"vm.list", vm_list, true},
-    {"vm.show", vm_show, true},
-    {"vm.start", vm_start_api, false},
-    {"vm.stop", vm_stop_api, false},
-    {"vm.pause", vm_pause_api, false},
-    {"vm.resume", vm_resume_api, false},
-    {"vm.delete", vm_delete_api, false},
-    {"vm.console", vm_console, true},
-    {"vm.guest", vm_guest, false},
-    {NULL, NULL, false},
+    {"vm.create", vm_create, RIGHT_VM_MANAGE},
+    {"vm.list", vm_list, RIGHT_VM_READ},
+    {"vm.show", vm_show, RIGHT_VM_READ},
+    {"vm.start", vm_start_api, RIGHT_VM_MANAGE},
+    {"vm.stop", vm_stop_api, RIGHT_VM_MANAGE},
+    {"vm.pause", vm_pause_api, RIGHT_VM_MANAGE},
+    {"vm.resume", vm_resume_api, RIGHT_VM_MANAGE},
+    {"vm.delete", vm_delete_api, RIGHT_VM_MANAGE},
+    {"vm.console", vm_console, RIGHT_VM_READ},
+    {"vm.guest", vm_guest, RIGHT_VM_MANAGE},
+    {NULL, NULL, 0},
 };

@@ -8,7 +8,9 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
+#include "host/acl.h"
 #include "host/agent.h"
+#include "host/audit.h"
 #include "host/drain.h"
 #include "host/server.h"
 #include "migrate/incoming.h"
@@ -112,7 +114,8 @@ static const struct api_method *find_method(const char *name)
 {
     const struct api_method *tables[] = {api_host_methods, api_vm_methods, api_job_methods,
                                          api_migrate_methods, api_migrate_peer_methods, api_peer_methods,
-                                         api_drain_methods, api_storage_methods};
+                                         api_drain_methods, api_storage_methods, api_acl_methods,
+                                         api_audit_methods};
     for (size_t t = 0; t < ARRAY_LEN(tables); t++)
         for (const struct api_method *m = tables[t]; m->name; m++)
             if (!strcmp(m->name, name))
@@ -128,14 +131,18 @@ void api_dispatch(struct api_req *r)
                   "unknown method \"%s\"", r->method);
         return;
     }
-    /* Until per-host ACLs exist, only root on the local socket may change
-     * anything; authenticated remote principals may read. */
-    if (!m->read_only && r->who.kind != PRINCIPAL_LOCAL_ROOT) {
-        char who[80];
-        api_failf(r, ERR_DENIED, "run the command as root on the host itself",
-                  "%s may not call %s on host %s: remote principals are read-only",
-                  principal_describe(&r->who, who, sizeof who), r->method, r->agent->name);
+    char who[96];
+    principal_describe(&r->who, who, sizeof who);
+    const char *vm = json_string_value(json_object_get(r->params, "name"));
+    if (m->right && !acl_allows_who(r->agent, &r->who, m->right)) {
+        json_t *err = acl_denial(r->agent, who, m->right);
+        audit_record(r->agent, who, r->method, vm, conn_peer(r->conn), false,
+                     json_string_value(json_object_get(err, "message")));
+        api_fail(r, err);
         return;
     }
+    /* Root's own reads on its own host are not decisions worth a record. */
+    if (m->right && (m->right != RIGHT_VM_READ || r->who.kind != PRINCIPAL_LOCAL_ROOT))
+        audit_record(r->agent, who, r->method, vm, conn_peer(r->conn), true, NULL);
     m->fn(r);
 }

@@ -45,7 +45,7 @@ typedef void (*api_handler_fn)(struct api_req *r);
 struct api_method {
     const char *name;
     api_handler_fn fn;
-    bool read_only;          /* allowed to remote users before ACLs exist */
+    unsigned right;          /* enum right needed here; 0: the handler checks (host-to-host methods) */
 };
 /* Dispatches (or answers "unknown method"). Takes ownership of r. */
 void api_dispatch(struct api_req *r);

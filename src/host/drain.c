@@ -1,3 +1,4 @@
+#include "host/acl.h"
 #include "host/drain.h"
 
 #include <event2/event.h>
@@ -49,6 +50,7 @@ struct drain {
     struct event *timer;
     uint64_t t_start;
     json_t *tuning;
+    char user[96];             /* who asked for the drain: the moves run for them */
 };
 
 static void drain_free(struct drain *d)
@@ -185,7 +187,7 @@ static void start_moves(struct drain *d)
         d->cand[c].assigned_mib += it->mib;
         snprintf(it->to, sizeof it->to, "%s", d->cand[c].name);
         json_t *err = NULL;
-        struct job *child = migrate_submit(a, it->vm, d->cand[c].name, d->tuning, &err);
+        struct job *child = migrate_submit(a, it->vm, d->cand[c].name, d->tuning, d->user, &err);
         if (!child) {
             snprintf(it->state, sizeof it->state, "failed");
             it->error = err;
@@ -335,6 +337,7 @@ static void host_drain(struct api_req *r)
         return;
     }
     d->tuning = json_incref(json_object_get(r->params, "tuning"));
+    principal_describe(&r->who, d->user, sizeof d->user);
     for (struct vm *vm = a->vms; vm; vm = vm->next)
         if (vm->state == VM_RUNNING || vm->state == VM_PAUSED)
             d->n_items++;
@@ -383,7 +386,7 @@ static void host_resume(struct api_req *r)
 }
 
 const struct api_method api_drain_methods[] = {
-    {"host.drain", host_drain, false},
-    {"host.resume", host_resume, false},
-    {NULL, NULL, false},
+    {"host.drain", host_drain, RIGHT_HOST_ADMIN},
+    {"host.resume", host_resume, RIGHT_HOST_ADMIN},
+    {NULL, NULL, 0},
 };

@@ -391,3 +391,5 @@ void conn_set_close_hook(struct conn *c, void (*hook)(void *arg), void *arg)
     c->close_hook = hook;
     c->close_hook_arg = arg;
 }
+
+const char *conn_peer(const struct conn *c) { return c->peer; }

@@ -21,5 +21,7 @@ bool conn_is_open(const struct conn *c);
 void conn_send(struct conn *c, json_t *msg);
 /* One hook run when the connection closes (replaces any previous one;
  * NULL clears it).  The migration code uses it to notice a vanished peer. */
+/* "IP:PORT" or "unix(pid N, uid N)". */
+const char *conn_peer(const struct conn *c);
 void conn_set_close_hook(struct conn *c, void (*hook)(void *arg), void *arg);
 #endif

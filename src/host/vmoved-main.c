@@ -18,7 +18,9 @@
 #include "common/log.h"
 #include "common/tls.h"
 #include "common/util.h"
+#include "host/acl.h"
 #include "host/agent.h"
+#include "host/audit.h"
 #include "host/jobs.h"
 #include "host/journal.h"
 #include "host/drain.h"
@@ -147,6 +149,8 @@ static int agent_init(struct agent *a, const struct options *o, char *err, size_
     const char *qemu = getenv("VMOVE_QEMU");
     if (qemu_caps_probe(&a->caps, qemu ? qemu : "qemu-system-x86_64", err, errlen) < 0)
         return -1;
+    if (acl_load(a, err, errlen) < 0 || audit_open(a, err, errlen) < 0)
+        return -1;
     char *jpath = xasprintf("%s/journal.db", a->state_dir);
     a->journal = journal_open(jpath, err, errlen);
     free(jpath);
@@ -186,6 +190,8 @@ static void agent_free(struct agent *a)
     if (a->base)
         event_base_free(a->base);
     journal_close(a->journal);
+    acl_free(a);
+    audit_close(a);
     if (a->tls_server)
         SSL_CTX_free(a->tls_server);
     if (a->tls_client)
@@ -244,6 +250,7 @@ int main(int argc, char **argv)
         log_set_file(fd);
     }
     struct agent a = {0};
+    a.audit_fd = -1;
     char err[1024];
     if (agent_init(&a, &o, err, sizeof err) < 0) {
         log_error("%s", err);

@@ -15,7 +15,9 @@
 #include "common/proto.h"
 #include "common/spawn.h"
 #include "common/util.h"
+#include "host/acl.h"
 #include "host/agent.h"
+#include "host/audit.h"
 #include "host/journal.h"
 #include "host/limits.h"
 #include "host/server.h"
@@ -214,6 +216,35 @@ static void on_conn_closed(void *arg)
         abort_incoming(in, "the source host's control connection closed");
 }
 
+/* ---- authorization ------------------------------------------------------ */
+
+/* An incoming migration needs, here: the sending host with migrate.in (we
+ * accept VMs from it) and the user it acts for with migrate.in.  The user is
+ * the one the source host authenticated; the source vouches for it, which is
+ * why it must hold migrate.in itself. */
+static bool incoming_authorized(struct api_req *r)
+{
+    struct agent *a = r->agent;
+    const char *vm = json_string_value(json_object_get(r->params, "vm"));
+    if (!vm)
+        vm = json_string_value(json_object_get(json_object_get(r->params, "config"), "name"));
+    char host[96];
+    snprintf(host, sizeof host, "host:%s", r->who.name);
+    const char *user = json_string_value(json_object_get(r->params, "user"));
+    char who[96];
+    snprintf(who, sizeof who, "%s", user ? user : "user:?");
+    const char *check[] = {host, who};
+    for (size_t i = 0; i < 2; i++) {
+        bool ok = acl_allows(a, check[i], RIGHT_MIGRATE_IN);
+        audit_record(a, check[i], r->method, vm, conn_peer(r->conn), ok, ok ? NULL : "lacks migrate.in");
+        if (!ok) {
+            api_fail(r, acl_denial(a, check[i], RIGHT_MIGRATE_IN));
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---- reservations: the queue for incoming slots ----------------------- */
 
 static void reservation_holder(char *buf, size_t len, const char *source, json_int_t job)
@@ -280,7 +311,7 @@ static void migrate_reserve(struct api_req *r)
         return;
     }
     long long job;
-    if (api_param_int(r, "job", -1, &job) < 0)
+    if (api_param_int(r, "job", -1, &job) < 0 || !incoming_authorized(r))
         return;
     if (!a->settings.migration_incoming) {
         api_failf(r, ERR_DENIED, "enable it there: vmove host set --migration-incoming on",
@@ -310,8 +341,8 @@ static void migrate_reserve(struct api_req *r)
         position += !q->granted;
     if (!res->granted && position == 0 && limits_try_take(a, SLOT_LIVE, res->holder))
         res->granted = true;
-    api_reply(r, json_pack("{s:b, s:i, s:i, s:i}", "granted", res->granted, "position", position + 1,
-                           "in_use", limits_in_use(a, SLOT_LIVE), "max", limits_max(a, SLOT_LIVE)));
+    api_reply(r, json_pack("{s:b, s:i, s:i, s:i, s:s}", "granted", res->granted, "position", position + 1,
+                           "in_use", limits_in_use(a, SLOT_LIVE), "max", limits_max(a, SLOT_LIVE), "host", a->name));
 }
 
 static void migrate_unreserve(struct api_req *r)
@@ -636,7 +667,7 @@ static bool from_host(struct api_req *r)
 static void migrate_prepare(struct api_req *r)
 {
     struct agent *a = r->agent;
-    if (!from_host(r))
+    if (!from_host(r) || !incoming_authorized(r))
         return;
     struct vm_config cfg;
     struct migrate_tuning tuning;
@@ -1013,11 +1044,11 @@ void incoming_recover(struct agent *a)
 }
 
 const struct api_method api_migrate_peer_methods[] = {
-    {"migrate.prepare", migrate_prepare, true},
-    {"migrate.finish", migrate_finish, true},
-    {"migrate.resolve", migrate_resolve, true},
-    {"migrate.reserve", migrate_reserve, true},
-    {"migrate.load", migrate_load, true},
-    {"migrate.unreserve", migrate_unreserve, true},
-    {NULL, NULL, false},
+    {"migrate.prepare", migrate_prepare, 0},
+    {"migrate.finish", migrate_finish, 0},
+    {"migrate.resolve", migrate_resolve, 0},
+    {"migrate.reserve", migrate_reserve, 0},
+    {"migrate.load", migrate_load, 0},
+    {"migrate.unreserve", migrate_unreserve, 0},
+    {NULL, NULL, 0},
 };

@@ -12,7 +12,9 @@
 #include "common/proto.h"
 #include "common/spawn.h"
 #include "common/util.h"
+#include "host/acl.h"
 #include "host/agent.h"
+#include "host/audit.h"
 #include "host/jobs.h"
 #include "host/journal.h"
 #include "host/limits.h"
@@ -193,6 +195,14 @@ static void migration_free(struct migration *m)
 }
 
 static const char *dest(const struct migration *m) { return m->peer_name ? m->peer_name : m->peer_addr; }
+
+/* The user the migration runs for ("user:alice"); the destination checks
+ * that this user may bring VMs in. */
+static const char *user_of(const struct migration *m)
+{
+    const char *u = json_string_value(json_object_get(m->job->params, "user"));
+    return u ? u : "user:root";
+}
 
 static void end_mirrors(struct migration *m, bool force);
 
@@ -415,6 +425,21 @@ static void on_finished(void *arg, json_t *result, json_t *error)
 
 static void send_finish(struct migration *m);
 
+/* QEMU 7.2 reports "completed" a moment before it fills in downtime and
+ * total-time: read them again (the answer arrives during the finish call). */
+static void on_stats_refresh(void *arg, json_t *info, const qmp_error_t *err)
+{
+    struct migration *m = arg;
+    if (err || !m->stats)
+        return;
+    json_int_t down = json_integer_value(json_object_get(info, "downtime"));
+    json_int_t total = json_integer_value(json_object_get(info, "total-time"));
+    if (down > 0)
+        json_object_set_new(m->stats, "qemu_downtime_ms", json_integer(down));
+    if (total > 0)
+        json_object_set_new(m->stats, "qemu_total_ms", json_integer(total));
+}
+
 static void switchover(struct migration *m, json_t *info)
 {
     m->transfer_done = true;
@@ -429,6 +454,8 @@ static void switchover(struct migration *m, json_t *info)
     log_info("%s: transfer to %s completed (QEMU downtime so far %lld ms); switching over", m->name, dest(m),
              (long long)json_integer_value(json_object_get(info, "downtime")));
     set_phase(m, PH_SWITCHOVER);
+    if (!json_integer_value(json_object_get(info, "downtime")) || !json_integer_value(json_object_get(info, "total-time")))
+        mq(m, "query-migrate", NULL, 5000, on_stats_refresh);
     if (m->mirrors_started) {
         end_mirrors(m, false);
         return;
@@ -1047,7 +1074,8 @@ static json_t *resolve_target(struct agent *a, const char *to, const char **name
                        "host %s is not a known peer of %s", to, a->name);
 }
 
-struct job *migrate_submit(struct agent *a, const char *name, const char *to, json_t *tuning_json, json_t **err)
+struct job *migrate_submit(struct agent *a, const char *name, const char *to, json_t *tuning_json, const char *user,
+                           json_t **err)
 {
     struct vm *vm = vm_find(a, name);
     if (!vm) {
@@ -1082,7 +1110,7 @@ struct job *migrate_submit(struct agent *a, const char *name, const char *to, js
     }
     if (*err)
         return NULL;
-    json_t *params = json_pack("{s:s, s:o}", "to", to, "tuning", tuning_to_json(&t));
+    json_t *params = json_pack("{s:s, s:o, s:s}", "to", to, "tuning", tuning_to_json(&t), "user", user);
     struct job *job = job_create_in(a, &migrate_ops, name, params, JOB_QUEUED);
     enqueue_migration(a, job, vm, peer_name, peer_addr, &t);
     return job;
@@ -1096,7 +1124,9 @@ static void vm_move(struct api_req *r)
     if (!to || api_param_bool(r, "wait", true, &wait) < 0)
         return;
     json_t *err = NULL;
-    struct job *job = migrate_submit(r->agent, name, to, json_object_get(r->params, "tuning"), &err);
+    char who[96];
+    principal_describe(&r->who, who, sizeof who);
+    struct job *job = migrate_submit(r->agent, name, to, json_object_get(r->params, "tuning"), who, &err);
     if (!job) {
         api_fail(r, err);
         return;
@@ -1155,6 +1185,21 @@ static void on_reserved(void *arg, json_t *result, json_t *error)
         return;
     }
     if (json_is_true(json_object_get(result, "granted"))) {
+        /* This host must allow sending VMs to that host. */
+        const char *dst = json_string_value(json_object_get(result, "host"));
+        char *p = xasprintf("host:%s", dst ? dst : "?");
+        bool ok = dst && acl_allows(m->agent, p, RIGHT_MIGRATE_OUT);
+        audit_record(m->agent, p, "migrate.out", m->name, m->peer_addr, ok,
+                     ok ? NULL : "destination host lacks migrate.out here");
+        if (!ok) {
+            m->failure = acl_denial(m->agent, p, RIGHT_MIGRATE_OUT);
+            free(p);
+            mp(m, "migrate.unreserve", json_pack("{s:I}", "job", (json_int_t)m->job->id), 5000, on_unreserved);
+            m->vm = NULL;
+            end_failed(m);
+            return;
+        }
+        free(p);
         begin_migration(m);
         return;
     }
@@ -1164,8 +1209,8 @@ static void on_reserved(void *arg, json_t *result, json_t *error)
 
 static void reserve(struct migration *m)
 {
-    mp(m, "migrate.reserve", json_pack("{s:I, s:s}", "job", (json_int_t)m->job->id, "vm", m->name),
-              10000, on_reserved);
+    mp(m, "migrate.reserve", json_pack("{s:I, s:s, s:s}", "job", (json_int_t)m->job->id, "vm", m->name, "user",
+                                       user_of(m)), 10000, on_reserved);
 }
 
 /* Shared-nothing: where the destination puts the copies, and their sizes. */
@@ -1213,9 +1258,9 @@ static void begin_migration(struct migration *m)
     json_t *cfg = vm_config_to_json(&vm->cfg);
     json_t *storage = m->tuning.with_storage[0] ? storage_request(m) : NULL;
     mp(m, "migrate.prepare",
-              json_pack("{s:o, s:o, s:s, s:s, s:I, s:b, s:o}", "config", cfg, "tuning", tuning_to_json(&m->tuning), "accel",
-                        accel_kind_name(a->accel.kind), "via", via, "job", (json_int_t)m->job->id, "quick",
-                        m->tuning.quick, "storage", storage ? storage : json_null()),
+              json_pack("{s:o, s:o, s:s, s:s, s:I, s:b, s:o, s:s}", "config", cfg, "tuning", tuning_to_json(&m->tuning),
+                        "accel", accel_kind_name(a->accel.kind), "via", via, "job", (json_int_t)m->job->id, "quick",
+                        m->tuning.quick, "storage", storage ? storage : json_null(), "user", user_of(m)),
               PREPARE_TIMEOUT_MS, on_prepared);
 }
 
@@ -1327,6 +1372,6 @@ void migrate_free_all(struct agent *a)
 }
 
 const struct api_method api_migrate_methods[] = {
-    {"vm.move", vm_move, false},
-    {NULL, NULL, false},
+    {"vm.move", vm_move, RIGHT_MIGRATE_OUT},
+    {NULL, NULL, 0},
 };

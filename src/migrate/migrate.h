@@ -25,7 +25,8 @@ void migrate_recover(struct agent *a);
 void migrate_recover_queued(struct agent *a);
 void migrate_free_all(struct agent *a);
 /* Start (queue) a live migration of VM name to host `to` (peer name or
- * ADDR:PORT).  NULL with *err on refusal. */
-struct job *migrate_submit(struct agent *a, const char *name, const char *to, json_t *tuning, json_t **err);
+ * ADDR:PORT) for user ("user:alice").  NULL with *err on refusal. */
+struct job *migrate_submit(struct agent *a, const char *name, const char *to, json_t *tuning, const char *user,
+                           json_t **err);
 extern const struct api_method api_migrate_methods[];
 #endif

@@ -13,6 +13,7 @@
 #include "common/proto.h"
 #include "common/spawn.h"
 #include "common/util.h"
+#include "host/acl.h"
 #include "host/agent.h"
 #include "host/jobs.h"
 #include "host/journal.h"
@@ -1039,6 +1040,6 @@ void storage_free_all(struct agent *a)
 }
 
 const struct api_method api_storage_methods[] = {
-    {"vm.move-storage", vm_move_storage, false},
-    {NULL, NULL, false},
+    {"vm.move-storage", vm_move_storage, RIGHT_STORAGE_MOVE},
+    {NULL, NULL, 0},
 };

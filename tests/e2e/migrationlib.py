@@ -33,10 +33,13 @@ class Cluster:
     def configure(self, networks=None):
         nets = networks or [self.tb.subnet("mig")]
         for i in range(1, self.n + 1):
+            # Root on the other hosts brings VMs in as user:root.
+            self.v(i, "acl", "grant", "user:root", "migrate.in")
             for j in range(1, self.n + 1):
                 if i != j:
                     other = self.tb.host(j)
                     self.v(i, "peer", "add", other.name, f"{other.mgmt_ip}:{other.port}")
+                    self.v(i, "acl", "grant", f"host:{other.name}", "migrate.in", "migrate.out")
             args = ["host", "set", "--migration-incoming", "on", "--migration-outgoing", "on"]
             for n in nets:
                 args += ["--migration-network", n]

@@ -69,13 +69,41 @@ def test_pki_files_and_modes(root):
     assert "CN = bob" in text and "OU = user" in text
 
 
-def test_user_from_our_ca_is_accepted_read_only(tls_agent, root):
-    p = remote(tls_agent, os.path.join(root, "alice"), "host", "show")
+def test_user_from_our_ca_is_accepted_with_granted_rights_only(tls_agent, root):
+    alice = os.path.join(root, "alice")
+    p = remote(tls_agent, alice, "host", "show")
+    assert p.returncode == 1 and "permission denied: user:alice lacks vm.read on host h1" in p.stderr, p.stderr
+    tls_agent.vmove("acl", "grant", "user:alice", "vm.read")
+    p = remote(tls_agent, alice, "host", "show")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["name"] == "h1"
-    p = remote(tls_agent, os.path.join(root, "alice"), "vm", "create", "x")
-    assert p.returncode == 1 and "user:alice may not call vm.create" in p.stderr
+    p = remote(tls_agent, alice, "vm", "create", "x")
+    assert p.returncode == 1 and "user:alice lacks vm.manage on host h1" in p.stderr
+    assert "acl grant user:alice vm.manage" in p.stderr      # the hint names the fix
+    p = remote(tls_agent, alice, "acl", "grant", "user:alice", "host.admin")
+    assert p.returncode == 1 and "lacks host.admin" in p.stderr
+    # Groups carry rights too.
+    tls_agent.vmove("acl", "group", "add", "ops", "user:alice")
+    tls_agent.vmove("acl", "grant", "group:ops", "vm.manage")
+    p = remote(tls_agent, alice, "vm", "list")
+    assert p.returncode == 0
+    # Every decision is audited, allowed and denied, with who and from where.
+    recs = tls_agent.vmove("audit", "--limit", "100")["records"]
+    denied = [r for r in recs if r["verdict"] == "denied" and r["who"] == "user:alice"]
+    assert {r["action"] for r in denied} >= {"host.show", "vm.create", "acl.grant"}
+    assert all(r["from"].startswith("127.0.0.1:") for r in denied)
+    assert any(r["verdict"] == "allowed" and r["action"] == "vm.list" for r in recs)
     assert "TLS connection from 127.0.0.1" in tls_agent.read_log()
+
+
+def test_acl_bad_input(agent):
+    p = agent.run("acl", "grant", "alice", "vm.read", check=False)
+    assert p.returncode == 1 and "bad principal" in p.stderr
+    p = agent.run("acl", "grant", "user:alice", "vm.fly", check=False)
+    assert p.returncode == 1 and "unknown right" in p.stderr
+    p = agent.run("acl", "frobnicate", check=False)
+    assert p.returncode == 2
+    assert agent.vmove("acl", "list")["grants"] == {}
 
 
 def test_client_cert_from_other_ca_refused(tls_agent, root):
