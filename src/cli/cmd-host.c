@@ -30,6 +30,9 @@ static void print_host(json_t *h)
            json_string_value(json_object_get(m, "networks_text")));
     if (json_object_get(m, "warning"))
         printf("             %s\n", json_string_value(json_object_get(m, "warning")));
+    printf("encryption:  %s\n", json_is_true(json_object_get(m, "allow_insecure"))
+                                     ? json_string_value(json_object_get(m, "insecure_warning"))
+                                     : "migration and NBD streams use TLS (host certificates, peer verified)");
     json_t *live = json_object_get(m, "live"), *stor = json_object_get(m, "storage");
     printf("limits:      live migrations %lld/%lld, storage migrations %lld/%lld (in use/max)\n",
            (long long)json_integer_value(json_object_get(live, "in_use")),
@@ -62,7 +65,8 @@ static json_t *set_params(struct cli *c, const struct cli_args *a)
     if (cli_opt(a, "accel"))
         json_object_set_new(p, "accel", json_string(cli_opt(a, "accel")));
     if (on_off(c, "migration-incoming", cli_opt(a, "migration-incoming"), p, "migration_incoming") < 0 ||
-        on_off(c, "migration-outgoing", cli_opt(a, "migration-outgoing"), p, "migration_outgoing") < 0) {
+        on_off(c, "migration-outgoing", cli_opt(a, "migration-outgoing"), p, "migration_outgoing") < 0 ||
+        on_off(c, "allow-insecure-migration", cli_opt(a, "allow-insecure-migration"), p, "allow_insecure_migration") < 0) {
         json_decref(p);
         return NULL;
     }
@@ -189,7 +193,8 @@ int cmd_host(struct cli *c, int argc, char **argv)
     static const struct cli_flag set_flags[] = {
         {"accel", 0, true, false}, {"migration-incoming", 0, true, false}, {"migration-outgoing", 0, true, false},
         {"migration-network", 0, true, true}, {"max-live-migrations", 0, true, false},
-        {"max-storage-migrations", 0, true, false}, {NULL, 0, false, false}};
+        {"max-storage-migrations", 0, true, false}, {"allow-insecure-migration", 0, true, false},
+        {NULL, 0, false, false}};
     static const struct cli_flag ev_flags[] = {{"vm", 0, true, false}, {"limit", 0, true, false},
                                                {NULL, 0, false, false}};
     const char *verb = argc ? argv[0] : "show";
@@ -208,7 +213,7 @@ int cmd_host(struct cli *c, int argc, char **argv)
         } else
             fprintf(stderr, "vmove: usage: vmove host set [--accel auto|kvm|tcg] [--migration-incoming on|off]\n"
                             "       [--migration-outgoing on|off] [--migration-network CIDR|any]...\n"
-                            "       [--max-live-migrations N] [--max-storage-migrations N]\n");
+                            "       [--max-live-migrations N] [--max-storage-migrations N] [--allow-insecure-migration on|off]\n");
     } else if (!strcmp(verb, "events")) {
         if (cli_parse(argc - 1, argv + 1, ev_flags, &a) == 0 && a.argc == 0) {
             json_t *p = json_object();

@@ -37,6 +37,7 @@ struct agent {
     char *socket_path;
     char *listen_addr;        /* "ADDR:PORT" or NULL */
     char *tls_dir;
+    char *qemu_tls_dir;       /* STATE/qemu-tls: QEMU's x509 credentials */
     SSL_CTX *tls_server;      /* NULL without --tls-dir */
     SSL_CTX *tls_client;      /* for calls to peers, same identity */
     struct server *server;

@@ -48,6 +48,10 @@ static void host_show(struct api_req *r)
     if (a->settings.migration_any)
         json_object_set_new(migration, "warning", json_string(
             "UNSAFE: migration traffic may use any network; restrict it with --migration-network CIDR"));
+    json_object_set_new(migration, "allow_insecure", json_boolean(a->settings.allow_insecure_migration));
+    if (a->settings.allow_insecure_migration)
+        json_object_set_new(migration, "insecure_warning", json_string(
+            "UNSAFE: plaintext migration streams allowed (with peers that allow them too)"));
     json_t *peers = json_incref(json_object_get(settings, "peers"));
     json_decref(settings);
     api_reply(r, json_pack("{s:s, s:s, s:s?, s:b, s:o, s:o, s:o, s:i, s:i, s:I, s:o, s:o}", "name", a->name,
@@ -71,13 +75,15 @@ static void host_set(struct api_req *r)
                 api_failf(r, ERR_INVALID, NULL, "accel: expected auto, kvm or tcg");
                 return;
             }
-        } else if (!strcmp(key, "migration_incoming") || !strcmp(key, "migration_outgoing")) {
+        } else if (!strcmp(key, "migration_incoming") || !strcmp(key, "migration_outgoing") ||
+                   !strcmp(key, "allow_insecure_migration")) {
             if (!json_is_boolean(v)) {
                 api_failf(r, ERR_INVALID, NULL, "%s: expected on or off", key);
                 return;
             }
-            *(!strcmp(key, "migration_incoming") ? &next.migration_incoming : &next.migration_outgoing) =
-                json_is_true(v);
+            *(!strcmp(key, "migration_incoming")   ? &next.migration_incoming
+              : !strcmp(key, "migration_outgoing") ? &next.migration_outgoing
+                                                   : &next.allow_insecure_migration) = json_is_true(v);
         } else if (!strcmp(key, "max_live_migrations") || !strcmp(key, "max_storage_migrations")) {
             if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > MAX_SIMULTANEOUS_MIGRATIONS) {
                 api_failf(r, ERR_INVALID, NULL, "%s: expected a whole number from 1 to %d", key,

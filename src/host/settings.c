@@ -197,6 +197,8 @@ int host_settings_from_json(json_t *j, struct host_settings *s, char *err, size_
             rc = parse_limit(v, key, &s->max_storage_migrations, err, errlen);
         else if (!strcmp(key, "drained"))
             rc = parse_bool(v, key, &s->drained, err, errlen);
+        else if (!strcmp(key, "allow_insecure_migration"))
+            rc = parse_bool(v, key, &s->allow_insecure_migration, err, errlen);
         else {
             snprintf(err, errlen, "unknown field \"%s\"", key);
             rc = -1;
@@ -220,11 +222,12 @@ json_t *host_settings_to_json(const struct host_settings *s)
     json_t *peers = json_object();
     for (int i = 0; i < s->n_peers; i++)
         json_object_set_new(peers, s->peers[i].name, json_string(s->peers[i].addr));
-    return json_pack("{s:i, s:s, s:b, s:b, s:o, s:o, s:i, s:i, s:b}", "version", HOST_SETTINGS_VERSION, "accel",
+    return json_pack("{s:i, s:s, s:b, s:b, s:o, s:o, s:i, s:i, s:b, s:b}", "version", HOST_SETTINGS_VERSION, "accel",
                      accel_setting_name(s->accel), "migration_incoming", s->migration_incoming,
                      "migration_outgoing", s->migration_outgoing, "migration_networks", nets,
                      "peers", peers, "max_live_migrations", s->max_live_migrations,
-                     "max_storage_migrations", s->max_storage_migrations, "drained", s->drained);
+                     "max_storage_migrations", s->max_storage_migrations, "drained", s->drained,
+                     "allow_insecure_migration", s->allow_insecure_migration);
 }
 
 int host_settings_load(const char *path, struct host_settings *s, char *err, size_t errlen)

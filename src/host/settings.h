@@ -40,6 +40,8 @@ struct host_settings {
     int max_storage_migrations;
     /* Being drained for maintenance: nothing new is placed here. */
     bool drained;
+    /* Plaintext migration/NBD streams: only when both hosts allow it. */
+    bool allow_insecure_migration;
 };
 
 #define DEFAULT_MAX_LIVE_MIGRATIONS 2

@@ -29,6 +29,7 @@
 #include "migrate/incoming.h"
 #include "migrate/migrate.h"
 #include "qemu/qemu_caps.h"
+#include "qemu/qemu_tls.h"
 #include "storage/storage_move.h"
 #include "vm/vm.h"
 
@@ -167,6 +168,9 @@ static int agent_init(struct agent *a, const struct options *o, char *err, size_
         free(key);
         if (!a->tls_client)
             return -1;
+        a->qemu_tls_dir = xasprintf("%s/qemu-tls", a->state_dir);
+        if (qemu_tls_prepare(a->tls_dir, a->qemu_tls_dir, err, errlen) < 0)
+            return -1;
     }
     a->base = event_base_new();
     return 0;
@@ -203,6 +207,7 @@ static void agent_free(struct agent *a)
     free(a->socket_path);
     free(a->listen_addr);
     free(a->tls_dir);
+    free(a->qemu_tls_dir);
     if (a->lock_fd > 0)
         close(a->lock_fd);
 }

@@ -23,6 +23,7 @@
 #include "host/server.h"
 #include "migrate/migrate_net.h"
 #include "migrate/tuning.h"
+#include "qemu/qemu_tls.h"
 #include "vm/vm.h"
 
 #define MEMORY_OVERHEAD_MIB 128
@@ -55,6 +56,7 @@ struct incoming {
     struct event *finish_timer;
     char holder[96];           /* our live-migration slot */
     bool quick;                /* quick migration: the state comes from a file */
+    bool tls;                  /* migration and NBD streams use TLS */
     json_t *created_disks;     /* shared-nothing: disk files made here (removed on abort) */
     int refs;                  /* QMP replies in flight + 1 while alive */
     bool dead;                 /* ended: replies still in flight are dropped */
@@ -504,7 +506,8 @@ static void on_migrate_incoming(void *arg, json_t *ret, const qmp_error_t *err)
     log_info("incoming %s: listening on %s:%d for host %s", in->name, in->ip, in->port, in->source);
     struct api_req *r = in->req;
     in->req = NULL;
-    json_t *reply = json_pack("{s:s, s:i}", "ip", in->ip, "port", in->port);
+    json_t *reply = json_pack("{s:s, s:i, s:b, s:s}", "ip", in->ip, "port", in->port, "tls", in->tls, "host",
+                              in->agent->name);
     if (in->created_disks) {
         json_object_set_new(reply, "nbd_port", json_integer(in->nbd_port));
         json_object_set(reply, "disks", in->created_disks);
@@ -559,7 +562,8 @@ static void start_nbd(struct incoming *in)
     snprintf(port, sizeof port, "%d", in->nbd_port);
     iq(in, "nbd-server-start",
                 /* QEMU 7.2 takes the legacy socket address form here ("data"). */
-                json_pack("{s:{s:s, s:{s:s, s:s}}}", "addr", "type", "inet", "data", "host", in->ip, "port", port),
+                json_pack("{s:{s:s, s:{s:s, s:s}}, s:s*}", "addr", "type", "inet", "data", "host", in->ip, "port", port,
+                          "tls-creds", in->tls ? "vmove-tls" : NULL),
                 10000,
                 on_nbd_started);
 }
@@ -592,7 +596,20 @@ static void on_caps(void *arg, json_t *ret, const qmp_error_t *err)
         fail_prepare(in, "QEMU refused the migration capabilities: %s", err->desc);
         return;
     }
-    iq(in, "migrate-set-parameters", tuning_qemu_parameters(&in->tuning), 10000, on_params);
+    json_t *params = tuning_qemu_parameters(&in->tuning);
+    /* The source must come with a certificate from our CA (verify-peer). */
+    json_object_set_new(params, "tls-creds", json_string(in->tls ? "vmove-tls" : ""));
+    iq(in, "migrate-set-parameters", params, 10000, on_params);
+}
+
+static void on_tls_object(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err) {
+        fail_prepare(in, "QEMU could not load the TLS credentials: %s", err->desc);
+        return;
+    }
+    iq(in, "migrate-set-capabilities", tuning_qemu_capabilities(&in->tuning), 10000, on_caps);
 }
 
 static void on_launched(struct vm *vm, json_t *error, void *arg)
@@ -600,6 +617,10 @@ static void on_launched(struct vm *vm, json_t *error, void *arg)
     struct incoming *in = arg;
     if (error) {
         fail_prepare(in, "%s", json_string_value(json_object_get(error, "message")));
+        return;
+    }
+    if (in->tls) {
+        iq(in, "object-add", qemu_tls_object("vmove-tls", in->agent->qemu_tls_dir, true), 10000, on_tls_object);
         return;
     }
     iq(in, "migrate-set-capabilities", tuning_qemu_capabilities(&in->tuning), 10000, on_caps);
@@ -740,6 +761,10 @@ static void migrate_prepare(struct api_req *r)
     in->source = xstrdup(r->who.name);
     in->job = job;
     in->quick = json_is_true(json_object_get(r->params, "quick"));
+    /* Plaintext only when both ends allow it; a quick migration's state goes
+     * through shared storage, not the network. */
+    in->tls = !in->quick && !(json_is_true(json_object_get(r->params, "insecure_ok")) &&
+                              a->settings.allow_insecure_migration);
     in->created_disks = created;
     if (in->quick) {
         in->tuning.channels = 1;   /* a state file is one stream */

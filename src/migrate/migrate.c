@@ -21,6 +21,7 @@
 #include "host/peer.h"
 #include "migrate/migrate_net.h"
 #include "migrate/tuning.h"
+#include "qemu/qemu_tls.h"
 #include "vm/vm.h"
 
 #define POLL_MS 250
@@ -70,6 +71,8 @@ struct migration {
     char *state_path;         /* quick migration: the saved-state file */
     uint64_t t_pause;         /* quick migration: when the guest was paused */
     int nbd_port;             /* shared-nothing: the destination's NBD server */
+    bool tls;                 /* the destination decided: TLS streams */
+    char dst_name[64];        /* the destination's host name (for TLS hostname checks) */
     bool mirrors_started;
     bool ending_mirrors;      /* switch-over: waiting for the mirror jobs to end */
     int mirror_setup_pending;
@@ -708,7 +711,15 @@ static void on_src_caps(void *arg, json_t *ret, const qmp_error_t *err)
         rollback(m);
         return;
     }
-    mq(m, "migrate-set-parameters", tuning_qemu_parameters(&m->tuning), 10000, on_src_params);
+    json_t *params = tuning_qemu_parameters(&m->tuning);
+    if (m->tls) {
+        char *id = xasprintf("vmove-tls-%lld", (long long)m->job->id);
+        json_object_set_new(params, "tls-creds", json_string(id));
+        json_object_set_new(params, "tls-hostname", json_string(m->dst_name));
+        free(id);
+    } else
+        json_object_set_new(params, "tls-creds", json_string(""));
+    mq(m, "migrate-set-parameters", params, 10000, on_src_params);
 }
 
 /* The route to the destination's migration address must leave through an
@@ -770,9 +781,15 @@ static void start_mirrors(struct migration *m)
     snprintf(port, sizeof port, "%d", m->nbd_port);
     for (size_t i = 0; i < c->n_disks; i++) {
         char *node = mirror_node(m, c->disks[i].id, "nbd"), *job = mirror_node(m, c->disks[i].id, "mirror");
-        mq(m, "blockdev-add", json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:s}", "driver", "nbd", "node-name", node,
-                                        "server", "type", "inet", "host", m->dst_ip, "port", port, "export",
-                                        c->disks[i].id), 10000, on_nbd_node);
+        json_t *nbd = json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:s}", "driver", "nbd", "node-name", node, "server",
+                                "type", "inet", "host", m->dst_ip, "port", port, "export", c->disks[i].id);
+        if (m->tls) {
+            char *id = xasprintf("vmove-tls-%lld", (long long)m->job->id);
+            json_object_set_new(nbd, "tls-creds", json_string(id));
+            json_object_set_new(nbd, "tls-hostname", json_string(m->dst_name));
+            free(id);
+        }
+        mq(m, "blockdev-add", nbd, 10000, on_nbd_node);
         mq(m, "blockdev-mirror", json_pack("{s:s, s:s, s:s, s:s, s:s}", "job-id", job, "device", c->disks[i].id,
                                            "target", node, "sync", "full", "copy-mode", "write-blocking"),
            10000, on_mirror_started);
@@ -925,6 +942,8 @@ static void quick_save(struct migration *m)
     mq(m, "stop", NULL, 10000, on_paused);
 }
 
+static void on_src_tls(void *arg, json_t *ret, const qmp_error_t *err);
+
 static void on_prepared(void *arg, json_t *result, json_t *error)
 {
     struct migration *m = arg;
@@ -945,6 +964,27 @@ static void on_prepared(void *arg, json_t *result, json_t *error)
         problem = proto_error(ERR_CANCELLED, NULL, "migration of %s cancelled", m->name);
     if (problem) {
         m->failure = problem;
+        rollback(m);
+        return;
+    }
+    m->tls = json_is_true(json_object_get(result, "tls"));
+    snprintf(m->dst_name, sizeof m->dst_name, "%s", json_string_value(json_object_get(result, "host")) ?
+             json_string_value(json_object_get(result, "host")) : "");
+    if (m->tls) {
+        char *id = xasprintf("vmove-tls-%lld", (long long)m->job->id);
+        mq(m, "object-add", qemu_tls_object(id, m->agent->qemu_tls_dir, false), 10000, on_src_tls);
+        free(id);
+        return;
+    }
+    on_src_tls(m, NULL, NULL);
+}
+
+/* TLS credentials in place (or not needed): disks first, or memory. */
+static void on_src_tls(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct migration *m = arg;
+    if (err) {
+        m->failure = proto_error(ERR_QEMU, NULL, "QEMU could not load the TLS credentials: %s", err->desc);
         rollback(m);
         return;
     }
@@ -1258,9 +1298,10 @@ static void begin_migration(struct migration *m)
     json_t *cfg = vm_config_to_json(&vm->cfg);
     json_t *storage = m->tuning.with_storage[0] ? storage_request(m) : NULL;
     mp(m, "migrate.prepare",
-              json_pack("{s:o, s:o, s:s, s:s, s:I, s:b, s:o, s:s}", "config", cfg, "tuning", tuning_to_json(&m->tuning),
+              json_pack("{s:o, s:o, s:s, s:s, s:I, s:b, s:o, s:s, s:b}", "config", cfg, "tuning", tuning_to_json(&m->tuning),
                         "accel", accel_kind_name(a->accel.kind), "via", via, "job", (json_int_t)m->job->id, "quick",
-                        m->tuning.quick, "storage", storage ? storage : json_null(), "user", user_of(m)),
+                        m->tuning.quick, "storage", storage ? storage : json_null(), "user", user_of(m),
+                        "insecure_ok", a->settings.allow_insecure_migration),
               PREPARE_TIMEOUT_MS, on_prepared);
 }
 
