@@ -98,4 +98,4 @@ bench: deps
 clean:
 	rm -rf build
 
--include $(LIBOBJ:.o=.d)
+-include $(LIBOBJ:.o=.d) $(MAINS:%.c=$(BUILD)/%.d)

@@ -71,5 +71,6 @@ int cmd_move(struct cli *c, int argc, char **argv);
 int cmd_move_storage(struct cli *c, int argc, char **argv);
 int cmd_peer(struct cli *c, int argc, char **argv);
 int cmd_acl(struct cli *c, int argc, char **argv);
+int cmd_token(struct cli *c, int argc, char **argv);
 int cmd_audit(struct cli *c, int argc, char **argv);
 #endif

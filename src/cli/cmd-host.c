@@ -39,6 +39,14 @@ static void print_host(json_t *h)
            (long long)json_integer_value(json_object_get(live, "max")),
            (long long)json_integer_value(json_object_get(stor, "in_use")),
            (long long)json_integer_value(json_object_get(stor, "max")));
+    json_t *dl = json_object_get(m, "allow_delegation_from");
+    if (json_array_size(dl)) {
+        printf("delegation:  hosts that may act for users here:");
+        size_t k;
+        json_t *x;
+        json_array_foreach(dl, k, x) printf(" %s", json_string_value(x));
+        printf("\n");
+    }
     if (json_is_true(json_object_get(m, "drained")))
         printf("maintenance: DRAINED: nothing new is placed here (vmove host resume ends it)\n");
     const char *name;
@@ -73,6 +81,9 @@ static json_t *set_params(struct cli *c, const struct cli_args *a)
     json_t *nets = json_object_get(a->opts, "migration-network");
     if (nets)
         json_object_set(p, "migration_networks", nets);
+    json_t *deleg = json_object_get(a->opts, "allow-delegation-from");
+    if (deleg)
+        json_object_set(p, "allow_delegation_from", deleg);
     const char *lim[][2] = {{"max-live-migrations", "max_live_migrations"},
                             {"max-storage-migrations", "max_storage_migrations"}};
     for (size_t i = 0; i < 2; i++) {
@@ -194,6 +205,7 @@ int cmd_host(struct cli *c, int argc, char **argv)
         {"accel", 0, true, false}, {"migration-incoming", 0, true, false}, {"migration-outgoing", 0, true, false},
         {"migration-network", 0, true, true}, {"max-live-migrations", 0, true, false},
         {"max-storage-migrations", 0, true, false}, {"allow-insecure-migration", 0, true, false},
+        {"allow-delegation-from", 0, true, true},
         {NULL, 0, false, false}};
     static const struct cli_flag ev_flags[] = {{"vm", 0, true, false}, {"limit", 0, true, false},
                                                {NULL, 0, false, false}};
@@ -213,7 +225,8 @@ int cmd_host(struct cli *c, int argc, char **argv)
         } else
             fprintf(stderr, "vmove: usage: vmove host set [--accel auto|kvm|tcg] [--migration-incoming on|off]\n"
                             "       [--migration-outgoing on|off] [--migration-network CIDR|any]...\n"
-                            "       [--max-live-migrations N] [--max-storage-migrations N] [--allow-insecure-migration on|off]\n");
+                            "       [--max-live-migrations N] [--max-storage-migrations N] [--allow-insecure-migration on|off]\n"
+                            "       [--allow-delegation-from host:NAME|group:NAME|none]...\n");
     } else if (!strcmp(verb, "events")) {
         if (cli_parse(argc - 1, argv + 1, ev_flags, &a) == 0 && a.argc == 0) {
             json_t *p = json_object();

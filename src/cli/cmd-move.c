@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/token.h"
 #include "common/util.h"
 
 extern char **environ;
@@ -21,7 +22,8 @@ static const struct cli_flag move_flags[] = {
     {"max-downtime", 0, true, false}, {"max-duration", 0, true, false}, {"parallel", 0, true, false},
     {"compress", 0, true, false},     {"bandwidth", 0, true, false},    {"converge", 0, true, false},
     {"probe", 0, true, false},        {"quick", 0, false, false},       {"state-dir", 0, true, false},
-    {"with-storage", 0, true, false}, {"keep-source", 0, false, false}, {NULL, 0, false, false}};
+    {"with-storage", 0, true, false}, {"keep-source", 0, false, false}, {"from", 0, true, false},
+    {"token-file", 0, true, false},   {NULL, 0, false, false}};
 
 static int int_opt(struct cli *c, const struct cli_args *a, const char *name, json_t *tuning, const char *key,
                    long long mult)
@@ -156,13 +158,98 @@ static void print_result(json_t *job, json_t *probe)
                                                                             json_string_value(act));
 }
 
+static void on_relay_event(struct cli *c, const char *event, json_t *data, void *arg)
+{
+    char *last = arg;
+    if (c->json) {
+        json_t *line = json_pack("{s:s, s:O}", "event", event, "data", data);
+        cli_print_json(line);
+        json_decref(line);
+        return;
+    }
+    const char *phase = json_string_value(json_object_get(data, "phase"));
+    if (phase && strcmp(phase, last)) {
+        fprintf(stderr, "job %lld on %s: %s\n", (long long)json_integer_value(json_object_get(data, "id")),
+                json_string_value(json_object_get(json_object_get(data, "params"), "to")) ? "the source" : "?", phase);
+        snprintf(last, 64, "%s", phase);
+    }
+}
+
+/* --from HOST: this host relays the move to HOST with a token signed by the
+ * user (constrained delegation). */
+static int delegated_move(struct cli *c, const struct cli_args *a, json_t *tuning)
+{
+    const char *name = a->argv[0], *from = cli_opt(a, "from"), *to = cli_opt(a, "to");
+    json_t *token;
+    char err[512];
+    if (cli_opt(a, "token-file")) {
+        json_error_t je;
+        token = json_load_file(cli_opt(a, "token-file"), 0, &je);
+        if (!token) {
+            cli_error(c, "cannot read the token file %s: %s", cli_opt(a, "token-file"), je.text);
+            json_decref(tuning);
+            return EXIT_USAGE;
+        }
+    } else if (!c->identity || !(token = token_create(c->identity, "migrate", name, from, to, err, sizeof err))) {
+        cli_error(c, "%s", c->identity ? err : "moving a VM from another host needs your user identity to sign a "
+                                                "delegation token: --identity DIR (or VMOVE_IDENTITY)");
+        json_decref(tuning);
+        return EXIT_USAGE;
+    }
+    char last[64] = "";
+    int code;
+    json_t *final = cli_call(c, "vm.move", json_pack("{s:s, s:s, s:s, s:o, s:o}", "name", name, "to", to, "from",
+                                                     from, "delegation", token, "tuning", tuning),
+                             on_relay_event, last, &code);
+    if (!final)
+        return code;
+    const char *st = json_string_value(json_object_get(final, "state"));
+    int rc = st && !strcmp(st, "succeeded") ? 0 : EXIT_FAIL;
+    if (c->json) {
+        json_t *out = json_pack("{s:s, s:O}", "event", "done", "job", final);
+        cli_print_json(out);
+        json_decref(out);
+    } else if (rc == 0)
+        print_result(final, NULL);
+    else
+        fprintf(stderr, "vmove: error: the move on %s %s: %s\n", from, st ? st : "?",
+                json_string_value(json_object_get(json_object_get(final, "error"), "message")));
+    json_decref(final);
+    return rc;
+}
+
+/* vmove token create VM --from B --to C: a delegation token, for scripts. */
+int cmd_token(struct cli *c, int argc, char **argv)
+{
+    static const struct cli_flag flags[] = {{"from", 0, true, false}, {"to", 0, true, false}, {NULL, 0, false, false}};
+    struct cli_args a;
+    if (argc < 1 || strcmp(argv[0], "create") || cli_parse(argc - 1, argv + 1, flags, &a) < 0 || a.argc != 1 ||
+        !cli_opt(&a, "from") || !cli_opt(&a, "to")) {
+        if (argc >= 1 && !strcmp(argv[0], "create"))
+            cli_args_free(&a);
+        cli_error(c, "usage: vmove --identity DIR token create VM --from HOST --to HOST");
+        return EXIT_USAGE;
+    }
+    char err[512];
+    json_t *t = c->identity ? token_create(c->identity, "migrate", a.argv[0], cli_opt(&a, "from"), cli_opt(&a, "to"),
+                                           err, sizeof err) : NULL;
+    cli_args_free(&a);
+    if (!t) {
+        cli_error(c, "%s", c->identity ? err : "a token is signed with your user key: --identity DIR");
+        return EXIT_FAIL;
+    }
+    cli_print_json(t);
+    json_decref(t);
+    return 0;
+}
+
 int cmd_move(struct cli *c, int argc, char **argv)
 {
     struct cli_args a;
     if (cli_parse(argc, argv, move_flags, &a) < 0 || a.argc != 1 || !cli_opt(&a, "to")) {
         if (a.opts)
             cli_args_free(&a);
-        fprintf(stderr, "usage: vmove move NAME --to HOST|ADDR:PORT [--quick [--state-dir DIR]] [--with-storage DIR [--keep-source]] [--downtime MS] [--max-downtime MS]\n"
+        fprintf(stderr, "usage: vmove move NAME --to HOST|ADDR:PORT [--quick [--state-dir DIR]] [--with-storage DIR [--keep-source]] [--from HOST] [--downtime MS] [--max-downtime MS]\n"
                         "       [--max-duration S] [--parallel N] [--compress none|zstd|zlib] [--bandwidth MBIT]\n"
                         "       [--converge auto|throttle|downtime|cancel] [--probe IP:PORT] [--no-wait]\n");
         return EXIT_USAGE;
@@ -171,6 +258,11 @@ int cmd_move(struct cli *c, int argc, char **argv)
     if (!tuning) {
         cli_args_free(&a);
         return EXIT_USAGE;
+    }
+    if (cli_opt(&a, "from")) {
+        int rc = delegated_move(c, &a, tuning);
+        cli_args_free(&a);
+        return rc;
     }
     struct probe probe = {0};
     bool probing = cli_opt(&a, "probe") != NULL;

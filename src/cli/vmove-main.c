@@ -19,10 +19,12 @@ static void usage(FILE *f)
         "           [--migration-network CIDR|any]...\n"
         "  peer add HOST ADDR:PORT | peer remove HOST | peer list\n"
         "  acl grant|revoke user:NAME|host:NAME|group:NAME RIGHT... | acl list | acl group add|remove GROUP MEMBER\n"
-        "  audit [--limit N]\n"
+        "  audit [--limit N] | token create VM --from HOST --to HOST\n"
         "  move NAME --to HOST|ADDR:PORT [--downtime MS] [--max-downtime MS] [--max-duration S]\n"
         "           [--parallel N] [--compress none|zstd|zlib] [--bandwidth MBIT] [--probe IP:PORT]\n"
         "           [--converge auto|throttle|downtime|cancel] [--no-wait]\n"
+        "           [--quick [--state-dir DIR]] [--with-storage DIR [--keep-source]]\n"
+        "  move NAME --from HOST --to HOST [--token-file F]   (delegated: needs --identity)\n"
         "  move-storage NAME [--to DIR] [--disk ID[=DIR]]... [--keep-source] [--bandwidth MIB]\n"
         "           [--config-to DIR] [--no-wait]\n"
         "  vm create NAME [--memory 512M] [--cpus 1] [--disk SIZE|PATH]... [--nic SWITCH]...\n"
@@ -90,6 +92,8 @@ int main(int argc, char **argv)
         rc = cmd_move_storage(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(cmd, "acl"))
         rc = cmd_acl(&c, argc - i - 1, argv + i + 1);
+    else if (!strcmp(cmd, "token"))
+        rc = cmd_token(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(cmd, "audit"))
         rc = cmd_audit(&c, argc - i - 1, argv + i + 1);
     else if (!strcmp(cmd, "peer"))

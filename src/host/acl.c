@@ -325,3 +325,13 @@ const struct api_method api_acl_methods[] = {
     {"acl.group-remove", acl_group_remove, RIGHT_HOST_ADMIN},
     {NULL, NULL, 0},
 };
+
+bool acl_in_group(struct agent *a, const char *group, const char *principal)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(a->acl->groups, group), i, m) if (json_is_string(m) &&
+                                                                         !strcmp(json_string_value(m), principal))
+        return true;
+    return false;
+}

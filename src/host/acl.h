@@ -37,6 +37,7 @@ bool acl_allows(struct agent *a, const char *principal, unsigned right);
 bool acl_allows_who(struct agent *a, const struct principal *who, unsigned right);
 /* "permission denied: user:alice lacks migrate.in on host h2" as an error
  * object (with a hint naming the grant that fixes it). */
+bool acl_in_group(struct agent *a, const char *group, const char *principal);
 json_t *acl_denial(struct agent *a, const char *principal, unsigned right);
 
 extern const struct api_method api_acl_methods[];

@@ -53,6 +53,7 @@ static void host_show(struct api_req *r)
         json_object_set_new(migration, "insecure_warning", json_string(
             "UNSAFE: plaintext migration streams allowed (with peers that allow them too)"));
     json_t *peers = json_incref(json_object_get(settings, "peers"));
+    json_object_set(migration, "allow_delegation_from", json_object_get(settings, "allow_delegation_from"));
     json_decref(settings);
     api_reply(r, json_pack("{s:s, s:s, s:s?, s:b, s:o, s:o, s:o, s:i, s:i, s:I, s:o, s:o}", "name", a->name,
                            "state_dir", a->state_dir, "listen", a->listen_addr, "tls",
@@ -92,6 +93,17 @@ static void host_set(struct api_req *r)
             }
             *(!strcmp(key, "max_live_migrations") ? &next.max_live_migrations : &next.max_storage_migrations) =
                 (int)json_integer_value(v);
+        } else if (!strcmp(key, "allow_delegation_from")) {
+            struct host_settings tmp;
+            json_t *wrap = json_pack("{s:O}", "allow_delegation_from", v);
+            int rc = host_settings_from_json(wrap, &tmp, err, sizeof err);
+            json_decref(wrap);
+            if (rc < 0) {
+                api_failf(r, ERR_INVALID, NULL, "%s", err);
+                return;
+            }
+            next.n_delegation_from = tmp.n_delegation_from;
+            memcpy(next.delegation_from, tmp.delegation_from, sizeof next.delegation_from);
         } else if (!strcmp(key, "migration_networks")) {
             /* Reuse the settings parser: the same rules as host.json. */
             struct host_settings tmp;

@@ -50,6 +50,15 @@ static void jobs_show(struct api_req *r)
         api_failf(r, ERR_NOT_FOUND, "`vmove jobs list --all` shows the jobs", "no job %lld", id);
         return;
     }
+    /* vm.read, or the host that relayed this job for a user may follow it. */
+    char who[96];
+    principal_describe(&r->who, who, sizeof who);
+    const char *by = json_string_value(json_object_get(json_object_get(rec, "params"), "delegated_by"));
+    if (!acl_allows_who(r->agent, &r->who, RIGHT_VM_READ) && !(by && !strcmp(by, who))) {
+        json_decref(rec);
+        api_fail(r, acl_denial(r->agent, who, RIGHT_VM_READ));
+        return;
+    }
     api_reply(r, rec);
 }
 
@@ -90,7 +99,7 @@ static void jobs_cancel(struct api_req *r)
 
 const struct api_method api_job_methods[] = {
     {"jobs.list", jobs_list, RIGHT_VM_READ},
-    {"jobs.show", jobs_show, RIGHT_VM_READ},
+    {"jobs.show", jobs_show, 0},
     {"jobs.watch", jobs_watch, RIGHT_VM_READ},
     {"jobs.cancel", jobs_cancel, RIGHT_VM_MANAGE},
     {NULL, NULL, 0},

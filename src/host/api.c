@@ -11,6 +11,7 @@
 #include "host/acl.h"
 #include "host/agent.h"
 #include "host/audit.h"
+#include "host/delegate.h"
 #include "host/drain.h"
 #include "host/server.h"
 #include "migrate/incoming.h"
@@ -131,6 +132,9 @@ void api_dispatch(struct api_req *r)
                   "unknown method \"%s\"", r->method);
         return;
     }
+    /* A host acting for a user: the token decides who this request is. */
+    if (json_object_get(r->params, "delegation") && r->who.kind == PRINCIPAL_HOST && !delegate_accept(r))
+        return;
     char who[96];
     principal_describe(&r->who, who, sizeof who);
     const char *vm = json_string_value(json_object_get(r->params, "name"));

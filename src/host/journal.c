@@ -24,7 +24,8 @@ static const char *SCHEMA =
     "CREATE TABLE IF NOT EXISTS jobs("
     "  id INTEGER PRIMARY KEY AUTOINCREMENT, state TEXT NOT NULL,"
     "  updated_ms INTEGER NOT NULL, record TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id);";
+    "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id);"
+    "CREATE TABLE IF NOT EXISTS used_tokens(nonce TEXT PRIMARY KEY, exp INTEGER NOT NULL);";
 
 journal_t *journal_open(const char *path, char *err, size_t errlen)
 {
@@ -195,4 +196,20 @@ json_t *journal_jobs(journal_t *j, const char *const *states, int limit)
         json_array_append_new(out, parse_column(st, 1));
     sqlite3_finalize(st);
     return out;
+}
+
+int journal_token_use(journal_t *j, const char *nonce, long long exp)
+{
+    /* Forget tokens that expired anyway; a replay of one fails on expiry. */
+    sqlite3_stmt *st = prepare(j, "DELETE FROM used_tokens WHERE exp < strftime('%s','now') - 60");
+    if (st)
+        step_done(j, st);
+    st = prepare(j, "INSERT INTO used_tokens(nonce, exp) VALUES(?, ?)");
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, nonce, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, exp);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : 1;
 }

@@ -27,4 +27,6 @@ int journal_job_update(journal_t *j, int64_t id, json_t *record);
 json_t *journal_job_get(journal_t *j, int64_t id);
 /* Jobs in one of the given states ("running", "queued"...), oldest first; states==NULL for all. */
 json_t *journal_jobs(journal_t *j, const char *const *states, int limit);
+/* Record a delegation token's nonce: 0 if first use, 1 if seen before. */
+int journal_token_use(journal_t *j, const char *nonce, long long exp);
 #endif

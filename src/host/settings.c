@@ -151,6 +151,29 @@ static int parse_peers(json_t *v, struct host_settings *s, char *err, size_t err
     return 0;
 }
 
+static int parse_delegation(json_t *v, struct host_settings *s, char *err, size_t errlen)
+{
+    size_t i;
+    json_t *e;
+    if (!json_is_array(v) || json_array_size(v) > MAX_PEERS) {
+        snprintf(err, errlen, "allow_delegation_from: expected a list of host:NAME or group:NAME");
+        return -1;
+    }
+    s->n_delegation_from = 0;
+    json_array_foreach(v, i, e) {
+        const char *p = json_string_value(e);
+        if (p && !strcmp(p, "none") && json_array_size(v) == 1)
+            break;
+        const char *colon = p ? strchr(p, ':') : NULL;
+        if (!colon || (strncmp(p, "host:", 5) && strncmp(p, "group:", 6)) || !valid_name(colon + 1)) {
+            snprintf(err, errlen, "allow_delegation_from: \"%s\" is not host:NAME or group:NAME", p ? p : "?");
+            return -1;
+        }
+        snprintf(s->delegation_from[s->n_delegation_from++], sizeof s->delegation_from[0], "%s", p);
+    }
+    return 0;
+}
+
 static int parse_bool(json_t *v, const char *key, bool *out, char *err, size_t errlen)
 {
     if (!json_is_boolean(v)) {
@@ -199,6 +222,8 @@ int host_settings_from_json(json_t *j, struct host_settings *s, char *err, size_
             rc = parse_bool(v, key, &s->drained, err, errlen);
         else if (!strcmp(key, "allow_insecure_migration"))
             rc = parse_bool(v, key, &s->allow_insecure_migration, err, errlen);
+        else if (!strcmp(key, "allow_delegation_from"))
+            rc = parse_delegation(v, s, err, errlen);
         else {
             snprintf(err, errlen, "unknown field \"%s\"", key);
             rc = -1;
@@ -222,12 +247,15 @@ json_t *host_settings_to_json(const struct host_settings *s)
     json_t *peers = json_object();
     for (int i = 0; i < s->n_peers; i++)
         json_object_set_new(peers, s->peers[i].name, json_string(s->peers[i].addr));
-    return json_pack("{s:i, s:s, s:b, s:b, s:o, s:o, s:i, s:i, s:b, s:b}", "version", HOST_SETTINGS_VERSION, "accel",
+    json_t *deleg = json_array();
+    for (int i = 0; i < s->n_delegation_from; i++)
+        json_array_append_new(deleg, json_string(s->delegation_from[i]));
+    return json_pack("{s:i, s:s, s:b, s:b, s:o, s:o, s:i, s:i, s:b, s:b, s:o}", "version", HOST_SETTINGS_VERSION, "accel",
                      accel_setting_name(s->accel), "migration_incoming", s->migration_incoming,
                      "migration_outgoing", s->migration_outgoing, "migration_networks", nets,
                      "peers", peers, "max_live_migrations", s->max_live_migrations,
                      "max_storage_migrations", s->max_storage_migrations, "drained", s->drained,
-                     "allow_insecure_migration", s->allow_insecure_migration);
+                     "allow_insecure_migration", s->allow_insecure_migration, "allow_delegation_from", deleg);
 }
 
 int host_settings_load(const char *path, struct host_settings *s, char *err, size_t errlen)

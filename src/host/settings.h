@@ -42,6 +42,10 @@ struct host_settings {
     bool drained;
     /* Plaintext migration/NBD streams: only when both hosts allow it. */
     bool allow_insecure_migration;
+    /* Resource-based constrained delegation: the hosts (host:NAME or
+     * group:NAME) this host lets act for users, with a user's token. */
+    char delegation_from[MAX_PEERS][96];
+    int n_delegation_from;
 };
 
 #define DEFAULT_MAX_LIVE_MIGRATIONS 2

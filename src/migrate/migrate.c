@@ -15,6 +15,7 @@
 #include "host/acl.h"
 #include "host/agent.h"
 #include "host/audit.h"
+#include "host/delegate.h"
 #include "host/jobs.h"
 #include "host/journal.h"
 #include "host/limits.h"
@@ -1158,6 +1159,11 @@ struct job *migrate_submit(struct agent *a, const char *name, const char *to, js
 
 static void vm_move(struct api_req *r)
 {
+    const char *from = json_string_value(json_object_get(r->params, "from"));
+    if (from && strcmp(from, r->agent->name)) {
+        delegate_relay(r);
+        return;
+    }
     const char *name = api_param_str(r, "name", true);
     const char *to = name ? api_param_str(r, "to", true) : NULL;
     bool wait;
@@ -1171,6 +1177,9 @@ static void vm_move(struct api_req *r)
         api_fail(r, err);
         return;
     }
+    json_t *by = json_object_get(r->params, "delegated_by");
+    if (by)
+        json_object_set(job->params, "delegated_by", by);
     job_answer(job, r, wait);
 }
 

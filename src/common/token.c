@@ -1,0 +1,166 @@
+#include "common/token.h"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/pki.h"
+#include "common/util.h"
+
+static char *b64(const unsigned char *data, size_t len)
+{
+    char *out = xmalloc(4 * ((len + 2) / 3) + 1);
+    EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+    return out;
+}
+
+static unsigned char *unb64(const char *s, size_t *len)
+{
+    size_t n = strlen(s);
+    unsigned char *out = xmalloc(n + 1);
+    int r = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
+    if (r < 0) {
+        free(out);
+        return NULL;
+    }
+    /* EVP_DecodeBlock counts the padding as data. */
+    while (n && s[n - 1] == '=') {
+        n--;
+        r--;
+    }
+    *len = (size_t)r;
+    return out;
+}
+
+json_t *token_create(const char *dir, const char *op, const char *vm, const char *src, const char *dst, char *err,
+                     size_t errlen)
+{
+    char *keyp = xasprintf("%s/user.key", dir), *crtp = xasprintf("%s/user.crt", dir), *pem = NULL;
+    json_t *out = NULL;
+    EVP_PKEY *key = NULL;
+    X509 *crt = NULL;
+    FILE *f = fopen(keyp, "r");
+    if (f) {
+        key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+        fclose(f);
+    }
+    f = fopen(crtp, "r");
+    if (f) {
+        crt = PEM_read_X509(f, NULL, NULL, NULL);
+        fclose(f);
+    }
+    if (!key || !crt || read_file(crtp, &pem, NULL) < 0) {
+        snprintf(err, errlen, "a delegation token is signed with your user key: cannot read %s and %s "
+                              "(give --identity DIR, see `vmove pki issue-user`)", keyp, crtp);
+        goto out;
+    }
+    char user[64] = "";
+    X509_NAME_get_text_by_NID(X509_get_subject_name(crt), NID_commonName, user, sizeof user);
+    unsigned char nonce[16];
+    RAND_bytes(nonce, sizeof nonce);
+    char *nonce64 = b64(nonce, sizeof nonce);
+    time_t now = time(NULL);
+    json_t *payload = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s}", "op", op, "vm", vm, "src", src, "dst",
+                                dst, "user", user, "iat", (json_int_t)now, "exp", (json_int_t)(now + TOKEN_LIFETIME_S),
+                                "nonce", nonce64);
+    free(nonce64);
+    char *text = json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(payload);
+    unsigned char sig[64];
+    size_t siglen = sizeof sig;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) != 1 ||
+        EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)text, strlen(text)) != 1)
+        snprintf(err, errlen, "cannot sign the delegation token: the user key must be Ed25519");
+    else {
+        char *sig64 = b64(sig, siglen);
+        out = json_pack("{s:s, s:s, s:s}", "payload", text, "sig", sig64, "cert", pem);
+        free(sig64);
+    }
+    EVP_MD_CTX_free(ctx);
+    free(text);
+out:
+    EVP_PKEY_free(key);
+    X509_free(crt);
+    free(pem);
+    free(keyp);
+    free(crtp);
+    return out;
+}
+
+static int verify_chain(X509 *crt, const char *ca_path, char *err, size_t errlen)
+{
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    int ok = X509_STORE_load_file(store, ca_path) == 1 && X509_STORE_CTX_init(ctx, store, crt, NULL) == 1 &&
+             X509_verify_cert(ctx) == 1;
+    if (!ok)
+        snprintf(err, errlen, "the token's certificate is not valid here: %s",
+                 X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    return ok ? 0 : -1;
+}
+
+json_t *token_verify(json_t *token, const char *ca_path, char *err, size_t errlen)
+{
+    const char *text = json_string_value(json_object_get(token, "payload"));
+    const char *sig64 = json_string_value(json_object_get(token, "sig"));
+    const char *pem = json_string_value(json_object_get(token, "cert"));
+    if (!text || !sig64 || !pem) {
+        snprintf(err, errlen, "malformed delegation token");
+        return NULL;
+    }
+    json_t *payload = NULL;
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    X509 *crt = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    size_t siglen = 0;
+    unsigned char *sig = unb64(sig64, &siglen);
+    char user[64] = "", ou[16] = "";
+    if (!crt || !sig) {
+        snprintf(err, errlen, "malformed delegation token");
+        goto out;
+    }
+    if (verify_chain(crt, ca_path, err, errlen) < 0)
+        goto out;
+    X509_NAME_get_text_by_NID(X509_get_subject_name(crt), NID_commonName, user, sizeof user);
+    X509_NAME_get_text_by_NID(X509_get_subject_name(crt), NID_organizationalUnitName, ou, sizeof ou);
+    if (strcmp(ou, "user")) {
+        snprintf(err, errlen, "the token is not signed by a user certificate");
+        goto out;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int good = EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, X509_get0_pubkey(crt)) == 1 &&
+               EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)text, strlen(text)) == 1;
+    EVP_MD_CTX_free(ctx);
+    ERR_clear_error();
+    if (!good) {
+        snprintf(err, errlen, "the delegation token's signature does not match (tampered with?)");
+        goto out;
+    }
+    payload = json_loads(text, 0, NULL);
+    const char *puser = json_string_value(json_object_get(payload, "user"));
+    json_int_t exp = json_integer_value(json_object_get(payload, "exp"));
+    if (!payload || !puser || strcmp(puser, user)) {
+        snprintf(err, errlen, "the token names a user other than its signer");
+        json_decref(payload);
+        payload = NULL;
+    } else if (exp < (json_int_t)time(NULL)) {
+        snprintf(err, errlen, "the delegation token expired %lld s ago", (long long)(time(NULL) - exp));
+        json_decref(payload);
+        payload = NULL;
+    }
+out:
+    X509_free(crt);
+    free(sig);
+    return payload;
+}

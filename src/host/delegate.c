@@ -1,0 +1,187 @@
+#include "host/delegate.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/token.h"
+#include "common/util.h"
+#include "host/acl.h"
+#include "host/agent.h"
+#include "host/api.h"
+#include "host/audit.h"
+#include "host/journal.h"
+#include "host/peer.h"
+#include "host/server.h"
+
+#define RELAY_POLL_MS 500
+
+static bool policy_allows(struct agent *a, const char *host)
+{
+    for (int i = 0; i < a->settings.n_delegation_from; i++) {
+        const char *p = a->settings.delegation_from[i];
+        if (!strcmp(p, host) || (!strncmp(p, "group:", 6) && acl_in_group(a, p + 6, host)))
+            return true;
+    }
+    return false;
+}
+
+static bool deny(struct api_req *r, const char *who, const char *hint, const char *msg)
+{
+    const char *vm = json_string_value(json_object_get(r->params, "name"));
+    audit_record(r->agent, who, r->method, vm, conn_peer(r->conn), false, msg);
+    api_fail(r, proto_error(ERR_DENIED, hint, "%s", msg));
+    return false;
+}
+
+static bool check_scope(struct api_req *r, json_t *payload, char *msg, size_t len)
+{
+    const char *vm = json_string_value(json_object_get(r->params, "name"));
+    const char *to = json_string_value(json_object_get(r->params, "to"));
+    const char *op = json_string_value(json_object_get(payload, "op"));
+    const char *tvm = json_string_value(json_object_get(payload, "vm"));
+    const char *src = json_string_value(json_object_get(payload, "src"));
+    const char *dst = json_string_value(json_object_get(payload, "dst"));
+    if (strcmp(r->method, "vm.move") || !op || strcmp(op, "migrate"))
+        snprintf(msg, len, "the delegation token is for \"%s\", not for %s", op ? op : "?", r->method);
+    else if (!vm || !tvm || strcmp(vm, tvm))
+        snprintf(msg, len, "the delegation token is for VM %s, not %s", tvm ? tvm : "?", vm ? vm : "?");
+    else if (!src || strcmp(src, r->agent->name))
+        snprintf(msg, len, "the delegation token is for a move from %s, not from %s", src ? src : "?", r->agent->name);
+    else if (!to || !dst || strcmp(to, dst))
+        snprintf(msg, len, "the delegation token is for a move to %s, not to %s", dst ? dst : "?", to ? to : "?");
+    else
+        return true;
+    return false;
+}
+
+bool delegate_accept(struct api_req *r)
+{
+    struct agent *a = r->agent;
+    char host[96], msg[512], hint[256];
+    snprintf(host, sizeof host, "host:%s", r->who.name);
+    if (r->who.kind != PRINCIPAL_HOST)
+        return deny(r, "?", NULL, "only a host may present a delegation token");
+    if (!policy_allows(a, host)) {
+        snprintf(msg, sizeof msg, "host %s does not allow %s to act for users", a->name, host);
+        snprintf(hint, sizeof hint, "on %s run: vmove host set --allow-delegation-from %s", a->name, host);
+        return deny(r, host, hint, msg);
+    }
+    char *ca = xasprintf("%s/ca.crt", a->tls_dir);
+    json_t *payload = token_verify(json_object_get(r->params, "delegation"), ca, msg, sizeof msg);
+    free(ca);
+    if (!payload)
+        return deny(r, host, "ask the user for a new token (`vmove move ... --from HOST` makes one)", msg);
+    if (!check_scope(r, payload, msg, sizeof msg)) {
+        json_decref(payload);
+        return deny(r, host, NULL, msg);
+    }
+    if (journal_token_use(a->journal, json_string_value(json_object_get(payload, "nonce")),
+                          json_integer_value(json_object_get(payload, "exp"))) != 0) {
+        json_decref(payload);
+        return deny(r, host, NULL, "the delegation token was already used (replay refused)");
+    }
+    r->who.kind = PRINCIPAL_USER;
+    snprintf(r->who.name, sizeof r->who.name, "%s", json_string_value(json_object_get(payload, "user")));
+    /* Remembered on the job, so that the relaying host may follow it. */
+    json_object_set_new(r->params, "delegated_by", json_string(host));
+    json_decref(payload);
+    json_object_del(r->params, "delegation");
+    char who[96];
+    snprintf(msg, sizeof msg, "acting for the user, delegated by %s", host);
+    audit_record(a, principal_describe(&r->who, who, sizeof who), "delegation", json_string_value(
+                 json_object_get(r->params, "name")), conn_peer(r->conn), true, msg);
+    return true;
+}
+
+/* ---- relay on the host the user talks to ------------------------------ */
+
+struct relay {
+    struct api_req *req;
+    struct peer_conn *peer;
+    struct event *timer;
+    json_int_t job;
+    json_t *last;
+};
+
+static void relay_end(struct relay *rl, json_t *result, json_t *error)
+{
+    if (error)
+        api_fail(rl->req, json_deep_copy(error));
+    else
+        api_reply(rl->req, json_incref(result));
+    event_free(rl->timer);
+    json_decref(rl->last);
+    peer_close(rl->peer);
+    free(rl);
+}
+
+static void on_show(void *arg, json_t *result, json_t *error)
+{
+    struct relay *rl = arg;
+    if (error) {
+        relay_end(rl, NULL, error);
+        return;
+    }
+    const char *st = json_string_value(json_object_get(result, "state"));
+    if (!rl->last || !json_equal(rl->last, result)) {
+        api_event(rl->req, "job", json_incref(result));
+        json_decref(rl->last);
+        rl->last = json_incref(result);
+    }
+    if (st && strcmp(st, "running") && strcmp(st, "queued")) {
+        relay_end(rl, result, NULL);
+        return;
+    }
+    struct timeval tv = {0, RELAY_POLL_MS * 1000};
+    evtimer_add(rl->timer, &tv);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct relay *rl = arg;
+    peer_call(rl->peer, "jobs.show", json_pack("{s:I}", "id", rl->job), 10000, on_show, rl);
+}
+
+static void on_started(void *arg, json_t *result, json_t *error)
+{
+    struct relay *rl = arg;
+    if (error) {
+        relay_end(rl, NULL, error);
+        return;
+    }
+    rl->job = json_integer_value(json_object_get(result, "job"));
+    on_tick(-1, 0, rl);
+}
+
+void delegate_relay(struct api_req *r)
+{
+    struct agent *a = r->agent;
+    const char *from = json_string_value(json_object_get(r->params, "from"));
+    const struct peer_entry *p = settings_find_peer(&a->settings, from);
+    json_t *token = json_object_get(r->params, "delegation");
+    if (!p) {
+        api_failf(r, ERR_NOT_FOUND, "add it with `vmove peer add HOST ADDR:PORT`", "host %s is not a known peer of %s",
+                  from, a->name);
+        return;
+    }
+    if (!token) {
+        api_failf(r, ERR_INVALID, "the CLI signs one with --identity DIR",
+                  "moving a VM from another host needs a delegation token signed by the user");
+        return;
+    }
+    struct relay *rl = xcalloc(1, sizeof *rl);
+    rl->req = r;
+    rl->timer = evtimer_new(a->base, on_tick, rl);
+    rl->peer = peer_connect(a, p->name, p->addr, NULL, NULL);
+    log_info("relaying a move of %s from %s to %s for the user", json_string_value(json_object_get(r->params, "name")),
+             from, json_string_value(json_object_get(r->params, "to")));
+    peer_call(rl->peer, "vm.move",
+              json_pack("{s:O, s:O, s:O?, s:O, s:b}", "name", json_object_get(r->params, "name"), "to",
+                        json_object_get(r->params, "to"), "tuning", json_object_get(r->params, "tuning"), "delegation",
+                        token, "wait", false),
+              30000, on_started, rl);
+}

@@ -1,0 +1,110 @@
+"""Constrained delegation: a user connected to h1 moves a VM from h2 to h3.
+h1 presents a token the user signed (Ed25519); h2 accepts it only if its own
+policy lets h1 act for users, and only for what the token names."""
+import base64
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from migrationlib import make_cluster
+from vmovelib import VMOVE
+
+
+@pytest.fixture
+def cl(request):
+    return make_cluster(request, n=3)
+
+
+def token(cl, ident, vm, src, dst):
+    p = subprocess.run([VMOVE, "--identity", ident, "token", "create", vm, "--from", src, "--to", dst],
+                       capture_output=True, text=True, check=True)
+    return json.loads(p.stdout)
+
+
+def relay_move(cl, ident, vm, src, dst, tok=None):
+    args = ["move", vm, "--from", src, "--to", dst]
+    if tok is not None:
+        path = os.path.join(cl.tb.root, f"token-{time.monotonic_ns()}.json")
+        with open(path, "w") as f:
+            json.dump(tok, f)
+        args += ["--token-file", path]
+    return cl.tb.vmove_tcp(2, 1, *args, identity=ident, check=False)
+
+
+def sign(ident, payload_text):
+    """Sign a hand-made payload with the user's key (openssl pkeyutl, Ed25519:
+    a one-shot operation, so the input must be a file)."""
+    path = os.path.join(ident, "payload.txt")
+    with open(path, "w") as f:
+        f.write(payload_text)
+    p = subprocess.run(["openssl", "pkeyutl", "-sign", "-rawin", "-inkey", os.path.join(ident, "user.key"), "-in", path],
+                       capture_output=True, check=True)
+    os.unlink(path)
+    return base64.b64encode(p.stdout).decode()
+
+
+def test_delegated_move_and_refusals(cl):
+    cl.create_guest("dl1", mem=32, host=2)
+    cl.boot("dl1", i=2)
+    alice = cl.tb.issue_user("alice")
+    cl.v(1, "acl", "grant", "user:alice", "migrate.out", "vm.read")
+    cl.v(2, "acl", "grant", "user:alice", "migrate.out", "migrate.in")
+    cl.v(3, "acl", "grant", "user:alice", "migrate.in", "migrate.out")
+
+    # h2 has no policy for h1 yet: the error says which host must allow which, and how.
+    p = relay_move(cl, alice, "dl1", "h2", "h3")
+    assert p.returncode == 1 and "host h2 does not allow host:h1 to act for users" in p.stderr, p.stderr
+    assert "vmove host set --allow-delegation-from host:h1" in p.stderr
+    cl.v(2, "host", "set", "--allow-delegation-from", "host:h1")
+
+    t1 = token(cl, alice, "dl1", "h2", "h3")
+    p = relay_move(cl, alice, "dl1", "h2", "h3", t1)
+    assert p.returncode == 0, p.stderr
+    cl.assert_only_on("dl1", 3)
+    assert cl.verify("dl1", 3)
+
+    # The same token again: refused.
+    p = relay_move(cl, alice, "dl1", "h2", "h3", t1)
+    assert p.returncode == 1 and "already used (replay refused)" in p.stderr, p.stderr
+
+    # h3 lets the group of relays act for users (h1 is in it).
+    cl.v(3, "acl", "group", "add", "relays", "host:h1")
+    cl.v(3, "host", "set", "--allow-delegation-from", "group:relays")
+
+    # Scoped to another VM, or another destination: refused.
+    p = relay_move(cl, alice, "dl1", "h3", "h2", token(cl, alice, "other", "h3", "h2"))
+    assert p.returncode == 1 and "token is for VM other, not dl1" in p.stderr, p.stderr
+    p = relay_move(cl, alice, "dl1", "h3", "h2", token(cl, alice, "dl1", "h3", "h9"))
+    assert p.returncode == 1 and "for a move to h9, not to h2" in p.stderr, p.stderr
+
+    # Tampered: the payload changed after signing.
+    t = token(cl, alice, "dl1", "h3", "h2")
+    t["payload"] = t["payload"].replace('"dst":"h2"', '"dst":"h2" ')
+    p = relay_move(cl, alice, "dl1", "h3", "h2", t)
+    assert p.returncode == 1 and "signature does not match" in p.stderr, p.stderr
+
+    # Expired: a correctly signed token whose lifetime is over.
+    now = int(time.time())
+    payload = json.dumps({"dst": "h2", "exp": now - 60, "iat": now - 400, "nonce": "x" * 22, "op": "migrate",
+                          "src": "h3", "user": "alice", "vm": "dl1"}, separators=(",", ":"), sort_keys=True)
+    t = dict(t, payload=payload, sig=sign(alice, payload))
+    p = relay_move(cl, alice, "dl1", "h3", "h2", t)
+    assert p.returncode == 1 and "expired" in p.stderr, p.stderr
+    cl.assert_only_on("dl1", 3)
+
+    # A valid token moves it back.
+    p = relay_move(cl, alice, "dl1", "h3", "h2")
+    assert p.returncode == 0, p.stderr
+    cl.assert_only_on("dl1", 2)
+    assert cl.verify("dl1", 2)
+
+    # The decisions are in h2's and h3's audit logs.
+    a3 = cl.v(3, "audit", "--limit", "300")["records"]
+    denials = " ".join(r.get("reason") or "" for r in a3 if r["verdict"] == "denied")
+    for why in ("token is for VM other", "move to h9", "signature does not match", "expired"):
+        assert why in denials, why
+    a2 = cl.v(2, "audit", "--limit", "300")["records"]
+    assert any(r["action"] == "delegation" and r["who"] == "user:alice" and r["verdict"] == "allowed" for r in a2)
