@@ -54,6 +54,7 @@ struct storage_move {
     struct sm_disk *disks;
     size_t n;
     bool keep_source;
+    char *config_to;                 /* --config-to DIR, or NULL */
     long long speed;                 /* blockdev-mirror "speed", bytes/s, 0 = unlimited */
     enum phase phase;
     struct event *timer;
@@ -89,6 +90,7 @@ static void sm_free(struct storage_move *sm)
     json_decref(sm->failure);
     json_decref(sm->notes);
     free(sm->name);
+    free(sm->config_to);
     free(sm);
 }
 
@@ -335,10 +337,35 @@ static json_t *result_json(struct storage_move *sm)
                                                "to", d->target, "bytes", (json_int_t)d->len, "mirror_ms",
                                                (json_int_t)ms, "pivot_ms", (json_int_t)d->pivot_ms));
     }
-    return json_pack("{s:o, s:I, s:I, s:I, s:f, s:b, s:O}", "disks", disks, "total_ms",
+    return json_pack("{s:o, s:I, s:I, s:I, s:f, s:b, s:O, s:s*}", "disks", disks, "total_ms",
                      (json_int_t)(now_ms() - sm->t_start), "mirror_ms", (json_int_t)mirror_ms, "bytes",
                      (json_int_t)bytes, "rate_Bps", mirror_ms ? (double)bytes * 1000.0 / (double)mirror_ms : 0.0,
-                     "kept_source", sm->keep_source, "notes", sm->notes);
+                     "kept_source", sm->keep_source, "notes", sm->notes, "config_to", sm->config_to);
+}
+
+/* --config-to: rename the VM's directory into DIR and leave a symlink in the
+ * inventory.  Paths vmoved and the QEMU supervisor know (STATE/vms/NAME/...)
+ * keep resolving through the link. */
+static void move_config(struct storage_move *sm)
+{
+    char *real = realpath(sm->vm->dir, NULL);
+    char *target = xasprintf("%s/%s", sm->config_to, sm->name);
+    char *tmp = xasprintf("%s.vmove-link", sm->vm->dir);
+    if (!real || rename(real, target) < 0) {
+        note(sm, "the VM's files were NOT moved to %s: %s", target, strerror(errno));
+    } else {
+        unlink(tmp);
+        /* A fresh symlink renamed over the old path: atomic if the old path
+         * was itself a link; else the directory was just renamed away. */
+        if (symlink(target, tmp) < 0 || rename(tmp, sm->vm->dir) < 0)
+            note(sm, "moved the VM's files to %s but could not link %s to them: %s", target, sm->vm->dir,
+                 strerror(errno));
+        else
+            log_info("%s: VM files moved to %s", sm->name, target);
+    }
+    free(real);
+    free(target);
+    free(tmp);
 }
 
 /* Every disk runs from its new file and vm.json says so: drop the sources. */
@@ -352,6 +379,8 @@ static void cleanup(struct storage_move *sm)
         else if (unlink(d->source) < 0)
             note(sm, "could not delete %s: %s", d->source, strerror(errno));
     }
+    if (sm->config_to)
+        move_config(sm);
     json_t *res = result_json(sm);
     vm_set_storage_move(sm->vm, NULL);
     journal_event(sm->agent->journal, sm->name, "storage.move.succeeded", res);
@@ -961,6 +990,8 @@ static void vm_move_storage(struct api_req *r)
     struct storage_move *sm = sm_new(r->agent, vm, job, plan.n);
     sm->keep_source = keep;
     sm->speed = speed;
+    const char *cto = json_string_value(json_object_get(r->params, "config_to"));
+    sm->config_to = cto ? xstrdup(cto) : NULL;
     sm->timer = evtimer_new(r->agent->base, on_timer, sm);
     for (size_t i = 0; i < plan.n; i++) {
         fill_disk(&sm->disks[i], job->id, plan.disks[i].id, plan.disks[i].source, plan.disks[i].target);

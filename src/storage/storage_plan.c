@@ -208,14 +208,34 @@ static void plan_disks(struct vm *vm, json_t *params, struct storage_plan *p, js
     free(fs);
 }
 
+/* --config-to DIR: the VM's own directory (vm.json, runtime state, logs and
+ * QEMU's sockets) moves to DIR/NAME by rename(), and the inventory entry
+ * becomes a symlink to it.  QEMU keeps running: its listening sockets and open
+ * logs move with the directory.  A rename needs the same filesystem. */
+static void check_config_to(struct vm *vm, const char *dir, json_t *problems)
+{
+    struct stat sd, sv;
+    if (!dir || dir[0] != '/' || stat(dir, &sd) < 0 || !S_ISDIR(sd.st_mode) || access(dir, W_OK | X_OK) < 0) {
+        problem(problems, "--config-to %s: not a writable absolute directory", dir ? dir : "?");
+        return;
+    }
+    char *target = xasprintf("%s/%s", dir, vm->name);
+    if (path_exists(target))
+        problem(problems, "--config-to: %s already exists", target);
+    free(target);
+    if (stat(vm->dir, &sv) == 0 && sv.st_dev != sd.st_dev)
+        problem(problems, "--config-to %s is on another filesystem than the VM's files (%s): the running VM's "
+                          "directory can only be renamed within one filesystem", dir, vm->dir);
+}
+
 json_t *storage_plan_make(struct vm *vm, json_t *params, struct storage_plan *out)
 {
     memset(out, 0, sizeof *out);
     json_t *problems = json_array();
     bool state_bad = check_state(vm, problems);
-    if (json_object_get(params, "config_to") && !json_is_null(json_object_get(params, "config_to")))
-        problem(problems, "--config-to is not implemented yet: a VM's own files stay in its directory under the "
-                          "state directory, where vmoved finds it");
+    json_t *cto = json_object_get(params, "config_to");
+    if (cto && !json_is_null(cto))
+        check_config_to(vm, json_string_value(cto), problems);
     json_t *sel = json_object_get(params, "disks");
     if (sel && !json_is_null(sel) && !json_is_object(sel))
         problem(problems, "parameter \"disks\" must be an object {ID: DIR|null}");

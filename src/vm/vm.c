@@ -788,8 +788,15 @@ static int remove_vm_dir(struct vm *vm, bool keep_disks)
         free(p);
     }
     closedir(d);
-    if (!kept && rmdir(vm->dir) < 0)
+    /* A VM whose files were moved (--config-to) is a link to its directory. */
+    char *real = realpath(vm->dir, NULL);
+    struct stat st;
+    if (!kept && lstat(vm->dir, &st) == 0 && S_ISLNK(st.st_mode)) {
+        if (unlink(vm->dir) < 0 || (real && rmdir(real) < 0))
+            rc = -1;
+    } else if (!kept && rmdir(vm->dir) < 0)
         rc = -1;
+    free(real);
     return rc;
 }
 

@@ -208,8 +208,8 @@ def test_refusals_change_nothing(agent, root):
     assert 'no disk "vdz"' in err
     err = refused("--to", os.path.join(root, "missing"))
     assert "No such file or directory" in err
-    err = refused("--to", dest, "--config-to", dest)
-    assert "not implemented yet" in err
+    err = refused("--to", os.path.join(root, "d2"), "--config-to", "/dev/shm")
+    assert "another filesystem" in err or "not a writable" in err, err
     # All problems at once.
     err = refused("--disk", "vdz", "--disk", f"vdb={os.path.join(root, 'missing')}", "--disk", f"vda={dest}")
     assert 'no disk "vdz"' in err and "No such file" in err and "already exists" in err
@@ -223,3 +223,29 @@ def test_refusals_change_nothing(agent, root):
     err = refused("--to", dest)
     assert "is stopped" in err
     assert os.listdir(dest) == []
+
+
+def test_move_disks_and_config(agent, root):
+    """--config-to moves the VM's own directory too; the running VM keeps
+    working (console, guest channel, QMP) and survives a vmoved restart."""
+    vm = boot(agent, "s7")
+    old_dir = vm["dir"]
+    disks_to = os.path.join(root, "disks7")
+    cfg_to = os.path.join(root, "configs")
+    os.makedirs(disks_to)
+    os.makedirs(cfg_to)
+    job = agent.vmove("move-storage", "s7", "--to", disks_to, "--config-to", cfg_to)
+    assert job["state"] == "succeeded", job
+    new_dir = os.path.join(cfg_to, "s7")
+    assert os.path.isfile(os.path.join(new_dir, "vm.json"))
+    assert os.path.islink(old_dir) and os.path.realpath(old_dir) == new_dir
+    assert all(os.path.dirname(p) == disks_to for p in disk_paths(agent, "s7").values())
+    verify(agent, "s7")
+    assert "vmove-guest" in agent.run("vm", "console", "s7").stdout
+    agent.stop()
+    agent.start()
+    assert agent.vm("s7")["state"] == "running"
+    verify(agent, "s7")
+    agent.vmove("vm", "stop", "s7", "--force")
+    agent.vmove("vm", "delete", "s7")
+    assert not os.path.exists(old_dir) and not os.path.exists(new_dir)
