@@ -70,6 +70,9 @@ class Bed:
                 # Rights at both ends: the other host may send and receive, root may bring VMs in.
                 tb.vmove(i, "acl", "grant", f"host:{other.name}", "migrate.in", "migrate.out")
                 tb.vmove(i, "acl", "grant", "user:root", "migrate.in")
+                # Like for like: the peer (virsh migrate without --tls) sends plaintext.
+                # vmove's default is TLS; both hosts must allow plaintext explicitly.
+                tb.vmove(i, "host", "set", "--allow-insecure-migration", "on")
                 tb.vmove(i, "host", "set", "--migration-incoming", "on", "--migration-outgoing", "on",
                          "--migration-network", tb.subnet("mig"))
         except BaseException:

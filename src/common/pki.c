@@ -99,7 +99,7 @@ static X509 *load_cert(const char *path, char *err, size_t errlen)
     return c;
 }
 
-static EVP_PKEY *load_key(const char *path, char *err, size_t errlen)
+EVP_PKEY *pki_load_key(const char *path, char *err, size_t errlen)
 {
     if (pki_check_key_mode(path, err, errlen) < 0)
         return NULL;
@@ -345,7 +345,7 @@ static int load_ca(const char *cadir, struct pki_pair *ca, char *err, size_t err
         set_err(err, errlen, "CA key %s not found: run `vmove pki init %s` first", key_path, cadir);
         goto out;
     }
-    ca->key = load_key(key_path, err, errlen);
+    ca->key = pki_load_key(key_path, err, errlen);
     ca->cert = ca->key ? load_cert(crt_path, err, errlen) : NULL;
     if (!ca->cert)
         goto out;

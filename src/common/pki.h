@@ -28,5 +28,7 @@ int pki_issue(const char *cadir, const char *name, enum pki_role role, const cha
 /* 0 if the private key file at PATH exists and has no group/other
  * permission bits; else -1 with a message (including the chmod to run).
  * Used by everything that loads a private key. */
+/* A PEM private key, refused if group/other may access the file. */
+struct evp_pkey_st *pki_load_key(const char *path, char *err, size_t errlen);
 int pki_check_key_mode(const char *path, char *err, size_t errlen);
 #endif

@@ -55,19 +55,7 @@ static const char *ossl_reason(void)
 
 static EVP_PKEY *read_key(const char *path, char *err, size_t errlen)
 {
-    if (pki_check_key_mode(path, err, errlen) < 0)
-        return NULL;
-    BIO *b = BIO_new_file(path, "r");
-    if (!b) {
-        ERR_clear_error();
-        set_err(err, errlen, "cannot open private key %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
-    BIO_free(b);
-    if (!k)
-        set_err(err, errlen, "%s is not a PEM private key: %s", path, ossl_reason());
-    return k;
+    return pki_load_key(path, err, errlen);
 }
 
 /* Our own certificate and key; refuses a key that belongs to another
