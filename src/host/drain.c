@@ -206,9 +206,8 @@ static void on_candidate(void *arg, json_t *result, json_t *error)
     if (error)
         snprintf(c->why, sizeof c->why, "%s", json_string_value(json_object_get(error, "message")));
     else {
-        json_t *mig = json_object_get(result, "migration");
-        c->free_mib = json_integer_value(json_object_get(json_object_get(result, "memory"), "free_mib"));
-        c->usable = json_is_true(json_object_get(mig, "incoming")) && !json_is_true(json_object_get(mig, "drained"));
+        c->free_mib = json_integer_value(json_object_get(result, "free_mib"));
+        c->usable = json_is_true(json_object_get(result, "incoming")) && !json_is_true(json_object_get(result, "drained"));
         if (!c->usable)
             snprintf(c->why, sizeof c->why, "host %s does not accept incoming migrations now", c->name);
     }
@@ -363,7 +362,10 @@ static void host_drain(struct api_req *r)
         ref->agent = a;
         ref->c = &d->cand[i];
         d->cand[i].peer = peer_connect(a, d->cand[i].name, d->cand[i].addr, NULL, NULL);
-        peer_call(d->cand[i].peer, "host.show", NULL, 10000, on_candidate_ref, ref);
+        /* Asked as a would-be source of VMs: the candidate checks that we
+         * (and the user) may bring VMs in, as a migration would. */
+        peer_call(d->cand[i].peer, "migrate.capacity", json_pack("{s:s}", "user", d->user), 10000, on_candidate_ref,
+                  ref);
     }
 }
 

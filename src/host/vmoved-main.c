@@ -27,6 +27,7 @@
 #include "host/limits.h"
 #include "host/server.h"
 #include "migrate/incoming.h"
+#include "migrate/link_probe.h"
 #include "migrate/migrate.h"
 #include "qemu/qemu_caps.h"
 #include "qemu/qemu_tls.h"
@@ -181,6 +182,7 @@ static void agent_free(struct agent *a)
     server_stop(a->server);
     drain_free_all(a);
     migrate_free_all(a);
+    probe_sinks_stop_all();
     storage_free_all(a);
     incoming_free_all(a);
     incoming_free_reservations(a);

@@ -21,6 +21,7 @@
 #include "host/journal.h"
 #include "host/limits.h"
 #include "host/server.h"
+#include "migrate/link_probe.h"
 #include "migrate/migrate_net.h"
 #include "migrate/tuning.h"
 #include "qemu/qemu_tls.h"
@@ -910,6 +911,48 @@ static void migrate_finish(struct api_req *r)
     iq(in, "query-migrate", NULL, 10000, on_finish_status);
 }
 
+/* ---- capacity: what a drain asks before choosing destinations --------- */
+
+static uint64_t mem_available_mib(void);
+
+/* Free memory and whether this host takes VMs now; for the hosts (and users)
+ * that may bring VMs in, without giving them vm.read. */
+static void migrate_capacity(struct api_req *r)
+{
+    struct agent *a = r->agent;
+    if (!from_host(r) || !incoming_authorized(r))
+        return;
+    api_reply(r, json_pack("{s:s, s:I, s:b, s:b, s:i, s:i}", "host", a->name, "free_mib",
+                           (json_int_t)mem_available_mib(), "incoming", a->settings.migration_incoming, "drained",
+                           a->settings.drained, "live_in_use", limits_in_use(a, SLOT_LIVE), "live_max",
+                           limits_max(a, SLOT_LIVE)));
+}
+
+/* ---- link probe: a short-lived sink on the migration address ---------- */
+
+static void migrate_probe(struct api_req *r)
+{
+    struct agent *a = r->agent;
+    if (!from_host(r) || !incoming_authorized(r))
+        return;
+    if (!a->settings.migration_incoming) {
+        api_failf(r, ERR_DENIED, NULL, "incoming migration is disabled on host %s", a->name);
+        return;
+    }
+    char ip[64], err[512];
+    if (migrate_net_pick_listen(&a->settings, json_string_value(json_object_get(r->params, "via")), a->name, ip,
+                                sizeof ip, err, sizeof err) < 0) {
+        api_failf(r, ERR_DENIED, NULL, "%s", err);
+        return;
+    }
+    int port = 0;
+    if (!probe_sink_start(a->base, ip, 5000, &port)) {
+        api_failf(r, ERR_UNAVAILABLE, NULL, "cannot listen on %s for a link probe", ip);
+        return;
+    }
+    api_reply(r, json_pack("{s:s, s:i}", "ip", ip, "port", port));
+}
+
 /* ---- quick migration: load the saved state ---------------------------- */
 
 static void on_load_started(void *arg, json_t *ret, const qmp_error_t *err)
@@ -1074,6 +1117,8 @@ const struct api_method api_migrate_peer_methods[] = {
     {"migrate.resolve", migrate_resolve, 0},
     {"migrate.reserve", migrate_reserve, 0},
     {"migrate.load", migrate_load, 0},
+    {"migrate.probe", migrate_probe, 0},
+    {"migrate.capacity", migrate_capacity, 0},
     {"migrate.unreserve", migrate_unreserve, 0},
     {NULL, NULL, 0},
 };

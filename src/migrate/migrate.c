@@ -20,6 +20,7 @@
 #include "host/journal.h"
 #include "host/limits.h"
 #include "host/peer.h"
+#include "migrate/link_probe.h"
 #include "migrate/migrate_net.h"
 #include "migrate/tuning.h"
 #include "qemu/qemu_tls.h"
@@ -77,6 +78,7 @@ struct migration {
     bool mirrors_started;
     bool ending_mirrors;      /* switch-over: waiting for the mirror jobs to end */
     int mirror_setup_pending;
+    struct link_probe *probe; /* measuring the link before prepare */
 };
 
 static void really_free(struct migration *m)
@@ -195,6 +197,11 @@ static void migration_free(struct migration *m)
     }
     peer_close(m->peer);        /* pending calls come back through p_tramp and are dropped */
     m->peer = NULL;
+    if (m->probe) {
+        link_probe_cancel(m->probe);
+        m->probe = NULL;
+        m->refs--;               /* the probe's reference */
+    }
     m_release(m);
 }
 
@@ -1096,6 +1103,9 @@ static struct migration *migration_new(struct agent *a, struct vm *vm, struct jo
 static void enqueue_migration(struct agent *a, struct job *job, struct vm *vm, const char *peer_name,
                               const char *peer_addr, const struct migrate_tuning *t);
 static void on_local_slot(void *arg);
+static void send_prepare(struct migration *m);
+static const char *via_of(struct migration *m);
+static void on_probe_sink(void *arg, json_t *result, json_t *error);
 static void begin_migration(struct migration *m);
 
 static json_t *resolve_target(struct agent *a, const char *to, const char **name, const char **addr)
@@ -1301,17 +1311,72 @@ static void begin_migration(struct migration *m)
     vm_set_hooks(vm, &h);
     set_phase(m, PH_PREPARE);
     peer_set_closed_hook(m->peer, on_peer_closed, m);
+    if (!strcmp(m->tuning.compress, "auto") && !m->tuning.quick) {
+        mp(m, "migrate.probe", json_pack("{s:s, s:s, s:s, s:I}", "via", via_of(m), "user", user_of(m), "vm", m->name,
+                                         "job", (json_int_t)m->job->id), 10000, on_probe_sink);
+        return;
+    }
+    send_prepare(m);
+}
+
+static const char *via_of(struct migration *m)
+{
+    static char via[64];
     const char *colon = strrchr(m->peer_addr, ':');
-    char via[64];
     snprintf(via, sizeof via, "%.*s", colon ? (int)(colon - m->peer_addr) : 0, m->peer_addr);
-    json_t *cfg = vm_config_to_json(&vm->cfg);
+    return via;
+}
+
+static void send_prepare(struct migration *m)
+{
+    struct agent *a = m->agent;
+    if (!strcmp(m->tuning.compress, "auto"))
+        snprintf(m->tuning.compress, sizeof m->tuning.compress, "none");
+    json_t *cfg = vm_config_to_json(&m->vm->cfg);
     json_t *storage = m->tuning.with_storage[0] ? storage_request(m) : NULL;
     mp(m, "migrate.prepare",
               json_pack("{s:o, s:o, s:s, s:s, s:I, s:b, s:o, s:s, s:b}", "config", cfg, "tuning", tuning_to_json(&m->tuning),
-                        "accel", accel_kind_name(a->accel.kind), "via", via, "job", (json_int_t)m->job->id, "quick",
+                        "accel", accel_kind_name(a->accel.kind), "via", via_of(m), "job", (json_int_t)m->job->id, "quick",
                         m->tuning.quick, "storage", storage ? storage : json_null(), "user", user_of(m),
                         "insecure_ok", a->settings.allow_insecure_migration),
               PREPARE_TIMEOUT_MS, on_prepared);
+}
+
+/* ---- choosing compression from the measured link ---------------------- */
+
+/* Compression pays where the link, not the CPU, limits the transfer. */
+#define COMPRESS_BELOW_BPS (1.5e9 / 8)     /* between 1 GbE (compress) and 10 GbE (do not) */
+#define PROBE_MS 300
+
+static void on_link_measured(void *arg, double Bps)
+{
+    struct migration *m = arg;
+    m->probe = NULL;
+    if (!m->dead && m->phase == PH_PREPARE) {
+        const char *choice = Bps > 0 && Bps < COMPRESS_BELOW_BPS && m->tuning.channels > 1 ? "zstd" : "none";
+        snprintf(m->tuning.compress, sizeof m->tuning.compress, "%s", choice);
+        char *msg = Bps > 0 ? xasprintf("link to %s measured at %.2f Gbit/s: compression %s", dest(m), Bps * 8 / 1e9,
+                                        choice)
+                            : xasprintf("link to %s could not be measured: compression none", dest(m));
+        log_info("%s: %s", m->name, msg);
+        json_array_append_new(m->actions, json_string(msg));
+        free(msg);
+        send_prepare(m);
+    }
+    m_release(m);
+}
+
+static void on_probe_sink(void *arg, json_t *result, json_t *error)
+{
+    struct migration *m = arg;
+    if (error) {
+        /* A refusal (rights, disabled, network) is prepare's to report in full. */
+        send_prepare(m);
+        return;
+    }
+    m->refs++;   /* held by the probe until it reports */
+    m->probe = link_probe_run(m->agent->base, json_string_value(json_object_get(result, "ip")),
+                              (int)json_integer_value(json_object_get(result, "port")), PROBE_MS, on_link_measured, m);
 }
 
 /* ---- recovery after a restart ----------------------------------------- */

@@ -19,7 +19,7 @@ void tuning_defaults(struct migrate_tuning *t)
     t->max_downtime_ms = TUNING_DEFAULT_MAX_DOWNTIME_MS;
     t->max_duration_s = TUNING_DEFAULT_MAX_DURATION_S;
     t->channels = TUNING_DEFAULT_CHANNELS;
-    snprintf(t->compress, sizeof t->compress, "none");
+    snprintf(t->compress, sizeof t->compress, "auto");
     t->converge = CONVERGE_AUTO;
 }
 
@@ -58,8 +58,8 @@ int tuning_from_json(json_t *j, struct migrate_tuning *t, char *err, size_t errl
     }
     const char *c = json_string_value(json_object_get(j, "compress"));
     if (c) {
-        if (strcmp(c, "none") && strcmp(c, "zstd") && strcmp(c, "zlib")) {
-            snprintf(err, errlen, "compress must be none, zstd or zlib");
+        if (strcmp(c, "none") && strcmp(c, "zstd") && strcmp(c, "zlib") && strcmp(c, "auto")) {
+            snprintf(err, errlen, "compress must be auto, none, zstd or zlib");
             return -1;
         }
         snprintf(t->compress, sizeof t->compress, "%s", c);
@@ -101,6 +101,8 @@ int tuning_from_json(json_t *j, struct migrate_tuning *t, char *err, size_t errl
         t->channels = 1;   /* the saved state is one stream */
         snprintf(t->compress, sizeof t->compress, "none");
     }
+    if (t->channels < 2 && !strcmp(t->compress, "auto"))
+        snprintf(t->compress, sizeof t->compress, "none");
     if (strcmp(t->compress, "none") && t->channels < 2) {
         snprintf(err, errlen, "compression needs multifd: use --parallel 2 or more");
         return -1;
@@ -147,7 +149,7 @@ json_t *tuning_qemu_parameters(const struct migrate_tuning *t)
                           "downtime-limit", (json_int_t)t->downtime_ms);
     if (t->channels > 1) {
         json_object_set_new(p, "multifd-channels", json_integer(t->channels));
-        json_object_set_new(p, "multifd-compression", json_string(t->compress));
+        json_object_set_new(p, "multifd-compression", json_string(strcmp(t->compress, "auto") ? t->compress : "none"));
     }
     return p;
 }

@@ -352,6 +352,7 @@ def test_real_vmoved_smoke(testbed_factory):
     for h in tb.hosts:
         tb.start_host(h)
     assert tb.vmove(1, "host", "show", json=True)["name"] == "h1"
-    # Over TLS on the mgmt network, from h2's namespace.
+    # Over TLS on the mgmt network, from h2's namespace, as a user h1 lets read.
+    tb.vmove(1, "acl", "grant", "user:tester", "vm.read")
     assert tb.vmove_tcp(2, 1, "host", "show", json=True)["name"] == "h1"
     assert tb.stop_host(1) == 0
