@@ -6,7 +6,7 @@
 set -eu
 RUNTIME="build-essential pkg-config libevent-dev libjansson-dev libsqlite3-dev libssl-dev
  qemu-system-x86 qemu-utils iproute2 kmod cpio gzip zstd socat"
-TEST="libcmocka-dev python3-pytest tcpdump etcd-server etcd-client iperf3 gnuplot-nox valgrind"
+TEST="libcmocka-dev python3-pytest tcpdump openssl etcd-server etcd-client iperf3 gnuplot-nox valgrind"
 
 want="$RUNTIME"
 [ "${1:-runtime}" = test ] && want="$RUNTIME $TEST"
