@@ -90,7 +90,8 @@ demo: deps
 	$(MAKE) guest
 	VMOVE_BIN=$(abspath build/release/bin) scripts/demo.sh
 
-bench: deps
+bench:
+	scripts/install-deps.sh bench
 	$(MAKE) MODE=release all
 	$(MAKE) guest
 	VMOVE_BIN=$(abspath build/release/bin) bench/run.sh

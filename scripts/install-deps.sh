@@ -3,13 +3,16 @@
 # packages that are missing, so a second run does nothing and needs no network.
 #   install-deps.sh runtime   - what `make`, `make demo` and `make guest` need
 #   install-deps.sh test      - runtime + what `make check` needs
+#   install-deps.sh bench     - runtime + what `make bench` needs
 set -eu
 RUNTIME="build-essential pkg-config libevent-dev libjansson-dev libsqlite3-dev libssl-dev
  qemu-system-x86 qemu-utils iproute2 kmod cpio gzip zstd socat"
-TEST="libcmocka-dev python3-pytest tcpdump openssl etcd-server etcd-client iperf3 gnuplot-nox valgrind"
+TEST="libcmocka-dev python3-pytest tcpdump openssl iperf3"
+BENCH="iperf3 gnuplot-nox"
 
 want="$RUNTIME"
 [ "${1:-runtime}" = test ] && want="$RUNTIME $TEST"
+[ "${1:-runtime}" = bench ] && want="$RUNTIME $BENCH"
 
 missing=""
 for p in $want; do
