@@ -28,3 +28,12 @@ def agent(root):
 def guest_built():
     assert os.path.exists(vmovelib.KERNEL) and os.path.exists(vmovelib.INITRD), \
         "the test guest is missing: run `make guest`"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Remember each phase's outcome on the item, so fixtures can tell
+    whether the test failed (and then show the daemons' logs)."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)

@@ -145,6 +145,11 @@ def make_cluster(request, n=2):
     c.configure()
 
     def stop_cleanly():
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            # What the daemons said is the first thing to read about a failure.
+            for i in range(1, n + 1):
+                print(f"\n===== vmoved log of {tb.host(i).name} (last 60 lines) =====\n{tb.log_tail(i, 60)}")
         # vmoved must exit 0 on SIGTERM: ASan/LSan findings would make it fail.
         for i in range(1, n + 1):
             h = tb.host(i)

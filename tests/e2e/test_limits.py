@@ -110,7 +110,9 @@ def test_queued_job_cancelled_never_touches_vm(cl3):
     assert cl.v(1, "jobs", "show", str(ids[2]))["state"] == "cancelled"
     # Raise the limit while one is still queued: it starts at once.
     cl.v(1, "host", "set", "--max-live-migrations", "2")
-    wait_for(lambda: cl.v(1, "jobs", "show", str(ids[1]))["state"] == "running", 30, "the queued job to start")
+    # (It may even finish before we look: compression makes short work of it.)
+    wait_for(lambda: cl.v(1, "jobs", "show", str(ids[1]))["state"] in ("running", "succeeded"), 30,
+             "the queued job to start")
     cl.tb.unshape(1, "mig")
     assert wait_jobs_done(cl, 1, ids[:2]) == ["succeeded", "succeeded"]
     # c2 never moved, was never paused or migrating.
