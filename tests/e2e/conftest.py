@@ -14,10 +14,17 @@ def root():
 
 
 @pytest.fixture
-def agent(root):
+def agent(root, request):
     """A running vmoved; stopped (and checked for a clean exit) afterwards."""
     a = vmovelib.Agent(root, "h1").start()
     yield a
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        import glob
+        print("\n===== vmoved log (last 60 lines) =====\n" + "".join(a.read_log().splitlines(True)[-60:]))
+        for log in glob.glob(os.path.join(a.state_dir, "vms", "*", "qemu.log")):
+            with open(log, errors="replace") as f:
+                print(f"===== {log} =====\n" + "".join(f.readlines()[-20:]))
     try:
         a.stop()
     finally:
