@@ -54,6 +54,7 @@ struct incoming {
     char ip[64];
     int port;
     bool finish_waiting;       /* finish arrived while QEMU was still loading */
+    bool loaded;               /* QEMU reported the incoming migration completed */
     struct event *finish_timer;
     char holder[96];           /* our live-migration slot */
     bool quick;                /* quick migration: the state comes from a file */
@@ -468,9 +469,14 @@ static void on_incoming_event(void *arg, const char *name, json_t *data)
         log_info("incoming %s: QEMU migration status %s", in->name, st ? st : "?");
         if (st && !strcmp(st, "failed") && in->vm && !committed(in->vm))
             abort_incoming(in, "QEMU reported the incoming migration failed");
-        else if (st && !strcmp(st, "completed") && in->finish_waiting) {
-            in->finish_waiting = false;
-            stop_nbd_then_commit(in);
+        else if (st && !strcmp(st, "completed")) {
+            /* Remembered: QEMU 7.2 may answer a later query-migrate with a
+             * stale status, and the event is the authoritative signal. */
+            in->loaded = true;
+            if (in->finish_waiting) {
+                in->finish_waiting = false;
+                stop_nbd_then_commit(in);
+            }
         }
     }
 }
@@ -876,7 +882,7 @@ static void on_finish_status(void *arg, json_t *ret, const qmp_error_t *err)
 {
     struct incoming *in = arg;
     const char *st = json_string_value(json_object_get(ret, "status"));
-    if (!err && st && !strcmp(st, "completed")) {
+    if (in->loaded || (!err && st && !strcmp(st, "completed"))) {
         stop_nbd_then_commit(in);
         return;
     }

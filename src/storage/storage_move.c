@@ -65,6 +65,7 @@ struct storage_move {
     bool checking;                   /* query-block for a pivot in flight */
     bool released;                   /* finished or shutting down: free at pending == 0 */
     uint64_t t_start, t_mirror, rollback_since, last_cancel_ms;
+    bool paused_for_cancel;          /* we stopped the vCPUs to cancel safely */
     json_t *failure;
     json_t *notes;                   /* what the user must know: kept files, ... */
 };
@@ -483,24 +484,46 @@ static void on_rollback_jobs(struct storage_move *sm, struct sm_disk *unused, js
     }
     size_t listed = 0, i;
     json_t *j;
-    bool resend = now_ms() - sm->last_cancel_ms >= 1000;
+    /* One cancel per job (again only if it lingers for 10 s): QEMU 7.2
+     * corrupts its heap ("corrupted double-linked list") when a throttled
+     * write-blocking mirror is cancelled repeatedly.  The throttle is lifted
+     * first, so the cancel does not wait for a rate-limited sleep. */
+    bool resend = !sm->last_cancel_ms || now_ms() - sm->last_cancel_ms >= 10000;
+    /* QEMU 7.2 also corrupts its heap when an active mirror is torn down
+     * while guest writes go through it: stop the vCPUs (which drains the
+     * guest's in-flight I/O) for the moment of the cancel. */
+    if (resend && !sm->last_cancel_ms && sm->vm->state == VM_RUNNING && json_array_size(jobs)) {
+        sm_qmp(sm, "stop", NULL, 0, NULL, false);
+        sm->paused_for_cancel = true;
+    }
     json_array_foreach(jobs, i, j) {
         struct sm_disk *d = disk_by_job(sm, json_string_value(json_object_get(j, "device")));
         if (!d || d->pivoted)
             continue;
         listed++;
-        if (resend)
+        if (resend) {
+            sm_qmp(sm, "block-job-set-speed", json_pack("{s:s, s:i}", "device", d->job_id, "speed", 0), 0, NULL,
+                   false);
             sm_qmp(sm, "block-job-cancel", json_pack("{s:s, s:b}", "device", d->job_id, "force", 1), 0, NULL, false);
+        }
     }
     if (resend)
         sm->last_cancel_ms = now_ms();
     if (!err && listed == 0 && sm->batch == 0) {
+        if (sm->paused_for_cancel) {
+            sm->paused_for_cancel = false;
+            sm_qmp(sm, "cont", NULL, 0, NULL, false);
+        }
         sm_qmp(sm, "query-block", NULL, 0, on_rollback_block, true);
         then(sm, delete_target_nodes);
         return;
     }
     if (now_ms() - sm->rollback_since > CANCEL_WAIT_MS) {
         note(sm, "QEMU did not drop the mirror jobs within %d s; target files left in place", CANCEL_WAIT_MS / 1000);
+        if (sm->paused_for_cancel) {
+            sm->paused_for_cancel = false;
+            sm_qmp(sm, "cont", NULL, 0, NULL, false);   /* the guest runs again, whatever the jobs do */
+        }
         for (size_t k = 0; k < sm->n; k++)
             sm->disks[k].created = false;
         end_failed(sm);
