@@ -134,6 +134,25 @@ class Bed:
         return f"{prefix}{self.seq:02d}"
 
 
+def private_dir(bed, i):
+    """A directory only host i uses (shared-nothing: not the bed's shared dir)."""
+    d = os.path.join(bed.tb.root, bed.tb.host(i).name, "disks")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def make_disk(path, spec):
+    """A fresh qcow2; with spec["prefill"], that much of it written (0x5a) before boot."""
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, spec["disk_size"]], check=True)
+    pre = spec.get("prefill_bytes") or 0
+    if pre:
+        chunk = 256 * MIB
+        cmds = []
+        for off in range(0, pre, chunk):
+            cmds += ["-c", f"write -P 0x5a {off} {min(chunk, pre - off)}"]
+        subprocess.run(["qemu-io", "-f", "qcow2"] + cmds + [path], check=True, capture_output=True)
+
+
 def guest_append(ip, spec):
     a = (f"console=ttyS0 quiet panic=-1 vmove.mem={spec['mem']} vmove.mem_rate={spec['rate']} "
          f"vmove.mem_pattern={spec['pattern']} vmove.disk=vda vmove.disk_rate={spec['disk_rate']} "
@@ -224,14 +243,17 @@ class VmoveGuest:
         self.bed, self.spec, self.k = bed, spec, k
         tb = bed.tb
         self.name = bed.new_name("v")
-        self.disk = os.path.join(tb.shared_dir, f"{self.name}.qcow2")
+        self.sn = bool(spec.get("shared_nothing"))
+        base = private_dir(bed, 1) if self.sn else tb.shared_dir
+        self.disk = os.path.join(base, f"{self.name}.qcow2")
+        self.dst_dir = private_dir(bed, 2) if self.sn else None
         self.ip = tb.guest_ip(k)
         self.where = 1
         self.r = {"side": "vmove", "vm": self.name}
 
     def boot(self, wait=True):
         tb, name, spec = self.bed.tb, self.name, self.spec
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", self.disk, spec["disk_size"]], check=True)
+        make_disk(self.disk, spec)
         self.bed.vmove(1, "vm", "create", name, "--memory", f"{spec['memory_mib']}M", "--cpus", "1", "--disk",
                        self.disk, "--nic", "switch0", "--kernel", KERNEL, "--initrd", INITRD,
                        "--append", guest_append(self.ip, spec))
@@ -256,6 +278,8 @@ class VmoveGuest:
         bed.flush_client_arp()
         cmd = [os.path.join(BIN, "vmove"), "-H", "unix:" + tb.host(1).sock, "--json", "move", self.name, "--to",
                tb.host(2).name, "--probe", f"{self.ip}:{ECHO_PORT}", "--max-duration", str(int(spec["cap_s"]))]
+        if self.sn:
+            cmd += ["--with-storage", self.dst_dir]
         cmd += list(extra)
         r["command"] = "ip netns exec CLIENT_NS " + shlex.join(cmd)
         tx0 = bed.tx_bytes(1)
@@ -275,6 +299,10 @@ class VmoveGuest:
         samples = []
         for e in events:
             pr = (e.get("data") or {}).get("progress")
+            if pr and pr.get("phase") == "mirror" and pr.get("disks"):
+                r["mirror_bytes"] = sum(d.get("len") or 0 for d in pr["disks"])
+                if all(d.get("ready") for d in pr["disks"]):
+                    r.setdefault("mirror_ready_ms", pr.get("elapsed_ms"))
             if pr and pr.get("status") in ("active", "device", "completed") and pr.get("ram_total"):
                 smp = [pr["elapsed_ms"], pr["ram_remaining"], pr["bytes_sent"]]
                 if not samples or samples[-1] != smp:
@@ -311,10 +339,12 @@ class VmoveGuest:
         for i in (1, 2):
             self.bed.vmove(i, "vm", "stop", self.name, "--force", check=False, timeout=60)
             self.bed.vmove(i, "vm", "delete", self.name, check=False, timeout=60)
-        try:
-            os.unlink(self.disk)
-        except OSError:
-            pass
+        for f in (self.disk, os.path.join(self.dst_dir, f"{self.name}.qcow2") if self.sn else None):
+            try:
+                if f:
+                    os.unlink(f)
+            except OSError:
+                pass
 
 
 class PeerGuest:
@@ -325,7 +355,9 @@ class PeerGuest:
         self.bed, self.spec, self.k = bed, spec, k
         tb = bed.tb
         self.name = name = bed.new_name("p")
-        self.disk = os.path.join(tb.shared_dir, f"{name}.qcow2")
+        self.sn = bool(spec.get("shared_nothing"))
+        self.disk = os.path.join(private_dir(bed, 1) if self.sn else tb.shared_dir, f"{name}.qcow2")
+        self.dst_disk = os.path.join(private_dir(bed, 2), f"{name}.qcow2") if self.sn else self.disk
         self.ip = tb.guest_ip(k)
         uuid = str(uuidmod.uuid4())
         tap = f"vm{uuid.replace('-', '')[:8]}n0"
@@ -334,17 +366,19 @@ class PeerGuest:
         self.dirs = {i: os.path.join(tb.root, "peer", f"h{i}", name) for i in (1, 2)}
 
         def argv(i, incoming=None):
-            return peer.qemu_argv(name, uuid, self.dirs[i], spec["memory_mib"], 1, self.disk, tap, mac, KERNEL,
+            return peer.qemu_argv(name, uuid, self.dirs[i], spec["memory_mib"], 1,
+                                  self.disk if i == 1 else self.dst_disk, tap, mac, KERNEL,
                                   INITRD, append, incoming=incoming)
         self.src = peer.PeerVM(tb.host(1).ns, self.dirs[1], argv(1), tap)
         self.dst = peer.PeerVM(tb.host(2).ns, self.dirs[2], argv(2, "defer"), tap)
         self.who = self.src
         self.r = {"side": "peer", "vm": name,
                   "qemu_argv_normalized": normalize_argv(self.src.argv, self.dirs[1], name, uuid, tap, mac, self.disk),
-                  "command": "bench/peer.py migrate() between QEMUs started with: " + shlex.join(self.dst.argv)}
+                  "command": ("bench/peer.py migrate_copy_storage()" if self.sn else "bench/peer.py migrate()")
+                  + " between QEMUs started with: " + shlex.join(self.dst.argv)}
 
     def boot(self, wait=True):
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", self.disk, self.spec["disk_size"]], check=True)
+        make_disk(self.disk, self.spec)
         self.src.start()
         self.src.qmp.cmd("cont")
         if wait:
@@ -361,16 +395,26 @@ class PeerGuest:
             probe = Probe(bed, self.ip)
             tx0 = bed.tx_bytes(1)
             t0 = time.monotonic()
+            if self.sn:
+                # libvirt's Prepare pre-creates the destination image (same virtual size), empty.
+                subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", self.dst_disk, self.spec["disk_size"]],
+                               check=True)
             self.dst.start()     # libvirt's Prepare: destination QEMU, paused, -incoming defer
-            m = peer.migrate(self.src, self.dst, tb.host(2).mig_ip, MIG_PORT + self.k, cap_s=self.spec["cap_s"],
-                             t0=t0)
+            if self.sn:
+                m = peer.migrate_copy_storage(self.src, self.dst, tb.host(2).mig_ip, MIG_PORT + self.k,
+                                              MIG_PORT + 100 + self.k, ["vda"], cap_s=self.spec["cap_s"],
+                                              mirror_cap_s=self.spec["cap_s"] * 3, t0=t0)
+            else:
+                m = peer.migrate(self.src, self.dst, tb.host(2).mig_ip, MIG_PORT + self.k, cap_s=self.spec["cap_s"],
+                                 t0=t0)
             r["wall_ms"] = round((time.monotonic() - t0) * 1000)
             r["wire_bytes"] = bed.tx_bytes(1) - tx0
             r["probe"] = probe.finish()
             probe = None
             r["client_gap_ms"] = (r["probe"] or {}).get("max_gap_ms")
             for k in ("converged", "status", "total_ms", "qemu_total_ms", "qemu_downtime_ms", "bytes_sent", "passes",
-                      "samples", "error", "params", "capabilities", "resumed_ms", "transfer_ms", "capped"):
+                      "samples", "error", "params", "capabilities", "resumed_ms", "transfer_ms", "capped",
+                      "mirror_ms", "mirror_bytes", "mirror_ready_ms", "pre_switchover_ms"):
                 if k in m:
                     r[k] = m[k]
             if m["converged"]:
@@ -391,10 +435,11 @@ class PeerGuest:
             self.r["qemu_log"] = {"src": self.src.log_tail(800), "dst": self.dst.log_tail(800)}
         self.src.stop()
         self.dst.stop()
-        try:
-            os.unlink(self.disk)
-        except OSError:
-            pass
+        for f in {self.disk, self.dst_disk}:
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
 
 
 def guarded(g, step, *a):
@@ -533,17 +578,78 @@ def scenario3(args, out):
                  f"1gbit, compressible, dirty {args.rate3} MiB/s", out)
 
 
-def scenario5(args, out):
-    """Drain stand-in: 6 guests running on h1 at once, moved one after the
-    other (vmove has no drain yet, issue 6)."""
-    n = 6
+def scenario4(args, out):
+    """Shared-nothing: each host's disk is in a directory only it uses; the
+    disk moves with the memory (vmove --with-storage vs libvirt's
+    --copy-storage-all flow, bench/peer.py migrate_copy_storage)."""
+    size_gib, pre_mib = (1, 512) if args.quick else (4, 2048)
     with Bed() as bed:
-        spec = base_spec(args, memory_mib=1024, mem=128, rate=16, disk_size="64M", disk_rate=64)
+        # The cap covers the disk copy too: three times the migration cap.
+        spec = base_spec(args, rate=0, disk_size=f"{size_gib}G", prefill_bytes=pre_mib * MIB, disk_rate=1024,
+                         shared_nothing=True, cap_s=args.cap * 3)
+        label = (f"shared-nothing, {size_gib} GiB disk with {pre_mib} MiB written, guest writing 1 MiB/s, "
+                 f"2 GiB RAM idle, unshaped")
+        for rep in range(args.reps):
+            pair(bed, spec, rep, [("vmove", ()), ("peer", ())], label, out)
+
+
+def drain_h1(bed, gs, r, timeout):
+    """`vmove host drain h1 --to h2` on h1; per-VM results from the child jobs."""
+    tb = bed.tb
+    tx0 = bed.tx_bytes(1)
+    t0 = time.monotonic()
+    cmd = ["host", "drain", tb.host(1).name, "--to", tb.host(2).name]
+    r["command"] = "vmove -H unix:H1SOCK --json " + " ".join(cmd)
+    final = bed.vmove(1, *cmd, check=False, timeout=timeout)
+    r["wall_ms"] = round((time.monotonic() - t0) * 1000)
+    r["wire_bytes"] = bed.tx_bytes(1) - tx0
+    res = final.get("result") or (final.get("error") or {}).get("result") or {}
+    r["drain_result"] = res
+    r["drain_state"] = final.get("state")
+    if not res:
+        r["error"] = f"no drain result: {json.dumps(final)[:500]}"
+    r["total_ms"] = res.get("total_ms")
+    items = {it.get("vm"): it for it in res.get("vms", [])}
+    for g in gs:
+        it = items.get(g.name)
+        if not it:
+            g.r["converged"] = False
+            g.r["error"] = "not in the drain's result"
+            continue
+        g.r["drain_item"] = it
+        job = bed.vmove(1, "jobs", "show", str(it.get("job")), check=False) if it.get("job") else {}
+        jr = job.get("result") or {}
+        g.r["job_state"] = it.get("state")
+        if it.get("state") == "succeeded":
+            g.r["converged"] = True
+            g.where = 2 if it.get("to") == tb.host(2).name else 1
+            for k in ("total_ms", "qemu_downtime_ms", "qemu_total_ms", "bytes_sent", "passes", "policy_actions"):
+                g.r[k] = jr.get(k)
+        else:
+            g.r["converged"] = False
+            g.r["error"] = (it.get("error") or {}).get("message") or it.get("state")
+            listed = [v["name"] for v in bed.vmove(2, "vm", "list").get("vms", [])]
+            g.where = 2 if g.name in listed else 1
+
+
+def scenario5(args, out):
+    """Drain: N guests running on h1 at once.  vmove: `vmove host drain h1
+    --to h2` (queued moves, at most 2 at a time, the default limit);
+    `vmove move` one after the other; the peer as a script around virsh
+    would do it: one migration after the other."""
+    n, mem_mib, hot = (4, 512, 64) if args.quick else (6, 1024, 128)
+    with Bed() as bed:
+        spec = base_spec(args, memory_mib=mem_mib, mem=hot, rate=16, disk_size="64M", disk_rate=64)
+        cond = f"{n} guests of {mem_mib} MiB ({hot} MiB at 16 MiB/s) on h1 -> h2"
+        variants = ["vmove host drain", f"vmove move x{n}", "peer"]
         for rep in range(args.reps5):
-            for side in (("vmove", "peer") if rep % 2 == 0 else ("peer", "vmove")):
+            for variant in (variants if rep % 2 == 0 else list(reversed(variants))):
+                side = "peer" if variant == "peer" else "vmove"
                 cls = VmoveGuest if side == "vmove" else PeerGuest
+                load = foreign_load(bed)
                 gs = [cls(bed, spec, k) for k in range(n)]
-                t = time.monotonic()
+                r = {"side": side, "variant": variant, "condition": cond, "rep": rep, "link": bed.link, "spec": spec}
+                t_run = time.monotonic()
                 try:
                     for g in gs:
                         guarded(g, g.boot, False)
@@ -551,32 +657,54 @@ def scenario5(args, out):
                         if "error" not in g.r:
                             guarded(g, g.wait_ready)
                     time.sleep(spec["settle"])
-                    t = time.monotonic()
-                    for g in gs:
-                        if "error" not in g.r:
+                    booted = [g for g in gs if "error" not in g.r]
+                    if len(booted) < n:
+                        r["error"] = "; ".join(f"{g.name}: boot failed: {g.r.get('error')}" for g in gs
+                                               if g not in booted)
+                    if variant == "vmove host drain":
+                        if booted:
+                            try:
+                                drain_h1(bed, booted, r, timeout=args.cap * n + 300)
+                            except Exception as e:
+                                r["error"] = f"{type(e).__name__}: {e}"
+                                r["traceback"] = traceback.format_exc()[-2000:]
+                    else:
+                        tx0 = bed.tx_bytes(1)
+                        t = time.monotonic()
+                        for g in booted:
                             guarded(g, g.move)
-                    wall = round((time.monotonic() - t) * 1000)
-                    for g in gs:
+                        r["wall_ms"] = round((time.monotonic() - t) * 1000)
+                        r["total_ms"] = r["wall_ms"]
+                        r["wire_bytes"] = bed.tx_bytes(1) - tx0
+                    for g in booted:
                         if g.r.get("converged") or (g.r.get("error") and "traceback" not in g.r):
                             guarded(g, g.verify)
                 finally:
                     for g in gs:
                         g.cleanup()
+                    if variant == "vmove host drain":
+                        bed.vmove(1, "host", "resume", bed.tb.host(1).name, check=False)
                 rs = [g.r for g in gs]
-                r = {"side": side, "variant": side, "condition": f"{n} guests on h1, moved one after the other",
-                     "rep": rep, "link": bed.link, "spec": spec, "runs": rs, "sequence_wall_ms": wall,
-                     "converged": all(x.get("converged") for x in rs),
-                     "verify_ok": all(x.get("verify_ok") for x in rs)}
+                r["runs"] = rs
+                r["converged"] = bool(rs) and all(x.get("converged") for x in rs) and "error" not in r
+                r["verify_ok"] = bool(rs) and all(x.get("verify_ok") for x in rs)
+                r["verify"] = "; ".join(f"{x['vm']} on {x.get('verify_host')}: {x.get('verify')}" for x in rs)
+                r["run_s"] = round(time.monotonic() - t_run, 1)
+                r.update(load)
                 if r["converged"]:
-                    r["total_ms"] = wall
-                    r["wire_bytes"] = sum(x["wire_bytes"] for x in rs)
-                    r["bytes_sent"] = sum(x["bytes_sent"] for x in rs)
-                    r["qemu_downtime_ms"] = max(x["qemu_downtime_ms"] for x in rs)
-                    r["client_gap_ms"] = max((x.get("client_gap_ms") or 0) for x in rs)
+                    r["bytes_sent"] = sum(x.get("bytes_sent") or 0 for x in rs)
+                    r["qemu_downtime_ms"] = max((x.get("qemu_downtime_ms") or 0) for x in rs)
+                    gaps = [x.get("client_gap_ms") for x in rs if x.get("client_gap_ms") is not None]
+                    r["client_gap_ms"] = max(gaps) if gaps else None
                 else:
-                    r["error"] = "; ".join(f"{x['vm']}: {x.get('error')}" for x in rs if not x.get("converged"))
-                log(f"  {r['condition']} rep {rep+1} {side}: {n} moves took {wall/1000:.1f} s, "
-                    f"all converged {r['converged']}, all verified {r['verify_ok']}")
+                    r.setdefault("error", "; ".join(f"{x['vm']}: {x.get('error')}" for x in rs
+                                                    if not x.get("converged")))
+                tot = r.get("total_ms")
+                log(f"  {cond} rep {rep+1} {variant}: total {fmt_num(tot / 1000 if tot else None, 1)} s, "
+                    f"all converged {r['converged']}, all verified {r['verify_ok']}"
+                    + ("" if r["converged"] else f" ({str(r.get('error'))[:300]})")
+                    + (f" [{load['foreign_qemus']} other QEMUs running on this machine]"
+                       if load["foreign_qemus"] else ""))
                 out.append(r)
 
 
@@ -614,6 +742,8 @@ def throughput(r):
     t = r.get("qemu_total_ms")
     if not r.get("converged") or not t or "wire_bytes" not in r:
         return None
+    if (r.get("spec") or {}).get("shared_nothing"):
+        return None     # the wire also carried the disk copy, outside QEMU's migration time
     return r["wire_bytes"] * 8 / (t / 1000)
 
 
@@ -656,7 +786,7 @@ def summarize(runs):
 def is_cap(r):
     e = str(r.get("error") or "")
     return bool(r.get("capped")) or "max-duration" in e or "max duration" in e or "did not converge" in e \
-        or "cancel" in e.lower()
+        or "cancel" in e.lower() or re.search(r"did not finish within \d+ s", e) is not None
 
 
 def ratio(a, b):
@@ -688,8 +818,8 @@ def render_md(meta, runs, iperf, summ):
     titles = {1: "Scenario 1: idle guest (2 GiB, 512 MiB static data), unshaped link",
               2: "Scenario 2: 2 GiB, 512 MiB kept hot at several dirty rates",
               3: "Scenario 3: 1 Gbit/s, compressible guest memory",
-              4: "Scenario 4: shared-nothing migration, 4 GiB disk",
-              5: "Scenario 5: drain 6 guests",
+              4: "Scenario 4: shared-nothing migration (disk and memory; hosts share only the network)",
+              5: "Scenario 5: drain a host",
               6: "Scenario 6: physical limit (iperf3, raw TCP on the migration link)"}
     by_sc = {}
     for r in runs:
@@ -698,13 +828,19 @@ def render_md(meta, runs, iperf, summ):
         L.append(f"## {titles[sc]}")
         L.append("")
         if sc == 4:
-            L.append("not available: vmove lacks shared-nothing migration (issue 5)")
+            L.append("vmove: `vmove move NAME --to h2 --with-storage H2DIR` (NBD + write-blocking mirror, then "
+                     "memory); peer: libvirt's `--copy-storage-all` flow (NBD export on h2, `blockdev-mirror` "
+                     "sync=full in QEMU's default background mode, ready, `migrate` with pause-before-switchover, "
+                     "mirror cancelled at pre-switchover, `nbd-server-stop`, `cont`). Each host's disk is in a "
+                     "directory only it uses. Bytes on the wire include the disk copy; \"RAM bytes sent\" does "
+                     "not. Cap: 3x the migration cap, for the disk copy and the memory together.")
             L.append("")
-            continue
         if sc == 5:
-            L.append("drain: not available (issue 6). Measured instead: 6 guests (1 GiB, 128 MiB at 16 MiB/s) "
-                     "moved one after the other, `vmove move` x6 vs 6 x virsh-style peer migrations; "
-                     "total = the whole sequence; downtimes = the worst of the 6.")
+            L.append("`vmove host drain h1 --to h2` (each VM an ordinary queued move, at most 2 at a time: the "
+                     "default per-host limit; total = the drain's `total_ms`) vs the same guests moved one after "
+                     "the other: `vmove move` xN, and the peer as a script around `virsh migrate --live` "
+                     "(total = the whole sequence). QEMU downtime = the worst of the N; bytes = the sum. The "
+                     "drain runs without the client probe (\"-\").")
             L.append("")
         if sc == 6:
             L.append("| link | iperf3 h1->h2 (Gbit/s) | best vmove migration | best peer migration |")
@@ -816,7 +952,8 @@ def render_md(meta, runs, iperf, summ):
         L.append("")
         for r in fails:
             L.append(f"- {r['condition']} rep {r['rep']+1} {r['variant']}: converged={r.get('converged')} "
-                     f"verify={r.get('verify')!r} error={str(r.get('error'))[:300]!r}")
+                     f"verify={r.get('verify') or '; '.join(str(x.get('verify')) for x in r.get('runs', []))!r} "
+                     f"error={str(r.get('error'))[:300]!r}")
         L.append("")
     targets = target_check(summ, meta)
     if targets:
@@ -931,7 +1068,22 @@ def main():
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--cap", type=float, default=None, help="seconds before a migration counts as not converging")
     ap.add_argument("--rates", default=None, help="scenario 2 dirty rates, MiB/s or max (default 64,256,max)")
+    ap.add_argument("--render", metavar="JSON", help="only rewrite JSON's .md (and latest.md) from its runs")
     args = ap.parse_args()
+    if args.render:
+        with open(args.render) as f:
+            d = json.load(f)
+        md = render_md(d["meta"], d["runs"], d["iperf3_bps"], summarize(d["runs"]))
+        if d["meta"].get("plot") and not str(d["meta"]["plot"]).startswith("gnuplot failed"):
+            md += f"\n![remaining RAM over time](remaining.png) — {d['meta']['plot']}, first repetition\n"
+        if d["meta"].get("aborted"):
+            md += "\n## Aborted scenarios\n\n" + "\n".join(f"- scenario {k}: see JSON `meta.aborted`"
+                                                              for k in d["meta"]["aborted"]) + "\n"
+        for fn in (args.render[:-5] + ".md", os.path.join(RESULTS, "latest.md")):
+            with open(fn, "w") as f:
+                f.write(md)
+        print(md)
+        return
     if os.geteuid() != 0:
         sys.exit("bench: needs root (network namespaces)")
     for f in (KERNEL, INITRD, os.path.join(BIN, "vmoved"), os.path.join(BIN, "vmove"), os.path.join(BIN, "vmove-probe")):
@@ -978,9 +1130,8 @@ def main():
             elif sc == 3:
                 scenario3(args, out)
             elif sc == 4:
-                log("  not available: vmove lacks shared-nothing migration (issue 5)")
+                scenario4(args, out)
             elif sc == 5:
-                log("  drain: not available (issue 6); measuring 6 sequential moves per side instead")
                 scenario5(args, out)
             elif sc == 6:
                 scenario6(args, out, iperf)

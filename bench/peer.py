@@ -18,6 +18,10 @@ What libvirt does for a plain `virsh migrate --live` (no --parallel, no
                `announce-self`
   source:      `quit`
 
+`migrate_copy_storage()` adds what libvirt does for `--copy-storage-all`
+(NBD export on the destination, background blockdev-mirror, the mirror
+cancelled at pre-switchover); see its docstring.
+
 The QEMU command line is the one vmoved builds (src/qemu/qemu_argv.c),
 including the 8 KiB extra RAM vmoved gives TCG guests on QEMU < 9 to dodge
 QEMU 7.2's TCG dirty-bitmap bug (docs/GUEST.md).
@@ -254,18 +258,33 @@ class PeerVM:
                 self.proc.wait()
 
 
-def migrate(src, dst, dst_ip, port, cap_s=120.0, poll_s=0.1, on_sample=None, t0=None):
+def migrate(src, dst, dst_ip, port, cap_s=120.0, poll_s=0.1, on_sample=None, t0=None, src_caps=(), dst_caps=(),
+            dst_prepare=None, on_pre_switchover=None, before_cont=None, out=None):
     """Live-migrate src -> dst the libvirt way.  `dst` has been started with
     `-incoming defer` (not yet listening).  Returns a dict of measurements.
 
     Times are from the moment this is called, which the caller should place
     right before starting the destination QEMU (libvirt's prepare), so the
-    total is comparable to vmove's job total (prepare .. confirm)."""
+    total is comparable to vmove's job total (prepare .. confirm).
+
+    The hooks are for --copy-storage-all (migrate_copy_storage below):
+    dst_prepare() runs on the destination after migrate-incoming (NBD server),
+    and must return before `migrate`; on_pre_switchover() runs while the
+    source sits in "pre-switchover" (needs src_caps=("pause-before-switchover",)),
+    before `migrate-continue`; before_cont() runs on the destination after
+    its incoming side completed, before `cont`."""
     t0 = time.monotonic() if t0 is None else t0
-    out = {"converged": False, "samples": []}
-    for q in (src.qmp, dst.qmp):
-        q.cmd("migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]})
+    out = {"converged": False, "samples": []} if out is None else out
+    out.setdefault("samples", [])
+    out["converged"] = False
+    for q, extra in ((src.qmp, src_caps), (dst.qmp, dst_caps)):
+        caps = [{"capability": "events", "state": True}] + [{"capability": c, "state": True} for c in extra]
+        q.cmd("migrate-set-capabilities", {"capabilities": caps})
     dst.qmp.cmd("migrate-incoming", {"uri": f"tcp:{dst_ip}:{port}"})
+    if dst_prepare:
+        if dst_prepare() is False:
+            out["total_ms"] = round((time.monotonic() - t0) * 1000)
+            return out
     src.qmp.cmd("migrate-set-parameters", {"max-bandwidth": HUGE_BANDWIDTH})
     out["params"] = src.qmp.cmd("query-migrate-parameters")
     out["capabilities"] = [c["capability"] for c in src.qmp.cmd("query-migrate-capabilities") if c["state"]]
@@ -285,6 +304,15 @@ def migrate(src, dst, dst_ip, port, cap_s=120.0, poll_s=0.1, on_sample=None, t0=
                 on_sample(s)
         if status in ("completed", "failed", "cancelled"):
             break
+        if status == "pre-switchover" and not out.get("pre_switchover_done"):
+            # libvirt: guest stopped, mirrors cancelled (complete copies), then continue.
+            out["pre_switchover_done"] = True
+            t_ps = time.monotonic()
+            if on_pre_switchover:
+                on_pre_switchover()
+            out["pre_switchover_ms"] = round((time.monotonic() - t_ps) * 1000)
+            src.qmp.cmd("migrate-continue", {"state": "pre-switchover"})
+            continue
         if now - t_mig > cap_s and status not in ("cancelling", "device", "pre-switchover"):
             src.qmp.cmd("migrate_cancel", check=False)
             out["capped"] = True
@@ -318,6 +346,8 @@ def migrate(src, dst, dst_ip, port, cap_s=120.0, poll_s=0.1, on_sample=None, t0=
             out["total_ms"] = round((time.monotonic() - t0) * 1000)
             return out
         time.sleep(0.005)
+    if before_cont:
+        before_cont()
     dst.qmp.cmd("cont")
     out["resumed_ms"] = round((time.monotonic() - t0) * 1000)
     dst.qmp.cmd("announce-self", {"initial": 50, "max": 550, "rounds": 5, "step": 100}, check=False)
@@ -334,6 +364,88 @@ def migrate(src, dst, dst_ip, port, cap_s=120.0, poll_s=0.1, on_sample=None, t0=
     out["total_ms"] = round((time.monotonic() - t0) * 1000)
     out["converged"] = True
     return out
+
+
+def migrate_copy_storage(src, dst, dst_ip, port, nbd_port, nodes, cap_s=120.0, mirror_cap_s=600.0, t0=None,
+                         on_sample=None):
+    """`virsh migrate --live --copy-storage-all` (libvirt >= 6 with -blockdev,
+    QEMU 7.2): the destination has been started with `-incoming defer` on
+    freshly created images of the same size (libvirt pre-creates them).
+
+      destination: migrate-set-capabilities events, late-block-activate;
+                   migrate-incoming; nbd-server-start on its migration
+                   address; block-export-add (writable) per disk node
+      source:      blockdev-add an nbd node per disk; blockdev-mirror
+                   sync=full with QEMU's default copy mode (background, as
+                   libvirt without --copy-storage-synchronous-writes); wait
+                   until every mirror is ready; migrate with
+                   pause-before-switchover (libvirt always enables it on the
+                   source); at "pre-switchover" (guest stopped)
+                   block-job-cancel every mirror (a ready mirror cancelled
+                   leaves a complete copy) and wait for them to end;
+                   migrate-continue
+      destination: incoming completed -> nbd-server-stop, cont, announce-self
+      source:      quit
+    Returns migrate()'s dict plus mirror_ms / mirror_bytes."""
+    t0 = time.monotonic() if t0 is None else t0
+    out = {"converged": False, "samples": []}
+    jobs = [f"drive-{n}" for n in nodes]
+
+    def dst_prepare():
+        dst.qmp.cmd("nbd-server-start", {"addr": {"type": "inet", "data": {"host": dst_ip, "port": str(nbd_port)}}})
+        for n in nodes:
+            dst.qmp.cmd("block-export-add", {"type": "nbd", "id": f"nbd-{n}", "node-name": n, "writable": True,
+                                             "name": n})
+        t_m = time.monotonic()
+        for n, j in zip(nodes, jobs):
+            src.qmp.cmd("blockdev-add", {"driver": "nbd", "node-name": f"migration-{n}-storage",
+                                         "server": {"type": "inet", "host": dst_ip, "port": str(nbd_port)},
+                                         "export": n})
+            src.qmp.cmd("blockdev-mirror", {"job-id": j, "device": n, "target": f"migration-{n}-storage",
+                                            "sync": "full"})
+        while True:
+            bj = {x["device"]: x for x in src.qmp.cmd("query-block-jobs")}
+            if any(j not in bj for j in jobs):
+                out["error"] = f"a mirror ended before it was ready: {sorted(bj)}"
+                return False
+            if all(bj[j].get("ready") for j in jobs):
+                break
+            if time.monotonic() - t_m > mirror_cap_s:
+                for j in jobs:
+                    src.qmp.cmd("block-job-cancel", {"device": j, "force": True}, check=False)
+                out["error"] = f"mirror not ready within {mirror_cap_s:.0f} s"
+                out["capped"] = True
+                return False
+            time.sleep(0.1)
+        out["mirror_ms"] = round((time.monotonic() - t_m) * 1000)
+        out["mirror_bytes"] = sum(bj[j].get("len", 0) for j in jobs)
+        out["mirror_ready_ms"] = round((time.monotonic() - t0) * 1000)
+        return True
+
+    def cancel_mirrors():
+        for j in jobs:
+            src.qmp.cmd("block-job-cancel", {"device": j})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            left = {x["device"] for x in src.qmp.cmd("query-block-jobs")} & set(jobs)
+            if not left:
+                return
+            time.sleep(0.005)
+        raise QMPError(f"mirrors {sorted(left)} did not end within 60 s of block-job-cancel")
+
+    def before_cont():
+        dst.qmp.cmd("nbd-server-stop")
+
+    r = migrate(src, dst, dst_ip, port, cap_s=cap_s, t0=t0, on_sample=on_sample,
+                src_caps=("pause-before-switchover",), dst_caps=("late-block-activate",), dst_prepare=dst_prepare,
+                on_pre_switchover=cancel_mirrors, before_cont=before_cont, out=out)
+    if not r["converged"]:
+        for j in jobs:
+            try:
+                src.qmp.cmd("block-job-cancel", {"device": j, "force": True}, check=False)
+            except QMPError:
+                pass
+    return r
 
 
 if __name__ == "__main__":
