@@ -95,6 +95,16 @@ bool cli_flag_set(const struct cli_args *a, const char *name)
     return json_object_get(a->opts, name) != NULL;
 }
 
+bool cli_event_json(struct cli *c, const char *event, json_t *data)
+{
+    if (!c->json)
+        return false;
+    json_t *line = json_pack("{s:s, s:O}", "event", event, "data", data);
+    cli_print_json(line);
+    json_decref(line);
+    return true;
+}
+
 void cli_print_json(json_t *j)
 {
     char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -222,12 +232,8 @@ static void print_drain_progress(json_t *p)
 static void on_job_event(struct cli *c, const char *event, json_t *data, void *arg)
 {
     struct follow_state *st = arg;
-    if (c->json) {
-        json_t *line = json_pack("{s:s, s:O}", "event", event, "data", data);
-        cli_print_json(line);
-        json_decref(line);
+    if (cli_event_json(c, event, data))
         return;
-    }
     const char *phase = json_string_value(json_object_get(data, "phase"));
     if (phase && strcmp(phase, st->last_phase) != 0) {
         if (st->line_open)

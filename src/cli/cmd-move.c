@@ -161,12 +161,8 @@ static void print_result(json_t *job, json_t *probe)
 static void on_relay_event(struct cli *c, const char *event, json_t *data, void *arg)
 {
     char *last = arg;
-    if (c->json) {
-        json_t *line = json_pack("{s:s, s:O}", "event", event, "data", data);
-        cli_print_json(line);
-        json_decref(line);
+    if (cli_event_json(c, event, data))
         return;
-    }
     const char *phase = json_string_value(json_object_get(data, "phase"));
     if (phase && strcmp(phase, last)) {
         fprintf(stderr, "job %lld on %s: %s\n", (long long)json_integer_value(json_object_get(data, "id")),

@@ -108,12 +108,8 @@ static void print_mirror(struct follow *st, json_t *p)
 static void on_event(struct cli *c, const char *event, json_t *data, void *arg)
 {
     struct follow *st = arg;
-    if (c->json) {
-        json_t *line = json_pack("{s:s, s:O}", "event", event, "data", data);
-        cli_print_json(line);
-        json_decref(line);
+    if (cli_event_json(c, event, data))
         return;
-    }
     const char *phase = json_string_value(json_object_get(data, "phase"));
     if (phase && strcmp(phase, st->last_phase)) {
         if (st->line_open)

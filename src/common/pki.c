@@ -54,7 +54,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 /* The most specific OpenSSL reason for the last failure, for messages.
  * Drains the thread's error queue so later calls start clean. */
-static const char *ossl_reason(void)
+const char *pki_ossl_reason(void)
 {
     unsigned long e, last = 0;
     while ((e = ERR_get_error()) != 0)
@@ -95,7 +95,7 @@ static X509 *load_cert(const char *path, char *err, size_t errlen)
     X509 *c = PEM_read_bio_X509(b, NULL, NULL, NULL);
     BIO_free(b);
     if (!c)
-        set_err(err, errlen, "%s is not a PEM certificate: %s", path, ossl_reason());
+        set_err(err, errlen, "%s is not a PEM certificate: %s", path, pki_ossl_reason());
     return c;
 }
 
@@ -112,7 +112,7 @@ EVP_PKEY *pki_load_key(const char *path, char *err, size_t errlen)
     EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
     BIO_free(b);
     if (!k)
-        set_err(err, errlen, "%s is not a PEM private key: %s", path, ossl_reason());
+        set_err(err, errlen, "%s is not a PEM private key: %s", path, pki_ossl_reason());
     return k;
 }
 
@@ -142,7 +142,7 @@ static int write_pem(const char *path, X509 *cert, EVP_PKEY *key, char *err, siz
     size_t len = 0;
     char *pem = to_pem(cert, key, &len);
     if (!pem) {
-        set_err(err, errlen, "cannot encode %s: %s", path, ossl_reason());
+        set_err(err, errlen, "cannot encode %s: %s", path, pki_ossl_reason());
         return -1;
     }
     int r = write_file_atomic(path, pem, len, key ? 0600 : 0644);
@@ -291,7 +291,7 @@ static int build_ca(const char *cn, struct pki_pair *ca, char *err, size_t errle
         ca->cert = new_cert(name, name, ca->key, CA_DAYS, 0);
     X509_NAME_free(name);
     if (!ca->cert || add_ca_exts(ca->cert) < 0 || !X509_sign(ca->cert, ca->key, EVP_sha256())) {
-        set_err(err, errlen, "cannot build the CA certificate: %s", ossl_reason());
+        set_err(err, errlen, "cannot build the CA certificate: %s", pki_ossl_reason());
         pki_pair_free(ca);
         return -1;
     }
@@ -375,7 +375,7 @@ static int build_leaf(const struct pki_pair *ca, const char *name, enum pki_role
     X509_NAME_free(subject);
     if (!leaf->cert || add_leaf_exts(leaf->cert, ca->cert, name, role) < 0 ||
         !X509_sign(leaf->cert, ca->key, EVP_sha256())) {
-        set_err(err, errlen, "cannot build the certificate for %s: %s", name, ossl_reason());
+        set_err(err, errlen, "cannot build the certificate for %s: %s", name, pki_ossl_reason());
         pki_pair_free(leaf);
         return -1;
     }

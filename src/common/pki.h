@@ -30,5 +30,7 @@ int pki_issue(const char *cadir, const char *name, enum pki_role role, const cha
  * Used by everything that loads a private key. */
 /* A PEM private key, refused if group/other may access the file. */
 struct evp_pkey_st *pki_load_key(const char *path, char *err, size_t errlen);
+/* The most specific OpenSSL reason for the last failure (drains the queue). */
+const char *pki_ossl_reason(void);
 int pki_check_key_mode(const char *path, char *err, size_t errlen);
 #endif

@@ -41,15 +41,6 @@ static void appendf(char *buf, size_t len, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Last OpenSSL reason, draining the queue. */
-static const char *ossl_reason(void)
-{
-    unsigned long e, last = 0;
-    while ((e = ERR_get_error()) != 0)
-        last = e;
-    const char *r = last ? ERR_reason_error_string(last) : NULL;
-    return r ? r : "unknown OpenSSL error";
-}
 
 /* ---- contexts ------------------------------------------------------------ */
 
@@ -68,13 +59,13 @@ static int load_identity(SSL_CTX *ctx, const char *cert_path, const char *key_pa
         return -1;
     int r = -1;
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
-        set_err(err, errlen, "cannot load certificate %s: %s", cert_path, ossl_reason());
+        set_err(err, errlen, "cannot load certificate %s: %s", cert_path, pki_ossl_reason());
     } else if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), key) != 1) {
         ERR_clear_error();
         set_err(err, errlen, "private key %s does not match certificate %s: re-issue both "
                 "with `vmove pki issue-host` or `vmove pki issue-user`", key_path, cert_path);
     } else if (SSL_CTX_use_PrivateKey(ctx, key) != 1) {
-        set_err(err, errlen, "cannot use private key %s: %s", key_path, ossl_reason());
+        set_err(err, errlen, "cannot use private key %s: %s", key_path, pki_ossl_reason());
     } else {
         r = 0;
     }
@@ -88,7 +79,7 @@ static int load_trust(SSL_CTX *ctx, const char *ca_path, char *err, size_t errle
 {
     if (SSL_CTX_load_verify_locations(ctx, ca_path, NULL) != 1) {
         set_err(err, errlen, "cannot load CA certificate %s: %s (is the host enrolled? "
-                "copy ca.crt from the CA directory)", ca_path, ossl_reason());
+                "copy ca.crt from the CA directory)", ca_path, pki_ossl_reason());
         return -1;
     }
     /* Strict RFC 5280 checks: our CA always issues conforming certs. */
@@ -100,12 +91,12 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(method);
     if (!ctx) {
-        set_err(err, errlen, "cannot create TLS context: %s", ossl_reason());
+        set_err(err, errlen, "cannot create TLS context: %s", pki_ossl_reason());
         return NULL;
     }
     if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
         !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION)) {
-        set_err(err, errlen, "this OpenSSL does not support TLS 1.3: %s", ossl_reason());
+        set_err(err, errlen, "this OpenSSL does not support TLS 1.3: %s", pki_ossl_reason());
         SSL_CTX_free(ctx);
         return NULL;
     }
