@@ -201,8 +201,14 @@ void vm_inventory_load(struct agent *a)
 
 static void guest_cancel_all(struct vm *vm, const char *why);
 
+/* A hook (a migration's event handler) may delete the VM it was called
+ * for; the caller still holds the pointer, so the free waits for it. */
 static void vm_free(struct vm *vm)
 {
+    if (vm->depth > 0) {
+        vm->doomed = true;
+        return;
+    }
     guest_cancel_all(vm, "vmoved is shutting down");
     if (vm->qmp)
         qmp_free(vm->qmp);
@@ -395,8 +401,14 @@ static void watch_for_exit(struct vm *vm)
 static void on_qmp_event(void *arg, const char *name, json_t *data)
 {
     struct vm *vm = arg;
-    if (vm->hooks.on_event)
+    if (vm->hooks.on_event) {
+        vm->depth++;
         vm->hooks.on_event(vm->hooks.arg, name, data);
+        if (--vm->depth == 0 && vm->doomed) {
+            vm_free(vm);
+            return;
+        }
+    }
     if (vm->state == VM_MIGRATING || vm->state == VM_INCOMING)
         return;   /* STOP/RESUME during a migration are the migration's business */
     if (!strcmp(name, "STOP") && vm->state == VM_RUNNING)

@@ -64,6 +64,8 @@ struct vm {
     json_t *storage_move;       /* persisted in runtime.json while a storage move is in flight */
     struct guest_req *guest_queue;
     struct bufferevent *guest_bev;
+    int depth;                  /* callbacks into hooks in progress (see vm_free) */
+    bool doomed;                /* freed while depth > 0: free when it drops to 0 */
 };
 
 const char *vm_state_name(enum vm_state s);
