@@ -76,6 +76,7 @@ struct migration {
     bool tls;                 /* the destination decided: TLS streams */
     char dst_name[64];        /* the destination's host name (for TLS hostname checks) */
     bool mirrors_started;
+    bool conns_aborted;         /* the last resort of abort_stuck_connections ran */
     bool ending_mirrors;      /* switch-over: waiting for the mirror jobs to end */
     int mirror_setup_pending;
     struct link_probe *probe; /* measuring the link before prepare */
@@ -107,10 +108,14 @@ struct mticket {
     peer_reply_fn pcb;
 };
 
+static void abort_stuck_connections(struct migration *m);
+
 static void q_tramp(void *arg, json_t *ret, const qmp_error_t *err)
 {
     struct mticket *t = arg;
     struct migration *m = t->m;
+    if (!m->dead && err && err->kind == QMP_ERR_TIMEOUT)
+        abort_stuck_connections(m);
     if (!m->dead)
         t->qcb(m, ret, err);
     free(t);
@@ -216,6 +221,7 @@ static const char *user_of(const struct migration *m)
 }
 
 static void end_mirrors(struct migration *m, bool force);
+static char *mirror_node(struct migration *m, const char *disk, const char *what);
 
 static void set_phase(struct migration *m, enum phase ph)
 {
@@ -298,6 +304,27 @@ static void confirm(struct migration *m)
 
 static void fail(struct migration *m, json_t *error);
 
+/* Abandons every connection this move opened from the source QEMU: the
+ * migration channels and the NBD clients of a shared-nothing move.  On a
+ * dead link, TCP would hold them for minutes, and with them the big QEMU
+ * lock (a multifd TLS handshake during setup; a drain of NBD writes when a
+ * mirror is cancelled), so even QMP stops answering.  yank runs out of band
+ * in QEMU's monitor thread and shuts the sockets down.  One instance per
+ * command: yank refuses a whole list if one instance is already gone. */
+static void yank_links(struct migration *m)
+{
+    if (!m->vm || !m->vm->qmp)
+        return;
+    qmp_command_oob(m->vm->qmp, "yank", json_pack("{s:[{s:s}]}", "instances", "type", "migration"), 10000,
+                    NULL, NULL);
+    for (size_t i = 0; m->mirrors_started && i < m->vm->cfg.n_disks; i++) {
+        char *node = mirror_node(m, m->vm->cfg.disks[i].id, "nbd");
+        qmp_command_oob(m->vm->qmp, "yank", json_pack("{s:[{s:s, s:s}]}", "instances", "type", "block-node",
+                                                      "node-name", node), 10000, NULL, NULL);
+        free(node);
+    }
+}
+
 /* ---- rollback: the guest stays here ----------------------------------- */
 
 static void on_resolved_rollback(void *arg, json_t *result, json_t *error)
@@ -337,8 +364,10 @@ static void on_rollback_status(void *arg, json_t *ret, const qmp_error_t *err)
 static void rollback(struct migration *m)
 {
     set_phase(m, PH_ROLLBACK);
-    if (m->mirrors_started)
+    if (m->mirrors_started) {
+        yank_links(m);          /* in-flight NBD writes must not hold the cancel */
         end_mirrors(m, true);   /* fire and forget: the source disks stay in use */
+    }
     /* A fresh connection: the old one may be what broke. */
     peer_close(m->peer);
     m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
@@ -360,10 +389,9 @@ static void fail(struct migration *m, json_t *error)
         /* Stop QEMU's transfer first; the poll sees "cancelled" and rolls
          * back.  A cancel alone can hang while a channel is blocked on a
          * dead link (multifd threads wait for TCP to give up, for minutes):
-         * yanking the migration shuts every channel down at once. */
+         * yanking shuts every channel down at once (see yank_links). */
+        yank_links(m);
         mq(m, "migrate_cancel", NULL, 10000, NULL);
-        mq(m, "yank", json_pack("{s:[{s:s}]}", "instances", "type", "migration"), 10000,
-                    NULL);
         return;
     }
     if (m->phase != PH_ROLLBACK)
@@ -621,13 +649,48 @@ static bool is_active(const char *st)
            !strcmp(st, "device") || !strcmp(st, "wait-unplug") || !strcmp(st, "cancelling");
 }
 
+/* QEMU stopped answering QMP while connected to a destination: a thread is
+ * blocked on a socket to a dead peer, holding the big QEMU lock, where yank
+ * cannot reach (QEMU 7.2 does the NBD client's connect and TLS handshake in
+ * blockdev-add synchronously, and multifd TLS handshakes under the lock at
+ * migration setup).  The VM would hang with it until TCP gives up, which for
+ * a blocked read is never.  Aborting our connections to the destination at
+ * the kernel wakes the thread with an error, and the move fails cleanly.
+ * Not in switch-over: the destination may be taking over. */
+static void abort_stuck_connections(struct migration *m)
+{
+    if (m->conns_aborted || !m->dst_ip[0] ||
+        (m->phase != PH_MIRROR && m->phase != PH_TRANSFER && m->phase != PH_ROLLBACK))
+        return;
+    m->conns_aborted = true;
+    int ports[] = {m->dst_port, m->nbd_port};
+    for (size_t i = 0; i < 2; i++) {
+        if (ports[i] <= 0)
+            continue;
+        char why[256];
+        int n = migrate_net_abort_connections(m->dst_ip, ports[i], why, sizeof why);
+        if (n < 0)
+            log_error("%s: cannot abort the connections to %s:%d: %s", m->name, m->dst_ip, ports[i], why);
+        else
+            log_warn("%s: QEMU stopped answering during the move: aborted %d connection(s) to %s:%d",
+                     m->name, n, m->dst_ip, ports[i]);
+    }
+}
+
 static void on_poll(void *arg, json_t *info, const qmp_error_t *err)
 {
     struct migration *m = arg;
     if (m->phase != PH_TRANSFER)
         return;
     if (err) {
-        arm_timer(m, POLL_MS);
+        /* QEMU not answering at all counts as no progress: a migration thread
+         * stuck on a dead link can hold the lock the monitor needs. */
+        if (err->kind == QMP_ERR_TIMEOUT && !m->failure && now_ms() - m->last_progress_ms > STALL_MS)
+            fail(m, proto_error(ERR_UNAVAILABLE, "check the migration network link between the hosts",
+                                "QEMU stopped answering while migrating to %s (%s): the link seems down",
+                                dest(m), err->desc));
+        if (m->phase == PH_TRANSFER)
+            arm_timer(m, POLL_MS);
         return;
     }
     const char *st = json_string_value(json_object_get(info, "status"));
@@ -828,6 +891,21 @@ static json_t *our_mirrors(struct migration *m, json_t *jobs, int *ready)
     return mine;
 }
 
+/* Copying disks that stop moving (or a QEMU that stops answering) means the
+ * link is gone: the mirror would wait for TCP to give up, for many minutes,
+ * with the guest's writes blocked behind it. */
+static bool mirror_stalled(struct migration *m, const qmp_error_t *err, uint64_t copied)
+{
+    if (err && err->kind != QMP_ERR_TIMEOUT)
+        return false;
+    if (!err && (copied != m->last_transferred || !m->last_progress_ms)) {
+        m->last_transferred = copied;
+        m->last_progress_ms = now_ms();
+        return false;
+    }
+    return m->last_progress_ms && now_ms() - m->last_progress_ms > STALL_MS;
+}
+
 static void on_mirror_poll(void *arg, json_t *jobs, const qmp_error_t *err)
 {
     struct migration *m = arg;
@@ -867,12 +945,21 @@ static void on_mirror_poll(void *arg, json_t *jobs, const qmp_error_t *err)
         done += (double)json_integer_value(json_object_get(j, "offset"));
         total += (double)json_integer_value(json_object_get(j, "len"));
     }
+    if (mirror_stalled(m, err, (uint64_t)done)) {
+        json_decref(mine);
+        fail(m, proto_error(ERR_UNAVAILABLE, "check the migration network link between the hosts",
+                            "the disk copy to %s made no progress for %d s: the link seems down", dest(m),
+                            STALL_MS / 1000));
+        return;
+    }
     job_set_progress(m->job, json_pack("{s:s, s:o, s:f, s:I}", "phase", "mirror", "disks", mine, "percent",
                                        total > 0 ? 100.0 * done / total : 0.0, "elapsed_ms",
                                        (json_int_t)(now_ms() - m->t_start)));
     if (!err && (size_t)ready == n) {
         /* Disks in sync (and kept so): now the memory. */
         log_info("%s: disks in sync with %s; migrating memory", m->name, dest(m));
+        m->last_transferred = 0;    /* the stall watch now counts RAM bytes */
+        m->last_progress_ms = now_ms();
         mq(m, "migrate-set-capabilities", tuning_qemu_capabilities(&m->tuning), 10000, on_src_caps);
         return;
     }

@@ -1,9 +1,11 @@
 #include "migrate/migrate_net.h"
+#include "common/spawn.h"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -63,4 +65,26 @@ int migrate_net_route_source(const char *dst_ip, char *ip, size_t iplen)
     if (rc == 0)
         inet_ntop(AF_INET, &local.sin_addr, ip, (socklen_t)iplen);
     return rc;
+}
+
+int migrate_net_abort_connections(const char *ip, int port, char *err, size_t errlen)
+{
+    if (!migrate_net_ip(ip) || port <= 0 || port > 65535) {
+        snprintf(err, errlen, "bad address %s:%d", ip, port);
+        return -1;
+    }
+    char dport[32];
+    snprintf(dport, sizeof dport, ":%d", port);
+    /* -K needs the kernel's INET_DIAG_DESTROY (Debian's kernels have it);
+     * -H: no header, so each output line is one aborted socket. */
+    char *argv[] = {"ss", "-K", "-H", "-t", "dst", (char *)ip, "dport", "=", dport, NULL};
+    char *out = NULL;
+    int rc = run_capture(argv, 5000, &out);
+    int n = 0;
+    for (const char *l = out; rc == 0 && l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : "")
+        n += *l != '\n';
+    if (rc != 0)
+        snprintf(err, errlen, "ss -K failed (%d): %s", rc, out ? out : "");
+    free(out);
+    return rc == 0 ? n : -1;
 }

@@ -13,6 +13,12 @@ int migrate_net_pick_listen(const struct host_settings *s, const char *hint_ip, 
                             char *ip, size_t iplen, char *err, size_t errlen);
 /* Source side: the local address the kernel would use to reach dst_ip. */
 int migrate_net_route_source(const char *dst_ip, char *ip, size_t iplen);
+/* Aborts every TCP connection of this network namespace to ip:port, at the
+ * kernel (sock_destroy, as `ss -K` does): a thread blocked reading such a
+ * socket wakes with ECONNABORTED.  The last resort against a QEMU thread stuck
+ * on a dead link where yank does not reach (QEMU 7.2's multifd TLS handshake).
+ * The number of connections aborted, or -1 with err set. */
+int migrate_net_abort_connections(const char *ip, int port, char *err, size_t errlen);
 /* Host-order IPv4 of a dotted quad; 0 if invalid. */
 unsigned int migrate_net_ip(const char *ip);
 #endif

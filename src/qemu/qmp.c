@@ -46,6 +46,7 @@ struct qmp_cmd {
     qmp_t *q;
     json_int_t id;
     char *execute;
+    uint64_t t_created_ms; /* for the debug log: how long QEMU took */
     char *wire; /* serialized command + "\r\n" */
     size_t len, off;
     int fd; /* to pass with SCM_RIGHTS, or -1 */
@@ -81,6 +82,7 @@ struct qmp {
     int retry_ms;
     int last_errno;
 
+    bool oob;     /* out-of-band execution negotiated (QEMU offered "oob") */
     unsigned gen; /* bumped on every close: invalidates running loops */
     int depth;    /* active holds (see hold/release) */
     bool dying;   /* qmp_free called; destroy when depth drops to 0 */
@@ -169,6 +171,8 @@ static void cmd_move(struct qmp_cmd *c, enum cmd_queue to, bool at_head)
  * callback frees q. */
 static void cmd_finish(struct qmp_cmd *c, json_t *ret, const qmp_error_t *err)
 {
+    log_debug("qmp: %s %s after %llu ms%s%s", c->execute, err ? "failed" : "done",
+              (unsigned long long)(now_ms() - c->t_created_ms), err ? ": " : "", err ? err->desc : "");
     if (c->timer)
         event_del(c->timer);
     if (c->cb && !c->internal)
@@ -287,8 +291,19 @@ static void protocol_error(qmp_t *q, const char *fmt, ...)
     free(why);
 }
 
-static struct qmp_cmd *cmd_create(qmp_t *q, const char *execute, json_t *args, int timeout_ms,
-                                  qmp_reply_fn cb, void *cb_arg);
+static struct qmp_cmd *cmd_create(qmp_t *q, const char *key, const char *execute, json_t *args,
+                                  int timeout_ms, qmp_reply_fn cb, void *cb_arg);
+
+static bool greeting_offers_oob(json_t *msg)
+{
+    json_t *caps = json_object_get(json_object_get(msg, "QMP"), "capabilities"), *c;
+    size_t i;
+    json_array_foreach(caps, i, c) {
+        if (!strcmp(json_string_value(c) ? json_string_value(c) : "", "oob"))
+            return true;
+    }
+    return false;
+}
 
 static void handle_greeting(qmp_t *q, json_t *msg)
 {
@@ -297,8 +312,12 @@ static void handle_greeting(qmp_t *q, json_t *msg)
         return;
     }
     q->state = ST_CAPS;
+    /* Out-of-band execution lets a command such as yank run while the main
+     * loop is blocked (e.g. a migration thread holding the big lock). */
+    q->oob = greeting_offers_oob(msg);
+    json_t *args = q->oob ? json_pack("{s:[s]}", "enable", "oob") : NULL;
     /* The capabilities command jumps ahead of anything the user queued. */
-    struct qmp_cmd *c = cmd_create(q, "qmp_capabilities", NULL, 0, NULL, NULL);
+    struct qmp_cmd *c = cmd_create(q, "execute", "qmp_capabilities", args, 0, NULL, NULL);
     c->internal = true;
     cmd_move(c, CQ_SEND, true);
     schedule_write(q);
@@ -678,19 +697,20 @@ void qmp_set_handshake_timeout(qmp_t *q, int timeout_ms)
     q->handshake_ms = timeout_ms;
 }
 
-static struct qmp_cmd *cmd_create(qmp_t *q, const char *execute, json_t *args, int timeout_ms,
-                                  qmp_reply_fn cb, void *cb_arg)
+static struct qmp_cmd *cmd_create(qmp_t *q, const char *key, const char *execute, json_t *args,
+                                  int timeout_ms, qmp_reply_fn cb, void *cb_arg)
 {
     struct qmp_cmd *c = xcalloc(1, sizeof *c);
     c->q = q;
     c->id = q->next_id++;
     c->execute = xstrdup(execute);
+    c->t_created_ms = now_ms();
     c->fd = -1;
     c->timeout_ms = timeout_ms;
     c->cb = cb;
     c->cb_arg = cb_arg;
 
-    json_t *msg = json_pack("{s:s, s:I}", "execute", execute, "id", (json_int_t)c->id);
+    json_t *msg = json_pack("{s:s, s:I}", key, execute, "id", (json_int_t)c->id);
     if (args)
         json_object_set_new(msg, "arguments", args);
     char *body = json_dumps(msg, JSON_COMPACT);
@@ -722,7 +742,7 @@ int qmp_command_fd(qmp_t *q, const char *execute, json_t *args, int fd, int time
         json_decref(args);
         return -1;
     }
-    struct qmp_cmd *c = cmd_create(q, execute, args, timeout_ms, cb, cb_arg);
+    struct qmp_cmd *c = cmd_create(q, "execute", execute, args, timeout_ms, cb, cb_arg);
     c->fd = dup_fd;
     if (q->state == ST_READY) {
         cmd_move(c, CQ_SEND, false);
@@ -737,6 +757,35 @@ int qmp_command(qmp_t *q, const char *execute, json_t *args, int timeout_ms, qmp
                 void *cb_arg)
 {
     return qmp_command_fd(q, execute, args, -1, timeout_ms, cb, cb_arg);
+}
+
+int qmp_command_oob(qmp_t *q, const char *execute, json_t *args, int timeout_ms, qmp_reply_fn cb,
+                    void *cb_arg)
+{
+    if (!q->oob || q->state != ST_READY)
+        return qmp_command(q, execute, args, timeout_ms, cb, cb_arg);
+    if (q->dying || !execute || !*execute || timeout_ms < 0 || (args && !json_is_object(args))) {
+        json_decref(args);
+        return -1;
+    }
+    struct qmp_cmd *c = cmd_create(q, "exec-oob", execute, args, timeout_ms, cb, cb_arg);
+    /* Ahead of queued in-band commands, but never inside a command that is
+     * half written. */
+    struct qmp_cmd *head = TAILQ_FIRST(&q->sendq);
+    if (head && head->off > 0) {
+        cmd_unlink(c);
+        TAILQ_INSERT_AFTER(&q->sendq, head, c, link);
+        c->where = CQ_SEND;
+    } else {
+        cmd_move(c, CQ_SEND, true);
+    }
+    schedule_write(q);
+    return 0;
+}
+
+bool qmp_oob_enabled(const qmp_t *q)
+{
+    return q->oob && q->state == ST_READY;
 }
 
 bool qmp_is_ready(const qmp_t *q)

@@ -71,6 +71,14 @@ void qmp_set_handshake_timeout(qmp_t *q, int timeout_ms);
 int qmp_command(qmp_t *q, const char *execute, json_t *args, int timeout_ms,
                 qmp_reply_fn cb, void *cb_arg);
 
+/* Like qmp_command, but executed out of band ("exec-oob") when QEMU offered
+ * it: it runs in QEMU's monitor thread even while the main loop is blocked,
+ * and it goes ahead of queued commands.  Only for commands QEMU allows out of
+ * band (yank, migrate-recover, ...); without OOB it is an ordinary command. */
+int qmp_command_oob(qmp_t *q, const char *execute, json_t *args, int timeout_ms, qmp_reply_fn cb,
+                    void *cb_arg);
+bool qmp_oob_enabled(const qmp_t *q);
+
 /* Like qmp_command, but fd is passed with SCM_RIGHTS along with the command
  * (for getfd / add-fd).  The caller keeps ownership of fd: it is duplicated. */
 int qmp_command_fd(qmp_t *q, const char *execute, json_t *args, int fd, int timeout_ms,

@@ -664,6 +664,9 @@ class Testbed:
             # vmoved only speaks TLS on the network: without certificates it
             # gets no TCP listener and is reachable through its socket only.
             argv += ["--listen", f"{h.mgmt_ip}:{h.port}", "--tls-dir", h.tls_dir]
+        # VMOVE_TESTBED_DEBUG=1: the agents log every QMP command (for debugging a test).
+        if os.environ.get("VMOVE_TESTBED_DEBUG"):
+            argv.append("--debug")
         return argv + ["--foreground"]
 
     def start_host(self, i, extra_args=(), timeout=15.0, env=None):

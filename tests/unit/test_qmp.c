@@ -455,6 +455,46 @@ static void test_command_success(void **state)
     finish_server(t);
 }
 
+/* QEMU offers "oob": the client enables it, and qmp_command_oob goes out as
+ * "exec-oob", ahead of an in-band command queued before it. */
+static void script_oob(struct fake *f)
+{
+    srv_send(f, GREETING);
+    json_t *caps = srv_expect(f, "qmp_capabilities");
+    json_t *enable = json_object_get(json_object_get(caps, "arguments"), "enable");
+    if (caps && !(json_array_size(enable) == 1 && !strcmp(str_or_empty(json_array_get(enable, 0)), "oob")))
+        srv_fail(f, "server: the client did not enable oob");
+    srv_reply(f, caps, "{}");
+    json_decref(caps);
+    json_t *y = srv_recv(f);
+    if (!y || strcmp(str_or_empty(json_object_get(y, "exec-oob")), "yank") || json_object_get(y, "execute"))
+        srv_fail(f, "server: expected exec-oob yank first");
+    json_t *q = srv_expect(f, "query-status");
+    srv_reply(f, y, "{}");     /* out-of-band replies may overtake */
+    srv_reply(f, q, "{\"status\": \"running\", \"running\": true}");
+    json_decref(y);
+    json_decref(q);
+    srv_wait_eof(f);
+}
+
+static void test_oob(void **state)
+{
+    struct t *t = *state;
+    start_server(t, script_oob);
+    RUN_UNTIL(t, t->ready, WAIT_MS);
+    assert_true(qmp_oob_enabled(t->q));
+    /* Both queued in one loop turn: the OOB command is written first. */
+    assert_int_equal(cmd(t, 0, "query-status", NULL, 5000), 0);
+    t->r[1].t = t;
+    assert_int_equal(qmp_command_oob(t->q, "yank", json_pack("{s:[]}", "instances"), 5000, on_reply, &t->r[1]), 0);
+    RUN_UNTIL(t, t->r[0].calls && t->r[1].calls, WAIT_MS);
+    assert_int_equal(t->r[1].kind, QMP_ERR_NONE);
+    assert_int_equal(t->r[0].kind, QMP_ERR_NONE);
+    assert_true(json_is_true(json_object_get(t->r[0].ret, "running")));
+    qmp_close(t->q, "done");
+    finish_server(t);
+}
+
 static void script_qemu_error(struct fake *f)
 {
     srv_handshake(f);
@@ -1179,6 +1219,14 @@ static void test_real_qemu(void **state)
     assert_int_equal(t->r[2].kind, QMP_ERR_QEMU);
     assert_string_equal(t->r[2].cls, "CommandNotFound");
 
+    /* QEMU's monitor offers out-of-band execution, and takes yank that way */
+    assert_true(qmp_oob_enabled(t->q));
+    t->r[4].t = t;
+    assert_int_equal(qmp_command_oob(t->q, "yank", json_pack("{s:[]}", "instances"), 10000, on_reply, &t->r[4]),
+                     0);
+    RUN_UNTIL(t, t->r[4].calls, 10000);
+    assert_int_equal(t->r[4].kind, QMP_ERR_NONE);
+
     assert_int_equal(cmd(t, 3, "quit", NULL, 10000), 0);
     RUN_UNTIL(t, t->closed, 10000);
     assert_int_equal(t->closed, 1);
@@ -1198,6 +1246,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_handshake),
         T(test_command_success),
+        T(test_oob),
         T(test_qemu_error),
         T(test_out_of_order),
         T(test_events),
