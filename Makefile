@@ -75,6 +75,8 @@ guest: deps
 unit: $(UNITBIN) $(BUILD)/bin/vmove-probe
 	@set -e; for t in $(UNITBIN); do echo "== $$t"; $$t; done
 	tests/unit/probe_selftest.sh $(BUILD)/bin/vmove-probe
+	$(MAKE) MODE=release build/release/bin/vmove-guest
+	build/release/bin/vmove-guest --self-test
 
 e2e: all
 	VMOVE_BIN=$(abspath $(BUILD)/bin) VMOVE_VMOVED=$(abspath $(BUILD)/bin/vmoved) \

@@ -312,6 +312,7 @@ class VmoveGuest:
         res = job.get("result") or {}
         r["probe"] = (done or {}).get("probe")
         r["client_gap_ms"] = (r["probe"] or {}).get("max_gap_ms")
+        r["switchover_gap_ms"] = switchover_gap(r["probe"])
         r["job_state"] = job.get("state")
         if p.returncode == 0 and job.get("state") == "succeeded":
             self.where = 2
@@ -412,6 +413,7 @@ class PeerGuest:
             r["probe"] = probe.finish()
             probe = None
             r["client_gap_ms"] = (r["probe"] or {}).get("max_gap_ms")
+            r["switchover_gap_ms"] = switchover_gap(r["probe"])
             for k in ("converged", "status", "total_ms", "qemu_total_ms", "qemu_downtime_ms", "bytes_sent", "passes",
                       "samples", "error", "params", "capabilities", "resumed_ms", "transfer_ms", "capped",
                       "mirror_ms", "mirror_bytes", "mirror_ready_ms", "pre_switchover_ms"):
@@ -473,6 +475,18 @@ def base_spec(args, **kw):
          "cap_s": args.cap, "settle": 1.0}
     s.update(kw)
     return s
+
+
+def switchover_gap(probe):
+    """The longest client gap at the switch-over, as the vmove CLI computes
+    it (src/cli/cmd-move.c): the longest gap ending in the move's last
+    600 ms; the probe stops 300 ms after the move.  0 if there is no gap of
+    20 ms or more there (the probe does not list shorter ones).  Computed
+    here for both sides, from the probe's gap list."""
+    if not probe or "gaps" not in probe or not probe.get("duration_ms"):
+        return None
+    done = probe["duration_ms"] - 300
+    return max([g["ms"] for g in probe["gaps"] if g["start_ms"] + g["ms"] >= done - 600] or [0.0])
 
 
 def gap_position(r):
@@ -564,7 +578,10 @@ def scenario2(args, out):
         for link in args.links2:
             bed.set_link(link)
             for rate in args.rates:
-                spec = base_spec(args, rate=rate)
+                # touch: a rewrite is one store per page, so "max" dirties as
+                # fast as the guest can (the issue's "dirtied flat out"),
+                # not as fast as it can compute random page contents.
+                spec = base_spec(args, rate=rate, pattern="touch")
                 for rep in range(args.reps):
                     pair(bed, spec, rep, [("vmove", ()), ("peer", ())], f"{link}, dirty {rate} MiB/s", out)
 
@@ -732,6 +749,7 @@ METRICS = [
     ("total time (s)", lambda r: r["total_ms"] / 1000, 2),
     ("QEMU downtime (ms)", lambda r: r["qemu_downtime_ms"], 0),
     ("client-observed downtime (ms)", lambda r: r.get("client_gap_ms"), 0),
+    ("client gap at switch-over (ms; 0 = none >= 20)", lambda r: r.get("switchover_gap_ms"), 0),
     ("RAM bytes sent, QEMU (MiB)", lambda r: r["bytes_sent"] / MIB, 0),
     ("bytes on the wire, mig0 tx (MiB)", lambda r: r["wire_bytes"] / MIB, 0),
     ("wire throughput during transfer (Gbit/s)", lambda r: throughput(r) / 1e9 if throughput(r) else None, 2),
@@ -943,8 +961,11 @@ def render_md(meta, runs, iperf, summ):
                             continue
                         rate = c.split("dirty ")[1].split(" ")[0]
                         (ok if v["converged"] == len(v["runs"]) else bad).append(rate)
-                    L.append(f"- {vn}, {link}: finished at {', '.join(ok) or 'none'}; "
-                             f"did not (always) finish at {', '.join(bad) or 'none'}")
+                    if not bad:
+                        L.append(f"- {vn}, {link}: finished at every rate tried ({', '.join(ok)} MiB/s)")
+                    else:
+                        L.append(f"- {vn}, {link}: finished at {', '.join(ok) or 'no rate tried'}; "
+                                 f"did not (always) finish at {', '.join(bad)} MiB/s")
             L.append("")
     fails = [r for r in runs if not r.get("verify_ok") or (not r.get("converged") and not is_cap(r))]
     if fails:
@@ -985,13 +1006,16 @@ def target_check(summ, meta):
         tm, pm = v["metrics"]["total time (s)"], p["metrics"]["total time (s)"]
         bm, pb = v["metrics"]["bytes on the wire, mig0 tx (MiB)"], p["metrics"]["bytes on the wire, mig0 tx (MiB)"]
         gm = v["metrics"]["client-observed downtime (ms)"]
+        sw = v["metrics"].get("client gap at switch-over (ms; 0 = none >= 20)")
         r1, r2 = ratio(tm, pm), ratio(bm, pb)
         out.append(f"{c}: total vmove/peer = {fmt_num(r1, 2)} (target <= 0.2: "
                    f"{'met' if r1 is not None and r1 <= 0.2 else 'NOT met'}); "
                    f"wire bytes vmove/peer = {fmt_num(r2, 2)} (target <= 0.15: "
                    f"{'met' if r2 is not None and r2 <= 0.15 else 'NOT met'}); "
                    f"client-observed downtime median {fmt_num(gm['median'] if gm else None)} ms (target <= 50: "
-                   f"{'met' if gm and gm['median'] <= 50 else 'NOT met'})")
+                   f"{'met' if gm and gm['median'] <= 50 else 'NOT met'}; at switch-over alone: median "
+                   f"{fmt_num(sw['median'] if sw else None)} ms, "
+                   f"{'<= 50' if sw and sw['median'] <= 50 else 'not <= 50'})")
     sc2 = [c for c in summ if "dirty" in c and "compressible" not in c]
     if sc2:
         allok = all(summ[c]["vmove"]["converged"] == len(summ[c]["vmove"]["runs"]) for c in sc2 if "vmove" in summ[c])
@@ -1068,6 +1092,7 @@ def main():
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--cap", type=float, default=None, help="seconds before a migration counts as not converging")
     ap.add_argument("--rates", default=None, help="scenario 2 dirty rates, MiB/s or max (default 64,256,max)")
+    ap.add_argument("--links", default="10gbit,1gbit", help="scenario 2 links (default 10gbit,1gbit)")
     ap.add_argument("--render", metavar="JSON", help="only rewrite JSON's .md (and latest.md) from its runs")
     args = ap.parse_args()
     if args.render:
@@ -1092,7 +1117,7 @@ def main():
     args.reps = args.reps or (1 if args.quick else 3)
     args.cap = args.cap or (60.0 if args.quick else 120.0)
     args.rates = (args.rates or ("64,max" if args.quick else "64,256,max")).split(",")
-    args.links2 = ["10gbit", "1gbit"]
+    args.links2 = [x for x in args.links.split(",") if x]
     args.rate3 = 64
     args.reps5 = 1
     args.iperf_reps = 1 if args.quick else 3

@@ -163,6 +163,7 @@ struct config {
     uint64_t mem_mib;
     int64_t mem_rate;               /* MiB/s, 0 static, RATE_MAX */
     bool mem_compressible;
+    bool mem_touch;                 /* a rewrite changes only the page's generation word */
     char disks[MAX_DISKS][64];
     int ndisks;
     int64_t disk_rate;              /* KiB/s per disk, 0 paused, RATE_MAX */
@@ -257,9 +258,10 @@ static bool apply_key(struct config *c, const char *key, const char *val)
     if (strcmp(key, "mem_rate") == 0)
         return parse_rate(val, &c->mem_rate);
     if (strcmp(key, "mem_pattern") == 0) {
-        if (strcmp(val, "random") && strcmp(val, "compressible"))
+        if (strcmp(val, "random") && strcmp(val, "compressible") && strcmp(val, "touch"))
             return false;
         c->mem_compressible = strcmp(val, "compressible") == 0;
+        c->mem_touch = strcmp(val, "touch") == 0;
         return true;
     }
     if (strcmp(key, "disk") == 0)
@@ -309,6 +311,7 @@ static void parse_cmdline(const char *line, struct config *c)
 struct pattern {
     uint64_t seed;
     bool compressible;
+    bool touch;       /* body fixed at generation 0; rewrites bump the header's generation only */
     uint8_t marker[MARKER_MAX];
     size_t marker_len;
 };
@@ -320,7 +323,7 @@ static const char COMPRESSIBLE_TEXT[] =
 
 static void page_fill(uint8_t *p, const struct pattern *pat, uint64_t idx, uint32_t gen)
 {
-    uint64_t state = hash4(DOMAIN_MEM, pat->seed, idx, gen);
+    uint64_t state = hash4(DOMAIN_MEM, pat->seed, idx, pat->touch ? 0 : gen);
     if (pat->compressible) {
         /* Mostly repeated text so zlib/zstd shrink it a lot, plus eight
          * varying words so no two pages or generations are identical. */
@@ -558,6 +561,7 @@ static void pattern_from_config(struct pattern *pat, const struct config *c)
 {
     pat->seed = c->seed;
     pat->compressible = c->mem_compressible;
+    pat->touch = c->mem_touch;
     memcpy(pat->marker, c->marker, c->marker_len);
     pat->marker_len = c->marker_len;
 }
@@ -615,7 +619,10 @@ static void *mem_writer(void *arg)
             rng += GOLDEN;
             uint64_t idx = mix64(rng) % G.npages;
             uint32_t gen = ++G.gens[idx];
-            page_fill(G.pages + idx * PAGE_BYTES, &G.pat, idx, gen);
+            if (G.pat.touch)   /* one store dirties the page: the fastest a guest can dirty memory */
+                memcpy(G.pages + idx * PAGE_BYTES + 4, &gen, 4);
+            else
+                page_fill(G.pages + idx * PAGE_BYTES, &G.pat, idx, gen);
         }
         gate_leave(&G.mem_gate);
         atomic_fetch_add(&G.pages_rewritten, n);
@@ -881,7 +888,7 @@ static void cmd_status(char *out, size_t n)
            ",\"mem_rate\":%" PRId64 ",\"mem_pattern\":\"%s\",\"pages_rewritten\":%" PRIu64
            ",\"disk_rate\":%" PRId64 ",\"disk_blocks_written\":{",
            uptime_ms(), G.pat.seed, G.npages / (1048576 / PAGE_BYTES), atomic_load(&G.mem_rate),
-           G.pat.compressible ? "compressible" : "random", atomic_load(&G.pages_rewritten),
+           G.pat.touch ? "touch" : G.pat.compressible ? "compressible" : "random", atomic_load(&G.pages_rewritten),
            atomic_load(&G.disk_rate));
     for (int i = 0; i < G.ndisks; i++) {
         APPEND("%s", i ? "," : "");
@@ -1218,6 +1225,25 @@ static void test_pages(bool compressible)
     free(s);
 }
 
+/* touch: a rewrite is one store of the generation; a page that missed it
+ * (as after a lost dirty page) fails the check. */
+static void test_touch_pages(void)
+{
+    struct pattern pat = { .seed = 42, .touch = true };
+    uint8_t *p = xaligned(PAGE_BYTES), *s = xaligned(PAGE_BYTES);
+    char why[256];
+    page_fill(p, &pat, 5, 0);
+    uint32_t gen = 7;
+    memcpy(p + 4, &gen, 4);
+    CHECK(page_check(p, &pat, 5, 7, s, why, sizeof why) == 0);
+    CHECK(page_check(p, &pat, 5, 8, s, why, sizeof why) != 0 &&
+          strcmp(why, "mem page 5 expected gen 8, found page 5 gen 7") == 0);
+    p[300] ^= 1;
+    CHECK(page_check(p, &pat, 5, 7, s, why, sizeof why) != 0 && strstr(why, "differs at byte 300"));
+    free(p);
+    free(s);
+}
+
 static void test_blocks(void)
 {
     struct pattern pat = { .seed = 9, .marker = { 1, 2, 3 }, .marker_len = 3 };
@@ -1306,6 +1332,7 @@ static int self_test(void)
     test_cmdline();
     test_pages(false);
     test_pages(true);
+    test_touch_pages();
     test_blocks();
     test_seq_math();
     test_limiter();

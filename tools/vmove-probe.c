@@ -20,6 +20,10 @@
  *                     and in "lost").
  *   rtt_ms            round-trip times; p99 comes from a log-linear histogram
  *                     (exact below 2.048 ms, within 0.1 % above).
+ *   gaps              the longest gaps of at least 20 ms (at most 16), in
+ *                     time order: [{"start_ms":X,"ms":X},...]; start_ms as
+ *                     for max_gap_start_ms.  Tells a stall early in a move
+ *                     from the switch-over at its end.
  *   duration_ms       time spent sending (first datagram to the stop).
  *   RTT and gap fields are null when too few replies arrived to define them.
  *
@@ -218,6 +222,46 @@ static void print_ms_or_null(const char *key, bool have, double ms, bool comma)
         printf("\"%s\":null%s", key, comma ? "," : "");
 }
 
+#define GAP_MIN_NS 20000000LL
+#define MAX_GAPS 16
+
+struct gap {
+    int64_t at_ns, len_ns;
+};
+
+/* Keeps the MAX_GAPS longest gaps: a new one replaces the shortest kept. */
+static void record_gap(struct gap *gaps, size_t *n, int64_t at_ns, int64_t len_ns)
+{
+    if (len_ns < GAP_MIN_NS)
+        return;
+    if (*n < MAX_GAPS) {
+        gaps[(*n)++] = (struct gap){at_ns, len_ns};
+        return;
+    }
+    size_t min = 0;
+    for (size_t i = 1; i < *n; i++)
+        if (gaps[i].len_ns < gaps[min].len_ns)
+            min = i;
+    if (len_ns > gaps[min].len_ns)
+        gaps[min] = (struct gap){at_ns, len_ns};
+}
+
+static int by_start(const void *a, const void *b)
+{
+    const struct gap *x = a, *y = b;
+    return (x->at_ns > y->at_ns) - (x->at_ns < y->at_ns);
+}
+
+static void print_gaps(struct gap *gaps, size_t n, int64_t start_ns)
+{
+    qsort(gaps, n, sizeof *gaps, by_start);
+    printf("\"gaps\":[");
+    for (size_t i = 0; i < n; i++)
+        printf("%s{\"start_ms\":%.3f,\"ms\":%.3f}", i ? "," : "", (double)(gaps[i].at_ns - start_ns) / 1e6,
+               (double)gaps[i].len_ns / 1e6);
+    printf("],");
+}
+
 int main(int argc, char **argv)
 {
     const char *target = NULL, *stop_file = NULL, *ready_file = NULL;
@@ -315,6 +359,8 @@ int main(int argc, char **argv)
     int64_t rtt_min = INT64_MAX, rtt_max = 0;
     double rtt_sum = 0;
     int64_t first_rx_ns = 0, last_rx_ns = 0, max_gap_ns = -1, max_gap_at_ns = 0;
+    struct gap gaps[MAX_GAPS];
+    size_t n_gaps = 0;
     int64_t stop_ns = 0, drain_until_ns = 0, next_stop_check_ns = start_ns;
     bool stopping = false, ready_done = false;
     const char *stop_reason = NULL;
@@ -385,9 +431,12 @@ int main(int argc, char **argv)
             hist[hist_index((uint64_t)rtt / 1000)]++;
             if (first_rx_ns == 0) {
                 first_rx_ns = now;
-            } else if (now - last_rx_ns > max_gap_ns) {
-                max_gap_ns = now - last_rx_ns;
-                max_gap_at_ns = last_rx_ns;
+            } else {
+                record_gap(gaps, &n_gaps, last_rx_ns, now - last_rx_ns);
+                if (now - last_rx_ns > max_gap_ns) {
+                    max_gap_ns = now - last_rx_ns;
+                    max_gap_at_ns = last_rx_ns;
+                }
             }
             last_rx_ns = now;
             if (!ready_done && ready_file) {
@@ -464,6 +513,7 @@ int main(int argc, char **argv)
     print_ms_or_null("max_gap_ms", max_gap_ns >= 0, (double)max_gap_ns / 1e6, true);
     print_ms_or_null("max_gap_start_ms", max_gap_ns >= 0,
                      (double)(max_gap_at_ns - start_ns) / 1e6, true);
+    print_gaps(gaps, n_gaps, start_ns);
     print_ms_or_null("tail_gap_ms", received > 0,
                      (double)((stop_ns > last_rx_ns ? stop_ns : last_rx_ns) - last_rx_ns) / 1e6,
                      true);

@@ -5,8 +5,8 @@
 #
 # Builds nothing.  Starts a /usr/bin/python3 UDP echo server on a random
 # loopback port, runs the probe for 3 s and, 1 s in, freezes the echo server
-# for ~250 ms (SIGSTOP ... SIGCONT).  Asserts 200 <= max_gap_ms <= 600 and
-# received > 1000.  Exits non-zero with a message on failure.
+# for ~250 ms (SIGSTOP ... SIGCONT).  Asserts 200 <= max_gap_ms <= 600,
+# received > 1000, and that "gaps" lists that pause.  Exits non-zero with a message on failure.
 set -eu
 
 PY=/usr/bin/python3
@@ -107,6 +107,14 @@ if not errors:
     for k in ("min", "avg", "p99", "max"):
         if not isinstance(r["rtt_ms"].get(k), (int, float)):
             errors.append(f"rtt_ms.{k} is not a number")
+    gaps = r.get("gaps")
+    if not isinstance(gaps, list) or not gaps:
+        errors.append(f"gaps = {gaps!r}, expected at least the pause")
+    elif max(g["ms"] for g in gaps) != r["max_gap_ms"] or \
+            not any(g["start_ms"] == r["max_gap_start_ms"] for g in gaps):
+        errors.append("the longest of gaps is not max_gap_ms at max_gap_start_ms")
+    elif [g["start_ms"] for g in gaps] != sorted(g["start_ms"] for g in gaps) or min(g["ms"] for g in gaps) < 20:
+        errors.append("gaps not in time order, or one below 20 ms")
     if not (2500 <= r["duration_ms"] <= 3500):
         errors.append(f"duration_ms = {r['duration_ms']}, expected about 3000")
 if errors:
