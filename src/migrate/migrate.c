@@ -27,6 +27,7 @@
 #include "vm/vm.h"
 
 #define POLL_MS 250
+#define CANCEL_GRACE_MS 5000    /* a failed transfer still running after this: abort_stuck_connections */
 #define STALL_MS 10000          /* no bytes moved for this long: the link is gone */
 #define RESOLVE_RETRY_MS 2000
 #define PREPARE_TIMEOUT_MS 60000
@@ -77,6 +78,7 @@ struct migration {
     char dst_name[64];        /* the destination's host name (for TLS hostname checks) */
     bool mirrors_started;
     bool conns_aborted;         /* the last resort of abort_stuck_connections ran */
+    uint64_t fail_ms;           /* when fail() stopped a running transfer */
     bool ending_mirrors;      /* switch-over: waiting for the mirror jobs to end */
     int mirror_setup_pending;
     struct link_probe *probe; /* measuring the link before prepare */
@@ -390,6 +392,7 @@ static void fail(struct migration *m, json_t *error)
          * back.  A cancel alone can hang while a channel is blocked on a
          * dead link (multifd threads wait for TCP to give up, for minutes):
          * yanking shuts every channel down at once (see yank_links). */
+        m->fail_ms = now_ms();
         yank_links(m);
         mq(m, "migrate_cancel", NULL, 10000, NULL);
         return;
@@ -649,9 +652,9 @@ static bool is_active(const char *st)
            !strcmp(st, "device") || !strcmp(st, "wait-unplug") || !strcmp(st, "cancelling");
 }
 
-/* QEMU stopped answering QMP while connected to a destination: a thread is
- * blocked on a socket to a dead peer, holding the big QEMU lock, where yank
- * cannot reach (QEMU 7.2 does the NBD client's connect and TLS handshake in
+/* QEMU stopped answering QMP while connected to a destination, or a failed
+ * transfer does not wind down: a thread is blocked on a socket to a dead
+ * peer, often holding the big QEMU lock, where yank cannot reach (QEMU 7.2 does the NBD client's connect and TLS handshake in
  * blockdev-add synchronously, and multifd TLS handshakes under the lock at
  * migration setup).  The VM would hang with it until TCP gives up, which for
  * a blocked read is never.  Aborting our connections to the destination at
@@ -672,8 +675,8 @@ static void abort_stuck_connections(struct migration *m)
         if (n < 0)
             log_error("%s: cannot abort the connections to %s:%d: %s", m->name, m->dst_ip, ports[i], why);
         else
-            log_warn("%s: QEMU stopped answering during the move: aborted %d connection(s) to %s:%d",
-                     m->name, n, m->dst_ip, ports[i]);
+            log_warn("%s: QEMU is stuck on the link to %s: aborted %d connection(s) to %s:%d", m->name,
+                     dest(m), n, m->dst_ip, ports[i]);
     }
 }
 
@@ -682,6 +685,11 @@ static void on_poll(void *arg, json_t *info, const qmp_error_t *err)
     struct migration *m = arg;
     if (m->phase != PH_TRANSFER)
         return;
+    /* Cancelled, yanked, and still not wound down: a thread waits on a
+     * socket yank does not own (a multifd TLS handshake, while QMP still
+     * answers). */
+    if (m->fail_ms && now_ms() - m->fail_ms > CANCEL_GRACE_MS)
+        abort_stuck_connections(m);
     if (err) {
         /* QEMU not answering at all counts as no progress: a migration thread
          * stuck on a dead link can hold the lock the monitor needs. */
