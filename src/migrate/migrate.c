@@ -1299,8 +1299,10 @@ static void enqueue_migration(struct agent *a, struct job *job, struct vm *vm, c
     m->cur_downtime_ms = t->downtime_ms;
     m->phase = PH_QUEUED;
     limits_enqueue(a, SLOT_LIVE, job, on_local_slot, m);
+    /* The queue is served on the next loop turn: only a job that will
+     * really wait is shown as queued. */
     int pos = limits_position(a, job);
-    if (pos)
+    if (pos > limits_max(a, SLOT_LIVE) - limits_in_use(a, SLOT_LIVE))
         job_set_waiting(job, pos, a->name);
 }
 
