@@ -654,9 +654,10 @@ static bool is_active(const char *st)
 
 /* QEMU stopped answering QMP while connected to a destination, or a failed
  * transfer does not wind down: a thread is blocked on a socket to a dead
- * peer, often holding the big QEMU lock, where yank cannot reach (QEMU 7.2 does the NBD client's connect and TLS handshake in
- * blockdev-add synchronously, and multifd TLS handshakes under the lock at
- * migration setup).  The VM would hang with it until TCP gives up, which for
+ * peer, often holding the big QEMU lock, where yank cannot reach (QEMU 7.2
+ * does the NBD client's connect and TLS handshake in blockdev-add
+ * synchronously, and multifd TLS handshakes at migration setup, which waits
+ * for them under the lock).  The VM would hang with it until TCP gives up, which for
  * a blocked read is never.  Aborting our connections to the destination at
  * the kernel wakes the thread with an error, and the move fails cleanly.
  * Not in switch-over: the destination may be taking over. */

@@ -46,6 +46,22 @@ def qemu_img_check(path):
     return p
 
 
+def inject_and_wait(cl, jid, fault):
+    """Kills h2's QEMU ("kill") or silently cuts h1's migration link
+    ("cut"), then waits for move jid to end; the link is restored whatever
+    happens.  Returns the job."""
+    if fault == "kill":
+        for pid in cl.qemus(2):
+            os.kill(pid, signal.SIGKILL)
+    else:
+        cl.tb.cut(1, "mig")
+    try:
+        return wait_for(lambda: (x := cl.v(1, "jobs", "show", str(jid)))["state"] not in ("running", "queued")
+                        and x, 120, "the job to end")
+    finally:
+        cl.tb.restore(1, "mig")
+
+
 def test_shared_nothing_there_and_back(cl):
     disk, ip = create_private_guest(cl, "sn1", backing=True)
     cl.boot("sn1")
@@ -90,16 +106,7 @@ def test_shared_nothing_fault_mid_mirror(cl, fault):
     d2 = private_dir(cl, 2)
     jid = cl.v(1, "move", "sn2", "--to", "h2", "--with-storage", d2, "--no-wait")["job"]
     wait_for(lambda: cl.v(1, "jobs", "show", str(jid))["phase"] == "mirror" and cl.qemus(2), 60, "the mirror")
-    if fault == "kill":
-        for pid in cl.qemus(2):
-            os.kill(pid, signal.SIGKILL)
-    else:
-        cl.tb.cut(1, "mig")
-    try:
-        j = wait_for(lambda: (x := cl.v(1, "jobs", "show", str(jid)))["state"] not in ("running", "queued") and x,
-                     120, "the job to end")
-    finally:
-        cl.tb.restore(1, "mig")
+    j = inject_and_wait(cl, jid, fault)
     assert j["state"] == "failed", j
     if fault == "cut":
         assert "migration network" in j["error"]["hint"], j   # the error points at the link
@@ -154,16 +161,7 @@ def test_shared_nothing_faults_in_the_memory_phase(cl):
         else:
             wait_for(lambda: (j := cl.v(1, "jobs", "show", str(jid)))["phase"] == "transfer" and
                      (j.get("progress") or {}).get("bytes_sent", 0) > 16 << 20, 120, "the memory phase")
-        if fault == "kill":
-            for pid in cl.qemus(2):
-                os.kill(pid, signal.SIGKILL)
-        else:
-            cl.tb.cut(1, "mig")
-        try:
-            j = wait_for(lambda: (x := cl.v(1, "jobs", "show", str(jid)))["state"] not in ("running", "queued")
-                         and x, 120, "the job to end")
-        finally:
-            cl.tb.restore(1, "mig")
+        j = inject_and_wait(cl, jid, fault.split("-")[0])
         assert j["state"] == "failed", (fault, j)
         wait_for(lambda: cl.qemus(2) == [] and not os.path.exists(os.path.join(d2, "sn4.qcow2")), 60,
                  "h2 to drop its half-copied VM")
