@@ -113,6 +113,14 @@ void cli_print_json(json_t *j)
     free(s);
 }
 
+void cli_print_accepted(struct cli *c, json_t *reply)
+{
+    if (c->json)
+        cli_print_json(reply);
+    else
+        printf("job %lld\n", (long long)json_integer_value(json_object_get(reply, "job")));
+}
+
 void cli_error(struct cli *c, const char *fmt, ...)
 {
     char msg[2048];

@@ -49,6 +49,8 @@ json_t *cli_call(struct cli *c, const char *method, json_t *params, cli_event_fn
 
 /* Output. */
 void cli_print_json(json_t *j);
+/* --no-wait: the accepted job, {"job": N, ...} with --json, else "job N". */
+void cli_print_accepted(struct cli *c, json_t *reply);
 /* With --json, print a streamed event as one JSON line and return true. */
 bool cli_event_json(struct cli *c, const char *event, json_t *data);
 void cli_error(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -179,12 +179,13 @@ static int host_drain_cmd(struct cli *c, const char *verb, int argc, char **argv
         return code;
     }
     json_int_t id = json_integer_value(json_object_get(r, "job"));
-    json_decref(r);
     if (cli_flag_set(&a, "no-wait")) {
-        printf("job %lld\n", (long long)id);
+        cli_print_accepted(c, r);   /* with --json too, as every command */
+        json_decref(r);
         cli_args_free(&a);
         return 0;
     }
+    json_decref(r);
     json_t *final = NULL;
     rc = cli_follow_job_result(c, json_pack("{s:I}", "id", id), &final);
     json_t *res = json_object_get(final, "result");

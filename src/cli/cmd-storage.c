@@ -197,10 +197,7 @@ int cmd_move_storage(struct cli *c, int argc, char **argv)
     json_t *r = cli_call(c, "vm.move-storage", params, NULL, NULL, &code);
     int rc = code;
     if (r && cli_flag_set(&a, "no-wait")) {
-        if (c->json)
-            cli_print_json(r);
-        else
-            printf("job %lld\n", (long long)json_integer_value(json_object_get(r, "job")));
+        cli_print_accepted(c, r);
         rc = 0;
     } else if (r) {
         rc = follow_job(c, json_integer_value(json_object_get(r, "job")));

@@ -135,12 +135,9 @@ static int lifecycle(struct cli *c, const char *method, json_t *params, bool wai
     json_int_t id = json_integer_value(job);
     json_decref(r);
     if (!wait) {
-        if (c->json) {
-            json_t *o = json_pack("{s:I}", "job", id);
-            cli_print_json(o);
-            json_decref(o);
-        } else
-            printf("job %lld\n", (long long)id);
+        json_t *o = json_pack("{s:I}", "job", id);
+        cli_print_accepted(c, o);
+        json_decref(o);
         return 0;
     }
     int rc = cli_follow_job(c, json_pack("{s:I}", "id", id));
