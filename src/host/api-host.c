@@ -62,6 +62,16 @@ static void host_show(struct api_req *r)
                            (json_int_t)(now_ms() - a->started_ms), "migration", migration, "peers", peers));
 }
 
+/* One setting through the host.json parser, so that `host set` and the
+ * file follow the same rules.  Only tmp's fields for key are meaningful. */
+static int parse_one_setting(const char *key, json_t *v, struct host_settings *tmp, char *err, size_t errlen)
+{
+    json_t *wrap = json_pack("{s:O}", key, v);
+    int rc = host_settings_from_json(wrap, tmp, err, errlen);
+    json_decref(wrap);
+    return rc;
+}
+
 static void host_set(struct api_req *r)
 {
     struct agent *a = r->agent;
@@ -95,22 +105,15 @@ static void host_set(struct api_req *r)
                 (int)json_integer_value(v);
         } else if (!strcmp(key, "allow_delegation_from")) {
             struct host_settings tmp;
-            json_t *wrap = json_pack("{s:O}", "allow_delegation_from", v);
-            int rc = host_settings_from_json(wrap, &tmp, err, sizeof err);
-            json_decref(wrap);
-            if (rc < 0) {
+            if (parse_one_setting(key, v, &tmp, err, sizeof err) < 0) {
                 api_failf(r, ERR_INVALID, NULL, "%s", err);
                 return;
             }
             next.n_delegation_from = tmp.n_delegation_from;
             memcpy(next.delegation_from, tmp.delegation_from, sizeof next.delegation_from);
         } else if (!strcmp(key, "migration_networks")) {
-            /* Reuse the settings parser: the same rules as host.json. */
             struct host_settings tmp;
-            json_t *wrap = json_pack("{s:O}", "migration_networks", v);
-            int rc = host_settings_from_json(wrap, &tmp, err, sizeof err);
-            json_decref(wrap);
-            if (rc < 0) {
+            if (parse_one_setting(key, v, &tmp, err, sizeof err) < 0) {
                 api_failf(r, ERR_INVALID, NULL, "%s", err);
                 return;
             }
