@@ -3,7 +3,7 @@
 # build/asan and runs unit + end-to-end tests.  `make demo` runs the main job.
 #
 # Sources: every src/<module>/*.c goes into libvmove.a, except the two
-# program entry points (src/host/vmoved-main.c, src/cli/vmove-main.c).
+# program entry points (src/daemon/vmoved-main.c, src/cli/vmove-main.c).
 
 CC      ?= cc
 MODE    ?= release
@@ -21,7 +21,7 @@ CFLAGS  := $(CSTD) $(WARN) $(OPT) -Isrc $(shell pkg-config --cflags $(PKGS) 2>/d
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 LDFLAGS := $(OPT)
 
-MAINS   := src/host/vmoved-main.c src/cli/vmove-main.c
+MAINS   := src/daemon/vmoved-main.c src/cli/vmove-main.c
 LIBSRC  := $(filter-out $(MAINS),$(wildcard src/*/*.c))
 LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)
 UNITSRC := $(wildcard tests/unit/test_*.c)
@@ -39,7 +39,7 @@ $(BUILD)/libvmove.a: $(LIBOBJ)
 	@mkdir -p $(dir $@)
 	ar rcs $@ $^
 
-$(BUILD)/bin/vmoved: $(BUILD)/src/host/vmoved-main.o $(BUILD)/libvmove.a
+$(BUILD)/bin/vmoved: $(BUILD)/src/daemon/vmoved-main.o $(BUILD)/libvmove.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

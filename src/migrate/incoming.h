@@ -10,7 +10,7 @@
  * on exactly one host. */
 #ifndef VMOVE_INCOMING_H
 #define VMOVE_INCOMING_H
-#include "host/api.h"
+#include "api/api.h"
 
 struct incoming;
 

@@ -15,7 +15,7 @@
 #define VMOVE_MIGRATE_H
 #include <jansson.h>
 
-#include "host/api.h"
+#include "api/api.h"
 
 struct agent;
 

@@ -4,7 +4,7 @@
 #define VMOVE_MIGRATE_NET_H
 #include <stddef.h>
 
-#include "host/settings.h"
+#include "conf/settings.h"
 
 /* Destination side: a local IPv4 address inside the allowed networks, to
  * listen on.  With "any", the address the source reached us on (hint) is

@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 #include "qemu/accel.h"
-#include "vm/vm_config.h"
+#include "conf/vm_config.h"
 
 struct qemu_argv_opts {
     const char *qemu_binary;

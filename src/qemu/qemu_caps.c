@@ -6,7 +6,7 @@
 
 #include "common/spawn.h"
 #include "common/util.h"
-#include "host/agent.h"
+#include "core/agent.h"
 
 static char *parse_version(const char *out)
 {

@@ -18,7 +18,7 @@
  * the original file all along.  Details and guarantees: docs/STORAGE.md. */
 #ifndef VMOVE_STORAGE_MOVE_H
 #define VMOVE_STORAGE_MOVE_H
-#include "host/api.h"
+#include "api/api.h"
 
 struct agent;
 

@@ -14,8 +14,8 @@
 #include "common/proto.h"
 #include "common/spawn.h"
 #include "common/util.h"
-#include "host/agent.h"
-#include "host/jobs.h"
+#include "core/agent.h"
+#include "core/jobs.h"
 #include "vm/vm.h"
 
 /* Space each target filesystem must have: the allocated size of every

@@ -15,7 +15,7 @@
 #include <sys/types.h>
 
 #include "qemu/qmp.h"
-#include "vm/vm_config.h"
+#include "conf/vm_config.h"
 
 struct agent;
 struct vm;

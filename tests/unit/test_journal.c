@@ -8,7 +8,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "host/journal.h"
+#include "core/journal.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "common/util.h"
-#include "host/settings.h"
+#include "conf/settings.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -6,7 +6,7 @@
 #include <cmocka.h>
 
 #include "common/util.h"
-#include "vm/vm_config.h"
+#include "conf/vm_config.h"
 
 #include <dirent.h>
 #include <stdio.h>

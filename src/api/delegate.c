@@ -1,4 +1,4 @@
-#include "host/delegate.h"
+#include "api/delegate.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -9,13 +9,13 @@
 #include "common/proto.h"
 #include "common/token.h"
 #include "common/util.h"
-#include "host/acl.h"
-#include "host/agent.h"
-#include "host/api.h"
-#include "host/audit.h"
-#include "host/journal.h"
-#include "host/peer.h"
-#include "host/server.h"
+#include "core/acl.h"
+#include "core/agent.h"
+#include "api/api.h"
+#include "core/audit.h"
+#include "core/journal.h"
+#include "core/peer.h"
+#include "server/server.h"
 
 #define RELAY_POLL_MS 500
 

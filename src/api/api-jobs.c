@@ -3,11 +3,11 @@
 #include <string.h>
 
 #include "common/proto.h"
-#include "host/agent.h"
-#include "host/acl.h"
-#include "host/api.h"
-#include "host/jobs.h"
-#include "host/journal.h"
+#include "core/agent.h"
+#include "core/acl.h"
+#include "api/api.h"
+#include "core/jobs.h"
+#include "core/journal.h"
 
 static void jobs_list(struct api_req *r)
 {

@@ -8,7 +8,7 @@
  * migrations and are not drained themselves. */
 #ifndef VMOVE_DRAIN_H
 #define VMOVE_DRAIN_H
-#include "host/api.h"
+#include "api/api.h"
 
 extern const struct api_method api_drain_methods[];
 void drain_free_all(struct agent *a);

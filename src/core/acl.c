@@ -1,4 +1,4 @@
-#include "host/acl.h"
+#include "core/acl.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -7,9 +7,9 @@
 
 #include "common/proto.h"
 #include "common/util.h"
-#include "host/agent.h"
-#include "host/api.h"
-#include "host/audit.h"
+#include "core/agent.h"
+#include "api/api.h"
+#include "core/audit.h"
 
 #define ACL_VERSION 1
 

@@ -1,4 +1,4 @@
-#include "host/settings.h"
+#include "conf/settings.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-#include "host/api.h"
+#include "api/api.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -8,12 +8,12 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
-#include "host/acl.h"
-#include "host/agent.h"
-#include "host/audit.h"
-#include "host/delegate.h"
-#include "host/drain.h"
-#include "host/server.h"
+#include "core/acl.h"
+#include "core/agent.h"
+#include "core/audit.h"
+#include "api/delegate.h"
+#include "cluster/drain.h"
+#include "server/server.h"
 #include "migrate/incoming.h"
 #include "migrate/migrate.h"
 #include "storage/storage_move.h"

@@ -7,11 +7,11 @@
 
 #include "common/proto.h"
 #include "common/util.h"
-#include "host/agent.h"
-#include "host/acl.h"
-#include "host/api.h"
-#include "host/journal.h"
-#include "host/limits.h"
+#include "core/agent.h"
+#include "core/acl.h"
+#include "api/api.h"
+#include "core/journal.h"
+#include "core/limits.h"
 #include "vm/vm.h"
 
 static json_t *memory_json(void)

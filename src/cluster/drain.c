@@ -1,5 +1,5 @@
-#include "host/acl.h"
-#include "host/drain.h"
+#include "core/acl.h"
+#include "cluster/drain.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -9,10 +9,10 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
-#include "host/agent.h"
-#include "host/jobs.h"
-#include "host/journal.h"
-#include "host/peer.h"
+#include "core/agent.h"
+#include "core/jobs.h"
+#include "core/journal.h"
+#include "core/peer.h"
 #include "migrate/migrate.h"
 #include "vm/vm.h"
 

@@ -1,4 +1,4 @@
-#include "host/peer.h"
+#include "core/peer.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,7 +16,7 @@
 #include "common/proto.h"
 #include "common/tls.h"
 #include "common/util.h"
-#include "host/agent.h"
+#include "core/agent.h"
 
 struct pending {
     struct pending *next;

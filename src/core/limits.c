@@ -1,4 +1,4 @@
-#include "host/limits.h"
+#include "core/limits.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -7,8 +7,8 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "host/agent.h"
-#include "host/jobs.h"
+#include "core/agent.h"
+#include "core/jobs.h"
 
 struct slot {
     struct slot *next;

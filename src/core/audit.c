@@ -1,4 +1,4 @@
-#include "host/audit.h"
+#include "core/audit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,9 +11,9 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
-#include "host/agent.h"
-#include "host/acl.h"
-#include "host/api.h"
+#include "core/agent.h"
+#include "core/acl.h"
+#include "api/api.h"
 
 int audit_open(struct agent *a, char *err, unsigned long errlen)
 {

@@ -4,7 +4,7 @@
 #define VMOVE_AUDIT_H
 #include <stdbool.h>
 
-#include "host/api.h"
+#include "api/api.h"
 
 struct agent;
 

@@ -1,4 +1,4 @@
-#include "host/jobs.h"
+#include "core/jobs.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -6,9 +6,9 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
-#include "host/agent.h"
-#include "host/api.h"
-#include "host/journal.h"
+#include "core/agent.h"
+#include "api/api.h"
+#include "core/journal.h"
 
 struct job_watcher {
     struct job_watcher *next;

@@ -1,4 +1,4 @@
-#include "host/journal.h"
+#include "core/journal.h"
 
 #include <sqlite3.h>
 #include <stdio.h>

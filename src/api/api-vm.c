@@ -11,10 +11,10 @@
 #include "common/proto.h"
 #include "common/spawn.h"
 #include "common/util.h"
-#include "host/agent.h"
-#include "host/acl.h"
-#include "host/api.h"
-#include "host/jobs.h"
+#include "core/agent.h"
+#include "core/acl.h"
+#include "api/api.h"
+#include "core/jobs.h"
 #include "vm/vm.h"
 
 #define CONSOLE_CHUNK_MAX (256 * 1024)

@@ -1,4 +1,4 @@
-#include "host/server.h"
+#include "server/server.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -22,8 +22,8 @@
 #include "common/proto.h"
 #include "common/tls.h"
 #include "common/util.h"
-#include "host/agent.h"
-#include "host/api.h"
+#include "core/agent.h"
+#include "api/api.h"
 
 struct server {
     struct agent *agent;

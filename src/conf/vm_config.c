@@ -5,7 +5,7 @@
  * vm_config_validate() then runs the semantic checks.  The daemon calls the
  * same vm_config_validate() on configs it builds in C, so both paths give
  * identical messages, always starting with the JSON path of the field. */
-#include "vm/vm_config.h"
+#include "conf/vm_config.h"
 
 #include "common/util.h"
 

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "host/settings.h"
+#include "conf/settings.h"
 #include "qemu/accel.h"
 
 struct event_base;

@@ -9,7 +9,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "host/api.h"
+#include "api/api.h"
 #include <stddef.h>
 
 struct agent;

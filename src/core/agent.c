@@ -1,4 +1,4 @@
-#include "host/agent.h"
+#include "core/agent.h"
 
 #include <errno.h>
 #include <event2/event.h>
