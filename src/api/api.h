@@ -8,7 +8,24 @@
 #include <stdbool.h>
 
 struct agent;
-struct conn;
+
+/* A client connection as the transport (src/server/) gives it to the API:
+ * the unix socket and the TLS port today, HTTP later.  The API layer only
+ * talks to it through these operations, so it never includes server/. */
+struct api_sink;
+struct api_sink_ops {
+    void (*send)(struct api_sink *s, json_t *msg);   /* steals msg; dropped once closed */
+    bool (*is_open)(const struct api_sink *s);
+    const char *(*peer)(const struct api_sink *s);    /* "IP:PORT" or "unix(pid N, uid N)" */
+    void (*ref)(struct api_sink *s);
+    void (*unref)(struct api_sink *s);
+    /* One hook run when the connection closes (replaces any earlier one;
+     * NULL clears it). */
+    void (*on_close)(struct api_sink *s, void (*hook)(void *arg), void *arg);
+};
+struct api_sink {
+    const struct api_sink_ops *ops;
+};
 
 enum principal_kind { PRINCIPAL_LOCAL_ROOT, PRINCIPAL_USER, PRINCIPAL_HOST };
 
@@ -19,7 +36,7 @@ struct principal {
 
 struct api_req {
     struct agent *agent;
-    struct conn *conn;
+    struct api_sink *sink;
     json_t *id;
     char *method;
     json_t *params;           /* always an object */
@@ -33,6 +50,17 @@ void api_failf(struct api_req *r, const char *code, const char *hint, const char
     __attribute__((format(printf, 4, 5)));
 void api_event(struct api_req *r, const char *event, json_t *data);
 bool api_req_connected(const struct api_req *r);
+/* The client's address, for logs and the audit record. */
+const char *api_req_peer(const struct api_req *r);
+/* A new request object, owning a reference to sink (the transport calls it). */
+struct api_req *api_req_new(struct agent *a, struct api_sink *sink, json_t *id, const char *method,
+                            json_t *params, const struct principal *who);
+
+/* A reference to the request's connection that outlives the request: for a
+ * peer whose later calls (or hang-up) belong to the same operation. */
+struct api_sink *api_sink_hold(struct api_req *r);
+void api_sink_release(struct api_sink *s);
+void api_sink_on_close(struct api_sink *s, void (*hook)(void *arg), void *arg);
 const char *principal_describe(const struct principal *p, char *buf, size_t len);
 
 /* Parameter helpers: on a missing or mistyped parameter they answer the

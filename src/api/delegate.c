@@ -15,7 +15,6 @@
 #include "core/audit.h"
 #include "core/journal.h"
 #include "core/peer.h"
-#include "server/server.h"
 
 #define RELAY_POLL_MS 500
 
@@ -32,7 +31,7 @@ static bool policy_allows(struct agent *a, const char *host)
 static bool deny(struct api_req *r, const char *who, const char *hint, const char *msg)
 {
     const char *vm = json_string_value(json_object_get(r->params, "name"));
-    audit_record(r->agent, who, r->method, vm, conn_peer(r->conn), false, msg);
+    audit_record(r->agent, who, r->method, vm, api_req_peer(r), false, msg);
     api_fail(r, proto_error(ERR_DENIED, hint, "%s", msg));
     return false;
 }
@@ -93,7 +92,7 @@ bool delegate_accept(struct api_req *r)
     char who[96];
     snprintf(msg, sizeof msg, "acting for the user, delegated by %s", host);
     audit_record(a, principal_describe(&r->who, who, sizeof who), "delegation", json_string_value(
-                 json_object_get(r->params, "name")), conn_peer(r->conn), true, msg);
+                 json_object_get(r->params, "name")), api_req_peer(r), true, msg);
     return true;
 }
 

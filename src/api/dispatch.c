@@ -13,14 +13,43 @@
 #include "core/audit.h"
 #include "api/delegate.h"
 #include "cluster/drain.h"
-#include "server/server.h"
 #include "migrate/incoming.h"
 #include "migrate/migrate.h"
 #include "storage/storage_move.h"
 
+struct api_req *api_req_new(struct agent *a, struct api_sink *sink, json_t *id, const char *method,
+                            json_t *params, const struct principal *who)
+{
+    struct api_req *r = xcalloc(1, sizeof *r);
+    r->agent = a;
+    r->sink = sink;
+    sink->ops->ref(sink);
+    r->id = json_incref(id);
+    r->method = xstrdup(method);
+    r->params = json_incref(params);
+    r->who = *who;
+    return r;
+}
+
+struct api_sink *api_sink_hold(struct api_req *r)
+{
+    r->sink->ops->ref(r->sink);
+    return r->sink;
+}
+
+void api_sink_release(struct api_sink *s)
+{
+    if (s) {
+        s->ops->on_close(s, NULL, NULL);
+        s->ops->unref(s);
+    }
+}
+
+void api_sink_on_close(struct api_sink *s, void (*hook)(void *arg), void *arg) { s->ops->on_close(s, hook, arg); }
+
 static void req_free(struct api_req *r)
 {
-    conn_unref(r->conn);
+    r->sink->ops->unref(r->sink);
     json_decref(r->id);
     json_decref(r->params);
     free(r->method);
@@ -29,7 +58,7 @@ static void req_free(struct api_req *r)
 
 void api_reply(struct api_req *r, json_t *result)
 {
-    conn_send(r->conn, json_pack("{s:O, s:o}", "id", r->id, "result", result ? result : json_object()));
+    r->sink->ops->send(r->sink, json_pack("{s:O, s:o}", "id", r->id, "result", result ? result : json_object()));
     req_free(r);
 }
 
@@ -38,7 +67,7 @@ void api_fail(struct api_req *r, json_t *error)
     const char *code = json_string_value(json_object_get(error, "code"));
     log_info("%s failed: %s: %s", r->method, code ? code : "?",
              json_string_value(json_object_get(error, "message")));
-    conn_send(r->conn, json_pack("{s:O, s:o}", "id", r->id, "error", error));
+    r->sink->ops->send(r->sink, json_pack("{s:O, s:o}", "id", r->id, "error", error));
     req_free(r);
 }
 
@@ -54,10 +83,12 @@ void api_failf(struct api_req *r, const char *code, const char *hint, const char
 
 void api_event(struct api_req *r, const char *event, json_t *data)
 {
-    conn_send(r->conn, json_pack("{s:O, s:s, s:o}", "id", r->id, "event", event, "data", data));
+    r->sink->ops->send(r->sink, json_pack("{s:O, s:s, s:o}", "id", r->id, "event", event, "data", data));
 }
 
-bool api_req_connected(const struct api_req *r) { return conn_is_open(r->conn); }
+bool api_req_connected(const struct api_req *r) { return r->sink->ops->is_open(r->sink); }
+
+const char *api_req_peer(const struct api_req *r) { return r->sink->ops->peer(r->sink); }
 
 const char *principal_describe(const struct principal *p, char *buf, size_t len)
 {
@@ -140,13 +171,13 @@ void api_dispatch(struct api_req *r)
     const char *vm = json_string_value(json_object_get(r->params, "name"));
     if (m->right && !acl_allows_who(r->agent, &r->who, m->right)) {
         json_t *err = acl_denial(r->agent, who, m->right);
-        audit_record(r->agent, who, r->method, vm, conn_peer(r->conn), false,
+        audit_record(r->agent, who, r->method, vm, api_req_peer(r), false,
                      json_string_value(json_object_get(err, "message")));
         api_fail(r, err);
         return;
     }
     /* Root's own reads on its own host are not decisions worth a record. */
     if (m->right && (m->right != RIGHT_VM_READ || r->who.kind != PRINCIPAL_LOCAL_ROOT))
-        audit_record(r->agent, who, r->method, vm, conn_peer(r->conn), true, NULL);
+        audit_record(r->agent, who, r->method, vm, api_req_peer(r), true, NULL);
     m->fn(r);
 }

@@ -20,7 +20,6 @@
 #include "core/audit.h"
 #include "core/journal.h"
 #include "core/limits.h"
-#include "server/server.h"
 #include "migrate/link_probe.h"
 #include "migrate/migrate_net.h"
 #include "migrate/tuning.h"
@@ -49,7 +48,7 @@ struct incoming {
     char *source;
     json_int_t job;
     struct api_req *req;       /* pending prepare or finish */
-    struct conn *conn;         /* the source's control connection */
+    struct api_sink *sink;     /* the source's control connection */
     struct migrate_tuning tuning;
     char ip[64];
     int port;
@@ -142,9 +141,8 @@ static void incoming_free(struct incoming *in)
             *p = in->next;
             break;
         }
-    if (in->conn) {
-        conn_set_close_hook(in->conn, NULL, NULL);
-        conn_unref(in->conn);
+    if (in->sink) {
+        api_sink_release(in->sink);
     }
     if (in->vm)
         vm_set_hooks(in->vm, NULL);
@@ -214,8 +212,8 @@ static void abort_incoming(struct incoming *in, const char *why)
 static void on_conn_closed(void *arg)
 {
     struct incoming *in = arg;
-    conn_unref(in->conn);
-    in->conn = NULL;
+    api_sink_release(in->sink);
+    in->sink = NULL;
     if (in->vm && !committed(in->vm))
         abort_incoming(in, "the source host's control connection closed");
 }
@@ -240,7 +238,7 @@ static bool incoming_authorized(struct api_req *r)
     const char *check[] = {host, who};
     for (size_t i = 0; i < 2; i++) {
         bool ok = acl_allows(a, check[i], RIGHT_MIGRATE_IN);
-        audit_record(a, check[i], r->method, vm, conn_peer(r->conn), ok, ok ? NULL : "lacks migrate.in");
+        audit_record(a, check[i], r->method, vm, api_req_peer(r), ok, ok ? NULL : "lacks migrate.in");
         if (!ok) {
             api_fail(r, acl_denial(a, check[i], RIGHT_MIGRATE_IN));
             return false;
@@ -781,9 +779,8 @@ static void migrate_prepare(struct api_req *r)
     in->tuning = tuning;
     snprintf(in->ip, sizeof in->ip, "%s", ip);
     in->req = r;
-    in->conn = r->conn;
-    conn_ref(in->conn);
-    conn_set_close_hook(in->conn, on_conn_closed, in);
+    in->sink = api_sink_hold(r);
+    api_sink_on_close(in->sink, on_conn_closed, in);
     in->next = a->incomings;
     a->incomings = in;
     vm_set_migration(vm, json_pack("{s:s, s:s, s:I, s:b, s:O*}", "role", "incoming", "source", in->source,

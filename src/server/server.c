@@ -32,7 +32,10 @@ struct server {
     struct conn *conns;          /* open connections, closed on shutdown */
 };
 
+static const struct api_sink_ops conn_sink_ops;
+
 struct conn {
+    struct api_sink sink;        /* first: the API sees the connection as this */
     struct conn *prev, *next;
     struct server *server;
     int refs;
@@ -139,16 +142,11 @@ static void handle_line(struct conn *c, const char *line)
         json_decref(msg);
         return;
     }
-    struct api_req *r = xcalloc(1, sizeof *r);
-    r->agent = c->agent;
-    r->conn = c;
-    conn_ref(c);
-    r->id = json_incref(json_object_get(msg, "id"));
-    if (!r->id)
-        r->id = json_null();
-    r->method = xstrdup(json_string_value(method));
-    r->params = params ? json_incref(params) : json_object();
-    r->who = c->who;
+    json_t *id = json_object_get(msg, "id");
+    json_t *no_params = params ? NULL : json_object();
+    struct api_req *r = api_req_new(c->agent, &c->sink, id ? id : json_null(), json_string_value(method),
+                                    params ? params : no_params, &c->who);
+    json_decref(no_params);
     json_decref(msg);
     api_dispatch(r);
 }
@@ -224,6 +222,7 @@ static struct conn *conn_new(struct server *s, struct bufferevent *bev, bool tls
 {
     struct agent *a = s->agent;
     struct conn *c = xcalloc(1, sizeof *c);
+    c->sink.ops = &conn_sink_ops;
     c->server = s;
     c->next = s->conns;
     if (s->conns)
@@ -391,5 +390,26 @@ void conn_set_close_hook(struct conn *c, void (*hook)(void *arg), void *arg)
     c->close_hook = hook;
     c->close_hook_arg = arg;
 }
+
+/* The connection as the API layer sees it (src/api/api.h). */
+static struct conn *sink_conn(const struct api_sink *s) { return (struct conn *)s; }
+static void sink_send(struct api_sink *s, json_t *msg) { conn_send(sink_conn(s), msg); }
+static bool sink_is_open(const struct api_sink *s) { return conn_is_open(sink_conn(s)); }
+static const char *sink_peer(const struct api_sink *s) { return conn_peer(sink_conn(s)); }
+static void sink_ref(struct api_sink *s) { conn_ref(sink_conn(s)); }
+static void sink_unref(struct api_sink *s) { conn_unref(sink_conn(s)); }
+static void sink_on_close(struct api_sink *s, void (*hook)(void *arg), void *arg)
+{
+    conn_set_close_hook(sink_conn(s), hook, arg);
+}
+
+static const struct api_sink_ops conn_sink_ops = {
+    .send = sink_send,
+    .is_open = sink_is_open,
+    .peer = sink_peer,
+    .ref = sink_ref,
+    .unref = sink_unref,
+    .on_close = sink_on_close,
+};
 
 const char *conn_peer(const struct conn *c) { return c->peer; }
