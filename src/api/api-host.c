@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 
 #include "common/proto.h"
+#include "api/methods.h"
 #include "common/util.h"
 #include "core/agent.h"
 #include "core/acl.h"

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common/proto.h"
+#include "api/methods.h"
 #include "core/agent.h"
 #include "core/acl.h"
 #include "api/api.h"

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/proto.h"
+#include "api/methods.h"
 #include "common/spawn.h"
 #include "common/util.h"
 #include "core/agent.h"

@@ -7,6 +7,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "core/acl.h"
+
 struct agent;
 
 /* A client connection as the transport (src/server/) gives it to the API:
@@ -27,12 +29,6 @@ struct api_sink {
     const struct api_sink_ops *ops;
 };
 
-enum principal_kind { PRINCIPAL_LOCAL_ROOT, PRINCIPAL_USER, PRINCIPAL_HOST };
-
-struct principal {
-    enum principal_kind kind;
-    char name[64];
-};
 
 struct api_req {
     struct agent *agent;
@@ -61,7 +57,6 @@ struct api_req *api_req_new(struct agent *a, struct api_sink *sink, json_t *id, 
 struct api_sink *api_sink_hold(struct api_req *r);
 void api_sink_release(struct api_sink *s);
 void api_sink_on_close(struct api_sink *s, void (*hook)(void *arg), void *arg);
-const char *principal_describe(const struct principal *p, char *buf, size_t len);
 
 /* Parameter helpers: on a missing or mistyped parameter they answer the
  * request with an invalid_argument error and return NULL / -1. */
@@ -78,10 +73,4 @@ struct api_method {
 /* Dispatches (or answers "unknown method"). Takes ownership of r. */
 void api_dispatch(struct api_req *r);
 
-/* Handler tables of each module (api-*.c). */
-extern const struct api_method api_host_methods[];
-extern const struct api_method api_vm_methods[];
-extern const struct api_method api_job_methods[];
-extern const struct api_method api_peer_methods[];
-extern const struct api_method api_storage_methods[];
 #endif

@@ -12,10 +12,7 @@
 #include "core/agent.h"
 #include "core/audit.h"
 #include "api/delegate.h"
-#include "cluster/drain.h"
-#include "migrate/incoming.h"
-#include "migrate/migrate.h"
-#include "storage/storage_move.h"
+#include "api/methods.h"
 
 struct api_req *api_req_new(struct agent *a, struct api_sink *sink, json_t *id, const char *method,
                             json_t *params, const struct principal *who)
@@ -90,13 +87,6 @@ bool api_req_connected(const struct api_req *r) { return r->sink->ops->is_open(r
 
 const char *api_req_peer(const struct api_req *r) { return r->sink->ops->peer(r->sink); }
 
-const char *principal_describe(const struct principal *p, char *buf, size_t len)
-{
-    static const char *kinds[] = {"user", "user", "host"};
-    snprintf(buf, len, "%s:%s", kinds[p->kind], p->name);
-    return buf;
-}
-
 const char *api_param_str(struct api_req *r, const char *key, bool required)
 {
     json_t *v = json_object_get(r->params, key);
@@ -142,22 +132,9 @@ int api_param_bool(struct api_req *r, const char *key, bool def, bool *out)
     return 0;
 }
 
-static const struct api_method *find_method(const char *name)
-{
-    const struct api_method *tables[] = {api_host_methods, api_vm_methods, api_job_methods,
-                                         api_migrate_methods, api_migrate_peer_methods, api_peer_methods,
-                                         api_drain_methods, api_storage_methods, api_acl_methods,
-                                         api_audit_methods};
-    for (size_t t = 0; t < ARRAY_LEN(tables); t++)
-        for (const struct api_method *m = tables[t]; m->name; m++)
-            if (!strcmp(m->name, name))
-                return m;
-    return NULL;
-}
-
 void api_dispatch(struct api_req *r)
 {
-    const struct api_method *m = find_method(r->method);
+    const struct api_method *m = api_method_find(r->method);
     if (!m) {
         api_failf(r, ERR_UNKNOWN_CMD, "run `vmove --help` for the commands this version knows",
                   "unknown method \"%s\"", r->method);

@@ -1,4 +1,5 @@
 #include "core/acl.h"
+#include "api/methods.h"
 #include "cluster/drain.h"
 
 #include <event2/event.h>

@@ -10,6 +10,5 @@
 #define VMOVE_DRAIN_H
 #include "api/api.h"
 
-extern const struct api_method api_drain_methods[];
 void drain_free_all(struct agent *a);
 #endif

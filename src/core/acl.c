@@ -8,7 +8,6 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "core/agent.h"
-#include "api/api.h"
 #include "core/audit.h"
 
 #define ACL_VERSION 1
@@ -187,68 +186,29 @@ json_t *acl_denial(struct agent *a, const char *principal, unsigned right)
                        a->name);
 }
 
-/* ---- API -------------------------------------------------------------- */
+/* ---- changes (the API layer validates the parameters first) ----------- */
 
-static int parse_rights(struct api_req *r, json_t *list, json_t **out)
+/* Apply a change to the ACL and persist it; on a write error the ACL is
+ * restored, so memory and disk never disagree. */
+static json_t *commit_or_restore(struct agent *a, json_t *grants_before, json_t *groups_before)
 {
-    size_t i;
-    json_t *v;
-    unsigned bit = 0;
-    if (!json_is_array(list) || !json_array_size(list)) {
-        api_failf(r, ERR_INVALID, NULL, "give at least one right (vm.read, vm.manage, migrate.out, migrate.in, "
-                                        "storage.move, host.admin)");
-        return -1;
-    }
-    *out = json_array();
-    json_array_foreach(list, i, v) {
-        if (!json_is_string(v) || right_parse(json_string_value(v), &bit) < 0) {
-            json_decref(*out);
-            api_failf(r, ERR_INVALID, NULL, "unknown right \"%s\" (vm.read, vm.manage, migrate.out, migrate.in, "
-                                            "storage.move, host.admin)", json_is_string(v) ? json_string_value(v) : "?");
-            return -1;
-        }
-        json_array_append(*out, v);
-    }
-    return 0;
-}
-
-static const char *principal_param(struct api_req *r, const char *key)
-{
-    const char *p = api_param_str(r, key, true);
-    char kind[16], name[64];
-    if (p && principal_parse(p, kind, sizeof kind, name, sizeof name) < 0) {
-        api_failf(r, ERR_INVALID, NULL, "bad principal \"%s\": use user:NAME, host:NAME or group:NAME", p);
-        return NULL;
-    }
-    return p;
-}
-
-static void save_reply(struct api_req *r, json_t *grants_before, json_t *groups_before)
-{
-    struct agent *a = r->agent;
     char err[512];
     if (acl_save(a, err, sizeof err) < 0) {
         json_decref(a->acl->grants);
         json_decref(a->acl->groups);
         a->acl->grants = grants_before;
         a->acl->groups = groups_before;
-        api_failf(r, ERR_INTERNAL, NULL, "%s", err);
-        return;
+        return proto_error(ERR_INTERNAL, NULL, "%s", err);
     }
     json_decref(grants_before);
     json_decref(groups_before);
-    api_reply(r, json_pack("{s:O, s:O}", "grants", a->acl->grants, "groups", a->acl->groups));
+    return NULL;
 }
 
-static void acl_change(struct api_req *r, bool grant)
+json_t *acl_change(struct agent *a, const char *principal, json_t *rights, bool grant)
 {
-    struct agent *a = r->agent;
-    const char *p = principal_param(r, "principal");
-    json_t *rights;
-    if (!p || parse_rights(r, json_object_get(r->params, "rights"), &rights) < 0)
-        return;
     json_t *gb = json_deep_copy(a->acl->grants), *grb = json_deep_copy(a->acl->groups);
-    json_t *cur = json_object_get(a->acl->grants, p);
+    json_t *cur = json_object_get(a->acl->grants, principal);
     json_t *next = json_array();
     size_t i;
     json_t *v;
@@ -263,39 +223,17 @@ static void acl_change(struct api_req *r, bool grant)
         if (grant && !has(next, bit))
             json_array_append(next, v);
     }
-    json_decref(rights);
     if (json_array_size(next))
-        json_object_set_new(a->acl->grants, p, next);
+        json_object_set_new(a->acl->grants, principal, next);
     else {
-        json_object_del(a->acl->grants, p);
+        json_object_del(a->acl->grants, principal);
         json_decref(next);
     }
-    char who[96];
-    audit_record(a, principal_describe(&r->who, who, sizeof who), grant ? "acl.grant" : "acl.revoke", NULL, "local",
-                 true, p);
-    save_reply(r, gb, grb);
+    return commit_or_restore(a, gb, grb);
 }
 
-static void acl_grant(struct api_req *r) { acl_change(r, true); }
-static void acl_revoke(struct api_req *r) { acl_change(r, false); }
-
-static void acl_list(struct api_req *r)
+json_t *acl_group_change(struct agent *a, const char *group, const char *member, bool add)
 {
-    api_reply(r, json_pack("{s:s, s:O, s:O}", "host", r->agent->name, "grants", r->agent->acl->grants, "groups",
-                           r->agent->acl->groups));
-}
-
-static void acl_group(struct api_req *r, bool add)
-{
-    struct agent *a = r->agent;
-    const char *group = api_param_str(r, "group", true);
-    const char *member = group ? principal_param(r, "member") : NULL;
-    if (!member)
-        return;
-    if (!valid_name(group) || !strncmp(member, "group:", 6)) {
-        api_failf(r, ERR_INVALID, NULL, "groups hold users or hosts: vmove acl group add GROUP user:NAME|host:NAME");
-        return;
-    }
     json_t *gb = json_deep_copy(a->acl->grants), *grb = json_deep_copy(a->acl->groups);
     json_t *members = json_object_get(a->acl->groups, group);
     if (!members) {
@@ -311,20 +249,20 @@ static void acl_group(struct api_req *r, bool add)
         json_array_remove(members, i);
     if (!json_array_size(members))
         json_object_del(a->acl->groups, group);
-    save_reply(r, gb, grb);
+    return commit_or_restore(a, gb, grb);
 }
 
-static void acl_group_add(struct api_req *r) { acl_group(r, true); }
-static void acl_group_remove(struct api_req *r) { acl_group(r, false); }
+json_t *acl_to_json(const struct agent *a)
+{
+    return json_pack("{s:O, s:O}", "grants", a->acl->grants, "groups", a->acl->groups);
+}
 
-const struct api_method api_acl_methods[] = {
-    {"acl.grant", acl_grant, RIGHT_HOST_ADMIN},
-    {"acl.revoke", acl_revoke, RIGHT_HOST_ADMIN},
-    {"acl.list", acl_list, RIGHT_HOST_ADMIN},
-    {"acl.group-add", acl_group_add, RIGHT_HOST_ADMIN},
-    {"acl.group-remove", acl_group_remove, RIGHT_HOST_ADMIN},
-    {NULL, NULL, 0},
-};
+const char *principal_describe(const struct principal *p, char *buf, size_t len)
+{
+    static const char *kinds[] = {"user", "user", "host"};
+    snprintf(buf, len, "%s:%s", kinds[p->kind], p->name);
+    return buf;
+}
 
 bool acl_in_group(struct agent *a, const char *group, const char *principal)
 {

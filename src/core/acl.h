@@ -9,11 +9,21 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "api/api.h"
 #include <stddef.h>
 
 struct agent;
-struct principal;
+
+/* Who is asking: taken from the verified certificate or SO_PEERCRED, never
+ * from a message body. */
+enum principal_kind { PRINCIPAL_LOCAL_ROOT, PRINCIPAL_USER, PRINCIPAL_HOST };
+
+struct principal {
+    enum principal_kind kind;
+    char name[64];
+};
+
+/* "user:alice", "host:h1" (local root is "user:root"). */
+const char *principal_describe(const struct principal *p, char *buf, size_t len);
 
 enum right {
     RIGHT_VM_READ = 1u << 0,
@@ -40,5 +50,11 @@ bool acl_allows_who(struct agent *a, const struct principal *who, unsigned right
 bool acl_in_group(struct agent *a, const char *group, const char *principal);
 json_t *acl_denial(struct agent *a, const char *principal, unsigned right);
 
-extern const struct api_method api_acl_methods[];
+/* Changes, persisted before they return.  rights: an array of valid right
+ * names; principal, group and member already validated.  NULL or an error
+ * (the ACL is then unchanged). */
+json_t *acl_change(struct agent *a, const char *principal, json_t *rights, bool grant);
+json_t *acl_group_change(struct agent *a, const char *group, const char *member, bool add);
+/* {"grants": ..., "groups": ...} (new reference). */
+json_t *acl_to_json(const struct agent *a);
 #endif

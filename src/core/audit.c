@@ -13,7 +13,6 @@
 #include "common/util.h"
 #include "core/agent.h"
 #include "core/acl.h"
-#include "api/api.h"
 
 int audit_open(struct agent *a, char *err, unsigned long errlen)
 {
@@ -49,12 +48,9 @@ void audit_record(struct agent *a, const char *who, const char *action, const ch
     free(line);
 }
 
-static void audit_list(struct api_req *r)
+json_t *audit_read(const struct agent *a, long long limit)
 {
-    long long limit;
-    if (api_param_int(r, "limit", 100, &limit) < 0)
-        return;
-    char *path = xasprintf("%s/audit.log", r->agent->state_dir), *text = NULL;
+    char *path = xasprintf("%s/audit.log", a->state_dir), *text = NULL;
     json_t *out = json_array();
     if (read_file(path, &text, NULL) == 0) {
         for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
@@ -67,10 +63,5 @@ static void audit_list(struct api_req *r)
     }
     free(text);
     free(path);
-    api_reply(r, json_pack("{s:o}", "records", out));
+    return out;
 }
-
-const struct api_method api_audit_methods[] = {
-    {"audit.list", audit_list, RIGHT_HOST_ADMIN},
-    {NULL, NULL, 0},
-};

@@ -4,7 +4,7 @@
 #define VMOVE_AUDIT_H
 #include <stdbool.h>
 
-#include "api/api.h"
+#include <jansson.h>
 
 struct agent;
 
@@ -15,5 +15,6 @@ void audit_close(struct agent *a);
 void audit_record(struct agent *a, const char *who, const char *action, const char *vm, const char *from,
                   bool allowed, const char *reason);
 
-extern const struct api_method api_audit_methods[];
+/* The newest `limit` records, oldest first (a new array). */
+json_t *audit_read(const struct agent *a, long long limit);
 #endif

@@ -17,5 +17,4 @@ struct incoming;
 void incoming_recover(struct agent *a);
 void incoming_free_all(struct agent *a);
 void incoming_free_reservations(struct agent *a);
-extern const struct api_method api_migrate_peer_methods[];
 #endif

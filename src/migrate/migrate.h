@@ -28,5 +28,4 @@ void migrate_free_all(struct agent *a);
  * ADDR:PORT) for user ("user:alice").  NULL with *err on refusal. */
 struct job *migrate_submit(struct agent *a, const char *name, const char *to, json_t *tuning, const char *user,
                            json_t **err);
-extern const struct api_method api_migrate_methods[];
 #endif

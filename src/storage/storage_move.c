@@ -1,4 +1,5 @@
 #include "storage/storage_move.h"
+#include "api/methods.h"
 
 #include <errno.h>
 #include <event2/event.h>

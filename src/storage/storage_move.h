@@ -29,5 +29,4 @@ void storage_recover(struct agent *a);
  * vmoved settles them through storage_recover). */
 void storage_free_all(struct agent *a);
 
-extern const struct api_method api_storage_methods[];
 #endif
