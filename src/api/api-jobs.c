@@ -1,14 +1,51 @@
 /* jobs.list, jobs.show, jobs.watch, jobs.cancel */
+#include "api/methods.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/proto.h"
-#include "api/methods.h"
 #include "core/agent.h"
 #include "core/acl.h"
 #include "api/api.h"
 #include "core/jobs.h"
 #include "core/journal.h"
+
+/* ---- following a job: a client's request as a job subscriber ------------ */
+
+static void watcher_update(void *arg, const struct job *j) { api_event(arg, "job", job_to_json(j)); }
+static void watcher_ended(void *arg, const struct job *j) { api_reply(arg, job_to_json(j)); }
+static void watcher_dropped(void *arg, json_t *error) { api_fail(arg, error); }
+
+static const struct job_subscriber_ops request_watcher = {
+    .update = watcher_update,
+    .ended = watcher_ended,
+    .dropped = watcher_dropped,
+};
+
+void api_job_watch(struct agent *a, int64_t id, struct api_req *r)
+{
+    struct job *j = job_find(a, id);
+    if (!j) {
+        json_t *rec = journal_job_get(a->journal, id);
+        if (!rec) {
+            api_failf(r, ERR_NOT_FOUND, "`vmove jobs list` shows the jobs", "no job %lld", (long long)id);
+            return;
+        }
+        api_reply(r, rec);
+        return;
+    }
+    job_subscribe(j, &request_watcher, r);
+    api_event(r, "job", job_to_json(j));
+}
+
+void api_job_answer(struct job *j, struct api_req *r, bool wait)
+{
+    if (wait)
+        api_job_watch(j->agent, j->id, r);
+    else
+        api_reply(r, json_pack("{s:I}", "job", (json_int_t)j->id));
+}
 
 static void jobs_list(struct api_req *r)
 {
@@ -68,7 +105,7 @@ static void jobs_watch(struct api_req *r)
     long long id;
     if (job_id_param(r, &id) < 0)
         return;
-    job_watch(r->agent, id, r);
+    api_job_watch(r->agent, id, r);
 }
 
 static void jobs_cancel(struct api_req *r)
@@ -92,9 +129,14 @@ static void jobs_cancel(struct api_req *r)
         api_failf(r, ERR_STATE, NULL, "job %lld (%s) cannot be cancelled", id, j->ops->kind);
         return;
     }
+    /* The record as it was when asked: the cancel may finish the job. */
     j->cancel_requested = true;
-    json_t *rec = job_to_json(j);
-    j->ops->cancel(j);   /* may finish (and free) the job */
+    json_t *rec = job_to_json(j), *err = NULL;
+    if (job_request_cancel(j, &err) < 0) {
+        json_decref(rec);
+        api_fail(r, err);
+        return;
+    }
     api_reply(r, rec);
 }
 

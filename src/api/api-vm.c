@@ -343,7 +343,7 @@ static void vm_start_api(struct api_req *r)
     if (!check_no_job(r, vm))
         return;
     struct job *job = job_create(r->agent, &start_ops, vm->name, NULL);
-    job_answer(job, r, wait);
+    api_job_answer(job, r, wait);
     vm_start(vm, job);
 }
 
@@ -377,7 +377,7 @@ static void vm_stop_api(struct api_req *r)
     }
     if (busy) {
         /* --force wins over a graceful stop or a start in progress. */
-        busy->cancel_requested = true;
+        job_mark_cancel_requested(busy);
         vm_cancel_job(vm);
         if (vm->job) {
             job_fail(vm->job, proto_error(ERR_CANCELLED, NULL, "superseded by a forced stop"));
@@ -386,7 +386,7 @@ static void vm_stop_api(struct api_req *r)
     }
     struct job *job = job_create(r->agent, force ? &force_stop_ops : &stop_ops, vm->name,
                                  json_pack("{s:b, s:I}", "force", force, "timeout", (json_int_t)timeout));
-    job_answer(job, r, wait);
+    api_job_answer(job, r, wait);
     vm_stop(vm, job, force, (int)timeout);
 }
 

@@ -6,6 +6,7 @@
 #define VMOVE_API_H
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "core/acl.h"
 
@@ -73,4 +74,10 @@ struct api_method {
 /* Dispatches (or answers "unknown method"). Takes ownership of r. */
 void api_dispatch(struct api_req *r);
 
+struct job;
+/* Reply to r with the job's final record, streaming {"event":"job"} updates
+ * until then; a finished job's record comes from the journal. */
+void api_job_watch(struct agent *a, int64_t id, struct api_req *r);
+/* Reply to r right away with {"job": id} (--no-wait), or watch until done. */
+void api_job_answer(struct job *j, struct api_req *r, bool wait);
 #endif

@@ -1,6 +1,5 @@
-#include "core/acl.h"
-#include "api/methods.h"
 #include "cluster/drain.h"
+
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -279,10 +278,9 @@ static void cancel_drain(struct job *job)
         if (d->job == job)
             for (int i = 0; i < d->n_items; i++) {
                 struct job *child = d->items[i].finished ? NULL : job_find(job->agent, d->items[i].job);
-                if (child && child->ops->cancel) {
-                    child->cancel_requested = true;
-                    child->ops->cancel(child);
-                }
+                json_t *err = NULL;
+                if (child && job_request_cancel(child, &err) < 0)
+                    json_decref(err);   /* a kind that cannot be cancelled: it runs to its end */
             }
 }
 
@@ -302,42 +300,29 @@ static int set_drained(struct agent *a, bool on, char *err, size_t errlen)
     return 0;
 }
 
-static bool is_local(struct api_req *r, const char *host)
+struct job *drain_create(struct agent *a, json_t *to, json_t *tuning, const char *user, json_t **err)
 {
-    if (!host || !strcmp(host, r->agent->name))
-        return true;
-    api_failf(r, ERR_INVALID, "run it against that host: vmove -H HOST host drain HOST",
-              "this is host %s, not %s", r->agent->name, host);
-    return false;
-}
-
-static void host_drain(struct api_req *r)
-{
-    struct agent *a = r->agent;
-    bool wait;
-    if (!is_local(r, api_param_str(r, "host", false)) || api_param_bool(r, "wait", true, &wait) < 0)
-        return;
     if (a->drains) {
-        api_failf(r, ERR_STATE, NULL, "host %s is already being drained (job %lld)", a->name,
-                  (long long)a->drains->job->id);
-        return;
+        *err = proto_error(ERR_STATE, NULL, "host %s is already being drained (job %lld)", a->name,
+                           (long long)a->drains->job->id);
+        return NULL;
     }
     struct drain *d = xcalloc(1, sizeof *d);
     d->agent = a;
     d->t_start = now_ms();
-    char err[512];
-    if (add_candidates(d, json_object_get(r->params, "to"), err, sizeof err) < 0) {
+    char msg[512];
+    if (add_candidates(d, to, msg, sizeof msg) < 0) {
         free(d);
-        api_failf(r, ERR_INVALID, NULL, "%s", err);
-        return;
+        *err = proto_error(ERR_INVALID, NULL, "%s", msg);
+        return NULL;
     }
-    if (set_drained(a, true, err, sizeof err) < 0) {
+    if (set_drained(a, true, msg, sizeof msg) < 0) {
         free(d);
-        api_failf(r, ERR_INTERNAL, NULL, "%s", err);
-        return;
+        *err = proto_error(ERR_INTERNAL, NULL, "%s", msg);
+        return NULL;
     }
-    d->tuning = json_incref(json_object_get(r->params, "tuning"));
-    principal_describe(&r->who, d->user, sizeof d->user);
+    d->tuning = json_incref(tuning);
+    snprintf(d->user, sizeof d->user, "%s", user);
     for (struct vm *vm = a->vms; vm; vm = vm->next)
         if (vm->state == VM_RUNNING || vm->state == VM_PAUSED)
             d->n_items++;
@@ -350,12 +335,16 @@ static void host_drain(struct api_req *r)
             snprintf(d->items[k].state, sizeof d->items[k].state, "planned");
             k++;
         }
-    d->job = job_create(a, &drain_ops, NULL, json_pack("{s:s, s:O?}", "host", a->name, "to",
-                                                        json_object_get(r->params, "to")));
+    d->job = job_create(a, &drain_ops, NULL, json_pack("{s:s, s:O?}", "host", a->name, "to", to));
     d->next = a->drains;
     a->drains = d;
     d->timer = evtimer_new(a->base, on_tick, d);
-    job_answer(d->job, r, wait);
+    return d->job;
+}
+
+void drain_begin(struct agent *a)
+{
+    struct drain *d = a->drains;
     job_set_phase(d->job, "choosing destinations");
     d->pending = d->n_cand;
     for (int i = 0; i < d->n_cand; i++) {
@@ -370,26 +359,13 @@ static void host_drain(struct api_req *r)
     }
 }
 
-static void host_resume(struct api_req *r)
+json_t *drain_resume(struct agent *a)
 {
-    struct agent *a = r->agent;
-    if (!is_local(r, api_param_str(r, "host", false)))
-        return;
-    if (a->drains) {
-        api_failf(r, ERR_STATE, "cancel it first: vmove jobs cancel ID", "host %s is being drained by job %lld",
-                  a->name, (long long)a->drains->job->id);
-        return;
-    }
-    char err[512];
-    if (set_drained(a, false, err, sizeof err) < 0) {
-        api_failf(r, ERR_INTERNAL, NULL, "%s", err);
-        return;
-    }
-    api_reply(r, json_pack("{s:s, s:b}", "host", a->name, "drained", false));
+    if (a->drains)
+        return proto_error(ERR_STATE, "cancel it first: vmove jobs cancel ID", "host %s is being drained by job %lld",
+                           a->name, (long long)a->drains->job->id);
+    char msg[512];
+    if (set_drained(a, false, msg, sizeof msg) < 0)
+        return proto_error(ERR_INTERNAL, NULL, "%s", msg);
+    return NULL;
 }
-
-const struct api_method api_drain_methods[] = {
-    {"host.drain", host_drain, RIGHT_HOST_ADMIN},
-    {"host.resume", host_resume, RIGHT_HOST_ADMIN},
-    {NULL, NULL, 0},
-};

@@ -7,12 +7,12 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "core/agent.h"
-#include "api/api.h"
 #include "core/journal.h"
 
 struct job_watcher {
     struct job_watcher *next;
-    struct api_req *req;
+    const struct job_subscriber_ops *ops;
+    void *arg;
 };
 
 const char *job_state_name(enum job_state s)
@@ -43,7 +43,7 @@ static void journal_write(struct job *j)
 static void notify(struct job *j)
 {
     for (struct job_watcher *w = j->watchers; w; w = w->next)
-        api_event(w->req, "job", job_to_json(j));
+        w->ops->update(w->arg, j);
 }
 
 struct job *job_create(struct agent *a, const struct job_ops *ops, const char *vm, json_t *params)
@@ -141,7 +141,7 @@ static void finish(struct job *j, enum job_state st)
     j->watchers = NULL;
     while (w) {
         struct job_watcher *next = w->next;
-        api_reply(w->req, job_to_json(j));
+        w->ops->ended(w->arg, j);
         free(w);
         w = next;
     }
@@ -177,32 +177,27 @@ struct job *job_active_for_vm(struct agent *a, const char *vm)
     return NULL;
 }
 
-void job_watch(struct agent *a, int64_t id, struct api_req *r)
+void job_subscribe(struct job *j, const struct job_subscriber_ops *ops, void *arg)
 {
-    struct job *j = job_find(a, id);
-    if (!j) {
-        json_t *rec = journal_job_get(a->journal, id);
-        if (!rec) {
-            api_failf(r, ERR_NOT_FOUND, "`vmove jobs list` shows the jobs", "no job %lld", (long long)id);
-            return;
-        }
-        api_reply(r, rec);
-        return;
-    }
     struct job_watcher *w = xcalloc(1, sizeof *w);
-    w->req = r;
+    w->ops = ops;
+    w->arg = arg;
     w->next = j->watchers;
     j->watchers = w;
-    api_event(r, "job", job_to_json(j));
 }
 
-void job_answer(struct job *j, struct api_req *r, bool wait)
+int job_request_cancel(struct job *j, json_t **err)
 {
-    if (wait)
-        job_watch(j->agent, j->id, r);
-    else
-        api_reply(r, json_pack("{s:I}", "job", (json_int_t)j->id));
+    if (!j->ops->cancel) {
+        *err = proto_error(ERR_STATE, NULL, "job %lld (%s) cannot be cancelled", (long long)j->id, j->ops->kind);
+        return -1;
+    }
+    j->cancel_requested = true;
+    j->ops->cancel(j);   /* may finish (and free) the job */
+    return 0;
 }
+
+void job_mark_cancel_requested(struct job *j) { j->cancel_requested = true; }
 
 struct job *job_adopt(struct agent *a, const struct job_ops *ops, int64_t id)
 {
@@ -260,7 +255,8 @@ void jobs_free_all(struct agent *a)
         struct job_watcher *w = j->watchers;
         while (w) {
             struct job_watcher *next = w->next;
-            api_failf(w->req, ERR_UNAVAILABLE, "retry once vmoved is back", "vmoved is shutting down");
+            w->ops->dropped(w->arg, proto_error(ERR_UNAVAILABLE, "retry once vmoved is back",
+                                                "vmoved is shutting down"));
             free(w);
             w = next;
         }

@@ -11,7 +11,6 @@
 #include <stdint.h>
 
 struct agent;
-struct api_req;
 
 enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED };
 
@@ -62,10 +61,21 @@ const char *job_state_name(enum job_state s);
 struct job *job_find(struct agent *a, int64_t id);
 /* The job for this VM that is still running, if any. */
 struct job *job_active_for_vm(struct agent *a, const char *vm);
-/* Streams {"event":"job"} messages to r, then replies with the final record. */
-void job_watch(struct agent *a, int64_t id, struct api_req *r);
-/* Reply to r right away with {"job": id} (--no-wait) or watch until done. */
-void job_answer(struct job *j, struct api_req *r, bool wait);
+/* Someone following a job (a client's `jobs watch`, a drain following its
+ * migrations): update() after every change, then exactly one of ended()
+ * (the job finished; j is freed right after) or dropped() (vmoved is
+ * shutting down; error is the caller's to free or pass on). */
+struct job_subscriber_ops {
+    void (*update)(void *arg, const struct job *j);
+    void (*ended)(void *arg, const struct job *j);
+    void (*dropped)(void *arg, json_t *error);
+};
+void job_subscribe(struct job *j, const struct job_subscriber_ops *ops, void *arg);
+/* Ask the job to stop (its module's cancel); the job may be finished and
+ * freed before this returns.  -1 with *err if this kind cannot be cancelled. */
+int job_request_cancel(struct job *j, json_t **err);
+/* Only mark it (a queued job that its owner will drop when it is its turn). */
+void job_mark_cancel_requested(struct job *j);
 /* Re-create a job that the journal says was running, so that its module can
  * finish it after a restart.  NULL if it is not (or no longer) running. */
 struct job *job_adopt(struct agent *a, const struct job_ops *ops, int64_t id);

@@ -1286,7 +1286,7 @@ static void vm_move(struct api_req *r)
     json_t *by = json_object_get(r->params, "delegated_by");
     if (by)
         json_object_set(job->params, "delegated_by", by);
-    job_answer(job, r, wait);
+    api_job_answer(job, r, wait);
 }
 
 /* ---- queueing: a local slot, then a slot at the destination ------------ */

@@ -1022,7 +1022,7 @@ static void vm_move_storage(struct api_req *r)
         sm->disks[i].vsize = plan.disks[i].virtual_size;
     }
     storage_plan_free(&plan);
-    job_answer(job, r, wait);
+    api_job_answer(job, r, wait);
     start_move(sm);
 }
 
