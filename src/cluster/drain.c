@@ -1,6 +1,5 @@
 #include "cluster/drain.h"
 
-
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>

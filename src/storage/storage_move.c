@@ -1,5 +1,4 @@
 #include "storage/storage_move.h"
-#include "api/methods.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -987,44 +986,43 @@ static json_t *job_params(const struct storage_plan *p, bool keep, long long spe
     return json_pack("{s:o, s:b, s:I}", "disks", disks, "keep_source", keep, "bandwidth", (json_int_t)speed);
 }
 
-static void vm_move_storage(struct api_req *r)
+struct storage_move *storage_move_create(struct agent *a, const char *name, json_t *params, json_t **err)
 {
-    const char *name = api_param_str(r, "name", true);
-    bool wait, keep;
-    long long speed;
-    if (!name || api_param_bool(r, "wait", true, &wait) < 0 || api_param_bool(r, "keep_source", false, &keep) < 0 ||
-        api_param_int(r, "bandwidth", 0, &speed) < 0)
-        return;
-    struct vm *vm = vm_find(r->agent, name);
+    struct vm *vm = vm_find(a, name);
     if (!vm) {
-        api_failf(r, ERR_NOT_FOUND, NULL, "no VM named \"%s\" on host %s", name, r->agent->name);
-        return;
+        *err = proto_error(ERR_NOT_FOUND, NULL, "no VM named \"%s\" on host %s", name, a->name);
+        return NULL;
     }
+    bool keep = json_is_true(json_object_get(params, "keep_source"));
+    json_int_t speed = json_integer_value(json_object_get(params, "bandwidth"));
     if (speed < 0) {
-        api_failf(r, ERR_INVALID, NULL, "bandwidth must not be negative");
-        return;
+        *err = proto_error(ERR_INVALID, NULL, "bandwidth must not be negative");
+        return NULL;
     }
     struct storage_plan plan;
-    json_t *problem = storage_plan_make(vm, r->params, &plan);
+    json_t *problem = storage_plan_make(vm, params, &plan);
     if (problem) {
-        api_fail(r, problem);
-        return;
+        *err = problem;
+        return NULL;
     }
-    struct job *job = job_create(r->agent, &storage_ops, name, job_params(&plan, keep, speed));
-    struct storage_move *sm = sm_new(r->agent, vm, job, plan.n);
+    struct job *job = job_create(a, &storage_ops, name, job_params(&plan, keep, speed));
+    struct storage_move *sm = sm_new(a, vm, job, plan.n);
     sm->keep_source = keep;
     sm->speed = speed;
-    const char *cto = json_string_value(json_object_get(r->params, "config_to"));
+    const char *cto = json_string_value(json_object_get(params, "config_to"));
     sm->config_to = cto ? xstrdup(cto) : NULL;
-    sm->timer = evtimer_new(r->agent->base, on_timer, sm);
+    sm->timer = evtimer_new(a->base, on_timer, sm);
     for (size_t i = 0; i < plan.n; i++) {
         fill_disk(&sm->disks[i], job->id, plan.disks[i].id, plan.disks[i].source, plan.disks[i].target);
         sm->disks[i].vsize = plan.disks[i].virtual_size;
     }
     storage_plan_free(&plan);
-    api_job_answer(job, r, wait);
-    start_move(sm);
+    return sm;
 }
+
+struct job *storage_move_job(const struct storage_move *sm) { return sm->job; }
+
+void storage_move_begin(struct storage_move *sm) { start_move(sm); }
 
 /* ---- recovery after a vmoved restart --------------------------------------------------------- */
 
@@ -1093,8 +1091,3 @@ void storage_free_all(struct agent *a)
     while (moves)
         sm_release(moves);   /* jobs_free_all answers the watchers */
 }
-
-const struct api_method api_storage_methods[] = {
-    {"vm.move-storage", vm_move_storage, RIGHT_STORAGE_MOVE},
-    {NULL, NULL, 0},
-};

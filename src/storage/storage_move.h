@@ -18,9 +18,20 @@
  * the original file all along.  Details and guarantees: docs/STORAGE.md. */
 #ifndef VMOVE_STORAGE_MOVE_H
 #define VMOVE_STORAGE_MOVE_H
-#include "api/api.h"
+#include <jansson.h>
 
 struct agent;
+struct job;
+struct storage_move;
+
+/* A storage move of VM `name` as `vmove move-storage` asks for it (params:
+ * "to", "disks", "keep_source", "bandwidth" in MiB/s, "config_to"; see
+ * storage_plan.h), with its job; NULL with *err when the request cannot be
+ * done (nothing changed then).  The caller answers its client with the job,
+ * then calls storage_move_begin(). */
+struct storage_move *storage_move_create(struct agent *a, const char *name, json_t *params, json_t **err);
+struct job *storage_move_job(const struct storage_move *sm);
+void storage_move_begin(struct storage_move *sm);
 
 /* After vm_inventory_load: settle storage moves interrupted by a vmoved
  * restart (cancel QEMU's leftover mirrors, delete targets, fail the job). */
