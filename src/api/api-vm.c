@@ -390,6 +390,21 @@ static void vm_stop_api(struct api_req *r)
     vm_stop(vm, job, force, (int)timeout);
 }
 
+/* A vm_done_fn that answers the request it was given. */
+static void answer_done(void *arg, json_t *result, json_t *error)
+{
+    if (error)
+        api_fail(arg, error);
+    else
+        api_reply(arg, result);
+}
+
+static void answer_now_or_later(struct api_req *r, json_t *error)
+{
+    if (error)
+        api_fail(r, error);
+}
+
 static void vm_pause_api(struct api_req *r)
 {
     struct vm *vm = find_vm_or_fail(r);
@@ -399,7 +414,7 @@ static void vm_pause_api(struct api_req *r)
         api_failf(r, ERR_STATE, NULL, "VM %s is %s, not running", vm->name, vm_state_name(vm->state));
         return;
     }
-    vm_pause(vm, r);
+    answer_now_or_later(r, vm_pause(vm, answer_done, r));
 }
 
 static void vm_resume_api(struct api_req *r)
@@ -411,7 +426,7 @@ static void vm_resume_api(struct api_req *r)
         api_failf(r, ERR_STATE, NULL, "VM %s is %s, not paused", vm->name, vm_state_name(vm->state));
         return;
     }
-    vm_resume(vm, r);
+    answer_now_or_later(r, vm_resume(vm, answer_done, r));
 }
 
 static void vm_delete_api(struct api_req *r)
@@ -498,7 +513,7 @@ static void vm_guest(struct api_req *r)
         api_failf(r, ERR_STATE, NULL, "VM %s is %s", vm->name, vm_state_name(vm->state));
         return;
     }
-    vm_guest_command(vm, cmd, (int)(timeout < 100 ? 100 : timeout), r);
+    vm_guest_command(vm, cmd, (int)(timeout < 100 ? 100 : timeout), answer_done, r);
 }
 
 const struct api_method api_vm_methods[] = {

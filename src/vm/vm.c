@@ -19,7 +19,6 @@
 #include "common/spawn.h"
 #include "common/util.h"
 #include "core/agent.h"
-#include "api/api.h"
 #include "core/jobs.h"
 #include "core/journal.h"
 #include "qemu/qemu_argv.h"
@@ -740,7 +739,8 @@ void vm_stop(struct vm *vm, struct job *job, bool force, int timeout_s)
 
 struct simple_cmd {
     struct vm *vm;
-    struct api_req *req;
+    vm_done_fn done;
+    void *arg;
     enum vm_state then;
 };
 
@@ -748,26 +748,27 @@ static void on_simple(void *arg, json_t *ret, const qmp_error_t *err)
 {
     struct simple_cmd *c = arg;
     if (err)
-        api_failf(c->req, ERR_QEMU, NULL, "QEMU: %s", err->desc);
+        c->done(c->arg, NULL, proto_error(ERR_QEMU, NULL, "QEMU: %s", err->desc));
     else {
         vm_set_state(c->vm, c->then, c->then == VM_PAUSED ? "paused" : "resumed");
-        api_reply(c->req, vm_to_json(c->vm, false));
+        c->done(c->arg, vm_to_json(c->vm, false), NULL);
     }
     free(c);
 }
 
-static void simple_command(struct vm *vm, struct api_req *r, const char *cmd, enum vm_state then)
+static json_t *simple_command(struct vm *vm, const char *cmd, enum vm_state then, vm_done_fn done, void *arg)
 {
     struct simple_cmd *c = xcalloc(1, sizeof *c);
-    *c = (struct simple_cmd){vm, r, then};
+    *c = (struct simple_cmd){vm, done, arg, then};
     if (qmp_command(vm->qmp, cmd, NULL, 10000, on_simple, c) < 0) {
         free(c);
-        api_failf(r, ERR_UNAVAILABLE, NULL, "VM %s: QEMU monitor is not connected", vm->name);
+        return proto_error(ERR_UNAVAILABLE, NULL, "VM %s: QEMU monitor is not connected", vm->name);
     }
+    return NULL;
 }
 
-void vm_pause(struct vm *vm, struct api_req *r) { simple_command(vm, r, "stop", VM_PAUSED); }
-void vm_resume(struct vm *vm, struct api_req *r) { simple_command(vm, r, "cont", VM_RUNNING); }
+json_t *vm_pause(struct vm *vm, vm_done_fn done, void *arg) { return simple_command(vm, "stop", VM_PAUSED, done, arg); }
+json_t *vm_resume(struct vm *vm, vm_done_fn done, void *arg) { return simple_command(vm, "cont", VM_RUNNING, done, arg); }
 
 /* ---- delete ----------------------------------------------------------- */
 
@@ -838,7 +839,8 @@ struct guest_req {
     char token[32];            /* lines before "pong TOKEN" are stale replies */
     bool synced;
     int timeout_ms;
-    struct api_req *req;
+    vm_done_fn done;
+    void *done_arg;
     struct event *timer;
 };
 
@@ -854,10 +856,7 @@ static void guest_done(struct vm *vm, json_t *result, json_t *err)
     }
     if (g->timer)
         event_free(g->timer);
-    if (err)
-        api_fail(g->req, err);
-    else
-        api_reply(g->req, result);
+    g->done(g->done_arg, result, err);
     free(g->line);
     free(g);
     guest_next(vm);
@@ -933,13 +932,14 @@ static void guest_next(struct vm *vm)
     free(sync);
 }
 
-void vm_guest_command(struct vm *vm, const char *line, int timeout_ms, struct api_req *r)
+void vm_guest_command(struct vm *vm, const char *line, int timeout_ms, vm_done_fn done, void *arg)
 {
     struct guest_req *g = xcalloc(1, sizeof *g);
     g->vm = vm;
     g->line = xstrdup(line);
     g->timeout_ms = timeout_ms;
-    g->req = r;
+    g->done = done;
+    g->done_arg = arg;
     struct guest_req **p = &vm->guest_queue;
     while (*p)
         p = &(*p)->next;

@@ -20,7 +20,6 @@
 struct agent;
 struct vm;
 struct job;
-struct api_req;
 struct event;
 
 enum vm_state {
@@ -82,11 +81,16 @@ json_t *vm_to_json(const struct vm *vm, bool detail);
 json_t *vm_check_startable(struct vm *vm);
 void vm_start(struct vm *vm, struct job *job);
 void vm_stop(struct vm *vm, struct job *job, bool force, int timeout_s);
-void vm_pause(struct vm *vm, struct api_req *r);
-void vm_resume(struct vm *vm, struct api_req *r);
+/* Completion of an asynchronous VM operation: exactly one of result or
+ * error is set, and the callee owns it. */
+typedef void (*vm_done_fn)(void *arg, json_t *result, json_t *error);
+/* Pause / resume the vCPUs; done gets the VM's record.  An error returned
+ * here means done is never called. */
+json_t *vm_pause(struct vm *vm, vm_done_fn done, void *arg);
+json_t *vm_resume(struct vm *vm, vm_done_fn done, void *arg);
 int vm_delete(struct vm *vm, bool keep_disks, json_t **err);
 /* One line to the guest program's control channel; replies {"reply": line}. */
-void vm_guest_command(struct vm *vm, const char *line, int timeout_ms, struct api_req *r);
+void vm_guest_command(struct vm *vm, const char *line, int timeout_ms, vm_done_fn done, void *arg);
 /* Start QEMU with -incoming defer (paused, wired to its switches); cb runs
  * once QMP is ready or the launch failed.  State becomes VM_INCOMING. */
 void vm_launch_incoming(struct vm *vm, vm_launch_fn cb, void *arg);
