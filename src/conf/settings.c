@@ -290,3 +290,21 @@ int host_settings_save(const char *path, const struct host_settings *s, char *er
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
     return rc;
 }
+
+int accel_setting_parse(const char *s, enum accel_setting *out)
+{
+    if (!strcmp(s, "auto"))
+        *out = ACCEL_AUTO;
+    else if (!strcmp(s, "kvm"))
+        *out = ACCEL_KVM;
+    else if (!strcmp(s, "tcg"))
+        *out = ACCEL_TCG;
+    else
+        return -1;
+    return 0;
+}
+
+const char *accel_setting_name(enum accel_setting s)
+{
+    return s == ACCEL_KVM ? "kvm" : s == ACCEL_TCG ? "tcg" : "auto";
+}

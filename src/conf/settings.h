@@ -7,8 +7,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "qemu/accel.h"
-
 #define HOST_SETTINGS_VERSION 1
 #define MAX_MIGRATION_NETWORKS 16
 #define MAX_PEERS 64
@@ -22,6 +20,11 @@ struct peer_entry {
     char name[64];
     char addr[80];      /* "IP:PORT" */
 };
+
+/* The host's accelerator setting (the choice itself is qemu/accel.h's). */
+enum accel_setting { ACCEL_AUTO, ACCEL_KVM, ACCEL_TCG };
+int accel_setting_parse(const char *s, enum accel_setting *out);
+const char *accel_setting_name(enum accel_setting s);
 
 struct host_settings {
     enum accel_setting accel;

@@ -7,6 +7,7 @@
 
 #include "conf/settings.h"
 #include "qemu/accel.h"
+#include "qemu/qemu_caps.h"
 
 struct event_base;
 struct event;
@@ -21,13 +22,6 @@ struct drain;
 struct acl;
 typedef struct journal journal_t;
 typedef struct ssl_ctx_st SSL_CTX;
-
-struct host_caps {
-    char *qemu_binary;        /* "qemu-system-x86_64" */
-    char *qemu_version;       /* "7.2.22" */
-    char *default_machine;    /* the versioned type "q35" resolves to, e.g. pc-q35-7.2 */
-    json_t *machines;         /* array of supported machine type names */
-};
 
 struct agent {
     struct event_base *base;
@@ -44,7 +38,7 @@ struct agent {
     journal_t *journal;
     struct host_settings settings;
     struct accel_choice accel;
-    struct host_caps caps;
+    struct qemu_caps caps;
     struct vm *vms;           /* linked list, by name */
     struct job *jobs;         /* active (unfinished) jobs, linked list */
     struct incoming *incomings; /* migrations arriving here */

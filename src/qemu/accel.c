@@ -11,24 +11,6 @@
 
 #include "common/util.h"
 
-int accel_setting_parse(const char *s, enum accel_setting *out)
-{
-    if (!strcmp(s, "auto"))
-        *out = ACCEL_AUTO;
-    else if (!strcmp(s, "kvm"))
-        *out = ACCEL_KVM;
-    else if (!strcmp(s, "tcg"))
-        *out = ACCEL_TCG;
-    else
-        return -1;
-    return 0;
-}
-
-const char *accel_setting_name(enum accel_setting s)
-{
-    return s == ACCEL_KVM ? "kvm" : s == ACCEL_TCG ? "tcg" : "auto";
-}
-
 const char *accel_kind_name(enum accel_kind k) { return k == ACCEL_KIND_KVM ? "kvm" : "tcg"; }
 
 static bool module_loaded(const char *dir, const char *name)

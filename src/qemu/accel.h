@@ -6,7 +6,8 @@
 #define VMOVE_ACCEL_H
 #include <stddef.h>
 
-enum accel_setting { ACCEL_AUTO, ACCEL_KVM, ACCEL_TCG };
+#include "conf/settings.h"
+
 enum accel_kind { ACCEL_KIND_KVM, ACCEL_KIND_TCG };
 
 struct accel_choice {
@@ -14,8 +15,6 @@ struct accel_choice {
     char reason[256];
 };
 
-int accel_setting_parse(const char *s, enum accel_setting *out);
-const char *accel_setting_name(enum accel_setting s);
 const char *accel_kind_name(enum accel_kind k);
 /* sysfs_root and dev_kvm are parameters so unit tests can point them at a fake tree. */
 void accel_choose(enum accel_setting s, const char *sysfs_module_dir, const char *dev_kvm,

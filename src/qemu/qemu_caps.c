@@ -6,7 +6,6 @@
 
 #include "common/spawn.h"
 #include "common/util.h"
-#include "core/agent.h"
 
 static char *parse_version(const char *out)
 {
@@ -19,7 +18,7 @@ static char *parse_version(const char *out)
 }
 
 /* `-machine help` lines: "q35                  Standard PC (Q35 + ICH9, 2009) (alias of pc-q35-7.2)" */
-static void parse_machines(struct host_caps *caps, char *out)
+static void parse_machines(struct qemu_caps *caps, char *out)
 {
     caps->machines = json_array();
     for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
@@ -38,7 +37,7 @@ static void parse_machines(struct host_caps *caps, char *out)
         caps->default_machine = xstrdup("q35");
 }
 
-int qemu_caps_probe(struct host_caps *caps, const char *binary, char *err, size_t errlen)
+int qemu_caps_probe(struct qemu_caps *caps, const char *binary, char *err, size_t errlen)
 {
     caps->qemu_binary = xstrdup(binary);
     char *out = NULL;
@@ -61,7 +60,7 @@ int qemu_caps_probe(struct host_caps *caps, const char *binary, char *err, size_
     return 0;
 }
 
-void qemu_caps_free(struct host_caps *caps)
+void qemu_caps_free(struct qemu_caps *caps)
 {
     free(caps->qemu_binary);
     free(caps->qemu_version);
