@@ -28,7 +28,7 @@ UNITSRC := $(wildcard tests/unit/test_*.c)
 UNITBIN := $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
 BINS    := $(BUILD)/bin/vmoved $(BUILD)/bin/vmove $(BUILD)/bin/vmove-guest $(BUILD)/bin/vmove-probe
 
-.PHONY: all deps test-deps check unit e2e demo guest clean bench
+.PHONY: all deps test-deps check layers unit e2e demo guest clean bench
 all: $(BINS)
 
 $(BUILD)/%.o: %.c
@@ -72,7 +72,12 @@ guest: deps
 	$(MAKE) MODE=release $(BUILD)/bin/vmove-guest
 	VMOVE_GUEST_BIN=$(abspath build/release/bin/vmove-guest) guest/build-initrd.sh
 
-unit: $(UNITBIN) $(BUILD)/bin/vmove-probe
+# The layer order of src/ (docs/ARCHITECTURE.md), and the checker's own test.
+layers:
+	tests/unit/layers_selftest.sh
+	scripts/check-layers.sh
+
+unit: layers $(UNITBIN) $(BUILD)/bin/vmove-probe
 	@set -e; for t in $(UNITBIN); do echo "== $$t"; $$t; done
 	tests/unit/probe_selftest.sh $(BUILD)/bin/vmove-probe
 	$(MAKE) MODE=release build/release/bin/vmove-guest
