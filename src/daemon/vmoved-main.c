@@ -21,18 +21,11 @@
 #include "core/acl.h"
 #include "core/agent.h"
 #include "core/audit.h"
-#include "core/jobs.h"
 #include "core/journal.h"
-#include "cluster/drain.h"
-#include "core/limits.h"
+#include "daemon/modules.h"
 #include "server/server.h"
-#include "migrate/incoming.h"
-#include "migrate/link_probe.h"
-#include "migrate/migrate.h"
 #include "qemu/qemu_caps.h"
 #include "qemu/qemu_tls.h"
-#include "storage/storage_move.h"
-#include "vm/vm.h"
 
 static void usage(FILE *f)
 {
@@ -179,16 +172,7 @@ static int agent_init(struct agent *a, const struct options *o, char *err, size_
 
 static void agent_free(struct agent *a)
 {
-    server_stop(a->server);
-    drain_free_all(a);
-    migrate_free_all(a);
-    probe_sinks_stop_all();
-    storage_free_all(a);
-    incoming_free_all(a);
-    incoming_free_reservations(a);
-    jobs_free_all(a);
-    limits_free_all(a);
-    vm_inventory_free(a);
+    modules_shutdown(a);
     struct event *evs[] = {a->sigchld_ev, a->sigterm_ev, a->sigint_ev, a->sighup_ev};
     for (size_t i = 0; i < ARRAY_LEN(evs); i++)
         if (evs[i])
@@ -272,12 +256,7 @@ int main(int argc, char **argv)
     if (!o.foreground)
         daemonize(o.log_file);
     install_signals(&a);
-    vm_inventory_load(&a);
-    incoming_recover(&a);
-    migrate_recover(&a);
-    storage_recover(&a);
-    migrate_recover_queued(&a);
-    jobs_recover(&a);
+    modules_recover(&a);
     log_info("host %s ready: socket %s%s%s, accel %s", a.name, a.socket_path,
              a.listen_addr ? ", TLS on " : "", a.listen_addr ? a.listen_addr : "",
              accel_kind_name(a.accel.kind));
