@@ -22,9 +22,9 @@ What libvirt does for a plain `virsh migrate --live` (no --parallel, no
 (NBD export on the destination, background blockdev-mirror, the mirror
 cancelled at pre-switchover); see its docstring.
 
-The QEMU command line is the one vmoved builds (src/qemu/qemu_argv.c),
-including the 8 KiB extra RAM vmoved gives TCG guests on QEMU < 9 to dodge
-QEMU 7.2's TCG dirty-bitmap bug (docs/GUEST.md).
+The QEMU command line is the one vmoved builds (src/qemu/qemu_argv.c), with
+the versioned machine type that "q35" resolves to on this QEMU, as vmoved
+records it.
 
 Used as a module by bench/bench.py; `peer.py --self-test` only checks the
 argv builder.
@@ -133,13 +133,20 @@ class QMP:
             pass
 
 
+def default_machine():
+    """The versioned machine type "q35" is an alias of here (vmoved's default)."""
+    out = subprocess.run([QEMU, "-machine", "help"], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        if line.startswith("q35 ") and "(alias of " in line:
+            return line.split("(alias of ", 1)[1].split(")", 1)[0]
+    return "q35"
+
+
 def qemu_argv(name, uuid, vm_dir, memory_mib, cpus, disk, tap, mac, kernel, initrd, append,
-              machine="pc-q35-7.2", accel="tcg", qemu_major=7, incoming=None):
+              machine=None, accel="tcg", incoming=None):
     """The command line vmoved builds (src/qemu/qemu_argv.c), for one disk and one NIC."""
-    if accel == "tcg" and qemu_major < 9:
-        mem = f"{memory_mib * 1024 + 8}k"
-    else:
-        mem = f"{memory_mib}M"
+    machine = machine or default_machine()
+    mem = f"{memory_mib}M"
     a = [QEMU, "-name", f"guest={name},debug-threads=on", "-uuid", uuid, "-nodefaults",
          "-no-user-config", "-display", "none", "-machine", f"{machine},accel={accel}",
          "-m", mem, "-smp", str(cpus), "-msg", "timestamp=on", "-S",
@@ -453,7 +460,8 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--self-test"]:
         a = qemu_argv("t", "00000000-0000-0000-0000-000000000000", "/tmp/x", 2048, 1, "/d.qcow2", "vmab", "52:54:00:00:00:01",
                       "/k", "/i", "console=ttyS0", incoming="defer")
-        assert a[a.index("-m") + 1] == "2097160k", a
+        assert a[a.index("-m") + 1] == "2048M", a
+        assert a[a.index("-machine") + 1].startswith("pc-q35-"), a
         print(" ".join(a))
         print("ok")
     else:

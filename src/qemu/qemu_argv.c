@@ -103,10 +103,7 @@ char **qemu_build_argv(const struct vm_config *c, const struct qemu_argv_opts *o
     push2(&b, "-machine", xasprintf("%s,accel=%s", c->machine, accel_kind_name(o->accel)));
     if (c->cpu_model)
         push2(&b, "-cpu", xstrdup(c->cpu_model));
-    if (o->accel == ACCEL_KIND_TCG && o->qemu_major < 9)
-        push2(&b, "-m", xasprintf("%lluk", (unsigned long long)c->memory_mib * 1024 + 8));
-    else
-        push2(&b, "-m", xasprintf("%lluM", (unsigned long long)c->memory_mib));
+    push2(&b, "-m", xasprintf("%lluM", (unsigned long long)c->memory_mib));
     push2(&b, "-smp", xasprintf("%d", c->cpus));
     push2(&b, "-msg", xstrdup("timestamp=on"));
     /* Start paused: vmoved finishes wiring (tap -> bridge) before the guest runs. */

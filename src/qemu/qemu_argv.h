@@ -13,11 +13,6 @@ struct qemu_argv_opts {
     const char *vm_dir;          /* sockets and logs live here */
     enum accel_kind accel;
     const char *incoming;        /* NULL, or "defer" for an incoming migration */
-    /* QEMU < 9.0 under TCG loses guest writes during migration when the RAM
-     * size is a multiple of 256 KiB (fixed upstream by "physmem: Fix
-     * migration dirty bitmap coherency with TCG memory access").  Adding
-     * 8 KiB avoids the broken fast path; both ends compute the same size. */
-    int qemu_major;
 };
 
 /* NULL-terminated argv, every string malloc'd; free with qemu_argv_free. */

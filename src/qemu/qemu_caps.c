@@ -37,6 +37,19 @@ static void parse_machines(struct qemu_caps *caps, char *out)
         caps->default_machine = xstrdup("q35");
 }
 
+int qemu_caps_check_version(const char *version, const char *binary, char *err, size_t errlen)
+{
+    int major = version ? atoi(version) : 0;
+    if (major >= QEMU_MIN_MAJOR)
+        return 0;
+    snprintf(err, errlen,
+             "%s is QEMU %s; vmoved needs QEMU %d.0 or newer. On Debian 13: apt-get install qemu-system-x86 "
+             "qemu-utils. On Debian 12: scripts/install-deps.sh runtime (QEMU from bookworm-backports), or set "
+             "VMOVE_QEMU to a supported binary",
+             binary, version && *version ? version : "of an unknown version", QEMU_MIN_MAJOR);
+    return -1;
+}
+
 int qemu_caps_probe(struct qemu_caps *caps, const char *binary, char *err, size_t errlen)
 {
     caps->qemu_binary = xstrdup(binary);
@@ -49,6 +62,8 @@ int qemu_caps_probe(struct qemu_caps *caps, const char *binary, char *err, size_
     }
     caps->qemu_version = parse_version(out);
     free(out);
+    if (qemu_caps_check_version(caps->qemu_version, binary, err, errlen) < 0)
+        return -1;
     char *margv[] = {(char *)binary, "-machine", "help", NULL};
     if (run_capture(margv, 10000, &out) != 0) {
         snprintf(err, errlen, "cannot list machine types of %s: %s", binary, out ? out : "?");

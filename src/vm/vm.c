@@ -582,8 +582,7 @@ static int launch_qemu(struct vm *vm, bool incoming, char *err, size_t errlen)
     struct agent *a = vm->agent;
     remove_sockets(vm->dir);
     struct qemu_argv_opts o = {.qemu_binary = a->caps.qemu_binary, .vm_dir = vm->dir,
-                               .accel = a->accel.kind, .incoming = incoming ? "defer" : NULL,
-                               .qemu_major = atoi(a->caps.qemu_version)};
+                               .accel = a->accel.kind, .incoming = incoming ? "defer" : NULL};
     char **argv = qemu_build_argv(&vm->cfg, &o);
     int rc = qemu_proc_start(vm->dir, argv, &vm->shim_pid, &vm->qemu_pid, err, errlen);
     qemu_argv_free(argv);

@@ -107,3 +107,20 @@ def test_second_vmoved_on_same_socket_refused(agent):
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "already listening" in p.stderr
     assert agent.vmove("host", "show")["name"] == "h1"
+
+
+def test_unsupported_qemu_refused(root):
+    """vmoved refuses a QEMU older than 10 at start, and says how to get one."""
+    import subprocess
+    from vmovelib import VMOVED
+    fake = os.path.join(root, "qemu-7")
+    with open(fake, "w") as f:
+        f.write('#!/bin/sh\necho "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18)"\n')
+    os.chmod(fake, 0o755)
+    env = dict(os.environ, VMOVE_QEMU=fake)
+    p = subprocess.run([VMOVED, "--state-dir", root, "--socket", root + "/s", "--foreground"],
+                       capture_output=True, text=True, timeout=30, env=env)
+    assert p.returncode == 1, p.stderr
+    assert "is QEMU 7.2.22; vmoved needs QEMU 10.0 or newer" in p.stderr
+    assert "bookworm-backports" in p.stderr
+    assert not os.path.exists(root + "/s")
