@@ -14,7 +14,7 @@ RUNTIME="build-essential pkg-config libevent-dev libjansson-dev libsqlite3-dev l
  iproute2 kmod cpio gzip zstd socat"
 ENGINE="qemu-system-x86 qemu-utils"
 QEMU_MIN_MAJOR=10
-TEST="libcmocka-dev python3-pytest tcpdump openssl iperf3 clang libclang-rt-14-dev"
+TEST="libcmocka-dev python3-pytest tcpdump openssl iperf3"
 BENCH="iperf3 gnuplot-nox"
 FUZZ="clang libclang-rt-14-dev"
 
