@@ -2,6 +2,7 @@
 #include "fake_qmp.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -241,4 +242,38 @@ void srv_cleanup(struct fake *f)
         close(f->fds[i]);
     free(f->rbuf);
     *f = (struct fake){.fd = -1};
+}
+
+/* ---- a real QEMU ---------------------------------------------------------- */
+
+bool srv_find_in_path(const char *prog)
+{
+    const char *path = getenv("PATH");
+    char *copy = xstrdup(path ? path : "/usr/bin:/bin");
+    bool found = false;
+    for (char *save, *dir = strtok_r(copy, ":", &save); dir && !found;
+         dir = strtok_r(NULL, ":", &save)) {
+        char *full = xasprintf("%s/%s", dir, prog);
+        found = access(full, X_OK) == 0;
+        free(full);
+    }
+    free(copy);
+    return found;
+}
+
+pid_t srv_spawn_qemu(const char *sock)
+{
+    char *qmp_arg = xasprintf("unix:%s,server=on,wait=off", sock);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int dn = open("/dev/null", O_RDWR);
+        dup2(dn, 0);
+        dup2(dn, 1);
+        dup2(dn, 2);
+        execlp("qemu-system-x86_64", "qemu-system-x86_64", "-accel", "tcg", "-machine", "none",
+               "-nodefaults", "-display", "none", "-qmp", qmp_arg, (char *)NULL);
+        _exit(127);
+    }
+    free(qmp_arg);
+    return pid;
 }

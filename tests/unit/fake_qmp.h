@@ -73,4 +73,9 @@ int srv_start_pair(struct fake *f, script_fn script);
 void srv_join(struct fake *f);
 /* Joins, then closes and frees what the server holds.  f can be reused. */
 void srv_cleanup(struct fake *f);
+
+/* For tests against a real QEMU: is prog in $PATH; a QEMU with no machine
+ * and its QMP monitor listening on the unix socket sock (pid, or -1). */
+bool srv_find_in_path(const char *prog);
+pid_t srv_spawn_qemu(const char *sock);
 #endif

@@ -940,38 +940,6 @@ static void test_api_edges(void **state)
 
 /* ---- real QEMU --------------------------------------------------------- */
 
-static bool find_in_path(const char *prog)
-{
-    const char *path = getenv("PATH");
-    char *copy = xstrdup(path ? path : "/usr/bin:/bin");
-    bool found = false;
-    for (char *save, *dir = strtok_r(copy, ":", &save); dir && !found;
-         dir = strtok_r(NULL, ":", &save)) {
-        char *full = xasprintf("%s/%s", dir, prog);
-        found = access(full, X_OK) == 0;
-        free(full);
-    }
-    free(copy);
-    return found;
-}
-
-static pid_t spawn_qemu(const char *sock)
-{
-    char *qmp_arg = xasprintf("unix:%s,server=on,wait=off", sock);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int dn = open("/dev/null", O_RDWR);
-        dup2(dn, 0);
-        dup2(dn, 1);
-        dup2(dn, 2);
-        execlp("qemu-system-x86_64", "qemu-system-x86_64", "-accel", "tcg", "-machine", "none",
-               "-nodefaults", "-display", "none", "-qmp", qmp_arg, (char *)NULL);
-        _exit(127);
-    }
-    free(qmp_arg);
-    return pid;
-}
-
 static int reap(pid_t pid, int ms)
 {
     int status;
@@ -988,11 +956,11 @@ static int reap(pid_t pid, int ms)
 static void test_real_qemu(void **state)
 {
     struct t *t = *state;
-    if (!find_in_path("qemu-system-x86_64"))
+    if (!srv_find_in_path("qemu-system-x86_64"))
         skip();
     char *sock = xasprintf("/tmp/vmove-qmp-real-%d.sock", (int)getpid());
     unlink(sock);
-    pid_t pid = spawn_qemu(sock);
+    pid_t pid = srv_spawn_qemu(sock);
     assert_true(pid > 0);
     /* connect right away: the retry logic must cover QEMU's start-up */
     assert_int_equal(qmp_connect_unix(t->q, sock, 20000), 0);
