@@ -34,6 +34,15 @@
 
 /* ---- owner references ---------------------------------------------------- */
 
+/* Replaces the three ticket copies (mticket in migrate.c, iticket in
+ * incoming.c, sm_call in storage_move.c):
+ *  - migration: refs/dead become an embedded qmon_owner; on_timeout is
+ *    abort_stuck_connections; peer calls and the link probe hold it with
+ *    qmon_owner_ref/unref; migration_free ends it.
+ *  - incoming: "aborting" is qmon_owner_mute, incoming_free is _end.
+ *  - storage move: pending + released is refs; sm_release is _end; the
+ *    per-disk context travels in arg (&sm->disks[i], valid while sm is). */
+
 struct qmon_owner {
     int refs;                        /* replies in flight + 1 while the owner lives */
     bool dead;                       /* replies still in flight are dropped */
