@@ -26,6 +26,7 @@ LIBSRC  := $(filter-out $(MAINS),$(wildcard src/*/*.c))
 LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)
 UNITSRC := $(wildcard tests/unit/test_*.c)
 UNITBIN := $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
+UNITLIB := $(BUILD)/tests/unit/fake_qmp.o    # test helpers linked into every unit test
 BINS    := $(BUILD)/bin/vmoved $(BUILD)/bin/vmove $(BUILD)/bin/vmove-guest $(BUILD)/bin/vmove-probe
 
 .PHONY: all deps test-deps check layers unit e2e demo guest clean bench
@@ -58,9 +59,9 @@ $(BUILD)/bin/vmove-probe: tools/vmove-probe.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvmove.a
+$(BUILD)/tests/%: tests/unit/%.c $(UNITLIB) $(BUILD)/libvmove.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvmove.a $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -o $@ $< $(UNITLIB) $(BUILD)/libvmove.a $(LDLIBS) -lcmocka
 
 deps:
 	scripts/install-deps.sh runtime
@@ -106,4 +107,5 @@ bench:
 clean:
 	rm -rf build
 
--include $(LIBOBJ:.o=.d) $(MAINS:%.c=$(BUILD)/%.d)
+.SECONDARY: $(UNITLIB)
+-include $(LIBOBJ:.o=.d) $(UNITLIB:.o=.d) $(MAINS:%.c=$(BUILD)/%.d)

@@ -1,10 +1,7 @@
 /* Unit tests for the asynchronous QMP client (src/qemu/qmp.c).
  *
- * The client runs on a libevent loop in the test thread; a fake QMP server
- * runs a per-test script in a second thread with plain blocking I/O on the
- * other end of a socketpair (or a unix socket).  The server thread never
- * calls cmocka asserts (they longjmp): it records the first failure in
- * srv.err, which the test checks after joining it. */
+ * The client runs on a libevent loop in the test thread; the fake QMP server
+ * of fake_qmp.c runs a per-test script in a second thread. */
 #include "common/util.h"
 #include "qemu/qmp.h"
 
@@ -27,212 +24,9 @@
 
 #include <cmocka.h>
 
-#define GREETING                                                                          \
-    "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "     \
-    "\"package\": \"fake\"}, \"capabilities\": [\"oob\"]}}\r\n"
+#include "fake_qmp.h"
+
 #define HUGE_LEN (4u * 1024 * 1024)
-#define WAIT_MS 5000
-
-/* ---- fake QMP server (runs in its own thread) ------------------------ */
-
-struct fake;
-typedef void (*script_fn)(struct fake *f);
-
-struct fake {
-    int fd;
-    pthread_t th;
-    bool running;
-    script_fn script;
-    const char *listen_path; /* unix-socket tests: listen here instead */
-    char *rbuf;
-    size_t rlen, rcap, scanned;
-    int fds[4]; /* received with SCM_RIGHTS */
-    int nfds;
-    char err[512]; /* first failure, empty if none */
-};
-
-static void srv_fail(struct fake *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void srv_fail(struct fake *f, const char *fmt, ...)
-{
-    if (f->err[0])
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(f->err, sizeof f->err, fmt, ap);
-    va_end(ap);
-}
-
-static void srv_take_fds(struct fake *f, struct msghdr *mh)
-{
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < n; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
-            if (f->nfds < (int)ARRAY_LEN(f->fds))
-                f->fds[f->nfds++] = fd;
-            else
-                close(fd);
-        }
-    }
-}
-
-/* Reads more bytes (and any passed fds).  >0 bytes, 0 EOF, -1 error/timeout. */
-static ssize_t srv_fill(struct fake *f)
-{
-    if (f->rcap - f->rlen < 65536) {
-        f->rcap = f->rcap * 2 + 65536;
-        f->rbuf = realloc(f->rbuf, f->rcap);
-        if (!f->rbuf)
-            abort();
-    }
-    struct pollfd p = {.fd = f->fd, .events = POLLIN};
-    if (poll(&p, 1, WAIT_MS) <= 0) {
-        srv_fail(f, "server: timed out waiting for the client");
-        return -1;
-    }
-    struct iovec iov = {f->rbuf + f->rlen, f->rcap - f->rlen};
-    union {
-        char buf[CMSG_SPACE(4 * sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                        .msg_controllen = sizeof ctl.buf};
-    ssize_t n;
-    do
-        n = recvmsg(f->fd, &mh, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    if (n > 0) {
-        f->rlen += (size_t)n;
-        srv_take_fds(f, &mh);
-    }
-    return n;
-}
-
-/* Next message from the client, or NULL on EOF/error. */
-static json_t *srv_recv(struct fake *f)
-{
-    for (;;) {
-        char *nl = f->rlen > f->scanned ? memchr(f->rbuf + f->scanned, '\n', f->rlen - f->scanned)
-                                        : NULL;
-        if (nl) {
-            size_t n = (size_t)(nl - f->rbuf) + 1;
-            json_error_t je;
-            json_t *j = json_loadb(f->rbuf, n, 0, &je);
-            if (!j)
-                srv_fail(f, "server: client sent bad JSON: %s", je.text);
-            memmove(f->rbuf, f->rbuf + n, f->rlen - n);
-            f->rlen -= n;
-            f->scanned = 0;
-            return j;
-        }
-        f->scanned = f->rlen;
-        if (srv_fill(f) <= 0)
-            return NULL;
-    }
-}
-
-/* Receives a command and checks its name and that it carries an id. */
-static json_t *srv_expect(struct fake *f, const char *execute)
-{
-    json_t *j = srv_recv(f);
-    const char *got = json_string_value(json_object_get(j, "execute"));
-    if (!got || strcmp(got, execute) != 0 || !json_object_get(j, "id")) {
-        srv_fail(f, "server: expected '%s', got '%s'", execute, got ? got : "(nothing)");
-        json_decref(j);
-        return NULL;
-    }
-    return j;
-}
-
-static void srv_write(struct fake *f, const char *s, size_t len)
-{
-    while (len) {
-        ssize_t n = send(f->fd, s, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            srv_fail(f, "server: write failed: %s", strerror(errno));
-            return;
-        }
-        s += n;
-        len -= (size_t)n;
-    }
-}
-
-static void srv_send(struct fake *f, const char *s) { srv_write(f, s, strlen(s)); }
-
-/* One byte per write with a pause, so the client sees many partial reads. */
-static void srv_send_slowly(struct fake *f, const char *s)
-{
-    for (; *s; s++) {
-        srv_write(f, s, 1);
-        usleep(100);
-    }
-}
-
-/* Replies to cmd: {"return": <ret_json>, "id": <cmd's id>}. */
-static char *reply_text(json_t *cmd, json_t *ret)
-{
-    json_t *r = json_pack("{s:o, s:O}", "return", ret, "id", json_object_get(cmd, "id"));
-    char *body = json_dumps(r, JSON_COMPACT);
-    char *s = xasprintf("%s\r\n", body);
-    free(body);
-    json_decref(r);
-    return s;
-}
-
-static void srv_reply(struct fake *f, json_t *cmd, const char *ret_json)
-{
-    if (!cmd)
-        return;
-    char *s = reply_text(cmd, json_loads(ret_json, JSON_DECODE_ANY, NULL));
-    srv_send(f, s);
-    free(s);
-}
-
-static const char *str_or_empty(const json_t *j)
-{
-    const char *s = json_string_value(j);
-    return s ? s : "";
-}
-
-static void srv_handshake(struct fake *f)
-{
-    srv_send(f, GREETING);
-    json_t *caps = srv_expect(f, "qmp_capabilities");
-    srv_reply(f, caps, "{}");
-    json_decref(caps);
-}
-
-/* Waits until the client closes the connection, failing on any message. */
-static void srv_wait_eof(struct fake *f)
-{
-    json_t *j = srv_recv(f);
-    if (j)
-        srv_fail(f, "server: unexpected message while waiting for EOF");
-    json_decref(j);
-}
-
-static int listen_unix(const char *path, bool do_listen)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    unlink(path);
-    if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof sa) < 0 || (do_listen && listen(s, 4) < 0))
-        abort();
-    return s;
-}
-
-static void *srv_main(void *arg)
-{
-    struct fake *f = arg;
-    f->script(f);
-    return NULL;
-}
 
 /* ---- client-side recording ------------------------------------------- */
 
@@ -425,7 +219,7 @@ static void script_success(struct fake *f)
     srv_handshake(f);
     json_t *c = srv_expect(f, "human-monitor-command");
     json_t *args = json_object_get(c, "arguments");
-    if (c && strcmp(str_or_empty(json_object_get(args, "command-line")), "info") != 0)
+    if (c && strcmp(srv_str_or_empty(json_object_get(args, "command-line")), "info") != 0)
         srv_fail(f, "server: arguments not passed through");
     srv_reply(f, c, "\"ok\"");
     json_decref(c);
@@ -462,12 +256,12 @@ static void script_oob(struct fake *f)
     srv_send(f, GREETING);
     json_t *caps = srv_expect(f, "qmp_capabilities");
     json_t *enable = json_object_get(json_object_get(caps, "arguments"), "enable");
-    if (caps && !(json_array_size(enable) == 1 && !strcmp(str_or_empty(json_array_get(enable, 0)), "oob")))
+    if (caps && !(json_array_size(enable) == 1 && !strcmp(srv_str_or_empty(json_array_get(enable, 0)), "oob")))
         srv_fail(f, "server: the client did not enable oob");
     srv_reply(f, caps, "{}");
     json_decref(caps);
     json_t *y = srv_recv(f);
-    if (!y || strcmp(str_or_empty(json_object_get(y, "exec-oob")), "yank") || json_object_get(y, "execute"))
+    if (!y || strcmp(srv_str_or_empty(json_object_get(y, "exec-oob")), "yank") || json_object_get(y, "execute"))
         srv_fail(f, "server: expected exec-oob yank first");
     json_t *q = srv_expect(f, "query-status");
     srv_reply(f, y, "{}");     /* out-of-band replies may overtake */
@@ -592,7 +386,7 @@ static void script_fragmented(struct fake *f)
     srv_send_slowly(f, GREETING);
     json_t *caps = srv_expect(f, "qmp_capabilities");
     if (caps) {
-        char *s = reply_text(caps, json_object());
+        char *s = srv_reply_text(caps, json_object());
         srv_send_slowly(f, s);
         free(s);
     }
@@ -600,7 +394,7 @@ static void script_fragmented(struct fake *f)
     json_t *c = srv_expect(f, "cont");
     if (c) {
         /* event + reply + first half of an event in one write, rest later */
-        char *r = reply_text(c, json_pack("{s:i}", "n", 42));
+        char *r = srv_reply_text(c, json_pack("{s:i}", "n", 42));
         char *all = xasprintf("{\"event\": \"E1\"}\r\n%s{\"event\": \"E2\", \"da", r);
         srv_send(f, all);
         usleep(20000);
@@ -652,7 +446,7 @@ static void script_huge(struct fake *f)
     c = srv_expect(f, "query-block");
     if (c) {
         char *big = huge_string('y');
-        char *s = reply_text(c, json_pack("{s:s}", "data", big));
+        char *s = srv_reply_text(c, json_pack("{s:s}", "data", big));
         srv_send(f, s);
         free(s);
         free(big);
@@ -847,7 +641,7 @@ static void script_two_replies_and_event(struct fake *f)
     srv_handshake(f);
     json_t *a = srv_expect(f, "a"), *b = srv_expect(f, "b");
     if (a && b) { /* everything in one write: the client must stop mid-buffer */
-        char *ra = reply_text(a, json_string("A")), *rb = reply_text(b, json_string("B"));
+        char *ra = srv_reply_text(a, json_string("A")), *rb = srv_reply_text(b, json_string("B"));
         char *all = xasprintf("%s{\"event\": \"AFTER\"}\r\n%s", ra, rb);
         srv_send(f, all);
         free(ra);
@@ -1012,7 +806,7 @@ static void script_getfd(struct fake *f)
     json_t *c = srv_expect(f, "getfd");
     if (c && f->nfds != 1)
         srv_fail(f, "server: expected 1 fd with getfd, got %d", f->nfds);
-    if (c && strcmp(str_or_empty(json_object_get(json_object_get(c, "arguments"), "fdname")),
+    if (c && strcmp(srv_str_or_empty(json_object_get(json_object_get(c, "arguments"), "fdname")),
                     "mig") != 0)
         srv_fail(f, "server: getfd arguments lost");
     if (f->nfds == 1) { /* prove it is the caller's pipe */
@@ -1068,7 +862,7 @@ static void test_handshake_timeout(void **state)
 static void script_unix_late(struct fake *f)
 {
     usleep(150 * 1000); /* socket file absent: ENOENT */
-    int s = listen_unix(f->listen_path, false);
+    int s = srv_listen_unix(f->listen_path, false);
     usleep(150 * 1000); /* file present, nobody listening: ECONNREFUSED */
     if (listen(s, 4) < 0)
         abort();
@@ -1146,38 +940,6 @@ static void test_api_edges(void **state)
 
 /* ---- real QEMU --------------------------------------------------------- */
 
-static bool find_in_path(const char *prog)
-{
-    const char *path = getenv("PATH");
-    char *copy = xstrdup(path ? path : "/usr/bin:/bin");
-    bool found = false;
-    for (char *save, *dir = strtok_r(copy, ":", &save); dir && !found;
-         dir = strtok_r(NULL, ":", &save)) {
-        char *full = xasprintf("%s/%s", dir, prog);
-        found = access(full, X_OK) == 0;
-        free(full);
-    }
-    free(copy);
-    return found;
-}
-
-static pid_t spawn_qemu(const char *sock)
-{
-    char *qmp_arg = xasprintf("unix:%s,server=on,wait=off", sock);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int dn = open("/dev/null", O_RDWR);
-        dup2(dn, 0);
-        dup2(dn, 1);
-        dup2(dn, 2);
-        execlp("qemu-system-x86_64", "qemu-system-x86_64", "-accel", "tcg", "-machine", "none",
-               "-nodefaults", "-display", "none", "-qmp", qmp_arg, (char *)NULL);
-        _exit(127);
-    }
-    free(qmp_arg);
-    return pid;
-}
-
 static int reap(pid_t pid, int ms)
 {
     int status;
@@ -1194,11 +956,11 @@ static int reap(pid_t pid, int ms)
 static void test_real_qemu(void **state)
 {
     struct t *t = *state;
-    if (!find_in_path("qemu-system-x86_64"))
+    if (!srv_find_in_path("qemu-system-x86_64"))
         skip();
     char *sock = xasprintf("/tmp/vmove-qmp-real-%d.sock", (int)getpid());
     unlink(sock);
-    pid_t pid = spawn_qemu(sock);
+    pid_t pid = srv_spawn_qemu(sock);
     assert_true(pid > 0);
     /* connect right away: the retry logic must cover QEMU's start-up */
     assert_int_equal(qmp_connect_unix(t->q, sock, 20000), 0);

@@ -1,0 +1,253 @@
+/* Typed QMP block commands (see qemu/monitor.h): block nodes, mirror jobs,
+ * the NBD server and its exports, and query-block / query-block-jobs parsed
+ * into structs. */
+#include "qemu/monitor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "qemu/monitor-internal.h"
+
+static const char *const sync_names[] = {"full", "top", "none"};
+
+/* ---- nodes --------------------------------------------------------------- */
+
+static json_t *nbd_node(const struct qmon_blockdev *b)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", b->port);
+    json_t *a = json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "driver", "nbd", "node-name", b->node_name, "server",
+                          "type", "inet", "host", b->host, "port", port);
+    if (a && b->export_name)
+        json_object_set_new(a, "export", json_string(b->export_name));
+    if (a && b->tls_creds)
+        json_object_set_new(a, "tls-creds", json_string(b->tls_creds));
+    if (a && b->tls_hostname)
+        json_object_set_new(a, "tls-hostname", json_string(b->tls_hostname));
+    return a;
+}
+
+static json_t *blockdev_json(const struct qmon_blockdev *b)
+{
+    json_t *a = NULL;
+    switch (b->driver) {
+    case QMON_BLOCKDEV_FILE:
+        a = json_pack("{s:s, s:s, s:s}", "driver", "file", "node-name", b->node_name, "filename", b->filename);
+        break;
+    case QMON_BLOCKDEV_QCOW2:
+        a = json_pack("{s:s, s:s, s:s}", "driver", "qcow2", "node-name", b->node_name, "file", b->file);
+        break;
+    case QMON_BLOCKDEV_NBD:
+        a = nbd_node(b);
+        break;
+    }
+    if (a && b->discard_unmap)
+        json_object_set_new(a, "discard", json_string("unmap"));
+    return a;
+}
+
+int qmon_blockdev_add(qmp_t *q, struct qmon_owner *o, const struct qmon_blockdev *b, int timeout_ms,
+                      qmon_done_fn cb, void *arg)
+{
+    return qmon_send_done(q, o, "blockdev-add", blockdev_json(b), timeout_ms, cb, arg);
+}
+
+int qmon_blockdev_del(qmp_t *q, struct qmon_owner *o, const char *node_name, int timeout_ms, qmon_done_fn cb,
+                      void *arg)
+{
+    return qmon_send_done(q, o, "blockdev-del", json_pack("{s:s}", "node-name", node_name), timeout_ms, cb, arg);
+}
+
+/* ---- jobs ---------------------------------------------------------------- */
+
+static json_t *mirror_json(const struct qmon_mirror *m)
+{
+    if ((unsigned)m->sync >= ARRAY_LEN(sync_names))
+        return NULL;
+    json_t *a = json_pack("{s:s, s:s, s:s, s:s}", "job-id", m->job_id, "device", m->device, "target", m->target,
+                          "sync", sync_names[m->sync]);
+    if (!a)
+        return NULL;
+    json_object_set_new(a, "copy-mode", json_string(m->write_blocking ? "write-blocking" : "background"));
+    if (m->has_auto_finalize)
+        json_object_set_new(a, "auto-finalize", json_boolean(m->auto_finalize));
+    if (m->has_auto_dismiss)
+        json_object_set_new(a, "auto-dismiss", json_boolean(m->auto_dismiss));
+    if (m->speed > 0)
+        json_object_set_new(a, "speed", json_integer((json_int_t)m->speed));
+    return a;
+}
+
+int qmon_blockdev_mirror(qmp_t *q, struct qmon_owner *o, const struct qmon_mirror *m, int timeout_ms,
+                         qmon_done_fn cb, void *arg)
+{
+    return qmon_send_done(q, o, "blockdev-mirror", mirror_json(m), timeout_ms, cb, arg);
+}
+
+int qmon_block_job_cancel(qmp_t *q, struct qmon_owner *o, const char *job, bool force, int timeout_ms,
+                          qmon_done_fn cb, void *arg)
+{
+    return qmon_send_done(q, o, "block-job-cancel", json_pack("{s:s, s:b}", "device", job, "force", force),
+                          timeout_ms, cb, arg);
+}
+
+int qmon_block_job_complete(qmp_t *q, struct qmon_owner *o, const char *job, int timeout_ms, qmon_done_fn cb,
+                            void *arg)
+{
+    return qmon_send_done(q, o, "block-job-complete", json_pack("{s:s}", "device", job), timeout_ms, cb, arg);
+}
+
+int qmon_block_job_set_speed(qmp_t *q, struct qmon_owner *o, const char *job, int64_t speed, int timeout_ms,
+                             qmon_done_fn cb, void *arg)
+{
+    return qmon_send_done(q, o, "block-job-set-speed",
+                          json_pack("{s:s, s:I}", "device", job, "speed", (json_int_t)speed), timeout_ms, cb, arg);
+}
+
+/* ---- queries: one array of objects, each parsed into a struct ------------ */
+
+typedef void (*parse_item_fn)(struct qmon_parse *p, json_t *item, const char *where, void *out);
+
+/* items: a calloc'ed array of n elements of size sz, NULL if n is 0. */
+static void *parse_list(struct qmon_parse *p, json_t *ret, size_t sz, parse_item_fn fn, size_t *n)
+{
+    *n = 0;
+    if (!json_is_array(ret)) {
+        snprintf(p->desc, sizeof p->desc, "%s: malformed reply: return is not an array", p->command);
+        return NULL;
+    }
+    size_t len = json_array_size(ret);
+    char *items = len ? xcalloc(len, sz) : NULL;
+    for (size_t i = 0; i < len && qmon_parse_ok(p); i++) {
+        char where[32];
+        snprintf(where, sizeof where, "return[%zu]", i);
+        fn(p, json_array_get(ret, i), where, items + i * sz);
+    }
+    *n = len;
+    return items;
+}
+
+static void parse_job(struct qmon_parse *p, json_t *j, const char *w, void *out)
+{
+    struct qmon_block_job *b = out;
+    b->raw = j;
+    b->device = qmon_str(p, j, w, "device", true);
+    b->type = qmon_str(p, j, w, "type", false);
+    b->status = qmon_str(p, j, w, "status", false);
+    if (!b->status)
+        b->status = "";
+    b->len = qmon_uint(p, j, w, "len", true);
+    b->offset = qmon_uint(p, j, w, "offset", true);
+    b->speed = qmon_uint(p, j, w, "speed", false);
+    b->ready = qmon_bool(p, j, w, "ready", true);
+    b->busy = qmon_bool(p, j, w, "busy", false);
+    b->paused = qmon_bool(p, j, w, "paused", false);
+    b->error = qmon_str(p, j, w, "error", false);
+}
+
+static void parse_device(struct qmon_parse *p, json_t *d, const char *w, void *out)
+{
+    struct qmon_block_device *b = out;
+    b->raw = d;
+    b->device = qmon_str(p, d, w, "device", true);
+    b->qdev = qmon_str(p, d, w, "qdev", false);
+    json_t *ins = qmon_parse_ok(p) ? json_object_get(d, "inserted") : NULL;
+    if (!ins)
+        return;
+    char wi[48];
+    snprintf(wi, sizeof wi, "%s.inserted", w);
+    b->inserted = true;
+    b->node_name = qmon_str(p, ins, wi, "node-name", false);
+    b->file = qmon_str(p, ins, wi, "file", true);
+    b->drv = qmon_str(p, ins, wi, "drv", false);
+    b->ro = qmon_bool(p, ins, wi, "ro", false);
+}
+
+static void deliver_jobs(const struct qmon_call *c, json_t *ret, const qmp_error_t *err)
+{
+    qmon_block_jobs_fn cb = (qmon_block_jobs_fn)c->cb;
+    if (err) {
+        cb(c->arg, NULL, 0, err);
+        return;
+    }
+    struct qmon_parse p = {c->command, ""};
+    size_t n;
+    struct qmon_block_job *jobs = parse_list(&p, ret, sizeof *jobs, parse_job, &n);
+    qmp_error_t perr = qmon_parse_error(&p);
+    if (qmon_parse_ok(&p))
+        cb(c->arg, jobs, n, NULL);
+    else
+        cb(c->arg, NULL, 0, &perr);
+    free(jobs);
+}
+
+static void deliver_block(const struct qmon_call *c, json_t *ret, const qmp_error_t *err)
+{
+    qmon_block_fn cb = (qmon_block_fn)c->cb;
+    if (err) {
+        cb(c->arg, NULL, 0, err);
+        return;
+    }
+    struct qmon_parse p = {c->command, ""};
+    size_t n;
+    struct qmon_block_device *devs = parse_list(&p, ret, sizeof *devs, parse_device, &n);
+    qmp_error_t perr = qmon_parse_error(&p);
+    if (qmon_parse_ok(&p))
+        cb(c->arg, devs, n, NULL);
+    else
+        cb(c->arg, NULL, 0, &perr);
+    free(devs);
+}
+
+int qmon_query_block_jobs(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_block_jobs_fn cb, void *arg)
+{
+    struct qmon_cmd cmd = {"query-block-jobs", NULL, -1, false, timeout_ms};
+    return qmon_send(q, o, &cmd, deliver_jobs, (qmon_any_fn)cb, arg);
+}
+
+int qmon_query_block(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_block_fn cb, void *arg)
+{
+    struct qmon_cmd cmd = {"query-block", NULL, -1, false, timeout_ms};
+    return qmon_send(q, o, &cmd, deliver_block, (qmon_any_fn)cb, arg);
+}
+
+/* qdev paths look like /machine/peripheral/<id>/virtio-backend: match a
+ * whole component, so "vda-dev" does not find "xvda-dev". */
+const struct qmon_block_device *qmon_block_by_qdev(const struct qmon_block_device *devs, size_t n,
+                                                   const char *qdev_id)
+{
+    size_t len = strlen(qdev_id);
+    for (size_t i = 0; i < n; i++)
+        for (const char *s = devs[i].qdev; s && (s = strstr(s, qdev_id)); s++)
+            if (s > devs[i].qdev && s[-1] == '/' && (s[len] == '/' || !s[len]))
+                return &devs[i];
+    return NULL;
+}
+
+/* ---- NBD ----------------------------------------------------------------- */
+
+int qmon_nbd_server_start(qmp_t *q, struct qmon_owner *o, const char *host, int port, const char *tls_creds,
+                          int timeout_ms, qmon_done_fn cb, void *arg)
+{
+    char p[16];
+    snprintf(p, sizeof p, "%d", port);
+    /* SocketAddressLegacy: QEMU 7.2 to 10.0 take only this form here. */
+    json_t *args = json_pack("{s:{s:s, s:{s:s, s:s}}, s:s*}", "addr", "type", "inet", "data", "host", host, "port",
+                             p, "tls-creds", tls_creds);
+    return qmon_send_done(q, o, "nbd-server-start", args, timeout_ms, cb, arg);
+}
+
+int qmon_nbd_server_stop(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_done_fn cb, void *arg)
+{
+    return qmon_send_simple(q, o, "nbd-server-stop", timeout_ms, cb, arg);
+}
+
+int qmon_block_export_add(qmp_t *q, struct qmon_owner *o, const struct qmon_nbd_export *e, int timeout_ms,
+                          qmon_done_fn cb, void *arg)
+{
+    json_t *args = json_pack("{s:s, s:s, s:s, s:b, s:s}", "type", "nbd", "id", e->id, "node-name", e->node_name,
+                             "writable", e->writable, "name", e->name ? e->name : e->node_name);
+    return qmon_send_done(q, o, "block-export-add", args, timeout_ms, cb, arg);
+}
