@@ -1,4 +1,5 @@
-/* Argument parsing, output formatting and job following for the CLI. */
+/* Argument parsing, requests to vmoved and what they print, output
+ * formatting and job following for the CLI. */
 #include "cli/cli.h"
 
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/client.h"
 #include "cli/help.h"
 #include "common/util.h"
 
@@ -217,6 +219,78 @@ void cli_topic_error(struct cli *c, const char *topic, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     report_usage(c, NULL, topic, msg);
+}
+
+/* ---- requests: client.c carries them, this prints their failures ------------ */
+
+int cli_connect(struct cli *c)
+{
+    if (c->conn)
+        return 0;
+    char err[1024];
+    c->conn = client_open(c->host, c->identity, &c->local, err, sizeof err);
+    if (!c->conn) {
+        cli_error(c, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+void cli_disconnect(struct cli *c)
+{
+    if (c->conn)
+        client_close(c->conn);
+    c->conn = NULL;
+}
+
+static void print_daemon_error(struct cli *c, json_t *error)
+{
+    if (c->json) {
+        json_t *wrapped = json_pack("{s:O}", "error", error);
+        cli_print_json(wrapped);
+        json_decref(wrapped);
+    }
+    fprintf(stderr, "vmove: error: %s\n", json_string_value(json_object_get(error, "message")));
+    const char *hint = json_string_value(json_object_get(error, "hint"));
+    if (hint)
+        fprintf(stderr, "  hint: %s\n", hint);
+}
+
+/* client.c knows nothing of struct cli: carry it to the caller's handler. */
+struct event_relay {
+    struct cli *c;
+    cli_event_fn fn;
+    void *arg;
+};
+
+static void relay_event(const char *event, json_t *data, void *arg)
+{
+    struct event_relay *r = arg;
+    r->fn(r->c, event, data, r->arg);
+}
+
+json_t *cli_call(struct cli *c, const char *method, json_t *params, cli_event_fn on_event, void *arg,
+                 int *exit_code)
+{
+    *exit_code = EXIT_CONNECT;
+    if (cli_connect(c) < 0) {
+        json_decref(params);
+        return NULL;
+    }
+    struct event_relay relay = {c, on_event, arg};
+    json_t *error;
+    char err[512];
+    json_t *result = client_request(c->conn, method, params, on_event ? relay_event : NULL, &relay, &error, err,
+                                    sizeof err);
+    if (result)
+        *exit_code = 0;
+    else if (error) {
+        print_daemon_error(c, error);
+        json_decref(error);
+        *exit_code = EXIT_FAIL;
+    } else
+        cli_error(c, "%s", err);
+    return result;
 }
 
 bool cli_event_json(struct cli *c, const char *event, json_t *data)
