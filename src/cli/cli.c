@@ -1,27 +1,39 @@
-/* Argument parsing, output formatting and job following for the CLI. */
+/* Argument parsing, requests to vmoved and what they print, output
+ * formatting and job following for the CLI. */
 #include "cli/cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/client.h"
+#include "cli/help.h"
 #include "common/util.h"
 
-static const struct cli_flag *find_flag(const struct cli_flag *flags, const char *name, char short_name)
+static const struct cli_flag *find_long(const struct cli_flag *flags, const char *name, size_t len)
 {
     for (const struct cli_flag *f = flags; f && f->name; f++)
-        if ((name && !strcmp(f->name, name)) || (short_name && f->short_name == short_name))
+        if (strlen(f->name) == len && !strncmp(f->name, name, len))
+            return f;
+    return NULL;
+}
+
+static const struct cli_flag *find_short(const struct cli_flag *flags, char short_name)
+{
+    for (const struct cli_flag *f = flags; f && f->name; f++)
+        if (f->short_name && f->short_name == short_name)
             return f;
     return NULL;
 }
 
 static void set_opt(json_t *opts, const struct cli_flag *f, const char *value)
 {
-    json_t *v = f->takes_value ? json_string(value) : json_true();
-    if (!f->repeat) {
-        json_object_set_new(opts, f->name, v);
+    json_t *v = f->arg ? json_string(value) : json_true();
+    if (!(f->how & CLI_REPEAT)) {
+        json_object_set_new(opts, f->name, v);   /* given twice: the last one counts */
         return;
     }
     json_t *arr = json_object_get(opts, f->name);
@@ -32,14 +44,67 @@ static void set_opt(json_t *opts, const struct cli_flag *f, const char *value)
     json_array_append_new(arr, v);
 }
 
-int cli_parse(int argc, char **argv, const struct cli_flag *flags, struct cli_args *out)
+bool cli_is_help_word(const char *a)
 {
-    out->opts = json_object();
-    out->argv = xcalloc((size_t)argc + 1, sizeof *out->argv);
-    out->argc = 0;
+    return !strcmp(a, "--help") || !strcmp(a, "-h");
+}
+
+/* The flag at argv[*i] ("--name", "--name=value" or "-x"), with its value
+ * from the next word if it takes one. */
+static int parse_flag(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv, int *i, json_t *opts)
+{
+    const char *a = argv[*i], *value = NULL;
+    const struct cli_flag *f;
+    if (a[1] == '-') {
+        const char *eq = strchr(a + 2, '=');
+        f = find_long(cmd->flags, a + 2, eq ? (size_t)(eq - a - 2) : strlen(a + 2));
+        value = eq ? eq + 1 : NULL;
+    } else
+        f = a[2] ? NULL : find_short(cmd->flags, a[1]);
+    if (!f) {
+        cli_usage_error(c, cmd, "unknown option %s", a);
+        return -1;
+    }
+    if (f->arg && !value) {
+        if (*i + 1 >= argc) {
+            cli_usage_error(c, cmd, "option --%s needs a value (%s)", f->name, f->arg);
+            return -1;
+        }
+        value = argv[++*i];
+    } else if (!f->arg && value) {
+        cli_usage_error(c, cmd, "option --%s takes no value", f->name);
+        return -1;
+    }
+    set_opt(opts, f, value);
+    return 0;
+}
+
+/* What the loop cannot see: the number of positionals and required flags. */
+static int check_parsed(struct cli *c, const struct cli_cmd *cmd, const struct cli_args *out)
+{
+    if (out->argc < cmd->min_args) {
+        cli_usage_error(c, cmd, "missing arguments: expected %s", cmd->args);
+        return -1;
+    }
+    if (cmd->max_args >= 0 && out->argc > cmd->max_args) {
+        cli_usage_error(c, cmd, "unexpected argument \"%s\"", out->argv[cmd->max_args]);
+        return -1;
+    }
+    for (const struct cli_flag *f = cmd->flags; f && f->name; f++)
+        if ((f->how & CLI_REQUIRED) && !json_object_get(out->opts, f->name)) {
+            cli_usage_error(c, cmd, "missing --%s%s%s", f->name, f->arg ? " " : "", f->arg ? f->arg : "");
+            return -1;
+        }
+    return 0;
+}
+
+static int parse_words(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv, struct cli_args *out)
+{
     bool only_args = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
+        if (cmd->verbatim_after && out->argc >= cmd->verbatim_after)
+            only_args = true;
         if (only_args || a[0] != '-' || !a[1]) {
             out->argv[out->argc++] = argv[i];
             continue;
@@ -48,41 +113,32 @@ int cli_parse(int argc, char **argv, const struct cli_flag *flags, struct cli_ar
             only_args = true;
             continue;
         }
-        const char *value = NULL;
-        char name[64];
-        const struct cli_flag *f;
-        if (a[1] == '-') {
-            const char *eq = strchr(a + 2, '=');
-            snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a - 2) : (int)strlen(a + 2), a + 2);
-            value = eq ? eq + 1 : NULL;
-            f = find_flag(flags, name, 0);
-        } else {
-            snprintf(name, sizeof name, "%s", a + 1);
-            f = a[2] ? NULL : find_flag(flags, NULL, a[1]);
-        }
-        if (!f) {
-            fprintf(stderr, "vmove: unknown option %s\n", a);
-            return -1;
-        }
-        if (f->takes_value && !value) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "vmove: option --%s needs a value\n", f->name);
-                return -1;
-            }
-            value = argv[++i];
-        } else if (!f->takes_value && value) {
-            fprintf(stderr, "vmove: option --%s takes no value\n", f->name);
-            return -1;
-        }
-        set_opt(out->opts, f, value);
+        if (cli_is_help_word(a))
+            return CLI_PARSE_HELP;
+        if (parse_flag(c, cmd, argc, argv, &i, out->opts) < 0)
+            return CLI_PARSE_ERROR;
     }
-    return 0;
+    return check_parsed(c, cmd, out) < 0 ? CLI_PARSE_ERROR : CLI_PARSE_OK;
+}
+
+int cli_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv, struct cli_args *out)
+{
+    out->cmd = cmd;
+    out->opts = json_object();
+    out->argv = xcalloc((size_t)argc + 1, sizeof *out->argv);
+    out->argc = 0;
+    int rc = parse_words(c, cmd, argc, argv, out);
+    if (rc != CLI_PARSE_OK)
+        cli_args_free(out);
+    return rc;
 }
 
 void cli_args_free(struct cli_args *a)
 {
     json_decref(a->opts);
     free(a->argv);
+    a->opts = NULL;
+    a->argv = NULL;
 }
 
 const char *cli_opt(const struct cli_args *a, const char *name)
@@ -93,6 +149,148 @@ const char *cli_opt(const struct cli_args *a, const char *name)
 bool cli_flag_set(const struct cli_args *a, const char *name)
 {
     return json_object_get(a->opts, name) != NULL;
+}
+
+bool cli_opt_number(struct cli *c, const struct cli_args *a, const char *name, long long min, long long *out)
+{
+    const char *v = cli_opt(a, name);
+    if (!v)
+        return true;
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (*end || end == v || errno || n < min) {
+        if (min > 0)
+            cli_usage_error(c, a->cmd, "--%s \"%s\": expected a whole number of at least %lld", name, v, min);
+        else
+            cli_usage_error(c, a->cmd, "--%s \"%s\": expected a whole number", name, v);
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
+json_t *cli_absolute_path(const char *path)
+{
+    if (path[0] == '/')
+        return json_string(path);
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd))
+        return json_string(path);
+    char *abs = xasprintf("%s/%s", cwd, path);
+    json_t *j = json_string(abs);
+    free(abs);
+    return j;
+}
+
+/* The usage error itself: message, synopsis and where to read more. */
+static void report_usage(struct cli *c, const struct cli_cmd *cmd, const char *topic, const char *msg)
+{
+    char name[64], hint[128];
+    if (cmd)
+        topic = cli_cmd_name(cmd, name, sizeof name);
+    snprintf(hint, sizeof hint, "run 'vmove %s%s--help'", topic ? topic : "", topic ? " " : "");
+    if (c && c->json) {
+        json_t *e = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", "usage", "message", msg, "hint", hint);
+        cli_print_json(e);
+        json_decref(e);
+    }
+    fprintf(stderr, "vmove: error: %s\n", msg);
+    if (cmd)
+        cli_print_synopsis(stderr, "usage: ", cmd);
+    fprintf(stderr, "%s\n", hint);
+}
+
+void cli_usage_error(struct cli *c, const struct cli_cmd *cmd, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    report_usage(c, cmd, NULL, msg);
+}
+
+void cli_topic_error(struct cli *c, const char *topic, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    report_usage(c, NULL, topic, msg);
+}
+
+/* ---- requests: client.c carries them, this prints their failures ------------ */
+
+int cli_connect(struct cli *c)
+{
+    if (c->conn)
+        return 0;
+    char err[1024];
+    c->conn = client_open(c->host, c->identity, &c->local, err, sizeof err);
+    if (!c->conn) {
+        cli_error(c, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+void cli_disconnect(struct cli *c)
+{
+    if (c->conn)
+        client_close(c->conn);
+    c->conn = NULL;
+}
+
+static void print_daemon_error(struct cli *c, json_t *error)
+{
+    if (c->json) {
+        json_t *wrapped = json_pack("{s:O}", "error", error);
+        cli_print_json(wrapped);
+        json_decref(wrapped);
+    }
+    fprintf(stderr, "vmove: error: %s\n", json_string_value(json_object_get(error, "message")));
+    const char *hint = json_string_value(json_object_get(error, "hint"));
+    if (hint)
+        fprintf(stderr, "  hint: %s\n", hint);
+}
+
+/* client.c knows nothing of struct cli: carry it to the caller's handler. */
+struct event_relay {
+    struct cli *c;
+    cli_event_fn fn;
+    void *arg;
+};
+
+static void relay_event(const char *event, json_t *data, void *arg)
+{
+    struct event_relay *r = arg;
+    r->fn(r->c, event, data, r->arg);
+}
+
+json_t *cli_call(struct cli *c, const char *method, json_t *params, cli_event_fn on_event, void *arg,
+                 int *exit_code)
+{
+    *exit_code = EXIT_CONNECT;
+    if (cli_connect(c) < 0) {
+        json_decref(params);
+        return NULL;
+    }
+    struct event_relay relay = {c, on_event, arg};
+    json_t *error;
+    char err[512];
+    json_t *result = client_request(c->conn, method, params, on_event ? relay_event : NULL, &relay, &error, err,
+                                    sizeof err);
+    if (result)
+        *exit_code = 0;
+    else if (error) {
+        print_daemon_error(c, error);
+        json_decref(error);
+        *exit_code = EXIT_FAIL;
+    } else
+        cli_error(c, "%s", err);
+    return result;
 }
 
 bool cli_event_json(struct cli *c, const char *event, json_t *data)

@@ -19,25 +19,74 @@ struct cli {
     struct client *conn;
 };
 
-/* Parsed arguments of one command: flags in `opts` (repeated flags become
- * arrays), everything else in `args`. */
+#define DEFAULT_HOST "unix:/run/vmove/vmoved.sock"
+
+/* One flag of a command.  The parser accepts exactly these, and the help
+ * prints exactly these, so the two cannot drift apart. */
 struct cli_flag {
     const char *name;        /* "memory" for --memory */
-    char short_name;         /* 'f' for -f, or 0 */
-    bool takes_value;
-    bool repeat;
+    char short_name;         /* 'm' for -m, or 0 */
+    const char *arg;         /* "SIZE" if the flag takes a value, NULL for a switch */
+    const char *default_text;/* what applies without the flag, or NULL */
+    const char *unit;        /* "ms", "MiB/s", or NULL */
+    const char *help;
+    unsigned how;            /* CLI_REPEAT | CLI_REQUIRED */
+};
+#define CLI_REPEAT 1u        /* may be given several times: the values form an array */
+#define CLI_REQUIRED 2u      /* the command cannot run without it */
+
+struct cli_args;
+
+/* One command, `vmove NOUN [VERB] ...`, like tmux's cmd_entry: defined next
+ * to its function in cmd-<family>.c and listed in cli_cmd_table[]. */
+struct cli_cmd {
+    const char *noun;        /* "vm" */
+    const char *verb;        /* "create", or NULL for a command of one word (move) */
+    const char *summary;     /* one line for the help */
+    const char *args;        /* the positional arguments in the synopsis: "NAME" */
+    const struct cli_flag *flags;  /* ends with an entry whose name is NULL; NULL for none */
+    int min_args, max_args;  /* positional arguments; max_args -1: no limit */
+    /* After this many positionals, take the rest verbatim, dashes and all
+     * (`vm guest NAME COMMAND...` passes the words to the guest); 0: never. */
+    int verbatim_after;
+    bool is_default;         /* `vmove NOUN` alone runs this verb */
+    int (*fn)(struct cli *c, const struct cli_args *a);
 };
 
+/* Parsed arguments of one command: flags in `opts` (repeated flags become
+ * arrays), everything else in `args`. */
 struct cli_args {
+    const struct cli_cmd *cmd;
     json_t *opts;            /* {"memory": "512M", "disk": ["1G","2G"], "force": true} */
     int argc;
     char **argv;
 };
 
-int cli_parse(int argc, char **argv, const struct cli_flag *flags, struct cli_args *out);
+#define CLI_PARSE_OK 0
+#define CLI_PARSE_HELP 1     /* -h or --help: print the command's help */
+#define CLI_PARSE_ERROR (-1) /* reported as a usage error */
+/* Parse argv (the words after NOUN [VERB]) by cmd's flag descriptors. */
+int cli_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv, struct cli_args *out);
 void cli_args_free(struct cli_args *a);
+/* -h or --help */
+bool cli_is_help_word(const char *word);
 const char *cli_opt(const struct cli_args *a, const char *name);
 bool cli_flag_set(const struct cli_args *a, const char *name);
+/* The whole number given to flag `name`, at least `min`; false (after a
+ * usage error) if it is not one.  *out is left alone without the flag. */
+bool cli_opt_number(struct cli *c, const struct cli_args *a, const char *name, long long min, long long *out);
+/* The daemon may run elsewhere, in another directory: an absolute path. */
+json_t *cli_absolute_path(const char *path);
+
+/* A bad command line: the message, cmd's synopsis and where to read more,
+ * on stderr (and as {"error": {"code": "usage", ...}} with --json).  The
+ * caller returns EXIT_USAGE. */
+void cli_usage_error(struct cli *c, const struct cli_cmd *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same when no single command is meant: topic is the noun ("vm") whose
+ * help to read, or NULL for `vmove --help`. */
+void cli_topic_error(struct cli *c, const char *topic, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Connect to vmoved (once).  Prints the reason and returns -1 on failure. */
 int cli_connect(struct cli *c);
@@ -67,14 +116,4 @@ void cli_print_job(const json_t *job, bool detail);
 
 void cli_disconnect(struct cli *c);
 
-int cmd_host(struct cli *c, int argc, char **argv);
-int cmd_vm(struct cli *c, int argc, char **argv);
-int cmd_jobs(struct cli *c, int argc, char **argv);
-int cmd_pki(struct cli *c, int argc, char **argv);
-int cmd_move(struct cli *c, int argc, char **argv);
-int cmd_move_storage(struct cli *c, int argc, char **argv);
-int cmd_peer(struct cli *c, int argc, char **argv);
-int cmd_acl(struct cli *c, int argc, char **argv);
-int cmd_token(struct cli *c, int argc, char **argv);
-int cmd_audit(struct cli *c, int argc, char **argv);
 #endif

@@ -1,11 +1,12 @@
 /* The CLI's connection to vmoved: blocking I/O on a unix socket, or TLS 1.3
  * with a user certificate over TCP. */
+#include "cli/client.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
 #include "common/proto.h"
 #include "common/tls.h"
 #include "common/util.h"
@@ -98,8 +98,7 @@ static int start_tls(struct client *cl, const char *host, const char *identity, 
     return 0;
 }
 
-static struct client *client_open(const char *target, const char *identity, bool *local, char *err,
-                                  size_t errlen)
+struct client *client_open(const char *target, const char *identity, bool *local, char *err, size_t errlen)
 {
     struct client *cl = xcalloc(1, sizeof *cl);
     cl->fd = -1;
@@ -173,41 +172,10 @@ static char *client_readline(struct client *cl)
     }
 }
 
-int cli_connect(struct cli *c)
+json_t *client_request(struct client *cl, const char *method, json_t *params, client_event_fn on_event, void *arg,
+                       json_t **error, char *err, size_t errlen)
 {
-    if (c->conn)
-        return 0;
-    char err[1024];
-    c->conn = client_open(c->host, c->identity, &c->local, err, sizeof err);
-    if (!c->conn) {
-        cli_error(c, "%s", err);
-        return -1;
-    }
-    return 0;
-}
-
-static void print_error(struct cli *c, json_t *error)
-{
-    if (c->json) {
-        json_t *wrapped = json_pack("{s:O}", "error", error);
-        cli_print_json(wrapped);
-        json_decref(wrapped);
-    }
-    fprintf(stderr, "vmove: error: %s\n", json_string_value(json_object_get(error, "message")));
-    const char *hint = json_string_value(json_object_get(error, "hint"));
-    if (hint)
-        fprintf(stderr, "  hint: %s\n", hint);
-}
-
-json_t *cli_call(struct cli *c, const char *method, json_t *params, cli_event_fn on_event, void *arg,
-                 int *exit_code)
-{
-    *exit_code = EXIT_CONNECT;
-    if (cli_connect(c) < 0) {
-        json_decref(params);
-        return NULL;
-    }
-    struct client *cl = c->conn;
+    *error = NULL;
     long long id = ++cl->next_id;
     json_t *req = json_pack("{s:I, s:s, s:o}", "id", (json_int_t)id, "method", method, "params",
                             params ? params : json_object());
@@ -221,10 +189,8 @@ json_t *cli_call(struct cli *c, const char *method, json_t *params, cli_event_fn
     for (;;) {
         char *text = client_readline(cl);
         if (!text) {
-            if (wrc < 0)
-                cli_error(c, "lost the connection to vmoved while sending %s", method);
-            else
-                cli_error(c, "vmoved closed the connection without answering %s", method);
+            snprintf(err, errlen, wrc < 0 ? "lost the connection to vmoved while sending %s"
+                                          : "vmoved closed the connection without answering %s", method);
             return NULL;
         }
         json_t *msg = json_loads(text, 0, NULL);
@@ -232,31 +198,20 @@ json_t *cli_call(struct cli *c, const char *method, json_t *params, cli_event_fn
         if (!msg)
             continue;
         json_t *event = json_object_get(msg, "event");
-        if (event) {
-            if (on_event)
-                on_event(c, json_string_value(event), json_object_get(msg, "data"), arg);
-            json_decref(msg);
-            continue;
-        }
-        json_t *error = json_object_get(msg, "error");
-        if (error) {
-            print_error(c, error);
-            json_decref(msg);
-            *exit_code = EXIT_FAIL;
-            return NULL;
-        }
-        json_t *result = json_incref(json_object_get(msg, "result"));
+        if (event && on_event)
+            on_event(json_string_value(event), json_object_get(msg, "data"), arg);
+        *error = event ? NULL : json_incref(json_object_get(msg, "error"));
+        json_t *result = event || *error ? NULL : json_incref(json_object_get(msg, "result"));
         json_decref(msg);
-        *exit_code = 0;
-        return result;
+        if (!event && !result && !*error)
+            snprintf(err, errlen, "vmoved answered %s with neither a result nor an error", method);
+        if (!event)
+            return result;
     }
 }
 
-void cli_disconnect(struct cli *c)
+void client_close(struct client *cl)
 {
-    struct client *cl = c->conn;
-    if (!cl)
-        return;
     if (cl->ssl) {
         SSL_shutdown(cl->ssl);
         SSL_free(cl->ssl);
@@ -265,5 +220,4 @@ void cli_disconnect(struct cli *c)
     close(cl->fd);
     free(cl->buf);
     free(cl);
-    c->conn = NULL;
 }

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "cli/cmd-table.h"
 
 static void print_acl(json_t *r)
 {
@@ -42,36 +43,63 @@ static int call_print(struct cli *c, const char *method, json_t *params)
     return 0;
 }
 
-int cmd_acl(struct cli *c, int argc, char **argv)
+/* grant and revoke: PRINCIPAL RIGHT... */
+static json_t *rights_params(const struct cli_args *a)
 {
-    const char *verb = argc ? argv[0] : "list";
-    if ((!strcmp(verb, "grant") || !strcmp(verb, "revoke")) && argc >= 3) {
-        json_t *rights = json_array();
-        for (int i = 2; i < argc; i++)
-            json_array_append_new(rights, json_string(argv[i]));
-        return call_print(c, !strcmp(verb, "grant") ? "acl.grant" : "acl.revoke",
-                          json_pack("{s:s, s:o}", "principal", argv[1], "rights", rights));
-    }
-    if (!strcmp(verb, "list") && argc <= 1)
-        return call_print(c, "acl.list", NULL);
-    if (!strcmp(verb, "group") && argc == 4 && (!strcmp(argv[1], "add") || !strcmp(argv[1], "remove")))
-        return call_print(c, !strcmp(argv[1], "add") ? "acl.group-add" : "acl.group-remove",
-                          json_pack("{s:s, s:s}", "group", argv[2], "member", argv[3]));
-    cli_error(c, "usage: vmove acl grant|revoke user:NAME|host:NAME|group:NAME RIGHT... | acl list | "
-                 "acl group add|remove GROUP user:NAME|host:NAME  (rights: vm.read vm.manage migrate.out "
-                 "migrate.in storage.move host.admin)");
-    return EXIT_USAGE;
+    json_t *rights = json_array();
+    for (int i = 1; i < a->argc; i++)
+        json_array_append_new(rights, json_string(a->argv[i]));
+    return json_pack("{s:s, s:o}", "principal", a->argv[0], "rights", rights);
 }
 
-int cmd_audit(struct cli *c, int argc, char **argv)
+static int cmd_acl_grant_exec(struct cli *c, const struct cli_args *a)
 {
-    long limit = 50;
-    if (argc == 2 && !strcmp(argv[0], "--limit"))
-        limit = atol(argv[1]);
-    else if (argc) {
-        cli_error(c, "usage: vmove audit [--limit N]");
+    return call_print(c, "acl.grant", rights_params(a));
+}
+
+static int cmd_acl_revoke_exec(struct cli *c, const struct cli_args *a)
+{
+    return call_print(c, "acl.revoke", rights_params(a));
+}
+
+static int cmd_acl_list_exec(struct cli *c, const struct cli_args *a)
+{
+    return call_print(c, "acl.list", NULL);
+}
+
+static int cmd_acl_group_exec(struct cli *c, const struct cli_args *a)
+{
+    const char *op = a->argv[0];
+    if (strcmp(op, "add") && strcmp(op, "remove")) {
+        cli_usage_error(c, a->cmd, "expected add or remove, got \"%s\"", op);
         return EXIT_USAGE;
     }
+    return call_print(c, !strcmp(op, "add") ? "acl.group-add" : "acl.group-remove",
+                      json_pack("{s:s, s:s}", "group", a->argv[1], "member", a->argv[2]));
+}
+
+#define RIGHTS "vm.read vm.manage migrate.out migrate.in storage.move host.admin"
+
+const struct cli_cmd cmd_acl_grant_entry = {
+    .noun = "acl", .verb = "grant", .summary = "give a principal (user:NAME, host:NAME or group:NAME) rights: " RIGHTS,
+    .args = "PRINCIPAL RIGHT...", .min_args = 2, .max_args = -1, .fn = cmd_acl_grant_exec,
+};
+const struct cli_cmd cmd_acl_revoke_entry = {
+    .noun = "acl", .verb = "revoke", .summary = "take rights from a principal (user:NAME, host:NAME or group:NAME)",
+    .args = "PRINCIPAL RIGHT...", .min_args = 2, .max_args = -1, .fn = cmd_acl_revoke_exec,
+};
+const struct cli_cmd cmd_acl_list_entry = {
+    .noun = "acl", .verb = "list", .summary = "show this host's grants and groups",
+    .args = "", .max_args = 0, .is_default = true, .fn = cmd_acl_list_exec,
+};
+const struct cli_cmd cmd_acl_group_entry = {
+    .noun = "acl", .verb = "group", .summary = "add a member (user:NAME or host:NAME) to a group, or remove one",
+    .args = "add|remove GROUP MEMBER", .min_args = 3, .max_args = 3, .fn = cmd_acl_group_exec,
+};
+
+static int cmd_audit_exec(struct cli *c, const struct cli_args *a)
+{
+    long limit = cli_opt(a, "limit") ? atol(cli_opt(a, "limit")) : 50;
     int code;
     json_t *r = cli_call(c, "audit.list", json_pack("{s:i}", "limit", (int)limit), NULL, NULL, &code);
     if (!r)
@@ -96,3 +124,13 @@ int cmd_audit(struct cli *c, int argc, char **argv)
     json_decref(r);
     return 0;
 }
+
+static const struct cli_flag audit_flags[] = {
+    {"limit", 0, "N", "50", NULL, "the newest N records", 0},
+    {NULL, 0, NULL, NULL, NULL, NULL, 0},
+};
+
+const struct cli_cmd cmd_audit_entry = {
+    .noun = "audit", .summary = "show the audit log: who asked for what, and whether it was allowed",
+    .args = "", .flags = audit_flags, .max_args = 0, .fn = cmd_audit_exec,
+};

@@ -1,9 +1,11 @@
-/* vmove host show | set | events */
+/* vmove host show | set | events | drain | resume, vmove peer add | remove | list */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cmd-table.h"
 
 static void print_host(json_t *h)
 {
@@ -55,12 +57,13 @@ static void print_host(json_t *h)
         printf("peer:        %s at %s\n", name, json_string_value(addr));
 }
 
-static int on_off(struct cli *c, const char *flag, const char *v, json_t *p, const char *key)
+static int on_off(struct cli *c, const struct cli_args *a, const char *flag, json_t *p, const char *key)
 {
+    const char *v = cli_opt(a, flag);
     if (!v)
         return 0;
     if (strcmp(v, "on") && strcmp(v, "off")) {
-        cli_error(c, "--%s: expected on or off, got \"%s\"", flag, v);
+        cli_usage_error(c, a->cmd, "--%s: expected on or off, got \"%s\"", flag, v);
         return -1;
     }
     json_object_set_new(p, key, json_boolean(!strcmp(v, "on")));
@@ -72,9 +75,9 @@ static json_t *set_params(struct cli *c, const struct cli_args *a)
     json_t *p = json_object();
     if (cli_opt(a, "accel"))
         json_object_set_new(p, "accel", json_string(cli_opt(a, "accel")));
-    if (on_off(c, "migration-incoming", cli_opt(a, "migration-incoming"), p, "migration_incoming") < 0 ||
-        on_off(c, "migration-outgoing", cli_opt(a, "migration-outgoing"), p, "migration_outgoing") < 0 ||
-        on_off(c, "allow-insecure-migration", cli_opt(a, "allow-insecure-migration"), p, "allow_insecure_migration") < 0) {
+    if (on_off(c, a, "migration-incoming", p, "migration_incoming") < 0 ||
+        on_off(c, a, "migration-outgoing", p, "migration_outgoing") < 0 ||
+        on_off(c, a, "allow-insecure-migration", p, "allow_insecure_migration") < 0) {
         json_decref(p);
         return NULL;
     }
@@ -87,17 +90,14 @@ static json_t *set_params(struct cli *c, const struct cli_args *a)
     const char *lim[][2] = {{"max-live-migrations", "max_live_migrations"},
                             {"max-storage-migrations", "max_storage_migrations"}};
     for (size_t i = 0; i < 2; i++) {
-        const char *v = cli_opt(a, lim[i][0]);
-        char *end;
-        if (!v)
-            continue;
-        long n = strtol(v, &end, 10);
-        if (*end || end == v) {
-            cli_error(c, "--%s \"%s\": expected a whole number", lim[i][0], v);
+        /* Any number: vmoved says which range it takes. */
+        long long n = LLONG_MIN;
+        if (!cli_opt_number(c, a, lim[i][0], LLONG_MIN, &n)) {
             json_decref(p);
             return NULL;
         }
-        json_object_set_new(p, lim[i][1], json_integer(n));
+        if (n != LLONG_MIN)
+            json_object_set_new(p, lim[i][1], json_integer(n));
     }
     return p;
 }
@@ -144,50 +144,68 @@ static void print_drain(json_t *res)
     }
 }
 
-/* vmove host drain HOST [--to HOST]... [--no-wait] | vmove host resume HOST */
-static int host_drain_cmd(struct cli *c, const char *verb, int argc, char **argv)
+static int cmd_host_show_exec(struct cli *c, const struct cli_args *a)
 {
-    static const struct cli_flag flags[] = {{"to", 0, true, true}, {"no-wait", 0, false, false},
-                                            {NULL, 0, false, false}};
-    struct cli_args a;
-    if (cli_parse(argc, argv, flags, &a) < 0 || a.argc > 1) {
-        cli_args_free(&a);
-        cli_error(c, "usage: vmove host drain [HOST] [--to HOST]... [--no-wait] | vmove host resume [HOST]");
+    return host_call(c, "host.show", NULL, true);
+}
+
+static int cmd_host_set_exec(struct cli *c, const struct cli_args *a)
+{
+    if (!json_object_size(a->opts)) {
+        cli_usage_error(c, a->cmd, "nothing to set: give at least one option");
         return EXIT_USAGE;
     }
+    json_t *p = set_params(c, a);
+    return p ? host_call(c, "host.set", p, true) : EXIT_USAGE;
+}
+
+static int cmd_host_events_exec(struct cli *c, const struct cli_args *a)
+{
     json_t *p = json_object();
-    if (a.argc)
-        json_object_set_new(p, "host", json_string(a.argv[0]));
-    int code, rc;
-    if (!strcmp(verb, "resume")) {
-        json_t *r = cli_call(c, "host.resume", p, NULL, NULL, &code);
-        if (r && c->json)
-            cli_print_json(r);
-        else if (r)
-            printf("host %s resumed: it takes new work again\n", json_string_value(json_object_get(r, "host")));
-        rc = r ? 0 : code;
-        json_decref(r);
-        cli_args_free(&a);
-        return rc;
-    }
-    if (json_object_get(a.opts, "to"))
-        json_object_set(p, "to", json_object_get(a.opts, "to"));
+    if (cli_opt(a, "vm"))
+        json_object_set_new(p, "vm", json_string(cli_opt(a, "vm")));
+    if (cli_opt(a, "limit"))
+        json_object_set_new(p, "limit", json_integer(atoll(cli_opt(a, "limit"))));
+    return host_call(c, "host.events", p, false);
+}
+
+/* {"host": HOST} or {} for this host. */
+static json_t *host_param(const struct cli_args *a)
+{
+    return a->argc ? json_pack("{s:s}", "host", a->argv[0]) : json_object();
+}
+
+static int cmd_host_resume_exec(struct cli *c, const struct cli_args *a)
+{
+    int code;
+    json_t *r = cli_call(c, "host.resume", host_param(a), NULL, NULL, &code);
+    if (r && c->json)
+        cli_print_json(r);
+    else if (r)
+        printf("host %s resumed: it takes new work again\n", json_string_value(json_object_get(r, "host")));
+    json_decref(r);
+    return r ? 0 : code;
+}
+
+static int cmd_host_drain_exec(struct cli *c, const struct cli_args *a)
+{
+    json_t *p = host_param(a);
+    if (json_object_get(a->opts, "to"))
+        json_object_set(p, "to", json_object_get(a->opts, "to"));
     json_object_set_new(p, "wait", json_false());
+    int code;
     json_t *r = cli_call(c, "host.drain", p, NULL, NULL, &code);
-    if (!r) {
-        cli_args_free(&a);
+    if (!r)
         return code;
-    }
     json_int_t id = json_integer_value(json_object_get(r, "job"));
-    if (cli_flag_set(&a, "no-wait")) {
+    if (cli_flag_set(a, "no-wait")) {
         cli_print_accepted(c, r);   /* with --json too, as every command */
         json_decref(r);
-        cli_args_free(&a);
         return 0;
     }
     json_decref(r);
     json_t *final = NULL;
-    rc = cli_follow_job_result(c, json_pack("{s:I}", "id", id), &final);
+    int rc = cli_follow_job_result(c, json_pack("{s:I}", "id", id), &final);
     json_t *res = json_object_get(final, "result");
     if (!res)
         res = json_object_get(json_object_get(final, "error"), "result");
@@ -196,77 +214,64 @@ static int host_drain_cmd(struct cli *c, const char *verb, int argc, char **argv
     else if (res)
         print_drain(res);
     json_decref(final);
-    cli_args_free(&a);
     return rc;
 }
 
-int cmd_host(struct cli *c, int argc, char **argv)
-{
-    static const struct cli_flag set_flags[] = {
-        {"accel", 0, true, false}, {"migration-incoming", 0, true, false}, {"migration-outgoing", 0, true, false},
-        {"migration-network", 0, true, true}, {"max-live-migrations", 0, true, false},
-        {"max-storage-migrations", 0, true, false}, {"allow-insecure-migration", 0, true, false},
-        {"allow-delegation-from", 0, true, true},
-        {NULL, 0, false, false}};
-    static const struct cli_flag ev_flags[] = {{"vm", 0, true, false}, {"limit", 0, true, false},
-                                               {NULL, 0, false, false}};
-    const char *verb = argc ? argv[0] : "show";
-    struct cli_args a;
-    int rc = EXIT_USAGE;
-    if (!strcmp(verb, "show")) {
-        if (cli_parse(argc ? argc - 1 : 0, argv + 1, NULL, &a) == 0 && a.argc == 0)
-            rc = host_call(c, "host.show", NULL, true);
-        else
-            fprintf(stderr, "vmove: usage: vmove host show\n");
-    } else if (!strcmp(verb, "set")) {
-        json_t *p;
-        if (cli_parse(argc - 1, argv + 1, set_flags, &a) == 0 && a.argc == 0 && json_object_size(a.opts)) {
-            if ((p = set_params(c, &a)))
-                rc = host_call(c, "host.set", p, true);
-        } else
-            fprintf(stderr, "vmove: usage: vmove host set [--accel auto|kvm|tcg] [--migration-incoming on|off]\n"
-                            "       [--migration-outgoing on|off] [--migration-network CIDR|any]...\n"
-                            "       [--max-live-migrations N] [--max-storage-migrations N] [--allow-insecure-migration on|off]\n"
-                            "       [--allow-delegation-from host:NAME|group:NAME|none]...\n");
-    } else if (!strcmp(verb, "events")) {
-        if (cli_parse(argc - 1, argv + 1, ev_flags, &a) == 0 && a.argc == 0) {
-            json_t *p = json_object();
-            if (cli_opt(&a, "vm"))
-                json_object_set_new(p, "vm", json_string(cli_opt(&a, "vm")));
-            if (cli_opt(&a, "limit"))
-                json_object_set_new(p, "limit", json_integer(atoll(cli_opt(&a, "limit"))));
-            rc = host_call(c, "host.events", p, false);
-        }
-    } else if (!strcmp(verb, "drain") || !strcmp(verb, "resume")) {
-        return host_drain_cmd(c, verb, argc - 1, argv + 1);
-    } else {
-        cli_error(c, "unknown host command \"%s\" (show, set, events, drain, resume)", verb);
-        return EXIT_USAGE;
-    }
-    cli_args_free(&a);
-    return rc;
-}
+static const struct cli_flag host_set_flags[] = {
+    {"accel", 0, "auto|kvm|tcg", NULL, NULL, "the accelerator for VMs started from now on (auto: KVM if usable)", 0},
+    {"migration-incoming", 0, "on|off", NULL, NULL, "accept live migrations to this host", 0},
+    {"migration-outgoing", 0, "on|off", NULL, NULL, "allow live migrations from this host", 0},
+    {"migration-network", 0, "CIDR|any", NULL, NULL,
+     "the networks migration streams may use; the list given replaces the old one", CLI_REPEAT},
+    {"max-live-migrations", 0, "N", NULL, NULL, "live migrations at a time; more wait in a queue", 0},
+    {"max-storage-migrations", 0, "N", NULL, NULL, "storage migrations at a time; more wait in a queue", 0},
+    {"allow-insecure-migration", 0, "on|off", NULL, NULL,
+     "let migration and NBD streams go without TLS (both hosts must allow it)", 0},
+    {"allow-delegation-from", 0, "host:NAME|group:NAME|none", NULL, NULL,
+     "hosts that may act here for a user who signed a delegation token; the list replaces the old one",
+     CLI_REPEAT},
+    {NULL, 0, NULL, NULL, NULL, NULL, 0},
+};
+static const struct cli_flag host_events_flags[] = {
+    {"vm", 0, "NAME", NULL, NULL, "only the events of this VM", 0},
+    {"limit", 0, "N", "50", NULL, "the newest N events", 0},
+    {NULL, 0, NULL, NULL, NULL, NULL, 0},
+};
+static const struct cli_flag host_drain_flags[] = {
+    {"to", 0, "HOST", "every peer", NULL, "a host the VMs may go to", CLI_REPEAT},
+    {"no-wait", 0, NULL, NULL, NULL, "print the job id at once; follow with `vmove jobs watch ID`", 0},
+    {NULL, 0, NULL, NULL, NULL, NULL, 0},
+};
 
-/* vmove peer add HOST ADDR:PORT | remove HOST | list */
-int cmd_peer(struct cli *c, int argc, char **argv)
+const struct cli_cmd cmd_host_show_entry = {
+    .noun = "host", .verb = "show", .summary = "show this host: accelerator, QEMU, memory, migration settings, peers",
+    .args = "", .max_args = 0, .is_default = true, .fn = cmd_host_show_exec,
+};
+const struct cli_cmd cmd_host_set_entry = {
+    .noun = "host", .verb = "set", .summary = "change this host's settings (kept in STATE/host.json)",
+    .args = "", .flags = host_set_flags, .max_args = 0, .fn = cmd_host_set_exec,
+};
+const struct cli_cmd cmd_host_events_entry = {
+    .noun = "host", .verb = "events", .summary = "show the host's event journal",
+    .args = "", .flags = host_events_flags, .max_args = 0, .fn = cmd_host_events_exec,
+};
+const struct cli_cmd cmd_host_drain_entry = {
+    .noun = "host", .verb = "drain",
+    .summary = "move every running VM off this host and place nothing new on it until `host resume` "
+               "(HOST, if given, must be this host's name)",
+    .args = "[HOST]", .flags = host_drain_flags, .max_args = 1, .fn = cmd_host_drain_exec,
+};
+const struct cli_cmd cmd_host_resume_entry = {
+    .noun = "host", .verb = "resume", .summary = "end the maintenance of this drained host: it takes new work again",
+    .args = "[HOST]", .max_args = 1, .fn = cmd_host_resume_exec,
+};
+
+/* ---- peers --------------------------------------------------------------- */
+
+static int peer_request(struct cli *c, const char *method, json_t *params)
 {
-    const char *verb = argc ? argv[0] : "list";
-    json_t *p = NULL;
-    const char *method = NULL;
-    if (!strcmp(verb, "add") && argc == 3) {
-        method = "peer.add";
-        p = json_pack("{s:s, s:s}", "name", argv[1], "addr", argv[2]);
-    } else if (!strcmp(verb, "remove") && argc == 2) {
-        method = "peer.remove";
-        p = json_pack("{s:s}", "name", argv[1]);
-    } else if (!strcmp(verb, "list") && argc <= 1)
-        method = "peer.list";
-    else {
-        cli_error(c, "usage: vmove peer add HOST ADDR:PORT | peer remove HOST | peer list");
-        return EXIT_USAGE;
-    }
     int code;
-    json_t *r = cli_call(c, method, p, NULL, NULL, &code);
+    json_t *r = cli_call(c, method, params, NULL, NULL, &code);
     if (!r)
         return code;
     if (c->json)
@@ -279,3 +284,31 @@ int cmd_peer(struct cli *c, int argc, char **argv)
     json_decref(r);
     return 0;
 }
+
+static int cmd_peer_add_exec(struct cli *c, const struct cli_args *a)
+{
+    return peer_request(c, "peer.add", json_pack("{s:s, s:s}", "name", a->argv[0], "addr", a->argv[1]));
+}
+
+static int cmd_peer_remove_exec(struct cli *c, const struct cli_args *a)
+{
+    return peer_request(c, "peer.remove", json_pack("{s:s}", "name", a->argv[0]));
+}
+
+static int cmd_peer_list_exec(struct cli *c, const struct cli_args *a)
+{
+    return peer_request(c, "peer.list", NULL);
+}
+
+const struct cli_cmd cmd_peer_add_entry = {
+    .noun = "peer", .verb = "add", .summary = "know host HOST at ADDR:PORT (its certificate must carry that name)",
+    .args = "HOST ADDR:PORT", .min_args = 2, .max_args = 2, .fn = cmd_peer_add_exec,
+};
+const struct cli_cmd cmd_peer_remove_entry = {
+    .noun = "peer", .verb = "remove", .summary = "forget host HOST",
+    .args = "HOST", .min_args = 1, .max_args = 1, .fn = cmd_peer_remove_exec,
+};
+const struct cli_cmd cmd_peer_list_entry = {
+    .noun = "peer", .verb = "list", .summary = "list the known hosts",
+    .args = "", .max_args = 0, .is_default = true, .fn = cmd_peer_list_exec,
+};

@@ -4,61 +4,95 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cmd-table.h"
 
-static int parse_id(struct cli *c, const char *s, long long *id)
+/* The job id in the first positional argument; false after a usage error. */
+static bool job_id(struct cli *c, const struct cli_args *a, json_int_t *id)
 {
+    const char *s = a->argv[0];
     char *end;
-    *id = s ? strtoll(s, &end, 10) : -1;
-    if (!s || *end || *id < 0) {
-        cli_error(c, "expected a job id (a number), got \"%s\"", s ? s : "");
-        return -1;
+    long long n = strtoll(s, &end, 10);
+    if (*end || end == s || n < 0) {
+        cli_usage_error(c, a->cmd, "expected a job id (a number), got \"%s\"", s);
+        return false;
     }
-    return 0;
+    *id = (json_int_t)n;
+    return true;
 }
 
-int cmd_jobs(struct cli *c, int argc, char **argv)
+static int cmd_jobs_list_exec(struct cli *c, const struct cli_args *a)
 {
-    static const struct cli_flag flags[] = {{"all", 'a', false, false}, {NULL, 0, false, false}};
-    const char *verb = argc ? argv[0] : "list";
-    struct cli_args a;
-    if (cli_parse(argc ? argc - 1 : 0, argv + 1, flags, &a) < 0)
-        return EXIT_USAGE;
-    int code = 0;
-    long long id = -1;
-    if (!strcmp(verb, "list")) {
-        json_t *r = cli_call(c, "jobs.list", json_pack("{s:b}", "all", cli_flag_set(&a, "all")), NULL, NULL, &code);
-        if (r && c->json)
-            cli_print_json(r);
-        else if (r) {
-            size_t i;
-            json_t *j;
-            json_array_foreach(json_object_get(r, "jobs"), i, j) cli_print_job(j, false);
-            if (!json_array_size(json_object_get(r, "jobs")))
-                printf("no %sjobs\n", cli_flag_set(&a, "all") ? "" : "active ");
-        }
-        json_decref(r);
-    } else if (!strcmp(verb, "show") || !strcmp(verb, "cancel") || !strcmp(verb, "watch")) {
-        if (a.argc != 1 || parse_id(c, a.argv[0], &id) < 0) {
-            cli_args_free(&a);
-            return EXIT_USAGE;
-        }
-        if (!strcmp(verb, "watch")) {
-            cli_args_free(&a);
-            return cli_follow_job(c, json_pack("{s:I}", "id", (json_int_t)id));
-        }
-        json_t *r = cli_call(c, !strcmp(verb, "show") ? "jobs.show" : "jobs.cancel",
-                             json_pack("{s:I}", "id", (json_int_t)id), NULL, NULL, &code);
-        if (r && c->json)
-            cli_print_json(r);
-        else if (r && !strcmp(verb, "cancel"))
-            printf("job %lld: cancel requested\n", id);
-        else if (r)
-            cli_print_job(r, true);
-        json_decref(r);
-    } else {
-        cli_error(c, "unknown jobs command \"%s\" (list, show, watch, cancel)", verb);
-        code = EXIT_USAGE;
+    int code;
+    json_t *r = cli_call(c, "jobs.list", json_pack("{s:b}", "all", cli_flag_set(a, "all")), NULL, NULL, &code);
+    if (r && c->json)
+        cli_print_json(r);
+    else if (r) {
+        size_t i;
+        json_t *j;
+        json_array_foreach(json_object_get(r, "jobs"), i, j) cli_print_job(j, false);
+        if (!json_array_size(json_object_get(r, "jobs")))
+            printf("no %sjobs\n", cli_flag_set(a, "all") ? "" : "active ");
     }
-    cli_args_free(&a);
+    json_decref(r);
     return code;
 }
+
+static int cmd_jobs_show_exec(struct cli *c, const struct cli_args *a)
+{
+    json_int_t id;
+    if (!job_id(c, a, &id))
+        return EXIT_USAGE;
+    int code;
+    json_t *r = cli_call(c, "jobs.show", json_pack("{s:I}", "id", id), NULL, NULL, &code);
+    if (r && c->json)
+        cli_print_json(r);
+    else if (r)
+        cli_print_job(r, true);
+    json_decref(r);
+    return code;
+}
+
+static int cmd_jobs_watch_exec(struct cli *c, const struct cli_args *a)
+{
+    json_int_t id;
+    if (!job_id(c, a, &id))
+        return EXIT_USAGE;
+    return cli_follow_job(c, json_pack("{s:I}", "id", id));
+}
+
+static int cmd_jobs_cancel_exec(struct cli *c, const struct cli_args *a)
+{
+    json_int_t id;
+    if (!job_id(c, a, &id))
+        return EXIT_USAGE;
+    int code;
+    json_t *r = cli_call(c, "jobs.cancel", json_pack("{s:I}", "id", id), NULL, NULL, &code);
+    if (r && c->json)
+        cli_print_json(r);
+    else if (r)
+        printf("job %lld: cancel requested\n", (long long)id);
+    json_decref(r);
+    return code;
+}
+
+static const struct cli_flag jobs_list_flags[] = {
+    {"all", 'a', NULL, NULL, NULL, "also the jobs that have ended", 0},
+    {NULL, 0, NULL, NULL, NULL, NULL, 0},
+};
+
+const struct cli_cmd cmd_jobs_list_entry = {
+    .noun = "jobs", .verb = "list", .summary = "list the active jobs (moves, starts, stops, drains)",
+    .args = "", .flags = jobs_list_flags, .max_args = 0, .is_default = true, .fn = cmd_jobs_list_exec,
+};
+const struct cli_cmd cmd_jobs_show_entry = {
+    .noun = "jobs", .verb = "show", .summary = "show one job with its progress",
+    .args = "ID", .min_args = 1, .max_args = 1, .fn = cmd_jobs_show_exec,
+};
+const struct cli_cmd cmd_jobs_watch_entry = {
+    .noun = "jobs", .verb = "watch", .summary = "follow a job's progress until it ends",
+    .args = "ID", .min_args = 1, .max_args = 1, .fn = cmd_jobs_watch_exec,
+};
+const struct cli_cmd cmd_jobs_cancel_entry = {
+    .noun = "jobs", .verb = "cancel", .summary = "ask a job to stop (a move leaves the VM on the source)",
+    .args = "ID", .min_args = 1, .max_args = 1, .fn = cmd_jobs_cancel_exec,
+};

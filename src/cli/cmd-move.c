@@ -12,41 +12,31 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cmd-table.h"
 #include "common/token.h"
 #include "common/util.h"
+#include "migrate/tuning.h"
 
 extern char **environ;
 
-static const struct cli_flag move_flags[] = {
-    {"to", 0, true, false},           {"no-wait", 0, false, false},    {"downtime", 0, true, false},
-    {"max-downtime", 0, true, false}, {"max-duration", 0, true, false}, {"parallel", 0, true, false},
-    {"compress", 0, true, false},     {"bandwidth", 0, true, false},    {"converge", 0, true, false},
-    {"probe", 0, true, false},        {"quick", 0, false, false},       {"state-dir", 0, true, false},
-    {"with-storage", 0, true, false}, {"keep-source", 0, false, false}, {"from", 0, true, false},
-    {"token-file", 0, true, false},   {NULL, 0, false, false}};
-
-static int int_opt(struct cli *c, const struct cli_args *a, const char *name, json_t *tuning, const char *key,
-                   long long mult)
+/* A whole-number flag into tuning[key], times mult; false after a usage error. */
+static bool int_opt(struct cli *c, const struct cli_args *a, const char *name, json_t *tuning, const char *key,
+                    long long mult)
 {
-    const char *v = cli_opt(a, name);
-    if (!v)
-        return 0;
-    char *end;
-    long long n = strtoll(v, &end, 10);
-    if (*end || end == v || n < 0) {
-        cli_error(c, "--%s \"%s\": expected a whole number", name, v);
-        return -1;
-    }
-    json_object_set_new(tuning, key, json_integer(n * mult));
-    return 0;
+    long long n = -1;
+    if (!cli_opt_number(c, a, name, 0, &n))
+        return false;
+    if (n >= 0)
+        json_object_set_new(tuning, key, json_integer(n * mult));
+    return true;
 }
 
 static json_t *tuning_params(struct cli *c, const struct cli_args *a)
 {
     json_t *t = json_object();
-    if (int_opt(c, a, "downtime", t, "downtime_ms", 1) < 0 || int_opt(c, a, "max-downtime", t, "max_downtime_ms", 1) < 0 ||
-        int_opt(c, a, "max-duration", t, "max_duration_s", 1) < 0 || int_opt(c, a, "parallel", t, "channels", 1) < 0 ||
-        int_opt(c, a, "bandwidth", t, "bandwidth", 1000000 / 8) < 0) {   /* --bandwidth in Mbit/s */
+    if (!int_opt(c, a, "downtime", t, "downtime_ms", 1) || !int_opt(c, a, "max-downtime", t, "max_downtime_ms", 1) ||
+        !int_opt(c, a, "max-duration", t, "max_duration_s", 1) || !int_opt(c, a, "parallel", t, "channels", 1) ||
+        !int_opt(c, a, "bandwidth", t, "bandwidth", 1000000 / 8)) {   /* --bandwidth in Mbit/s */
         json_decref(t);
         return NULL;
     }
@@ -152,7 +142,7 @@ static json_t *probe_finish(struct probe *p)
 
 /* ---- output ------------------------------------------------------------ */
 
-static void print_result(json_t *job, json_t *probe)
+static void print_move_result(json_t *job, json_t *probe)
 {
     json_t *r = json_object_get(job, "result");
     char a[32], b[32], d[32];
@@ -236,7 +226,7 @@ static int delegated_move(struct cli *c, const struct cli_args *a, json_t *tunin
         cli_print_json(out);
         json_decref(out);
     } else if (rc == 0)
-        print_result(final, NULL);
+        print_move_result(final, NULL);
     else
         fprintf(stderr, "vmove: error: the move on %s %s: %s\n", from, st ? st : "?",
                 json_string_value(json_object_get(json_object_get(final, "error"), "message")));
@@ -245,21 +235,11 @@ static int delegated_move(struct cli *c, const struct cli_args *a, json_t *tunin
 }
 
 /* vmove token create VM --from B --to C: a delegation token, for scripts. */
-int cmd_token(struct cli *c, int argc, char **argv)
+static int cmd_token_create_exec(struct cli *c, const struct cli_args *a)
 {
-    static const struct cli_flag flags[] = {{"from", 0, true, false}, {"to", 0, true, false}, {NULL, 0, false, false}};
-    struct cli_args a;
-    if (argc < 1 || strcmp(argv[0], "create") || cli_parse(argc - 1, argv + 1, flags, &a) < 0 || a.argc != 1 ||
-        !cli_opt(&a, "from") || !cli_opt(&a, "to")) {
-        if (argc >= 1 && !strcmp(argv[0], "create"))
-            cli_args_free(&a);
-        cli_error(c, "usage: vmove --identity DIR token create VM --from HOST --to HOST");
-        return EXIT_USAGE;
-    }
     char err[512];
-    json_t *t = c->identity ? token_create(c->identity, "migrate", a.argv[0], cli_opt(&a, "from"), cli_opt(&a, "to"),
+    json_t *t = c->identity ? token_create(c->identity, "migrate", a->argv[0], cli_opt(a, "from"), cli_opt(a, "to"),
                                            err, sizeof err) : NULL;
-    cli_args_free(&a);
     if (!t) {
         cli_error(c, "%s", c->identity ? err : "a token is signed with your user key: --identity DIR");
         return EXIT_FAIL;
@@ -269,39 +249,36 @@ int cmd_token(struct cli *c, int argc, char **argv)
     return 0;
 }
 
-int cmd_move(struct cli *c, int argc, char **argv)
+static const struct cli_flag token_flags[] = {
+    {"from", 0, "HOST", NULL, NULL, "the host the VM runs on", CLI_REQUIRED},
+    {"to", 0, "HOST", NULL, NULL, "the host it may move to", CLI_REQUIRED},
+    {NULL, 0, NULL, NULL, NULL, NULL, 0},
+};
+
+const struct cli_cmd cmd_token_create_entry = {
+    .noun = "token", .verb = "create",
+    .summary = "print a delegation token, signed with your --identity, that lets HOST --from move VM --to HOST",
+    .args = "VM", .flags = token_flags, .min_args = 1, .max_args = 1, .fn = cmd_token_create_exec,
+};
+
+static int cmd_move_exec(struct cli *c, const struct cli_args *a)
 {
-    struct cli_args a;
-    if (cli_parse(argc, argv, move_flags, &a) < 0 || a.argc != 1 || !cli_opt(&a, "to")) {
-        if (a.opts)
-            cli_args_free(&a);
-        fprintf(stderr, "usage: vmove move NAME --to HOST|ADDR:PORT [--quick [--state-dir DIR]] [--with-storage DIR [--keep-source]] [--from HOST] [--downtime MS] [--max-downtime MS]\n"
-                        "       [--max-duration S] [--parallel N] [--compress none|zstd|zlib] [--bandwidth MBIT]\n"
-                        "       [--converge auto|throttle|downtime|cancel] [--probe IP:PORT] [--no-wait]\n");
+    json_t *tuning = tuning_params(c, a);
+    if (!tuning)
         return EXIT_USAGE;
-    }
-    json_t *tuning = tuning_params(c, &a);
-    if (!tuning) {
-        cli_args_free(&a);
-        return EXIT_USAGE;
-    }
-    if (cli_opt(&a, "from")) {
-        int rc = delegated_move(c, &a, tuning);
-        cli_args_free(&a);
-        return rc;
-    }
+    if (cli_opt(a, "from"))
+        return delegated_move(c, a, tuning);
     struct probe probe = {0};
-    bool probing = cli_opt(&a, "probe") != NULL;
-    if (probing && probe_start(c, cli_opt(&a, "probe"), &probe) < 0) {
+    bool probing = cli_opt(a, "probe") != NULL;
+    if (probing && probe_start(c, cli_opt(a, "probe"), &probe) < 0) {
         json_decref(tuning);
-        cli_args_free(&a);
         return EXIT_FAIL;
     }
     int code;
-    json_t *r = cli_call(c, "vm.move", json_pack("{s:s, s:s, s:o, s:b}", "name", a.argv[0], "to", cli_opt(&a, "to"),
+    json_t *r = cli_call(c, "vm.move", json_pack("{s:s, s:s, s:o, s:b}", "name", a->argv[0], "to", cli_opt(a, "to"),
                                                  "tuning", tuning, "wait", false), NULL, NULL, &code);
     int rc = code;
-    if (r && cli_flag_set(&a, "no-wait")) {
+    if (r && cli_flag_set(a, "no-wait")) {
         cli_print_accepted(c, r);
         rc = 0;
     } else if (r) {
@@ -314,13 +291,49 @@ int cmd_move(struct cli *c, int argc, char **argv)
             cli_print_json(out);
             json_decref(out);
         } else if (final && rc == 0)
-            print_result(final, pr);
+            print_move_result(final, pr);
         json_decref(pr);
         json_decref(final);
     }
     if (probing)
         json_decref(probe_finish(&probe));
     json_decref(r);
-    cli_args_free(&a);
     return rc;
 }
+
+/* Stringized, so that the help shows vmoved's own defaults. */
+#define STR(x) #x
+#define XSTR(x) STR(x)
+static const struct cli_flag move_flags[] = {
+    {"to", 0, "HOST|ADDR:PORT", NULL, NULL, "the destination: a peer's name, or an address (any host of the CA)",
+     CLI_REQUIRED},
+    {"from", 0, "HOST", NULL, NULL,
+     "move a VM that runs on HOST, relayed by this host with a delegation token (needs --identity)", 0},
+    {"token-file", 0, "FILE", "signed now with --identity", NULL, "with --from: the delegation token to use", 0},
+    {"quick", 0, NULL, NULL, NULL, "quick migration over shared storage: pause, save, load on the destination, resume",
+     0},
+    {"state-dir", 0, "DIR", "the first disk's directory", NULL, "with --quick: where to save the state, on storage both hosts share", 0},
+    {"with-storage", 0, "DIR", NULL, NULL, "shared-nothing: copy the disks into DIR on the destination as well", 0},
+    {"keep-source", 0, NULL, NULL, NULL, "with --with-storage: keep the source's disk files after success", 0},
+    {"downtime", 0, "MS", XSTR(TUNING_DEFAULT_DOWNTIME_MS), "ms",
+     "QEMU's downtime limit: the longest pause it aims for at switch-over", 0},
+    {"max-downtime", 0, "MS", XSTR(TUNING_DEFAULT_MAX_DOWNTIME_MS), "ms",
+     "the convergence policy never raises the limit beyond this", 0},
+    {"max-duration", 0, "S", XSTR(TUNING_DEFAULT_MAX_DURATION_S), "s",
+     "cancel (the VM stays on the source) after this long", 0},
+    {"parallel", 0, "N", XSTR(TUNING_DEFAULT_CHANNELS), NULL, "multifd channels (1: QEMU's single stream)", 0},
+    {"compress", 0, "auto|none|zstd|zlib", "auto", NULL,
+     "multifd compression (needs --parallel 2 or more); auto measures the link first", 0},
+    {"bandwidth", 0, "MBIT", "unlimited", "Mbit/s", "cap the migration stream", 0},
+    {"converge", 0, "auto|throttle|downtime|cancel", "auto", NULL,
+     "what to do when the guest dirties memory faster than the link carries it", 0},
+    {"probe", 0, "IP:PORT", NULL, NULL,
+     "measure the downtime a client sees: a UDP echo to the guest every 1 ms, and the longest gap", 0},
+    {"no-wait", 0, NULL, NULL, NULL, "print the job id at once; follow with `vmove jobs watch ID`", 0},
+    {NULL, 0, NULL, NULL, NULL, NULL, 0},
+};
+
+const struct cli_cmd cmd_move_entry = {
+    .noun = "move", .summary = "live-migrate VM NAME to another host (memory; disks too with --with-storage)",
+    .args = "NAME", .flags = move_flags, .min_args = 1, .max_args = 1, .fn = cmd_move_exec,
+};

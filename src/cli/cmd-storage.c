@@ -6,33 +6,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cmd-table.h"
 #include "common/util.h"
-
-static const struct cli_flag storage_flags[] = {
-    {"to", 0, true, false},        {"disk", 'd', true, true},     {"config-to", 0, true, false},
-    {"keep-source", 0, false, false}, {"bandwidth", 0, true, false}, {"no-wait", 0, false, false},
-    {NULL, 0, false, false}};
-
-static void usage(void)
-{
-    fprintf(stderr, "usage: vmove move-storage NAME [--to DIR] [--disk ID[=DIR]]... [--keep-source]\n"
-                    "       [--bandwidth MIB] [--config-to DIR] [--no-wait]\n"
-                    "  moves all disks (or those given with --disk) of a running VM to DIR, live\n");
-}
-
-/* The daemon resolves paths in its own working directory: send absolute ones. */
-static json_t *abs_dir(const char *d)
-{
-    if (d[0] == '/')
-        return json_string(d);
-    char cwd[4096];
-    if (!getcwd(cwd, sizeof cwd))
-        return json_string(d);
-    char *p = xasprintf("%s/%s", cwd, d);
-    json_t *j = json_string(p);
-    free(p);
-    return j;
-}
 
 /* {"vda": DIR|null, ...} from --disk ID or --disk ID=DIR (repeatable). */
 static json_t *disk_selection(const struct cli_args *a)
@@ -48,35 +23,32 @@ static json_t *disk_selection(const struct cli_args *a)
         const char *spec = json_string_value(v);
         const char *eq = strchr(spec, '=');
         char *id = eq ? xasprintf("%.*s", (int)(eq - spec), spec) : xstrdup(spec);
-        json_object_set_new(sel, id, eq ? abs_dir(eq + 1) : json_null());
+        json_object_set_new(sel, id, eq ? cli_absolute_path(eq + 1) : json_null());
         free(id);
     }
     json_decref(list);
     return sel;
 }
 
-static json_t *build_params(struct cli *c, const struct cli_args *a, bool *ok)
+/* NULL after a usage error. */
+static json_t *build_params(struct cli *c, const struct cli_args *a)
 {
-    *ok = true;
     json_t *p = json_pack("{s:s, s:b, s:b}", "name", a->argv[0], "keep_source", cli_flag_set(a, "keep-source"),
                           "wait", false);
     if (cli_opt(a, "to"))
-        json_object_set_new(p, "to", abs_dir(cli_opt(a, "to")));
+        json_object_set_new(p, "to", cli_absolute_path(cli_opt(a, "to")));
     if (cli_opt(a, "config-to"))
-        json_object_set_new(p, "config_to", abs_dir(cli_opt(a, "config-to")));
+        json_object_set_new(p, "config_to", cli_absolute_path(cli_opt(a, "config-to")));
     json_t *sel = disk_selection(a);
     if (sel)
         json_object_set_new(p, "disks", sel);
-    const char *bw = cli_opt(a, "bandwidth");
-    if (bw) {
-        char *end;
-        long long mib = strtoll(bw, &end, 10);
-        if (*end || end == bw || mib <= 0) {
-            cli_error(c, "--bandwidth \"%s\": expected a whole number of MiB/s", bw);
-            *ok = false;
-        }
-        json_object_set_new(p, "bandwidth", json_integer(mib * 1024 * 1024));
+    long long mib = 0;
+    if (!cli_opt_number(c, a, "bandwidth", 1, &mib)) {
+        json_decref(p);
+        return NULL;
     }
+    if (mib)
+        json_object_set_new(p, "bandwidth", json_integer(mib * 1024 * 1024));
     return p;
 }
 
@@ -105,7 +77,7 @@ static void print_mirror(struct follow *st, json_t *p)
     st->line_open = st->tty;
 }
 
-static void on_event(struct cli *c, const char *event, json_t *data, void *arg)
+static void on_storage_event(struct cli *c, const char *event, json_t *data, void *arg)
 {
     struct follow *st = arg;
     if (cli_event_json(c, event, data))
@@ -125,7 +97,7 @@ static void on_event(struct cli *c, const char *event, json_t *data, void *arg)
     }
 }
 
-static void print_result(json_t *job)
+static void print_storage_result(json_t *job)
 {
     json_t *r = json_object_get(job, "result");
     char a[32], b[32];
@@ -143,7 +115,7 @@ static void print_result(json_t *job)
     json_array_foreach(json_object_get(r, "notes"), i, d) printf("  note: %s\n", json_string_value(d));
 }
 
-static void print_failure(json_t *job)
+static void print_storage_failure(json_t *job)
 {
     json_t *err = json_object_get(job, "error");
     fprintf(stderr, "vmove: error: job %lld %s: %s\n", (long long)json_integer_value(json_object_get(job, "id")),
@@ -156,11 +128,11 @@ static void print_failure(json_t *job)
         fprintf(stderr, "  hint: %s\n", hint);
 }
 
-static int follow_job(struct cli *c, json_int_t id)
+static int follow_storage_job(struct cli *c, json_int_t id)
 {
     struct follow st = {.tty = isatty(2)};
     int code;
-    json_t *final = cli_call(c, "jobs.watch", json_pack("{s:I}", "id", id), on_event, &st, &code);
+    json_t *final = cli_call(c, "jobs.watch", json_pack("{s:I}", "id", id), on_storage_event, &st, &code);
     if (st.line_open)
         fputc('\n', stderr);
     if (!final)
@@ -170,39 +142,42 @@ static int follow_job(struct cli *c, json_int_t id)
     if (c->json)
         cli_print_json(final);
     else if (rc == 0)
-        print_result(final);
+        print_storage_result(final);
     else
-        print_failure(final);
+        print_storage_failure(final);
     json_decref(final);
     return rc;
 }
 
-int cmd_move_storage(struct cli *c, int argc, char **argv)
+static int cmd_move_storage_exec(struct cli *c, const struct cli_args *a)
 {
-    struct cli_args a;
-    if (cli_parse(argc, argv, storage_flags, &a) < 0 || a.argc != 1) {
-        if (a.opts)
-            cli_args_free(&a);
-        usage();
+    json_t *params = build_params(c, a);
+    if (!params)
         return EXIT_USAGE;
-    }
-    bool ok;
-    json_t *params = build_params(c, &a, &ok);
-    if (!ok) {
-        json_decref(params);
-        cli_args_free(&a);
-        return EXIT_USAGE;
-    }
     int code;
     json_t *r = cli_call(c, "vm.move-storage", params, NULL, NULL, &code);
     int rc = code;
-    if (r && cli_flag_set(&a, "no-wait")) {
+    if (r && cli_flag_set(a, "no-wait")) {
         cli_print_accepted(c, r);
         rc = 0;
     } else if (r) {
-        rc = follow_job(c, json_integer_value(json_object_get(r, "job")));
+        rc = follow_storage_job(c, json_integer_value(json_object_get(r, "job")));
     }
     json_decref(r);
-    cli_args_free(&a);
     return rc;
 }
+
+static const struct cli_flag move_storage_flags[] = {
+    {"to", 0, "DIR", NULL, NULL, "the target directory of every disk (or of each --disk ID without =DIR)", 0},
+    {"disk", 'd', "ID[=DIR]", "every disk", NULL, "with any --disk, only the disks named move: disk ID to DIR, or to --to's DIR", CLI_REPEAT},
+    {"config-to", 0, "DIR", NULL, NULL, "also move the VM's own files (its directory) to DIR/NAME once the disks are moved", 0},
+    {"keep-source", 0, NULL, NULL, NULL, "do not delete the old files after the move", 0},
+    {"bandwidth", 0, "MIB", "unlimited", "MiB/s", "cap the background copy (QEMU's mirror speed); guest writes are never throttled", 0},
+    {"no-wait", 0, NULL, NULL, NULL, "print the job id at once; follow with `vmove jobs watch ID`", 0},
+    {NULL, 0, NULL, NULL, NULL, NULL, 0},
+};
+
+const struct cli_cmd cmd_move_storage_entry = {
+    .noun = "move-storage", .summary = "move the disks of a running VM to other directories on this host, live",
+    .args = "NAME", .flags = move_storage_flags, .min_args = 1, .max_args = 1, .fn = cmd_move_storage_exec,
+};

@@ -1,5 +1,6 @@
 /* vmove vm create|list|show|start|stop|pause|resume|delete|console|guest */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,55 +12,30 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cmd-table.h"
 #include "common/util.h"
-
-static const struct cli_flag create_flags[] = {
-    {"memory", 'm', true, false}, {"cpus", 'c', true, false},   {"disk", 'd', true, true},
-    {"nic", 'n', true, true},     {"kernel", 0, true, false},   {"initrd", 0, true, false},
-    {"append", 0, true, false},   {"machine", 0, true, false},  {"ha", 0, false, false},
-    {NULL, 0, false, false}};
-static const struct cli_flag lifecycle_flags[] = {
-    {"no-wait", 0, false, false}, {"force", 0, false, false}, {"timeout", 't', true, false},
-    {"keep-disks", 0, false, false}, {"follow", 'f', false, false}, {NULL, 0, false, false}};
-
-/* The daemon may run elsewhere: make local relative paths absolute. */
-static json_t *absolute_path(const char *p)
-{
-    if (p[0] == '/')
-        return json_string(p);
-    char cwd[4096];
-    if (!getcwd(cwd, sizeof cwd))
-        return json_string(p);
-    char *abs = xasprintf("%s/%s", cwd, p);
-    json_t *j = json_string(abs);
-    free(abs);
-    return j;
-}
 
 static bool looks_like_path(const char *s) { return strchr(s, '/') != NULL; }
 
-static json_t *create_params(struct cli *c, const char *name, const struct cli_args *a, int *err)
+/* NULL after a usage error. */
+static json_t *create_params(struct cli *c, const struct cli_args *a)
 {
-    json_t *p = json_pack("{s:s}", "name", name);
+    json_t *p = json_pack("{s:s}", "name", a->argv[0]);
     if (cli_opt(a, "memory"))
         json_object_set_new(p, "memory", json_string(cli_opt(a, "memory")));
-    if (cli_opt(a, "cpus")) {
-        char *end;
-        long v = strtol(cli_opt(a, "cpus"), &end, 10);
-        if (*end || end == cli_opt(a, "cpus")) {
-            cli_error(c, "--cpus \"%s\": expected a whole number", cli_opt(a, "cpus"));
-            json_decref(p);
-            *err = EXIT_USAGE;
-            return NULL;
-        }
-        json_object_set_new(p, "cpus", json_integer(v));
+    long long cpus = LLONG_MIN;   /* any number: vmoved says which it takes */
+    if (!cli_opt_number(c, a, "cpus", LLONG_MIN, &cpus)) {
+        json_decref(p);
+        return NULL;
     }
+    if (cpus != LLONG_MIN)
+        json_object_set_new(p, "cpus", json_integer(cpus));
     json_t *disks = json_array(), *nics = json_array();
     size_t i;
     json_t *v;
     json_array_foreach(json_object_get(a->opts, "disk"), i, v) {
         const char *d = json_string_value(v);
-        json_array_append_new(disks, looks_like_path(d) ? absolute_path(d) : json_string(d));
+        json_array_append_new(disks, looks_like_path(d) ? cli_absolute_path(d) : json_string(d));
     }
     json_array_foreach(json_object_get(a->opts, "nic"), i, v) json_array_append(nics, v);
     json_object_set_new(p, "disks", disks);
@@ -67,7 +43,7 @@ static json_t *create_params(struct cli *c, const char *name, const struct cli_a
     const char *files[] = {"kernel", "initrd"};
     for (i = 0; i < 2; i++)
         if (cli_opt(a, files[i]))
-            json_object_set_new(p, files[i], absolute_path(cli_opt(a, files[i])));
+            json_object_set_new(p, files[i], cli_absolute_path(cli_opt(a, files[i])));
     if (cli_opt(a, "append"))
         json_object_set_new(p, "append", json_string(cli_opt(a, "append")));
     if (cli_opt(a, "machine"))
@@ -249,61 +225,134 @@ static int guest_command(struct cli *c, const char *name, int argc, char **argv)
     return rc;
 }
 
-int cmd_vm(struct cli *c, int argc, char **argv)
+static int cmd_vm_create_exec(struct cli *c, const struct cli_args *a)
 {
-    if (argc < 1) {
-        cli_error(c, "usage: vmove vm create|list|show|start|stop|pause|resume|delete|console|guest ...");
-        return EXIT_USAGE;
-    }
-    const char *verb = argv[0];
-    bool is_create = !strcmp(verb, "create"), is_guest = !strcmp(verb, "guest");
-    struct cli_args a;
-    /* `vm guest NAME CMD...`: everything after NAME belongs to the guest. */
-    int parse_argc = is_guest ? (argc > 1 ? 1 : 0) : argc - 1;
-    if (cli_parse(parse_argc, argv + 1, is_create ? create_flags : lifecycle_flags, &a) < 0) {
-        cli_args_free(&a);
-        return EXIT_USAGE;
-    }
-    int rc = EXIT_USAGE;
-    const char *name = a.argc ? a.argv[0] : NULL;
-    bool wait = !cli_flag_set(&a, "no-wait");
-    if (!strcmp(verb, "list") && a.argc == 0)
-        rc = simple(c, "vm.list", NULL, true);
-    else if (!name || (a.argc != 1 && !is_guest))
-        cli_error(c, "usage: vmove vm %s NAME%s", verb, is_guest ? " COMMAND..." : "");
-    else if (is_create) {
-        json_t *p = create_params(c, name, &a, &rc);
-        if (p)
-            rc = simple(c, "vm.create", p, false);
-    } else if (!strcmp(verb, "show"))
-        rc = simple(c, "vm.show", json_pack("{s:s}", "name", name), false);
-    else if (!strcmp(verb, "start"))
-        rc = lifecycle(c, "vm.start", json_pack("{s:s}", "name", name), wait);
-    else if (!strcmp(verb, "stop")) {
-        json_t *p = json_pack("{s:s, s:b}", "name", name, "force", cli_flag_set(&a, "force"));
-        if (cli_opt(&a, "timeout"))
-            json_object_set_new(p, "timeout", json_integer(atoll(cli_opt(&a, "timeout"))));
-        rc = lifecycle(c, "vm.stop", p, wait);
-    } else if (!strcmp(verb, "pause"))
-        rc = simple(c, "vm.pause", json_pack("{s:s}", "name", name), false);
-    else if (!strcmp(verb, "resume"))
-        rc = simple(c, "vm.resume", json_pack("{s:s}", "name", name), false);
-    else if (!strcmp(verb, "delete"))
-        rc = simple(c, "vm.delete", json_pack("{s:s, s:b}", "name", name, "keep_disks",
-                                              cli_flag_set(&a, "keep-disks")), false);
-    else if (!strcmp(verb, "console")) {
-        bool follow = cli_flag_set(&a, "follow");
-        if (follow && isatty(0) && isatty(1) && !c->json && !strncmp(c->host, "unix:", 5))
-            rc = console_interactive(c, name);
-        else
-            rc = console_print(c, name, follow);
-    } else if (is_guest) {
-        if (argc < 3)
-            cli_error(c, "usage: vmove vm guest NAME COMMAND...");
-        else
-            rc = guest_command(c, name, argc - 2, argv + 2);
-    } else
-        cli_error(c, "unknown vm command \"%s\"", verb);
-    cli_args_free(&a);
-    return rc;
+    json_t *p = create_params(c, a);
+    return p ? simple(c, "vm.create", p, false) : EXIT_USAGE;
 }
+
+static int cmd_vm_list_exec(struct cli *c, const struct cli_args *a)
+{
+    return simple(c, "vm.list", NULL, true);
+}
+
+static int cmd_vm_show_exec(struct cli *c, const struct cli_args *a)
+{
+    return simple(c, "vm.show", json_pack("{s:s}", "name", a->argv[0]), false);
+}
+
+static int cmd_vm_start_exec(struct cli *c, const struct cli_args *a)
+{
+    return lifecycle(c, "vm.start", json_pack("{s:s}", "name", a->argv[0]), !cli_flag_set(a, "no-wait"));
+}
+
+static int cmd_vm_stop_exec(struct cli *c, const struct cli_args *a)
+{
+    json_t *p = json_pack("{s:s, s:b}", "name", a->argv[0], "force", cli_flag_set(a, "force"));
+    if (cli_opt(a, "timeout"))
+        json_object_set_new(p, "timeout", json_integer(atoll(cli_opt(a, "timeout"))));
+    return lifecycle(c, "vm.stop", p, !cli_flag_set(a, "no-wait"));
+}
+
+static int cmd_vm_pause_exec(struct cli *c, const struct cli_args *a)
+{
+    return simple(c, "vm.pause", json_pack("{s:s}", "name", a->argv[0]), false);
+}
+
+static int cmd_vm_resume_exec(struct cli *c, const struct cli_args *a)
+{
+    return simple(c, "vm.resume", json_pack("{s:s}", "name", a->argv[0]), false);
+}
+
+static int cmd_vm_delete_exec(struct cli *c, const struct cli_args *a)
+{
+    return simple(c, "vm.delete", json_pack("{s:s, s:b}", "name", a->argv[0], "keep_disks",
+                                            cli_flag_set(a, "keep-disks")), false);
+}
+
+static int cmd_vm_console_exec(struct cli *c, const struct cli_args *a)
+{
+    bool follow = cli_flag_set(a, "follow");
+    if (follow && isatty(0) && isatty(1) && !c->json && !strncmp(c->host, "unix:", 5))
+        return console_interactive(c, a->argv[0]);
+    return console_print(c, a->argv[0], follow);
+}
+
+static int cmd_vm_guest_exec(struct cli *c, const struct cli_args *a)
+{
+    return guest_command(c, a->argv[0], a->argc - 1, a->argv + 1);
+}
+
+static const struct cli_flag vm_create_flags[] = {
+    {"memory", 'm', "SIZE", "512M", NULL, "guest memory: a whole number of MiB, with a suffix K, M, G or T", 0},
+    {"cpus", 'c', "N", "1", NULL, "virtual CPUs", 0},
+    {"disk", 'd', "SIZE|PATH", NULL, NULL,
+     "a new qcow2 disk of SIZE, or an existing qcow2 image at PATH (a word with a /)", CLI_REPEAT},
+    {"nic", 'n', "SWITCH", NULL, NULL, "a network card on the host's Linux bridge SWITCH", CLI_REPEAT},
+    {"kernel", 0, "FILE", "boot from the first disk", NULL, "boot this Linux kernel directly", 0},
+    {"initrd", 0, "FILE", NULL, NULL, "the initramfs for --kernel", 0},
+    {"append", 0, "CMDLINE", NULL, NULL, "the kernel command line for --kernel", 0},
+    {"machine", 0, "TYPE", "the host's default machine", NULL, "the QEMU machine type", 0},
+    {"ha", 0, NULL, NULL, NULL, "high availability: in a cluster, restart the VM on another host if its host dies", 0},
+    {NULL, 0, NULL, NULL, NULL, NULL, 0},
+};
+static const struct cli_flag no_wait_flag[] = {
+    {"no-wait", 0, NULL, NULL, NULL, "print the job id at once; follow with `vmove jobs watch ID`", 0},
+    {NULL, 0, NULL, NULL, NULL, NULL, 0},
+};
+static const struct cli_flag vm_stop_flags[] = {
+    {"force", 0, NULL, NULL, NULL, "quit QEMU at once instead of asking the guest to power off", 0},
+    {"timeout", 't', "S", "60", "s", "how long to wait for the guest to power off; then the stop fails (see --force)", 0},
+    {"no-wait", 0, NULL, NULL, NULL, "print the job id at once; follow with `vmove jobs watch ID`", 0},
+    {NULL, 0, NULL, NULL, NULL, NULL, 0},
+};
+static const struct cli_flag vm_delete_flags[] = {
+    {"keep-disks", 0, NULL, NULL, NULL, "leave the disk files in place", 0},
+    {NULL, 0, NULL, NULL, NULL, NULL, 0},
+};
+static const struct cli_flag vm_console_flags[] = {
+    {"follow", 'f', NULL, NULL, NULL,
+     "keep reading; on a terminal with the local socket, attach interactively (Ctrl-] detaches)", 0},
+    {NULL, 0, NULL, NULL, NULL, NULL, 0},
+};
+
+const struct cli_cmd cmd_vm_create_entry = {
+    .noun = "vm", .verb = "create", .summary = "define a VM (it is not started)",
+    .args = "NAME", .flags = vm_create_flags, .min_args = 1, .max_args = 1, .fn = cmd_vm_create_exec,
+};
+const struct cli_cmd cmd_vm_list_entry = {
+    .noun = "vm", .verb = "list", .summary = "list the VMs of this host",
+    .args = "", .max_args = 0, .fn = cmd_vm_list_exec,
+};
+const struct cli_cmd cmd_vm_show_entry = {
+    .noun = "vm", .verb = "show", .summary = "show a VM's configuration and state",
+    .args = "NAME", .min_args = 1, .max_args = 1, .fn = cmd_vm_show_exec,
+};
+const struct cli_cmd cmd_vm_start_entry = {
+    .noun = "vm", .verb = "start", .summary = "start a VM and wait until it runs",
+    .args = "NAME", .flags = no_wait_flag, .min_args = 1, .max_args = 1, .fn = cmd_vm_start_exec,
+};
+const struct cli_cmd cmd_vm_stop_entry = {
+    .noun = "vm", .verb = "stop", .summary = "ask a VM's guest to power off (ACPI), or power it off at once with --force",
+    .args = "NAME", .flags = vm_stop_flags, .min_args = 1, .max_args = 1, .fn = cmd_vm_stop_exec,
+};
+const struct cli_cmd cmd_vm_pause_entry = {
+    .noun = "vm", .verb = "pause", .summary = "pause a running VM",
+    .args = "NAME", .min_args = 1, .max_args = 1, .fn = cmd_vm_pause_exec,
+};
+const struct cli_cmd cmd_vm_resume_entry = {
+    .noun = "vm", .verb = "resume", .summary = "resume a paused VM",
+    .args = "NAME", .min_args = 1, .max_args = 1, .fn = cmd_vm_resume_exec,
+};
+const struct cli_cmd cmd_vm_delete_entry = {
+    .noun = "vm", .verb = "delete", .summary = "delete a stopped VM and its disks",
+    .args = "NAME", .flags = vm_delete_flags, .min_args = 1, .max_args = 1, .fn = cmd_vm_delete_exec,
+};
+const struct cli_cmd cmd_vm_console_entry = {
+    .noun = "vm", .verb = "console", .summary = "print a VM's serial console",
+    .args = "NAME", .flags = vm_console_flags, .min_args = 1, .max_args = 1, .fn = cmd_vm_console_exec,
+};
+const struct cli_cmd cmd_vm_guest_entry = {
+    .noun = "vm", .verb = "guest", .summary = "send COMMAND to the test guest's control program and print its reply",
+    .args = "NAME COMMAND...", .min_args = 2, .max_args = -1, .verbatim_after = 1, .fn = cmd_vm_guest_exec,
+};

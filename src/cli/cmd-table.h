@@ -1,0 +1,27 @@
+/* The table of every vmove command, and the dispatch of a command line to
+ * one of them.  Each entry lives next to its function in cmd-<family>.c. */
+#ifndef VMOVE_CLI_CMD_TABLE_H
+#define VMOVE_CLI_CMD_TABLE_H
+#include "cli/cli.h"
+
+extern const struct cli_cmd cmd_host_show_entry, cmd_host_set_entry, cmd_host_events_entry,
+    cmd_host_drain_entry, cmd_host_resume_entry;
+extern const struct cli_cmd cmd_peer_add_entry, cmd_peer_remove_entry, cmd_peer_list_entry;
+extern const struct cli_cmd cmd_acl_grant_entry, cmd_acl_revoke_entry, cmd_acl_list_entry, cmd_acl_group_entry,
+    cmd_audit_entry;
+extern const struct cli_cmd cmd_token_create_entry, cmd_move_entry, cmd_move_storage_entry;
+extern const struct cli_cmd cmd_vm_create_entry, cmd_vm_list_entry, cmd_vm_show_entry, cmd_vm_start_entry,
+    cmd_vm_stop_entry, cmd_vm_pause_entry, cmd_vm_resume_entry, cmd_vm_delete_entry, cmd_vm_console_entry,
+    cmd_vm_guest_entry;
+extern const struct cli_cmd cmd_jobs_list_entry, cmd_jobs_show_entry, cmd_jobs_watch_entry, cmd_jobs_cancel_entry;
+extern const struct cli_cmd cmd_pki_init_entry, cmd_pki_issue_host_entry, cmd_pki_issue_user_entry;
+extern const struct cli_cmd cmd_help_entry;
+
+/* Every command, in the order `vmove --help` lists them; NULL at the end. */
+extern const struct cli_cmd *const cli_cmd_table[];
+/* -H, --identity, --json: parsed by vmove-main.c, shown in every help. */
+extern const struct cli_flag cli_global_flags[];
+
+/* Run `NOUN [VERB] ARGS...` (argv[0] is the noun); returns the exit code. */
+int cli_dispatch(struct cli *c, int argc, char **argv);
+#endif
