@@ -13,9 +13,9 @@
 
 #include "cli/cli.h"
 #include "cli/cmd-table.h"
+#include "common/proto.h"
 #include "common/token.h"
 #include "common/util.h"
-#include "migrate/tuning.h"
 
 extern char **environ;
 

@@ -36,4 +36,11 @@ char *proto_encode(const json_t *msg, size_t *len);
 /* Build an error object {"code","message","hint"?}. */
 json_t *proto_error(const char *code, const char *hint, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Defaults of a move's tuning (vm.move "tuning"), shared by vmoved and the
+ * CLI's help so that the two cannot disagree. */
+#define TUNING_DEFAULT_DOWNTIME_MS 50
+#define TUNING_DEFAULT_MAX_DOWNTIME_MS 500
+#define TUNING_DEFAULT_MAX_DURATION_S 600
+#define TUNING_DEFAULT_CHANNELS 4
 #endif

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/proto.h"
+
 enum converge_policy {
     CONVERGE_AUTO,       /* throttle (auto-converge), then raise the downtime step by step */
     CONVERGE_THROTTLE,   /* auto-converge only */
@@ -28,10 +30,6 @@ struct migrate_tuning {
     bool keep_source;        /* shared-nothing: keep the source's disk files after success */
 };
 
-#define TUNING_DEFAULT_DOWNTIME_MS 50
-#define TUNING_DEFAULT_MAX_DOWNTIME_MS 500
-#define TUNING_DEFAULT_MAX_DURATION_S 600
-#define TUNING_DEFAULT_CHANNELS 4
 
 void tuning_defaults(struct migrate_tuning *t);
 /* From API parameters (all optional); error text on invalid values. */
