@@ -17,6 +17,7 @@
 #include "core/agent.h"
 #include "core/jobs.h"
 #include "core/journal.h"
+#include "qemu/monitor.h"
 #include "storage/storage_plan.h"
 #include "vm/vm.h"
 
@@ -30,6 +31,7 @@ static const char *phase_names[] = {"preparing", "mirroring", "pivoting", "clean
 struct storage_move;
 
 struct sm_disk {
+    struct storage_move *sm;         /* a reply's arg is the disk: its move */
     char *id, *source, *target;
     char *node, *file_node;          /* target nodes: <id>-m<job>, <id>-file-m<job> */
     char *old_node, *old_file_node;  /* what the device uses before its pivot */
@@ -58,12 +60,11 @@ struct storage_move {
     long long speed;                 /* blockdev-mirror "speed", bytes/s, 0 = unlimited */
     enum phase phase;
     struct event *timer;
-    int pending;                     /* our QMP commands still unanswered */
+    struct qmon_owner owner;         /* replies in flight; ended by sm_release */
     int batch;                       /* replies the current step still waits for */
     void (*after_batch)(struct storage_move *sm);
     size_t cur;                      /* disk being pivoted */
     bool checking;                   /* query-block for a pivot in flight */
-    bool released;                   /* finished or shutting down: free at pending == 0 */
     uint64_t t_start, t_mirror, rollback_since, last_cancel_ms;
     bool paused_for_cancel;          /* we stopped the vCPUs to cancel safely */
     json_t *failure;
@@ -80,8 +81,10 @@ static void adopt_pivot(struct storage_move *sm, struct sm_disk *d);
 
 /* ---- lifetime ---------------------------------------------------------- */
 
-static void sm_free(struct storage_move *sm)
+/* The owner's release: the last reference (ours or a reply's) is gone. */
+static void sm_free(void *obj)
 {
+    struct storage_move *sm = obj;
     for (size_t i = 0; i < sm->n; i++) {
         struct sm_disk *d = &sm->disks[i];
         free(d->id), free(d->source), free(d->target), free(d->node), free(d->file_node);
@@ -111,9 +114,7 @@ static void sm_release(struct storage_move *sm)
         vm_set_hooks(sm->vm, NULL);
     sm->vm = NULL;
     sm->job = NULL;
-    sm->released = true;
-    if (sm->pending == 0)
-        sm_free(sm);
+    qmon_owner_end(&sm->owner);
 }
 
 static struct storage_move *sm_new(struct agent *a, struct vm *vm, struct job *job, size_t n)
@@ -125,6 +126,9 @@ static struct storage_move *sm_new(struct agent *a, struct vm *vm, struct job *j
     sm->name = xstrdup(vm->name);
     sm->disks = xcalloc(n, sizeof *sm->disks);
     sm->n = n;
+    for (size_t i = 0; i < n; i++)
+        sm->disks[i].sm = sm;
+    qmon_owner_init(&sm->owner, sm, sm_free);
     sm->notes = json_array();
     sm->t_start = now_ms();
     sm->next = moves;
@@ -134,54 +138,35 @@ static struct storage_move *sm_new(struct agent *a, struct vm *vm, struct job *j
 
 /* ---- QMP plumbing -------------------------------------------------------- */
 
-typedef void (*sm_reply_fn)(struct storage_move *sm, struct sm_disk *d, json_t *ret, const qmp_error_t *err);
+/* Every command holds a reference on sm->owner while its reply is on its
+ * way, so sm stays valid inside a callback whatever it does; replies that
+ * arrive after sm_release are dropped.  A per-disk reply carries its
+ * sm_disk as arg, the others sm. */
 
-struct sm_call {
-    struct storage_move *sm;
-    size_t disk;
-    sm_reply_fn fn;
-    bool in_batch;
-};
+/* NULL once the move is released or the VM gone: qmon_* then refuse. */
+static qmp_t *sm_mon(const struct storage_move *sm) { return sm->vm ? sm->vm->qmp : NULL; }
 
 /* Batched commands: their callbacks only record results; the step's
- * after_batch decides what comes next once every reply is in. */
-static void on_reply(void *arg, json_t *ret, const qmp_error_t *err)
+ * after_batch decides what comes next once every reply is in.  A batched
+ * call counts itself when qmon_* accepted it (rc 0). */
+static void batch_sent(struct storage_move *sm, int rc)
 {
-    struct sm_call c = *(struct sm_call *)arg;
-    free(arg);
-    struct storage_move *sm = c.sm;
-    /* pending counts this reply until the end: whatever fn does, sm stays
-     * valid here, and sm_release leaves the freeing to us. */
-    if (!sm->released) {
-        bool last = c.in_batch && --sm->batch == 0;
-        if (c.fn)
-            c.fn(sm, &sm->disks[c.disk], ret, err);
-        if (last && !sm->released && sm->after_batch) {
-            void (*next)(struct storage_move *) = sm->after_batch;
-            sm->after_batch = NULL;
-            next(sm);
-        }
-    }
-    if (--sm->pending == 0 && sm->released)
-        sm_free(sm);
+    if (rc == 0)
+        sm->batch++;
 }
 
-static int sm_qmp(struct storage_move *sm, const char *cmd, json_t *args, size_t disk, sm_reply_fn fn, bool batch)
+/* First thing in a batched callback: true if it is the step's last reply. */
+static bool batch_reply(struct storage_move *sm) { return --sm->batch == 0; }
+
+/* Last thing in a batched callback: the next step, once every reply is in
+ * (and unless the callback ended the move). */
+static void batch_next(struct storage_move *sm, bool last)
 {
-    if (!sm->vm || !sm->vm->qmp) {
-        json_decref(args);
-        return -1;
-    }
-    struct sm_call *c = xcalloc(1, sizeof *c);
-    *c = (struct sm_call){sm, disk, fn, batch};
-    if (qmp_command(sm->vm->qmp, cmd, args, QMP_TIMEOUT_MS, on_reply, c) < 0) {
-        free(c);
-        return -1;
-    }
-    sm->pending++;
-    if (batch)
-        sm->batch++;
-    return 0;
+    if (!last || !qmon_owner_alive(&sm->owner) || !sm->after_batch)
+        return;
+    void (*next)(struct storage_move *) = sm->after_batch;
+    sm->after_batch = NULL;
+    next(sm);
 }
 
 /* Run next once every batched command issued so far has been answered. */
@@ -202,26 +187,20 @@ static struct sm_disk *disk_by_job(struct storage_move *sm, const char *job_id)
 }
 
 /* query-block entry of the virtio-blk device <id>-dev (its qdev path is
- * /machine/peripheral/<id>-dev/virtio-backend). */
-static json_t *block_entry(json_t *blocks, const char *id)
+ * /machine/peripheral/<id>-dev/virtio-backend), NULL if none or no medium. */
+static const struct qmon_block_device *block_entry(const struct qmon_block_device *devs, size_t n, const char *id)
 {
-    char *needle = xasprintf("/%s-dev/", id);
-    json_t *found = NULL, *b;
-    size_t i;
-    json_array_foreach(blocks, i, b) {
-        const char *qdev = json_string_value(json_object_get(b, "qdev"));
-        if (qdev && strstr(qdev, needle)) {
-            found = b;
-            break;
-        }
-    }
-    free(needle);
-    return found;
+    char *qdev_id = xasprintf("%s-dev", id);
+    const struct qmon_block_device *b = qmon_block_by_qdev(devs, n, qdev_id);
+    free(qdev_id);
+    return b && b->inserted ? b : NULL;
 }
 
-static const char *device_node(json_t *blocks, const char *id)
+/* The node disk id runs on now, as QEMU says. */
+static const char *device_node(const struct qmon_block_device *devs, size_t n, const char *id)
 {
-    return json_string_value(json_object_get(json_object_get(block_entry(blocks, id), "inserted"), "node-name"));
+    const struct qmon_block_device *b = block_entry(devs, n, id);
+    return b ? b->node_name : NULL;
 }
 
 static bool qemu_gone(const struct storage_move *sm)
@@ -435,10 +414,19 @@ static void remove_targets(struct storage_move *sm)
     end_failed(sm);
 }
 
-static void on_node_del(struct storage_move *sm, struct sm_disk *d, json_t *ret, const qmp_error_t *err)
+static void on_node_del(void *arg, const qmp_error_t *err)
 {
+    struct sm_disk *d = arg;
+    bool last = batch_reply(d->sm);
     if (err)
-        log_warn("%s: blockdev-del during rollback of %s: %s", sm->name, d->id, err->desc);
+        log_warn("%s: blockdev-del during rollback of %s: %s", d->sm->name, d->id, err->desc);
+    batch_next(d->sm, last);
+}
+
+/* blockdev-del of one of d's nodes, as part of the current batch. */
+static void del_node(struct sm_disk *d, const char *node, qmon_done_fn cb)
+{
+    batch_sent(d->sm, qmon_blockdev_del(sm_mon(d->sm), &d->sm->owner, node, QMP_TIMEOUT_MS, cb, d));
 }
 
 /* The mirrors are gone: delete the target nodes, so QEMU closes the files. */
@@ -449,20 +437,22 @@ static void delete_target_nodes(struct storage_move *sm)
         if (d->pivoted || d->pivot_requested)
             continue;
         if (d->fmt_added)
-            sm_qmp(sm, "blockdev-del", json_pack("{s:s}", "node-name", d->node), i, on_node_del, true);
+            del_node(d, d->node, on_node_del);
         if (d->file_added)
-            sm_qmp(sm, "blockdev-del", json_pack("{s:s}", "node-name", d->file_node), i, on_node_del, true);
+            del_node(d, d->file_node, on_node_del);
     }
     then(sm, remove_targets);
 }
 
 /* No mirror is left: QEMU's ground truth says which disks pivoted (a pivot
  * may have been in flight, or have happened while vmoved was down). */
-static void on_rollback_block(struct storage_move *sm, struct sm_disk *unused, json_t *blocks, const qmp_error_t *err)
+static void on_rollback_block(void *arg, const struct qmon_block_device *devs, size_t n, const qmp_error_t *err)
 {
+    struct storage_move *sm = arg;
+    bool last = batch_reply(sm);
     for (size_t i = 0; i < sm->n; i++) {
         struct sm_disk *d = &sm->disks[i];
-        const char *node = err ? NULL : device_node(blocks, d->id);
+        const char *node = err ? NULL : device_node(devs, n, d->id);
         if (d->pivoted)
             continue;
         if (node && !strcmp(node, d->node))
@@ -472,18 +462,27 @@ static void on_rollback_block(struct storage_move *sm, struct sm_disk *unused, j
         else
             d->pivot_requested = false;
     }
+    batch_next(sm, last);
 }
 
 /* Rollback waits here until QEMU lists none of our mirrors (cancelled with
  * force: a plain cancel of a READY mirror would complete it instead). */
-static void on_rollback_jobs(struct storage_move *sm, struct sm_disk *unused, json_t *jobs, const qmp_error_t *err)
+/* Lift the throttle, then cancel with force (fire and forget: the next
+ * query-block-jobs tells whether the job went). */
+static void cancel_job(struct storage_move *sm, const struct sm_disk *d)
 {
+    qmon_block_job_set_speed(sm_mon(sm), &sm->owner, d->job_id, 0, QMP_TIMEOUT_MS, NULL, NULL);
+    qmon_block_job_cancel(sm_mon(sm), &sm->owner, d->job_id, true, QMP_TIMEOUT_MS, NULL, NULL);
+}
+
+static void on_rollback_jobs(void *arg, const struct qmon_block_job *jobs, size_t n, const qmp_error_t *err)
+{
+    struct storage_move *sm = arg;
     if (qemu_gone(sm)) {
         end_qemu_gone(sm);
         return;
     }
-    size_t listed = 0, i;
-    json_t *j;
+    size_t listed = 0;
     /* One cancel per job (again only if it lingers for 10 s): QEMU 7.2
      * corrupts its heap ("corrupted double-linked list") when a throttled
      * write-blocking mirror is cancelled repeatedly.  The throttle is lifted
@@ -492,29 +491,26 @@ static void on_rollback_jobs(struct storage_move *sm, struct sm_disk *unused, js
     /* QEMU 7.2 also corrupts its heap when an active mirror is torn down
      * while guest writes go through it: stop the vCPUs (which drains the
      * guest's in-flight I/O) for the moment of the cancel. */
-    if (resend && !sm->last_cancel_ms && sm->vm->state == VM_RUNNING && json_array_size(jobs)) {
-        sm_qmp(sm, "stop", NULL, 0, NULL, false);
+    if (resend && !sm->last_cancel_ms && sm->vm->state == VM_RUNNING && n) {
+        qmon_stop(sm_mon(sm), &sm->owner, QMP_TIMEOUT_MS, NULL, NULL);
         sm->paused_for_cancel = true;
     }
-    json_array_foreach(jobs, i, j) {
-        struct sm_disk *d = disk_by_job(sm, json_string_value(json_object_get(j, "device")));
+    for (size_t i = 0; i < n; i++) {
+        struct sm_disk *d = disk_by_job(sm, jobs[i].device);
         if (!d || d->pivoted)
             continue;
         listed++;
-        if (resend) {
-            sm_qmp(sm, "block-job-set-speed", json_pack("{s:s, s:i}", "device", d->job_id, "speed", 0), 0, NULL,
-                   false);
-            sm_qmp(sm, "block-job-cancel", json_pack("{s:s, s:b}", "device", d->job_id, "force", 1), 0, NULL, false);
-        }
+        if (resend)
+            cancel_job(sm, d);
     }
     if (resend)
         sm->last_cancel_ms = now_ms();
     if (!err && listed == 0 && sm->batch == 0) {
         if (sm->paused_for_cancel) {
             sm->paused_for_cancel = false;
-            sm_qmp(sm, "cont", NULL, 0, NULL, false);
+            qmon_cont(sm_mon(sm), &sm->owner, QMP_TIMEOUT_MS, NULL, NULL);
         }
-        sm_qmp(sm, "query-block", NULL, 0, on_rollback_block, true);
+        batch_sent(sm, qmon_query_block(sm_mon(sm), &sm->owner, QMP_TIMEOUT_MS, on_rollback_block, sm));
         then(sm, delete_target_nodes);
         return;
     }
@@ -522,7 +518,8 @@ static void on_rollback_jobs(struct storage_move *sm, struct sm_disk *unused, js
         note(sm, "QEMU did not drop the mirror jobs within %d s; target files left in place", CANCEL_WAIT_MS / 1000);
         if (sm->paused_for_cancel) {
             sm->paused_for_cancel = false;
-            sm_qmp(sm, "cont", NULL, 0, NULL, false);   /* the guest runs again, whatever the jobs do */
+            /* the guest runs again, whatever the jobs do */
+            qmon_cont(sm_mon(sm), &sm->owner, QMP_TIMEOUT_MS, NULL, NULL);
         }
         for (size_t k = 0; k < sm->n; k++)
             sm->disks[k].created = false;
@@ -546,11 +543,12 @@ static void rollback(struct storage_move *sm)
 
 /* ---- progress -------------------------------------------------------------------- */
 
-static void update_disk(struct sm_disk *d, json_t *j)
+/* offset and len from query-block-jobs or a BLOCK_JOB_READY event. */
+static void update_disk(struct sm_disk *d, uint64_t offset, uint64_t len, bool ready)
 {
     uint64_t now = now_ms();
-    d->offset = (uint64_t)json_integer_value(json_object_get(j, "offset"));
-    d->len = (uint64_t)json_integer_value(json_object_get(j, "len"));
+    d->offset = offset;
+    d->len = len;
     if (d->last_ms && now > d->last_ms) {
         double inst = (double)(d->offset - (d->offset >= d->last_offset ? d->last_offset : d->offset)) * 1000.0 /
                       (double)(now - d->last_ms);
@@ -558,7 +556,7 @@ static void update_disk(struct sm_disk *d, json_t *j)
     }
     d->last_offset = d->offset;
     d->last_ms = now;
-    if (json_is_true(json_object_get(j, "ready")) && !d->ready) {
+    if (ready && !d->ready) {
         d->ready = true;
         d->t_ready = now;
     }
@@ -592,8 +590,9 @@ static bool all_ready(const struct storage_move *sm)
 
 static void pivot_check(struct storage_move *sm);
 
-static void on_jobs(struct storage_move *sm, struct sm_disk *unused, json_t *jobs, const qmp_error_t *err)
+static void on_jobs(void *arg, const struct qmon_block_job *jobs, size_t n, const qmp_error_t *err)
 {
+    struct storage_move *sm = arg;
     if (sm->phase != PH_MIRRORING && sm->phase != PH_PIVOTING)
         return;
     if (err) {   /* a reconnect, or QEMU going away: the next poll tells */
@@ -601,13 +600,11 @@ static void on_jobs(struct storage_move *sm, struct sm_disk *unused, json_t *job
         return;
     }
     bool *listed = xcalloc(sm->n, sizeof *listed);
-    size_t i;
-    json_t *j;
-    json_array_foreach(jobs, i, j) {
-        struct sm_disk *d = disk_by_job(sm, json_string_value(json_object_get(j, "device")));
+    for (size_t i = 0; i < n; i++) {
+        struct sm_disk *d = disk_by_job(sm, jobs[i].device);
         if (d) {
             listed[d - sm->disks] = true;
-            update_disk(d, j);
+            update_disk(d, jobs[i].offset, jobs[i].len, jobs[i].ready);
         }
     }
     bool vanished = false, pivot_gone = false;
@@ -633,12 +630,15 @@ static void on_jobs(struct storage_move *sm, struct sm_disk *unused, json_t *job
 
 /* ---- pivot, one disk at a time ------------------------------------------------------- */
 
-static void on_old_del(struct storage_move *sm, struct sm_disk *d, json_t *ret, const qmp_error_t *err)
+static void on_old_del(void *arg, const qmp_error_t *err)
 {
+    struct sm_disk *d = arg;
+    bool last = batch_reply(d->sm);
     if (err) {
-        log_warn("%s: blockdev-del of the old nodes of %s: %s", sm->name, d->id, err->desc);
+        log_warn("%s: blockdev-del of the old nodes of %s: %s", d->sm->name, d->id, err->desc);
         d->old_released = false;
     }
+    batch_next(d->sm, last);
 }
 
 /* QEMU runs disk d from its target now: vm.json, the record, then the old
@@ -659,10 +659,9 @@ static void adopt_pivot(struct storage_move *sm, struct sm_disk *d)
     save_record(sm);
     d->old_released = d->old_node && d->old_file_node;
     if (d->old_node)
-        sm_qmp(sm, "blockdev-del", json_pack("{s:s}", "node-name", d->old_node), (size_t)(d - sm->disks), on_old_del, true);
+        del_node(d, d->old_node, on_old_del);
     if (d->old_file_node)
-        sm_qmp(sm, "blockdev-del", json_pack("{s:s}", "node-name", d->old_file_node), (size_t)(d - sm->disks),
-               on_old_del, true);
+        del_node(d, d->old_file_node, on_old_del);
 }
 
 static void pivot_done(struct storage_move *sm, struct sm_disk *d)
@@ -671,8 +670,9 @@ static void pivot_done(struct storage_move *sm, struct sm_disk *d)
     then(sm, start_pivot);
 }
 
-static void on_pivot_block(struct storage_move *sm, struct sm_disk *unused, json_t *blocks, const qmp_error_t *err)
+static void on_pivot_block(void *arg, const struct qmon_block_device *devs, size_t n, const qmp_error_t *err)
 {
+    struct storage_move *sm = arg;
     sm->checking = false;
     struct sm_disk *d = &sm->disks[sm->cur];
     if (sm->phase != PH_PIVOTING || d->pivoted)
@@ -681,7 +681,7 @@ static void on_pivot_block(struct storage_move *sm, struct sm_disk *unused, json
         poll_soon(sm, POLL_MS);   /* the poll calls pivot_check again */
         return;
     }
-    const char *node = device_node(blocks, d->id);
+    const char *node = device_node(devs, n, d->id);
     if (node && !strcmp(node, d->node)) {
         pivot_done(sm, d);
         return;
@@ -699,12 +699,14 @@ static void pivot_check(struct storage_move *sm)
     if (sm->checking)
         return;
     sm->checking = true;
-    if (sm_qmp(sm, "query-block", NULL, sm->cur, on_pivot_block, false) < 0)
+    if (qmon_query_block(sm_mon(sm), &sm->owner, QMP_TIMEOUT_MS, on_pivot_block, sm) < 0)
         sm->checking = false;
 }
 
-static void on_complete_sent(struct storage_move *sm, struct sm_disk *d, json_t *ret, const qmp_error_t *err)
+static void on_complete_sent(void *arg, const qmp_error_t *err)
 {
+    struct sm_disk *d = arg;
+    struct storage_move *sm = d->sm;
     if (!err || d->pivoted)
         return;
     d->pivot_requested = false;
@@ -736,7 +738,7 @@ static void start_pivot(struct storage_move *sm)
     d->pivot_requested = true;
     d->t_pivot = now_ms();
     save_record(sm);
-    if (sm_qmp(sm, "block-job-complete", json_pack("{s:s}", "device", d->job_id), i, on_complete_sent, false) < 0) {
+    if (qmon_block_job_complete(sm_mon(sm), &sm->owner, d->job_id, QMP_TIMEOUT_MS, on_complete_sent, d) < 0) {
         d->pivot_requested = false;
         sm_fail(sm, proto_error(ERR_UNAVAILABLE, NULL, "QEMU monitor of %s is not connected", sm->name));
     }
@@ -754,7 +756,8 @@ static void on_vm_event(void *arg, const char *name, json_t *data)
         return;
     const char *error = json_string_value(json_object_get(data, "error"));
     if (!strcmp(name, "BLOCK_JOB_READY")) {
-        update_disk(d, data);
+        update_disk(d, (uint64_t)json_integer_value(json_object_get(data, "offset")),
+                    (uint64_t)json_integer_value(json_object_get(data, "len")), true);
         d->ready = true;
         if (!d->t_ready)
             d->t_ready = now_ms();
@@ -792,14 +795,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         end_qemu_gone(sm);
         return;
     }
-    sm_reply_fn fn = sm->phase == PH_ROLLBACK ? on_rollback_jobs : on_jobs;
-    if (sm_qmp(sm, "query-block-jobs", NULL, 0, fn, false) < 0)
+    qmon_block_jobs_fn fn = sm->phase == PH_ROLLBACK ? on_rollback_jobs : on_jobs;
+    if (qmon_query_block_jobs(sm_mon(sm), &sm->owner, QMP_TIMEOUT_MS, fn, sm) < 0)
         poll_soon(sm, POLL_MS);   /* monitor reconnecting */
 }
 
 static void poll_soon(struct storage_move *sm, int ms)
 {
-    if (sm->released)
+    if (!qmon_owner_alive(&sm->owner))
         return;   /* ended from inside the caller's callback */
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(sm->timer, &tv);
@@ -807,12 +810,15 @@ static void poll_soon(struct storage_move *sm, int ms)
 
 /* ---- preparing ------------------------------------------------------------------------- */
 
-static void on_mirror_started(struct storage_move *sm, struct sm_disk *d, json_t *ret, const qmp_error_t *err)
+static void on_mirror_started(void *arg, const qmp_error_t *err)
 {
+    struct sm_disk *d = arg;
+    bool last = batch_reply(d->sm);
     if (err)
-        sm_fail(sm, proto_error(ERR_QEMU, NULL, "QEMU refused to mirror disk %s: %s", d->id, err->desc));
+        sm_fail(d->sm, proto_error(ERR_QEMU, NULL, "QEMU refused to mirror disk %s: %s", d->id, err->desc));
     else
         d->mirroring = true;
+    batch_next(d->sm, last);
 }
 
 static void after_mirrors(struct storage_move *sm)
@@ -824,17 +830,15 @@ static void after_mirrors(struct storage_move *sm)
     poll_soon(sm, 0);
 }
 
-static json_t *mirror_args(const struct storage_move *sm, const struct sm_disk *d)
+static void start_mirror(struct storage_move *sm, struct sm_disk *d)
 {
     /* write-blocking: once a region is copied, guest writes to it reach both
      * files before they complete, so the mirror converges whatever the
      * guest's write rate. */
-    json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b}", "job-id", d->job_id, "device", d->old_node,
-                          "target", d->node, "sync", "full", "copy-mode", "write-blocking", "auto-finalize", 1,
-                          "auto-dismiss", 1);
-    if (sm->speed > 0)
-        json_object_set_new(a, "speed", json_integer(sm->speed));
-    return a;
+    struct qmon_mirror m = {.job_id = d->job_id, .device = d->old_node, .target = d->node, .sync = QMON_SYNC_FULL,
+                            .write_blocking = true, .has_auto_finalize = true, .auto_finalize = true,
+                            .has_auto_dismiss = true, .auto_dismiss = true, .speed = sm->speed};
+    batch_sent(sm, qmon_blockdev_mirror(sm_mon(sm), &sm->owner, &m, QMP_TIMEOUT_MS, on_mirror_started, d));
 }
 
 static void start_mirrors(struct storage_move *sm)
@@ -846,20 +850,26 @@ static void start_mirrors(struct storage_move *sm)
         return;
     }
     for (size_t i = 0; i < sm->n; i++)
-        sm_qmp(sm, "blockdev-mirror", mirror_args(sm, &sm->disks[i]), i, on_mirror_started, true);
+        start_mirror(sm, &sm->disks[i]);
     then(sm, after_mirrors);
 }
 
-static void on_target_added(struct storage_move *sm, struct sm_disk *d, json_t *ret, const qmp_error_t *err)
+static void on_target_added(void *arg, const qmp_error_t *err)
 {
-    if (err) {
-        sm_fail(sm, proto_error(ERR_QEMU, NULL, "QEMU cannot open %s: %s", d->target, err->desc));
-        return;
-    }
-    if (d->file_added)
+    struct sm_disk *d = arg;
+    bool last = batch_reply(d->sm);
+    if (err)
+        sm_fail(d->sm, proto_error(ERR_QEMU, NULL, "QEMU cannot open %s: %s", d->target, err->desc));
+    else if (d->file_added)
         d->fmt_added = true;
     else
         d->file_added = true;
+    batch_next(d->sm, last);
+}
+
+static void add_node(struct sm_disk *d, const struct qmon_blockdev *b)
+{
+    batch_sent(d->sm, qmon_blockdev_add(sm_mon(d->sm), &d->sm->owner, b, QMP_TIMEOUT_MS, on_target_added, d));
 }
 
 /* Two nodes per target, as for every disk (src/qemu/qemu_argv.c).  QMP runs
@@ -868,10 +878,10 @@ static void add_targets(struct storage_move *sm)
 {
     for (size_t i = 0; i < sm->n; i++) {
         struct sm_disk *d = &sm->disks[i];
-        sm_qmp(sm, "blockdev-add", json_pack("{s:s, s:s, s:s, s:s}", "driver", "file", "filename", d->target,
-                                             "node-name", d->file_node, "discard", "unmap"), i, on_target_added, true);
-        sm_qmp(sm, "blockdev-add", json_pack("{s:s, s:s, s:s, s:s}", "driver", "qcow2", "file", d->file_node,
-                                             "node-name", d->node, "discard", "unmap"), i, on_target_added, true);
+        add_node(d, &(struct qmon_blockdev){.driver = QMON_BLOCKDEV_FILE, .node_name = d->file_node,
+                                            .discard_unmap = true, .filename = d->target});
+        add_node(d, &(struct qmon_blockdev){.driver = QMON_BLOCKDEV_QCOW2, .node_name = d->node,
+                                            .discard_unmap = true, .file = d->file_node});
     }
     then(sm, start_mirrors);
 }
@@ -888,17 +898,18 @@ static char *file_node_of(const char *id, const char *node)
     return NULL;
 }
 
-static void on_prepare_block(struct storage_move *sm, struct sm_disk *unused, json_t *blocks, const qmp_error_t *err)
+static void on_prepare_block(void *arg, const struct qmon_block_device *devs, size_t n, const qmp_error_t *err)
 {
+    struct storage_move *sm = arg;
     if (err) {
-        sm_fail(sm, proto_error(ERR_QEMU, NULL, "query-block: %s", err->desc));
+        sm_fail(sm, proto_error(ERR_QEMU, NULL, "QEMU cannot list its block devices: %s", err->desc));
         return;
     }
     for (size_t i = 0; i < sm->n; i++) {
         struct sm_disk *d = &sm->disks[i];
-        json_t *ins = json_object_get(block_entry(blocks, d->id), "inserted");
-        const char *node = json_string_value(json_object_get(ins, "node-name"));
-        const char *file = json_string_value(json_object_get(ins, "file"));
+        const struct qmon_block_device *b = block_entry(devs, n, d->id);
+        const char *node = b ? b->node_name : NULL;
+        const char *file = b ? b->file : NULL;
         if (!node || !file || strcmp(file, d->source)) {
             sm_fail(sm, proto_error(ERR_STATE, NULL, "QEMU has disk %s open as %s, vm.json says %s", d->id,
                                     file ? file : "nothing", d->source));
@@ -945,7 +956,7 @@ static void start_move(struct storage_move *sm)
             return;
         }
     save_record(sm);
-    if (sm_qmp(sm, "query-block", NULL, 0, on_prepare_block, false) < 0)
+    if (qmon_query_block(sm_mon(sm), &sm->owner, QMP_TIMEOUT_MS, on_prepare_block, sm) < 0)
         sm_fail(sm, proto_error(ERR_UNAVAILABLE, NULL, "QEMU monitor of %s is not connected", sm->name));
 }
 

@@ -21,6 +21,7 @@
 #include "core/agent.h"
 #include "core/jobs.h"
 #include "core/journal.h"
+#include "qemu/monitor.h"
 #include "qemu/qemu_argv.h"
 #include "qemu/qemu_proc.h"
 
@@ -426,12 +427,12 @@ static void on_qmp_event(void *arg, const char *name, json_t *data)
     }
 }
 
-static void on_status(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_status(void *arg, const struct qmon_status *st, const qmp_error_t *err)
 {
     struct vm *vm = arg;
     if (err || vm->state == VM_STARTING || vm->state == VM_MIGRATING || vm->state == VM_INCOMING)
         return;
-    if (json_is_true(json_object_get(ret, "running")))
+    if (st->running)
         vm_set_state(vm, VM_RUNNING, "re-attached");
     else if (vm->state != VM_STOPPING)
         vm_set_state(vm, VM_PAUSED, "re-attached");
@@ -449,7 +450,7 @@ static void on_qmp_state(void *arg, bool ready, const char *reason)
         else if (vm->state == VM_STARTING && vm->job)
             start_continue(vm);
         else
-            qmp_command(vm->qmp, "query-status", NULL, 10000, on_status, vm);
+            qmon_query_status(vm->qmp, NULL, 10000, on_status, vm);
         return;
     }
     log_info("vm %s: QMP closed: %s", vm->name, reason);
@@ -533,7 +534,7 @@ static void start_abort(struct vm *vm, json_t *err)
     vm_kill_qemu(vm);
 }
 
-static void on_cont(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_cont(void *arg, const qmp_error_t *err)
 {
     struct vm *vm = arg;
     if (err) {
@@ -574,7 +575,7 @@ static void start_continue(struct vm *vm)
         return;
     }
     job_set_phase(vm->job, "resuming");
-    qmp_command(vm->qmp, "cont", NULL, 10000, on_cont, vm);
+    qmon_cont(vm->qmp, NULL, 10000, on_cont, vm);
 }
 
 static int launch_qemu(struct vm *vm, bool incoming, char *err, size_t errlen)
@@ -706,7 +707,7 @@ static void on_stop_timeout(evutil_socket_t fd, short what, void *arg)
                                    secs, vm->name));
 }
 
-static void on_quit(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_quit(void *arg, const qmp_error_t *err)
 {
     struct vm *vm = arg;
     if (err && err->kind != QMP_ERR_DISCONNECTED)
@@ -729,9 +730,9 @@ void vm_stop(struct vm *vm, struct job *job, bool force, int timeout_s)
         return;
     }
     if (force)
-        qmp_command(vm->qmp, "quit", NULL, 5000, on_quit, vm);
+        qmon_quit(vm->qmp, NULL, 5000, on_quit, vm);
     else
-        qmp_command(vm->qmp, "system_powerdown", NULL, 5000, NULL, NULL);
+        qmon_system_powerdown(vm->qmp, NULL, 5000, NULL, NULL);
 }
 
 /* ---- pause / resume --------------------------------------------------- */
@@ -743,7 +744,7 @@ struct simple_cmd {
     enum vm_state then;
 };
 
-static void on_simple(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_simple(void *arg, const qmp_error_t *err)
 {
     struct simple_cmd *c = arg;
     if (err)
@@ -755,19 +756,22 @@ static void on_simple(void *arg, json_t *ret, const qmp_error_t *err)
     free(c);
 }
 
-static json_t *simple_command(struct vm *vm, const char *cmd, enum vm_state then, vm_done_fn done, void *arg)
+typedef int (*run_state_cmd_fn)(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_done_fn cb, void *arg);
+
+/* stop or cont: the VM's state follows once QEMU confirmed. */
+static json_t *simple_command(struct vm *vm, run_state_cmd_fn send, enum vm_state then, vm_done_fn done, void *arg)
 {
     struct simple_cmd *c = xcalloc(1, sizeof *c);
     *c = (struct simple_cmd){vm, done, arg, then};
-    if (qmp_command(vm->qmp, cmd, NULL, 10000, on_simple, c) < 0) {
+    if (send(vm->qmp, NULL, 10000, on_simple, c) < 0) {
         free(c);
         return proto_error(ERR_UNAVAILABLE, NULL, "VM %s: QEMU monitor is not connected", vm->name);
     }
     return NULL;
 }
 
-json_t *vm_pause(struct vm *vm, vm_done_fn done, void *arg) { return simple_command(vm, "stop", VM_PAUSED, done, arg); }
-json_t *vm_resume(struct vm *vm, vm_done_fn done, void *arg) { return simple_command(vm, "cont", VM_RUNNING, done, arg); }
+json_t *vm_pause(struct vm *vm, vm_done_fn done, void *arg) { return simple_command(vm, qmon_stop, VM_PAUSED, done, arg); }
+json_t *vm_resume(struct vm *vm, vm_done_fn done, void *arg) { return simple_command(vm, qmon_cont, VM_RUNNING, done, arg); }
 
 /* ---- delete ----------------------------------------------------------- */
 
