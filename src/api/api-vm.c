@@ -259,7 +259,7 @@ static void vm_create(struct api_req *r)
         return;
     }
     /* Nothing has been written so far; from here a failure removes the directory. */
-    if (path_exists(p.dir) || mkdir(p.dir, 0755) < 0) {
+    if (path_exists(p.dir) || mkdir(p.dir, 0700) < 0) {
         api_failf(r, ERR_EXISTS, "remove the stale directory or choose another name",
                   "cannot create %s: %s", p.dir, path_exists(p.dir) ? "it already exists" : strerror(errno));
         plan_free(&p);

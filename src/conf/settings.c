@@ -284,7 +284,7 @@ int host_settings_save(const char *path, const struct host_settings *s, char *er
     json_decref(j);
     char *line = xasprintf("%s\n", text);
     free(text);
-    int rc = write_file_atomic(path, line, strlen(line), 0644);
+    int rc = write_file_atomic(path, line, strlen(line), 0600);
     free(line);
     if (rc < 0)
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));

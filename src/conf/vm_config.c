@@ -816,12 +816,12 @@ int vm_config_save(const char *path, const struct vm_config *c, char *err, size_
         abort();    /* only fails on OOM, like xmalloc */
     char *data = xasprintf("%s\n", text);
     free(text);
-    int r = write_file_atomic(path, data, strlen(data), 0644);
+    int r = write_file_atomic(path, data, strlen(data), 0600);
     int saved = errno;
     free(data);
-    /* write_file_atomic's mode is filtered by the umask; vm.json is meant
-     * to be readable by tools running as other users. */
-    if (r < 0 || chmod(path, 0644) < 0)
+    /* vm.json names disks, kernels and the guest's command line: root's
+     * alone, like everything under the state directory (docs/SECURITY.md). */
+    if (r < 0 || chmod(path, 0600) < 0)
         return fail(err, errlen, "%s: %s", path, strerror(r < 0 ? saved : errno));
     return 0;
 }

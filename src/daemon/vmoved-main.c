@@ -123,13 +123,15 @@ static int agent_init(struct agent *a, const struct options *o, char *err, size_
     a->listen_addr = o->listen ? xstrdup(o->listen) : NULL;
     a->tls_dir = o->tls_dir ? absolute(o->tls_dir) : NULL;
     a->started_ms = now_ms();
-    if (mkdir_p(a->vms_dir, 0755) < 0) {
+    /* Guests' disks, consoles and configs live below: root's alone.  An
+     * older vmove made these 0755; tighten them on every start. */
+    if (mkdir_p(a->vms_dir, 0700) < 0 || chmod(a->state_dir, 0700) < 0 || chmod(a->vms_dir, 0700) < 0) {
         snprintf(err, errlen, "cannot create %s: %s", a->vms_dir, strerror(errno));
         return -1;
     }
     /* One agent per state directory: two would both drive the same VMs. */
     char *lock = xasprintf("%s/vmoved.lock", a->state_dir);
-    a->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    a->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     free(lock);
     if (a->lock_fd < 0 || flock(a->lock_fd, LOCK_EX | LOCK_NB) < 0) {
         snprintf(err, errlen, "state directory %s is in use by another vmoved", a->state_dir);
@@ -231,6 +233,10 @@ int main(int argc, char **argv)
     struct options o = {0};
     if (parse_options(argc, argv, &o) < 0)
         return 2;
+    /* Everything vmoved and its children create (state files, SQLite's
+     * journal, QEMU's logs and sockets, qemu-img's disks) is private to
+     * root from its creation on, whatever the caller's umask was. */
+    umask(077);
     log_init("vmoved", o.debug ? LOG_DEBUG : LOG_INFO);
     if (o.log_file) {
         int fd = open(o.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);

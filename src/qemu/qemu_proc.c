@@ -25,14 +25,14 @@ static void write_exit_record(const char *dir, pid_t qemu, int status)
                      (int)qemu, WTERMSIG(status), (unsigned long long)wall_ms());
     char path[4096];
     snprintf(path, sizeof path, "%s/qemu.exit", dir);
-    write_file_atomic(path, body, (size_t)n, 0644);
+    write_file_atomic(path, body, (size_t)n, 0600);
 }
 
 static void exec_qemu(const char *dir, char *const argv[])
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/qemu.log", dir);
-    int log = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int log = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
     int null = open("/dev/null", O_RDONLY);
     if (log < 0 || null < 0)
         _exit(126);
@@ -73,7 +73,7 @@ static void run_shim(const char *dir, char *const argv[], int report_fd)
     int n = snprintf(pidtext, sizeof pidtext, "%d\n", (int)qemu);
     char path[4096];
     snprintf(path, sizeof path, "%s/qemu.pid", dir);
-    write_file_atomic(path, pidtext, (size_t)n, 0644);
+    write_file_atomic(path, pidtext, (size_t)n, 0600);
     ssize_t w = write(report_fd, &qemu, sizeof qemu);
     (void)w;
     close(report_fd);

@@ -926,7 +926,7 @@ static void on_prepare_block(void *arg, const struct qmon_block_device *devs, si
  * between the check and now; qemu-img then formats our empty file. */
 static int create_target(struct sm_disk *d, char *err, size_t errlen)
 {
-    int fd = open(d->target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    int fd = open(d->target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         snprintf(err, errlen, "cannot create %s: %s", d->target, strerror(errno));
         return -1;

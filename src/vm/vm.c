@@ -47,7 +47,7 @@ static void save_runtime(struct vm *vm)
                           "migration", vm->migration, "storage_move", vm->storage_move);
     char *text = json_dumps(j, JSON_INDENT(2));
     char *path = xasprintf("%s/runtime.json", vm->dir);
-    if (write_file_atomic(path, text, strlen(text), 0644) < 0)
+    if (write_file_atomic(path, text, strlen(text), 0600) < 0)
         log_error("%s: cannot write %s: %s", vm->name, path, strerror(errno));
     free(path);
     free(text);
@@ -675,7 +675,7 @@ void vm_forget(struct vm *vm)
 struct vm *vm_define_in_state(struct agent *a, struct vm_config *cfg, json_t **err)
 {
     char *dir = xasprintf("%s/%s", a->vms_dir, cfg->name);
-    if (mkdir(dir, 0755) < 0) {
+    if (mkdir(dir, 0700) < 0) {
         *err = proto_error(ERR_EXISTS, NULL, "cannot create %s: %s", dir, strerror(errno));
         free(dir);
         return NULL;

@@ -4,6 +4,7 @@ import json
 import shutil
 import os
 import socket
+import stat
 import subprocess
 
 import pytest
@@ -155,3 +156,29 @@ def test_server_cert_from_other_ca_refused_by_client(tls_agent, root):
     shutil.copy(os.path.join(root, "otherca", "ca.crt"), os.path.join(ident, "ca.crt"))
     p = remote(tls_agent, ident, "host", "show")
     assert p.returncode == 3 and "not signed by the CA this client trusts" in p.stderr
+
+
+def test_state_files_private_to_root(agent, root):
+    """Nothing under the state directory is readable by another local user:
+    every directory is 0700 and every file 0600 from its creation on (QEMU's
+    logs and sockets, qemu-img's disks, SQLite's journal included), and a
+    non-root process cannot open a guest's disk."""
+    import pwd
+    agent.create_guest("p1", disks=("64M",), append="vmove.disk=vda")
+    agent.vmove("vm", "start", "p1")
+    agent.wait_guest_ready("p1")
+    loose = []
+    for d, dirs, files in os.walk(agent.state_dir):
+        for name in dirs + files:
+            path = os.path.join(d, name)
+            st = os.lstat(path)
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o077:
+                loose.append(f"{path} {oct(st.st_mode & 0o777)}")
+    assert os.stat(agent.state_dir).st_mode & 0o777 == 0o700
+    assert loose == [], "readable by others: " + ", ".join(loose)
+    disk = agent.vm("p1")["config"]["disks"][0]["path"]
+    nobody = pwd.getpwnam("nobody")
+    p = subprocess.run(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+                        "cat", disk], capture_output=True)
+    assert p.returncode != 0 and b"Permission denied" in p.stderr
+    agent.vmove("vm", "stop", "p1", "--force")
