@@ -15,7 +15,6 @@
 #include "core/acl.h"
 #include "core/agent.h"
 #include "core/audit.h"
-#include "api/delegate.h"
 #include "core/jobs.h"
 #include "core/journal.h"
 #include "core/limits.h"
@@ -1144,7 +1143,7 @@ static void on_peer_closed(void *arg, const char *reason)
                             "lost contact with %s during the transfer: %s", dest(m), reason));
 }
 
-/* ---- start, cancel, API ----------------------------------------------- */
+/* ---- start, cancel ----------------------------------------------------- */
 
 static void on_unreserved(void *arg, json_t *result, json_t *error);
 
@@ -1261,32 +1260,6 @@ struct job *migrate_submit(struct agent *a, const char *name, const char *to, js
     struct job *job = job_create_in(a, &migrate_ops, name, params, JOB_QUEUED);
     enqueue_migration(a, job, vm, peer_name, peer_addr, &t);
     return job;
-}
-
-static void vm_move(struct api_req *r)
-{
-    const char *from = json_string_value(json_object_get(r->params, "from"));
-    if (from && strcmp(from, r->agent->name)) {
-        delegate_relay(r);
-        return;
-    }
-    const char *name = api_param_str(r, "name", true);
-    const char *to = name ? api_param_str(r, "to", true) : NULL;
-    bool wait;
-    if (!to || api_param_bool(r, "wait", true, &wait) < 0)
-        return;
-    json_t *err = NULL;
-    char who[96];
-    principal_describe(&r->who, who, sizeof who);
-    struct job *job = migrate_submit(r->agent, name, to, json_object_get(r->params, "tuning"), who, &err);
-    if (!job) {
-        api_fail(r, err);
-        return;
-    }
-    json_t *by = json_object_get(r->params, "delegated_by");
-    if (by)
-        json_object_set(job->params, "delegated_by", by);
-    api_job_answer(job, r, wait);
 }
 
 /* ---- queueing: a local slot, then a slot at the destination ------------ */
@@ -1583,8 +1556,3 @@ void migrate_free_all(struct agent *a)
         (void)job;   /* jobs_free_all answers its watchers */
     }
 }
-
-const struct api_method api_migrate_methods[] = {
-    {"vm.move", vm_move, RIGHT_MIGRATE_OUT},
-    {NULL, NULL, 0},
-};
