@@ -21,6 +21,7 @@
 #include "core/peer.h"
 #include "migrate/link_probe.h"
 #include "migrate/migrate_net.h"
+#include "migrate/policy.h"
 #include "migrate/tuning.h"
 #include "qemu/qemu_tls.h"
 #include "vm/vm.h"
@@ -56,11 +57,7 @@ struct migration {
     int dst_port;
     /* progress and convergence */
     uint64_t last_transferred, last_progress_ms;
-    int64_t last_pass;
-    uint64_t pass_start_remaining;
-    int passes_not_converging;
-    uint64_t outrun_since_ms;     /* dirty rate above the link rate since then */
-    uint64_t last_policy_ms;
+    struct migrate_policy_state policy;
     int cur_downtime_ms;
     json_t *actions;          /* what the convergence policy did */
     json_t *failure;          /* error to report once rolled back */
@@ -533,85 +530,31 @@ static json_t *progress_json(struct migration *m, json_t *info)
         "elapsed_ms", (json_int_t)(now_ms() - m->t_start), "downtime_limit_ms", m->cur_downtime_ms,
         "throttle_pct", json_integer_value(json_object_get(info, "cpu-throttle-percentage")));
     json_object_set_new(p, "eta_s", rate > 0 ? json_real(remaining / rate) : json_null());
-    json_object_set_new(p, "converging", json_boolean(m->passes_not_converging < 3 && !m->outrun_since_ms));
+    json_object_set_new(p, "converging", json_boolean(migrate_policy_converging(&m->policy)));
     json_object_set_new(p, "policy_actions", json_incref(m->actions));
     return p;
 }
 
-static void raise_downtime(struct migration *m, const char *why)
+/* The policy decides (src/migrate/policy.c); here its decision is carried out. */
+static void run_policy(struct migration *m, json_t *info)
 {
-    if (m->cur_downtime_ms >= m->tuning.max_downtime_ms)
-        return;
-    int next = m->cur_downtime_ms * 2;
-    if (next > m->tuning.max_downtime_ms)
-        next = m->tuning.max_downtime_ms;
-    char *msg = xasprintf("raised the downtime limit from %d to %d ms (%s)", m->cur_downtime_ms, next, why);
-    log_info("%s: %s", m->name, msg);
-    json_array_append_new(m->actions, json_string(msg));
-    free(msg);
-    m->cur_downtime_ms = next;
-    mq(m, "migrate-set-parameters", json_pack("{s:i}", "downtime-limit", next), 5000, NULL);
-    m->passes_not_converging = 0;
-}
-
-static void apply_policy(struct migration *m, json_t *info, const char *why);
-
-/* Between passes too: on a slow link one pass can take a minute, so the
- * dirty rate is compared with the transfer rate continuously. */
-static void check_outrun(struct migration *m, json_t *info)
-{
-    json_t *ram = json_object_get(info, "ram");
-    double rate = json_real_value(json_object_get(ram, "mbps")) * 1e6 / 8;
-    double page = (double)json_integer_value(json_object_get(ram, "page-size"));
-    double dirty = (double)json_integer_value(json_object_get(ram, "dirty-pages-rate")) * (page ? page : 4096);
-    if (json_integer_value(json_object_get(ram, "dirty-sync-count")) < 2 || dirty < 0.9 * rate) {
-        m->outrun_since_ms = 0;
-        return;
+    struct migrate_policy_input in = {
+        .now_ms = now_ms(), .elapsed_ms = now_ms() - m->t_start, .downtime_limit_ms = m->cur_downtime_ms,
+        .failed = m->failure != NULL, .dest = dest(m), .converge = m->tuning.converge,
+        .max_downtime_ms = m->tuning.max_downtime_ms, .max_duration_s = m->tuning.max_duration_s,
+        .state = m->policy,
+    };
+    migrate_policy_read_stats(info, &in);
+    struct policy_action act = migrate_policy_decide(&in);
+    m->policy = act.state;
+    if (act.downtime_ms > 0) {
+        log_info("%s: %s", m->name, act.note);
+        json_array_append_new(m->actions, json_string(act.note));
+        m->cur_downtime_ms = act.downtime_ms;
+        mq(m, "migrate-set-parameters", json_pack("{s:i}", "downtime-limit", act.downtime_ms), 5000, NULL);
     }
-    if (!m->outrun_since_ms)
-        m->outrun_since_ms = now_ms();
-    if (now_ms() - m->outrun_since_ms >= 5000 && now_ms() - m->last_policy_ms >= 5000) {
-        m->passes_not_converging = 3;
-        apply_policy(m, info, "the guest dirties memory faster than the link carries it");
-    }
-}
-
-/* Called at every new pass: is the remaining RAM shrinking? */
-static void check_convergence(struct migration *m, json_t *info)
-{
-    json_t *ram = json_object_get(info, "ram");
-    uint64_t remaining = (uint64_t)json_integer_value(json_object_get(ram, "remaining"));
-    if (m->pass_start_remaining && remaining * 10 >= m->pass_start_remaining * 9)
-        m->passes_not_converging++;
-    else
-        m->passes_not_converging = 0;
-    m->pass_start_remaining = remaining;
-    if (m->passes_not_converging >= 3)
-        apply_policy(m, info, "the remaining memory stopped shrinking");
-}
-
-static void apply_policy(struct migration *m, json_t *info, const char *why)
-{
-    int throttle = (int)json_integer_value(json_object_get(info, "cpu-throttle-percentage"));
-    m->last_policy_ms = now_ms();
-    switch (m->tuning.converge) {
-    case CONVERGE_CANCEL:
-        fail(m, proto_error(ERR_TIMEOUT, "retry when the guest is quieter, or use --converge auto",
-                            "not converging (%s); cancelled by the convergence policy", why));
-        break;
-    case CONVERGE_DOWNTIME:
-        raise_downtime(m, why);
-        break;
-    case CONVERGE_AUTO:
-        /* QEMU's auto-converge throttles the vCPUs at each pass; once it
-         * throttles hard, or passes are too slow for it to act, accept a
-         * longer pause step by step. */
-        if (throttle >= 50 || m->outrun_since_ms)
-            raise_downtime(m, why);
-        break;
-    case CONVERGE_THROTTLE:
-        break;
-    }
+    if (act.cancel)
+        fail(m, proto_error(ERR_TIMEOUT, act.hint, "%s", act.reason));
 }
 
 static void on_poll(void *arg, json_t *info, const qmp_error_t *err);
@@ -720,7 +663,6 @@ static void on_poll(void *arg, json_t *info, const qmp_error_t *err)
     if (is_active(st)) {
         json_t *ram = json_object_get(info, "ram");
         uint64_t sent = (uint64_t)json_integer_value(json_object_get(ram, "transferred"));
-        int64_t pass = json_integer_value(json_object_get(ram, "dirty-sync-count"));
         if (sent != m->last_transferred || !m->last_progress_ms) {
             m->last_transferred = sent;
             m->last_progress_ms = now_ms();
@@ -728,15 +670,7 @@ static void on_poll(void *arg, json_t *info, const qmp_error_t *err)
             fail(m, proto_error(ERR_UNAVAILABLE, "check the migration network link between the hosts",
                                 "no migration data moved for %d s: the link to %s seems down", STALL_MS / 1000, dest(m)));
         }
-        if (pass > m->last_pass) {
-            m->last_pass = pass;
-            check_convergence(m, info);
-        }
-        if (m->phase == PH_TRANSFER && !m->failure)
-            check_outrun(m, info);
-        if (now_ms() - m->t_start > (uint64_t)m->tuning.max_duration_s * 1000 && !m->failure)
-            fail(m, proto_error(ERR_TIMEOUT, "raise --max-duration or use a faster migration network",
-                                "migration to %s did not finish within %d s", dest(m), m->tuning.max_duration_s));
+        run_policy(m, info);
         if (m->phase == PH_TRANSFER)
             job_set_progress(m->job, progress_json(m, info));
     }
