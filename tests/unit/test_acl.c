@@ -13,7 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api/api.h"
 #include "core/acl.h"
 #include "core/agent.h"
 
