@@ -30,7 +30,7 @@ static void cancel_migration(struct job *job)
             migrate_src_end_failed(m);
         } else if (m->phase == PH_TRANSFER)
             migrate_src_fail(m, proto_error(ERR_CANCELLED, NULL, "migration of %s to %s cancelled; it keeps running on %s",
-                                m->name, migrate_src_dest(m), m->agent->name));
+                                            m->name, migrate_src_dest(m), m->agent->name));
         else if (m->phase == PH_PREPARE)
             log_info("%s: cancel requested during prepare; rolling back when the destination answers", m->name);
         else

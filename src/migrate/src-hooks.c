@@ -49,5 +49,5 @@ void migrate_src_on_peer_closed(void *arg, const char *reason)
     struct migration *m = arg;
     if (m->phase == PH_TRANSFER)
         migrate_src_fail(m, proto_error(ERR_UNAVAILABLE, "check that vmoved runs on the destination",
-                            "lost contact with %s during the transfer: %s", migrate_src_dest(m), reason));
+                                        "lost contact with %s during the transfer: %s", migrate_src_dest(m), reason));
 }

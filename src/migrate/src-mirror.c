@@ -61,7 +61,7 @@ void migrate_src_start_mirrors(struct migration *m)
         }
         migrate_src_mq(m, "blockdev-add", nbd, 10000, on_nbd_node);
         migrate_src_mq(m, "blockdev-mirror", json_pack("{s:s, s:s, s:s, s:s, s:s}", "job-id", job, "device", c->disks[i].id,
-                                           "target", node, "sync", "full", "copy-mode", "write-blocking"),
+                                                       "target", node, "sync", "full", "copy-mode", "write-blocking"),
            10000, on_mirror_started);
         free(node);
         free(job);
@@ -147,8 +147,8 @@ void migrate_src_on_mirror_poll(void *arg, json_t *jobs, const qmp_error_t *err)
     if (mirror_stalled(m, err, (uint64_t)done)) {
         json_decref(mine);
         migrate_src_fail(m, proto_error(ERR_UNAVAILABLE, "check the migration network link between the hosts",
-                            "the disk copy to %s made no progress for %d s: the link seems down", migrate_src_dest(m),
-                            STALL_MS / 1000));
+                                        "the disk copy to %s made no progress for %d s: the link seems down", migrate_src_dest(m),
+                                        STALL_MS / 1000));
         return;
     }
     job_set_progress(m->job, json_pack("{s:s, s:o, s:f, s:I}", "phase", "mirror", "disks", mine, "percent",

@@ -101,7 +101,7 @@ static void on_reserved(void *arg, json_t *result, json_t *error)
 void migrate_src_reserve(struct migration *m)
 {
     migrate_src_mp(m, "migrate.reserve", json_pack("{s:I, s:s, s:s}", "job", (json_int_t)m->job->id, "vm", m->name, "user",
-                                       migrate_src_user_of(m)), 10000, on_reserved);
+                                                   migrate_src_user_of(m)), 10000, on_reserved);
 }
 
 /* Shared-nothing: where the destination puts the copies, and their sizes. */
@@ -145,7 +145,7 @@ static void begin_migration(struct migration *m)
     peer_set_closed_hook(m->peer, migrate_src_on_peer_closed, m);
     if (!strcmp(m->tuning.compress, "auto") && !m->tuning.quick) {
         migrate_src_mp(m, "migrate.probe", json_pack("{s:s, s:s, s:s, s:I}", "via", via_of(m), "user", migrate_src_user_of(m), "vm", m->name,
-                                         "job", (json_int_t)m->job->id), 10000, on_probe_sink);
+                                                     "job", (json_int_t)m->job->id), 10000, on_probe_sink);
         return;
     }
     send_prepare(m);

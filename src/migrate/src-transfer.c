@@ -133,8 +133,8 @@ void migrate_src_on_poll(void *arg, json_t *info, const qmp_error_t *err)
          * stuck on a dead link can hold the lock the monitor needs. */
         if (err->kind == QMP_ERR_TIMEOUT && !m->failure && now_ms() - m->last_progress_ms > STALL_MS)
             migrate_src_fail(m, proto_error(ERR_UNAVAILABLE, "check the migration network link between the hosts",
-                                "QEMU stopped answering while migrating to %s (%s): the link seems down",
-                                migrate_src_dest(m), err->desc));
+                                            "QEMU stopped answering while migrating to %s (%s): the link seems down",
+                                            migrate_src_dest(m), err->desc));
         if (m->phase == PH_TRANSFER)
             migrate_src_arm_timer(m, POLL_MS);
         return;
@@ -163,7 +163,7 @@ void migrate_src_on_poll(void *arg, json_t *info, const qmp_error_t *err)
             m->last_progress_ms = now_ms();
         } else if (now_ms() - m->last_progress_ms > STALL_MS && strcmp(st, "cancelling")) {
             migrate_src_fail(m, proto_error(ERR_UNAVAILABLE, "check the migration network link between the hosts",
-                                "no migration data moved for %d s: the link to %s seems down", STALL_MS / 1000, migrate_src_dest(m)));
+                                            "no migration data moved for %d s: the link to %s seems down", STALL_MS / 1000, migrate_src_dest(m)));
         }
         run_policy(m, info);
         if (m->phase == PH_TRANSFER)
