@@ -15,9 +15,8 @@
 #define VMOVE_MIGRATE_H
 #include <jansson.h>
 
-#include "api/api.h"
-
 struct agent;
+struct job;
 
 /* After the inventory is loaded: settle migrations interrupted by a restart. */
 void migrate_recover(struct agent *a);

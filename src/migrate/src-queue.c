@@ -1,0 +1,267 @@
+/* The source side of a migration: queueing, the prepare step and its answer, compression. */
+#include "migrate/src.h"
+
+#include <string.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/spawn.h"
+#include "common/util.h"
+#include "core/acl.h"
+#include "core/agent.h"
+#include "core/audit.h"
+#include "core/jobs.h"
+#include "core/limits.h"
+#include "migrate/link_probe.h"
+#include "qemu/qemu_tls.h"
+#include "vm/vm.h"
+
+/* ---- queueing: a local slot, then a slot at the destination ------------ */
+
+static void on_local_slot(void *arg);
+static void send_prepare(struct migration *m);
+static const char *via_of(struct migration *m);
+static void on_probe_sink(void *arg, json_t *result, json_t *error);
+static void begin_migration(struct migration *m);
+static void on_prepared(void *arg, json_t *result, json_t *error);
+
+/* Queued until this host has a free live-migration slot (host/limits.c). */
+void migrate_src_enqueue_migration(struct agent *a, struct job *job, struct vm *vm, const char *peer_name,
+                                   const char *peer_addr, const struct migrate_tuning *t)
+{
+    struct migration *m = migrate_src_migration_new(a, vm, job, peer_name, peer_addr);
+    m->tuning = *t;
+    m->cur_downtime_ms = t->downtime_ms;
+    m->phase = PH_QUEUED;
+    limits_enqueue(a, SLOT_LIVE, job, on_local_slot, m);
+    /* The queue is served on the next loop turn: only a job that will
+     * really wait is shown as queued. */
+    int pos = limits_position(a, job);
+    if (pos > limits_max(a, SLOT_LIVE) - limits_in_use(a, SLOT_LIVE))
+        job_set_waiting(job, pos, a->name);
+}
+
+static void on_local_slot(void *arg)
+{
+    struct migration *m = arg;
+    limits_job_holder(m->job, m->local_holder, sizeof m->local_holder);
+    m->phase = PH_RESERVING;
+    job_set_phase(m->job, "reserving");
+    m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
+    migrate_src_reserve(m);
+    /* Jobs behind us in the local queue move up one place. */
+    for (struct migration *o = m->agent->migrations; o; o = o->next)
+        if (o->phase == PH_QUEUED)
+            job_set_waiting(o->job, limits_position(o->agent, o->job), o->agent->name);
+}
+
+static void on_reserved(void *arg, json_t *result, json_t *error)
+{
+    struct migration *m = arg;
+    if (m->phase != PH_RESERVING)
+        return;
+    if (error) {
+        const char *code = json_string_value(json_object_get(error, "code"));
+        if (code && (!strcmp(code, ERR_UNAVAILABLE) || !strcmp(code, ERR_TIMEOUT))) {
+            /* The destination is unreachable for now: keep our place, retry. */
+            job_set_waiting(m->job, 0, migrate_src_dest(m));
+            peer_close(m->peer);
+            m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
+            migrate_src_arm_timer(m, 2000);
+            return;
+        }
+        m->failure = json_deep_copy(error);
+        m->vm = NULL;           /* never touched */
+        migrate_src_end_failed(m);
+        return;
+    }
+    if (json_is_true(json_object_get(result, "granted"))) {
+        /* This host must allow sending VMs to that host. */
+        const char *dst = json_string_value(json_object_get(result, "host"));
+        char *p = xasprintf("host:%s", dst ? dst : "?");
+        bool ok = dst && acl_allows(m->agent, p, RIGHT_MIGRATE_OUT);
+        audit_record(m->agent, p, "migrate.out", m->name, m->peer_addr, ok,
+                     ok ? NULL : "destination host lacks migrate.out here");
+        if (!ok) {
+            m->failure = acl_denial(m->agent, p, RIGHT_MIGRATE_OUT);
+            free(p);
+            migrate_src_mp(m, "migrate.unreserve", json_pack("{s:I}", "job", (json_int_t)m->job->id), 5000, migrate_src_on_unreserved);
+            m->vm = NULL;
+            migrate_src_end_failed(m);
+            return;
+        }
+        free(p);
+        begin_migration(m);
+        return;
+    }
+    job_set_waiting(m->job, (int)json_integer_value(json_object_get(result, "position")), migrate_src_dest(m));
+    migrate_src_arm_timer(m, RESERVE_RETRY_MS);
+}
+
+void migrate_src_reserve(struct migration *m)
+{
+    migrate_src_mp(m, "migrate.reserve", json_pack("{s:I, s:s, s:s}", "job", (json_int_t)m->job->id, "vm", m->name, "user",
+                                                   migrate_src_user_of(m)), 10000, on_reserved);
+}
+
+/* Shared-nothing: where the destination puts the copies, and their sizes. */
+static json_t *storage_request(struct migration *m)
+{
+    json_t *sizes = json_object();
+    for (size_t i = 0; i < m->vm->cfg.n_disks; i++) {
+        char *argv[] = {"qemu-img", "info", "-U", "--output=json", m->vm->cfg.disks[i].path, NULL};
+        char *out = NULL;
+        json_t *info = run_capture(argv, 10000, &out) == 0 ? json_loads(out, 0, NULL) : NULL;
+        json_object_set_new(sizes, m->vm->cfg.disks[i].id,
+                            json_integer(json_integer_value(json_object_get(info, "virtual-size"))));
+        json_decref(info);
+        free(out);
+    }
+    return json_pack("{s:s, s:o}", "dir", m->tuning.with_storage, "sizes", sizes);
+}
+
+/* Both slots held: the migration proper starts, and only now is the VM touched. */
+static void begin_migration(struct migration *m)
+{
+    struct agent *a = m->agent;
+    struct vm *vm = vm_find(a, m->name);
+    if (!vm || vm != m->vm || (vm->state != VM_RUNNING && vm->state != VM_PAUSED)) {
+        migrate_src_mp(m, "migrate.unreserve", json_pack("{s:I}", "job", (json_int_t)m->job->id), 5000,
+                  migrate_src_on_unreserved);
+        m->failure = proto_error(ERR_STATE, NULL, "VM %s is %s now; nothing to migrate", m->name,
+                                 vm ? vm_state_name(vm->state) : "gone");
+        m->vm = NULL;
+        migrate_src_end_failed(m);
+        return;
+    }
+    m->t_start = now_ms();
+    job_set_running(m->job);
+    vm_set_state(vm, VM_MIGRATING, "live migration started");
+    vm_set_migration(vm, json_pack("{s:s, s:I, s:s?, s:s, s:s}", "role", "source", "job", (json_int_t)m->job->id,
+                                   "peer", m->peer_name, "addr", m->peer_addr, "phase", "prepare"));
+    struct vm_hooks h = {migrate_src_on_src_event, migrate_src_on_src_gone, m};
+    vm_set_hooks(vm, &h);
+    migrate_src_set_phase(m, PH_PREPARE);
+    peer_set_closed_hook(m->peer, migrate_src_on_peer_closed, m);
+    if (!strcmp(m->tuning.compress, "auto") && !m->tuning.quick) {
+        migrate_src_mp(m, "migrate.probe", json_pack("{s:s, s:s, s:s, s:I}", "via", via_of(m), "user", migrate_src_user_of(m), "vm", m->name,
+                                                     "job", (json_int_t)m->job->id), 10000, on_probe_sink);
+        return;
+    }
+    send_prepare(m);
+}
+
+static const char *via_of(struct migration *m)
+{
+    static char via[64];
+    const char *colon = strrchr(m->peer_addr, ':');
+    snprintf(via, sizeof via, "%.*s", colon ? (int)(colon - m->peer_addr) : 0, m->peer_addr);
+    return via;
+}
+
+static void send_prepare(struct migration *m)
+{
+    struct agent *a = m->agent;
+    if (!strcmp(m->tuning.compress, "auto"))
+        snprintf(m->tuning.compress, sizeof m->tuning.compress, "none");
+    json_t *cfg = vm_config_to_json(&m->vm->cfg);
+    json_t *storage = m->tuning.with_storage[0] ? storage_request(m) : NULL;
+    migrate_src_mp(m, "migrate.prepare",
+              json_pack("{s:o, s:o, s:s, s:s, s:I, s:b, s:o, s:s, s:b}", "config", cfg, "tuning", tuning_to_json(&m->tuning),
+                        "accel", accel_kind_name(a->accel.kind), "via", via_of(m), "job", (json_int_t)m->job->id, "quick",
+                        m->tuning.quick, "storage", storage ? storage : json_null(), "user", migrate_src_user_of(m),
+                        "insecure_ok", a->settings.allow_insecure_migration),
+              PREPARE_TIMEOUT_MS, on_prepared);
+}
+
+/* ---- the destination's answer to prepare ------------------------------ */
+
+static void on_src_tls(void *arg, json_t *ret, const qmp_error_t *err);
+
+static void on_prepared(void *arg, json_t *result, json_t *error)
+{
+    struct migration *m = arg;
+    if (error) {
+        m->failure = json_deep_copy(error);
+        migrate_src_end_failed(m);       /* nothing was started anywhere */
+        return;
+    }
+    if (m->tuning.quick) {
+        migrate_src_quick_save(m);
+        return;
+    }
+    snprintf(m->dst_ip, sizeof m->dst_ip, "%s", json_string_value(json_object_get(result, "ip")));
+    m->dst_port = (int)json_integer_value(json_object_get(result, "port"));
+    m->nbd_port = (int)json_integer_value(json_object_get(result, "nbd_port"));
+    json_t *problem = migrate_src_check_route(m);
+    if (!problem && m->job->cancel_requested)
+        problem = proto_error(ERR_CANCELLED, NULL, "migration of %s cancelled", m->name);
+    if (problem) {
+        m->failure = problem;
+        migrate_src_rollback(m);
+        return;
+    }
+    m->tls = json_is_true(json_object_get(result, "tls"));
+    snprintf(m->dst_name, sizeof m->dst_name, "%s", json_string_value(json_object_get(result, "host")) ?
+             json_string_value(json_object_get(result, "host")) : "");
+    if (m->tls) {
+        char *id = xasprintf("vmove-tls-%lld", (long long)m->job->id);
+        migrate_src_mq(m, "object-add", qemu_tls_object(id, m->agent->qemu_tls_dir, false), 10000, on_src_tls);
+        free(id);
+        return;
+    }
+    on_src_tls(m, NULL, NULL);
+}
+
+/* TLS credentials in place (or not needed): disks first, or memory. */
+static void on_src_tls(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct migration *m = arg;
+    if (err) {
+        m->failure = proto_error(ERR_QEMU, NULL, "QEMU could not load the TLS credentials: %s", err->desc);
+        migrate_src_rollback(m);
+        return;
+    }
+    if (m->tuning.with_storage[0]) {
+        migrate_src_start_mirrors(m);
+        return;
+    }
+    migrate_src_mq(m, "migrate-set-capabilities", tuning_qemu_capabilities(&m->tuning), 10000, migrate_src_on_src_caps);
+}
+
+/* ---- choosing compression from the measured link ---------------------- */
+
+/* Compression pays where the link, not the CPU, limits the transfer. */
+#define COMPRESS_BELOW_BPS (1.5e9 / 8)     /* between 1 GbE (compress) and 10 GbE (do not) */
+#define PROBE_MS 300
+
+static void on_link_measured(void *arg, double Bps)
+{
+    struct migration *m = arg;
+    m->probe = NULL;
+    if (!m->dead && m->phase == PH_PREPARE) {
+        const char *choice = Bps > 0 && Bps < COMPRESS_BELOW_BPS && m->tuning.channels > 1 ? "zstd" : "none";
+        snprintf(m->tuning.compress, sizeof m->tuning.compress, "%s", choice);
+        char *msg = Bps > 0 ? xasprintf("link to %s measured at %.2f Gbit/s: compression %s", migrate_src_dest(m), Bps * 8 / 1e9,
+                                        choice)
+                            : xasprintf("link to %s could not be measured: compression none", migrate_src_dest(m));
+        log_info("%s: %s", m->name, msg);
+        json_array_append_new(m->actions, json_string(msg));
+        free(msg);
+        send_prepare(m);
+    }
+    migrate_src_m_release(m);
+}
+
+static void on_probe_sink(void *arg, json_t *result, json_t *error)
+{
+    struct migration *m = arg;
+    if (error) {
+        /* A refusal (rights, disabled, network) is prepare's to report in full. */
+        send_prepare(m);
+        return;
+    }
+    m->refs++;   /* held by the probe until it reports */
+    m->probe = link_probe_run(m->agent->base, json_string_value(json_object_get(result, "ip")),
+                              (int)json_integer_value(json_object_get(result, "port")), PROBE_MS, on_link_measured, m);
+}

@@ -1,0 +1,106 @@
+/* The source side of a migration: recovery after a restart. */
+#include "migrate/src.h"
+
+#include <string.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "core/agent.h"
+#include "core/jobs.h"
+#include "core/journal.h"
+#include "vm/vm.h"
+
+/* ---- recovery after a restart ----------------------------------------- */
+
+static void on_recover_status(void *arg, json_t *info, const qmp_error_t *err);
+
+void migrate_src_recover_wait_qmp(struct migration *m)
+{
+    if (m->vm->qmp && qmp_is_ready(m->vm->qmp)) {
+        migrate_src_mq(m, "query-migrate", NULL, 10000, on_recover_status);
+        return;
+    }
+    migrate_src_arm_timer(m, 100);
+}
+
+static void on_recover_status(void *arg, json_t *info, const qmp_error_t *err)
+{
+    struct migration *m = arg;
+    const char *st = json_string_value(json_object_get(info, "status"));
+    if (st && migrate_src_is_active(st)) {
+        /* The old vmoved left QEMU migrating: stop it, then decide. */
+        migrate_src_mq(m, "migrate_cancel", NULL, 10000, NULL);
+        migrate_src_arm_timer(m, 200);      /* recover_wait_qmp asks again */
+        return;
+    }
+    m->recovering = false;
+    m->failure = proto_error(ERR_INTERNAL, "check `vmove vm list` on both hosts",
+                             "the migration was interrupted by a vmoved restart on %s", m->agent->name);
+    if (st && !strcmp(st, "completed")) {
+        m->transfer_done = true;
+        migrate_src_resolve_ambiguous(m);
+    } else
+        migrate_src_rollback(m);
+}
+
+void migrate_recover(struct agent *a)
+{
+    for (struct vm *vm = a->vms; vm; vm = vm->next) {
+        const char *role = json_string_value(json_object_get(vm->migration, "role"));
+        if (!role || strcmp(role, "source"))
+            continue;
+        json_int_t id = json_integer_value(json_object_get(vm->migration, "job"));
+        struct job *job = job_adopt(a, &migrate_src_job_ops, id);
+        if (!job)
+            job = job_create(a, &migrate_src_job_ops, vm->name, NULL);
+        const char *peer = json_string_value(json_object_get(vm->migration, "peer"));
+        const char *addr = json_string_value(json_object_get(vm->migration, "addr"));
+        struct migration *m = migrate_src_migration_new(a, vm, job, peer, addr ? addr : "");
+        log_warn("vm %s: resolving a migration to %s interrupted by a restart", vm->name, migrate_src_dest(m));
+        struct vm_hooks h = {NULL, migrate_src_on_src_gone, m};
+        vm_set_hooks(vm, &h);
+        if (!qemu_pid_alive(vm)) {
+            vm_set_migration(vm, NULL);
+            vm_set_state(vm, VM_CRASHED, "QEMU exited while vmoved was down, during a migration");
+            m->vm = NULL;
+            m->failure = proto_error(ERR_QEMU, NULL, "the source QEMU exited while vmoved was down");
+            m->peer = peer_connect(a, m->peer_name, m->peer_addr, NULL, NULL);
+            migrate_src_mp(m, "migrate.resolve", json_pack("{s:s}", "name", m->name), 10000, migrate_src_on_resolved_rollback);
+            continue;
+        }
+        m->peer = peer_connect(a, m->peer_name, m->peer_addr, NULL, NULL);
+        m->recovering = true;
+        migrate_src_arm_timer(m, 0);
+    }
+}
+
+/* Queued migrations survive a restart: they wait again, in their order. */
+void migrate_recover_queued(struct agent *a)
+{
+    static const char *const queued[] = {"queued", NULL};
+    json_t *recs = journal_jobs(a->journal, queued, 100000);
+    size_t i;
+    json_t *rec;
+    json_array_foreach(recs, i, rec) {
+        const char *kind = json_string_value(json_object_get(rec, "kind"));
+        if (!kind || strcmp(kind, "migrate"))
+            continue;
+        json_int_t id = json_integer_value(json_object_get(rec, "id"));
+        const char *to = json_string_value(json_object_get(json_object_get(rec, "params"), "to"));
+        struct job *job = job_adopt(a, &migrate_src_job_ops, id);
+        if (!job)
+            continue;
+        struct vm *vm = job->vm ? vm_find(a, job->vm) : NULL;
+        const struct peer_entry *p = to ? settings_find_peer(&a->settings, to) : NULL;
+        struct migrate_tuning t;
+        char err[256];
+        if (!vm || !to || tuning_from_json(json_object_get(job->params, "tuning"), &t, err, sizeof err) < 0) {
+            job_fail(job, proto_error(ERR_STATE, NULL, "queued migration could not be resumed after a restart"));
+            continue;
+        }
+        log_info("job %lld: queued migration of %s to %s resumes its place in the queue", (long long)id,
+                 vm->name, to);
+        migrate_src_enqueue_migration(a, job, vm, p ? p->name : NULL, p ? p->addr : to, &t);
+    }
+    json_decref(recs);
+}

@@ -1,0 +1,119 @@
+/* The source side of a migration: switch-over. */
+#include "migrate/src.h"
+
+#include <string.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/util.h"
+#include "core/agent.h"
+#include "vm/vm.h"
+
+/* ---- switchover ------------------------------------------------------- */
+
+void migrate_src_on_resolved(void *arg, json_t *result, json_t *error)
+{
+    struct migration *m = arg;
+    const char *st = json_string_value(json_object_get(result, "state"));
+    if (!st) {
+        log_warn("%s: cannot reach %s to learn whether it runs the VM; the VM stays paused here; retrying",
+                 m->name, migrate_src_dest(m));
+        migrate_src_arm_timer(m, RESOLVE_RETRY_MS);
+        return;
+    }
+    if (!strcmp(st, "committed")) {
+        migrate_src_confirm(m);
+        return;
+    }
+    /* The destination has aborted: run the guest here again. */
+    m->transfer_done = false;
+    if (!m->failure)
+        m->failure = proto_error(ERR_UNAVAILABLE, NULL, "the destination %s did not take over the VM; it runs on %s again",
+                                 migrate_src_dest(m), m->agent->name);
+    m->phase = PH_ROLLBACK;
+    migrate_src_mq(m, "cont", NULL, 10000, migrate_src_on_resume);
+}
+
+void migrate_src_resolve_ambiguous(struct migration *m)
+{
+    migrate_src_set_phase(m, PH_RESOLVE);
+    peer_close(m->peer);
+    m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
+    migrate_src_mp(m, "migrate.resolve", json_pack("{s:s}", "name", m->name), 10000, migrate_src_on_resolved);
+}
+
+void migrate_src_on_finished(void *arg, json_t *result, json_t *error)
+{
+    struct migration *m = arg;
+    if (!error) {
+        if (m->tuning.quick && m->stats)
+            json_object_set_new(m->stats, "pause_ms", json_integer((json_int_t)(now_ms() - m->t_pause)));
+        migrate_src_confirm(m);
+        return;
+    }
+    const char *code = json_string_value(json_object_get(error, "code"));
+    log_warn("%s: %s answered finish with %s: %s", m->name, migrate_src_dest(m), code ? code : "?",
+             json_string_value(json_object_get(error, "message")));
+    if (code && (!strcmp(code, ERR_UNAVAILABLE) || !strcmp(code, ERR_TIMEOUT))) {
+        /* We do not know whether the destination committed: ask until it answers. */
+        migrate_src_resolve_ambiguous(m);
+        return;
+    }
+    m->failure = json_deep_copy(error);
+    m->transfer_done = false;
+    m->phase = PH_ROLLBACK;
+    if (!qemu_pid_alive(m->vm)) {
+        vm_set_migration(m->vm, NULL);
+        vm_set_state(m->vm, VM_CRASHED, "QEMU exited during the switch-over and the destination refused to finish");
+        migrate_src_end_failed(m);
+        return;
+    }
+    migrate_src_mq(m, "cont", NULL, 10000, migrate_src_on_resume);
+}
+
+/* QEMU 7.2 reports "completed" a moment before it fills in downtime and
+ * total-time: read them again (the answer arrives during the finish call). */
+static void on_stats_refresh(void *arg, json_t *info, const qmp_error_t *err)
+{
+    struct migration *m = arg;
+    if (err || !m->stats)
+        return;
+    json_int_t down = json_integer_value(json_object_get(info, "downtime"));
+    json_int_t total = json_integer_value(json_object_get(info, "total-time"));
+    if (down > 0)
+        json_object_set_new(m->stats, "qemu_downtime_ms", json_integer(down));
+    if (total > 0)
+        json_object_set_new(m->stats, "qemu_total_ms", json_integer(total));
+}
+
+void migrate_src_switchover(struct migration *m, json_t *info)
+{
+    m->transfer_done = true;
+    json_t *ram = json_object_get(info, "ram");
+    m->stats = json_pack("{s:I, s:I, s:I, s:I, s:i}",
+                         "qemu_downtime_ms", json_integer_value(json_object_get(info, "downtime")),
+                         "qemu_total_ms", json_integer_value(json_object_get(info, "total-time")),
+                         "bytes_sent", json_integer_value(json_object_get(ram, "transferred")),
+                         "passes", json_integer_value(json_object_get(ram, "dirty-sync-count")),
+                         "downtime_limit_ms", m->cur_downtime_ms);
+    json_object_set_new(m->stats, "tuning", tuning_to_json(&m->tuning));
+    log_info("%s: transfer to %s completed (QEMU downtime so far %lld ms); switching over", m->name, migrate_src_dest(m),
+             (long long)json_integer_value(json_object_get(info, "downtime")));
+    migrate_src_set_phase(m, PH_SWITCHOVER);
+    if (!json_integer_value(json_object_get(info, "downtime")) || !json_integer_value(json_object_get(info, "total-time")))
+        migrate_src_mq(m, "query-migrate", NULL, 5000, on_stats_refresh);
+    if (m->mirrors_started) {
+        migrate_src_end_mirrors(m, false);
+        return;
+    }
+    migrate_src_send_finish(m);
+}
+
+void migrate_src_send_finish(struct migration *m)
+{
+    if (m->tuning.quick)
+        migrate_src_mp(m, "migrate.load", json_pack("{s:s, s:s}", "name", m->name, "path", m->state_path),
+                  300000, migrate_src_on_finished);
+    else
+        migrate_src_mp(m, "migrate.finish", json_pack("{s:s}", "name", m->name), FINISH_TIMEOUT_MS, migrate_src_on_finished);
+}

@@ -1,0 +1,136 @@
+/* The source side of a live migration, private to src/migrate/src-*.c and
+ * migrate.c (the public entry points are migrate/migrate.h).
+ *
+ * Contract: one struct migration per move leaving this host, on the agent's
+ * list from submit to its end.  Every QMP or peer call made for it goes
+ * through migrate_src_mq / migrate_src_mp, which hold a reference: a reply
+ * arriving after the end is dropped.  Functions shared between the files are
+ * named migrate_src_*; everything else is static to its file. */
+#ifndef VMOVE_MIGRATE_SRC_H
+#define VMOVE_MIGRATE_SRC_H
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/peer.h"
+#include "migrate/migrate.h"
+#include "migrate/policy.h"
+#include "migrate/tuning.h"
+#include "qemu/qmp.h"
+
+#define POLL_MS 250
+#define CANCEL_GRACE_MS 5000    /* a failed transfer still running after this: abort_stuck_connections */
+#define STALL_MS 10000          /* no bytes moved for this long: the link is gone */
+#define RESOLVE_RETRY_MS 2000
+#define PREPARE_TIMEOUT_MS 60000
+#define FINISH_TIMEOUT_MS 30000
+
+#define RESERVE_RETRY_MS 500
+
+enum phase { PH_PREPARE, PH_TRANSFER, PH_SWITCHOVER, PH_CONFIRM, PH_ROLLBACK, PH_RESOLVE, PH_QUEUED, PH_RESERVING,
+             PH_MIRROR };
+
+struct migration {
+    struct migration *next;
+    struct agent *agent;
+    struct job *job;
+    struct vm *vm;
+    char *name;
+    char *peer_name;          /* NULL when moving to a bare ADDR:PORT */
+    char *peer_addr;
+    struct peer_conn *peer;
+    struct migrate_tuning tuning;
+    enum phase phase;
+    struct event *timer;
+    uint64_t t_start, t_transfer;
+    char dst_ip[64];
+    int dst_port;
+    /* progress and convergence */
+    uint64_t last_transferred, last_progress_ms;
+    struct migrate_policy_state policy;
+    int cur_downtime_ms;
+    json_t *actions;          /* what the convergence policy did */
+    json_t *failure;          /* error to report once rolled back */
+    json_t *stats;
+    bool transfer_done;       /* QEMU reported completed */
+    bool recovering;          /* after a restart: waiting for QMP to decide */
+    char local_holder[48];    /* our live-migration slot on this host, once held */
+    int refs;                 /* callbacks in flight + 1 while alive */
+    bool dead;                /* ended: callbacks still in flight are dropped */
+    char *state_path;         /* quick migration: the saved-state file */
+    uint64_t t_pause;         /* quick migration: when the guest was paused */
+    int nbd_port;             /* shared-nothing: the destination's NBD server */
+    bool tls;                 /* the destination decided: TLS streams */
+    char dst_name[64];        /* the destination's host name (for TLS hostname checks) */
+    bool mirrors_started;
+    bool conns_aborted;         /* the last resort of abort_stuck_connections ran */
+    uint64_t fail_ms;           /* when fail() stopped a running transfer */
+    bool ending_mirrors;      /* switch-over: waiting for the mirror jobs to end */
+    int mirror_setup_pending;
+    struct link_probe *probe; /* measuring the link before prepare */
+};
+
+struct job_ops;
+extern const char *const migrate_src_phase_names[];
+extern const struct job_ops migrate_src_job_ops;   /* the "migrate" job (migrate.c) */
+
+/* src-common.c: QMP and peer calls that hold the migration, phases, the timer */
+void migrate_src_arm_timer(struct migration *m, int ms);
+const char *migrate_src_dest(const struct migration *m);
+void migrate_src_m_release(struct migration *m);
+void migrate_src_migration_free(struct migration *m);
+void migrate_src_mp(struct migration *m, const char *method, json_t *params, int timeout, peer_reply_fn cb);
+int migrate_src_mq(struct migration *m, const char *cmd, json_t *args, int timeout, qmp_reply_fn cb);
+int migrate_src_mqfd(struct migration *m, const char *cmd, json_t *args, int fd, int timeout, qmp_reply_fn cb);
+void migrate_src_set_phase(struct migration *m, enum phase ph);
+const char *migrate_src_user_of(const struct migration *m);
+
+/* src-ending.c: ending and rollback */
+void migrate_src_confirm(struct migration *m);
+void migrate_src_end_failed(struct migration *m);
+void migrate_src_fail(struct migration *m, json_t *error);
+void migrate_src_on_resolved_rollback(void *arg, json_t *result, json_t *error);
+void migrate_src_on_resume(void *arg, json_t *ret, const qmp_error_t *err);
+void migrate_src_rollback(struct migration *m);
+
+/* src-switchover.c: switch-over */
+void migrate_src_on_finished(void *arg, json_t *result, json_t *error);
+void migrate_src_on_resolved(void *arg, json_t *result, json_t *error);
+void migrate_src_resolve_ambiguous(struct migration *m);
+void migrate_src_send_finish(struct migration *m);
+void migrate_src_switchover(struct migration *m, json_t *info);
+
+/* src-transfer.c: transfer: progress, convergence, QEMU started */
+void migrate_src_abort_stuck_connections(struct migration *m);
+json_t *migrate_src_check_route(struct migration *m);
+bool migrate_src_is_active(const char *st);
+void migrate_src_on_poll(void *arg, json_t *info, const qmp_error_t *err);
+void migrate_src_on_src_caps(void *arg, json_t *ret, const qmp_error_t *err);
+void migrate_src_poll_now(evutil_socket_t fd, short what, void *arg);
+
+/* src-mirror.c: shared-nothing: the disk mirrors */
+void migrate_src_end_mirrors(struct migration *m, bool force);
+char *migrate_src_mirror_node(struct migration *m, const char *disk, const char *what);
+void migrate_src_on_mirror_poll(void *arg, json_t *jobs, const qmp_error_t *err);
+void migrate_src_start_mirrors(struct migration *m);
+
+/* src-quick.c: quick migration */
+void migrate_src_quick_save(struct migration *m);
+
+/* src-hooks.c: hooks: the source QEMU and the peer connection */
+void migrate_src_on_peer_closed(void *arg, const char *reason);
+void migrate_src_on_src_event(void *arg, const char *name, json_t *data);
+void migrate_src_on_src_gone(void *arg, json_t *exit_info);
+
+/* migrate.c: start and cancel (migrate.h) */
+struct migration *migrate_src_migration_new(struct agent *a, struct vm *vm, struct job *job, const char *peer_name, const char *peer_addr);
+void migrate_src_on_unreserved(void *arg, json_t *result, json_t *error);
+
+/* src-queue.c: queueing, the prepare step and its answer, compression */
+void migrate_src_enqueue_migration(struct agent *a, struct job *job, struct vm *vm, const char *peer_name, const char *peer_addr, const struct migrate_tuning *t);
+void migrate_src_reserve(struct migration *m);
+
+/* src-recovery.c: recovery after a restart */
+void migrate_src_recover_wait_qmp(struct migration *m);
+#endif
