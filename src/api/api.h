@@ -84,4 +84,5 @@ extern const struct api_method api_vm_methods[];
 extern const struct api_method api_job_methods[];
 extern const struct api_method api_peer_methods[];
 extern const struct api_method api_storage_methods[];
+extern const struct api_method api_migrate_peer_methods[];   /* api-migrate-peer.c */
 #endif

@@ -13,7 +13,6 @@
 #include "core/audit.h"
 #include "api/delegate.h"
 #include "cluster/drain.h"
-#include "migrate/incoming.h"
 #include "migrate/migrate.h"
 #include "storage/storage_move.h"
 
