@@ -23,6 +23,7 @@
 #include "migrate/link_probe.h"
 #include "migrate/migrate_net.h"
 #include "migrate/tuning.h"
+#include "migrate/wire.h"
 #include "qemu/qemu_tls.h"
 #include "vm/vm.h"
 
@@ -332,8 +333,11 @@ static void yank_links(struct migration *m)
 static void on_resolved_rollback(void *arg, json_t *result, json_t *error)
 {
     struct migration *m = arg;
-    const char *st = json_string_value(json_object_get(result, "state"));
-    if (st && !strcmp(st, "committed") && m->transfer_done) {
+    struct wire_resolve_reply rep;
+    json_t *bad = NULL;
+    bool committed = wire_resolve_reply_from_json(result, &rep, &bad) == 0 && rep.state == WIRE_RESOLVE_COMMITTED;
+    json_decref(bad);
+    if (committed && m->transfer_done) {
         /* The destination runs it after all: finish the move instead. */
         log_warn("%s: destination %s reports the VM committed; completing the move", m->name, dest(m));
         confirm(m);
@@ -408,14 +412,16 @@ static void resolve_ambiguous(struct migration *m);
 static void on_resolved(void *arg, json_t *result, json_t *error)
 {
     struct migration *m = arg;
-    const char *st = json_string_value(json_object_get(result, "state"));
-    if (!st) {
+    struct wire_resolve_reply rep;
+    json_t *bad = NULL;
+    if (wire_resolve_reply_from_json(result, &rep, &bad) < 0) {
+        json_decref(bad);
         log_warn("%s: cannot reach %s to learn whether it runs the VM; the VM stays paused here; retrying",
                  m->name, dest(m));
         arm_timer(m, RESOLVE_RETRY_MS);
         return;
     }
-    if (!strcmp(st, "committed")) {
+    if (rep.state == WIRE_RESOLVE_COMMITTED) {
         confirm(m);
         return;
     }
@@ -1060,10 +1066,18 @@ static void on_prepared(void *arg, json_t *result, json_t *error)
         quick_save(m);
         return;
     }
-    snprintf(m->dst_ip, sizeof m->dst_ip, "%s", json_string_value(json_object_get(result, "ip")));
-    m->dst_port = (int)json_integer_value(json_object_get(result, "port"));
-    m->nbd_port = (int)json_integer_value(json_object_get(result, "nbd_port"));
-    json_t *problem = check_route(m);
+    struct wire_prepare_reply rep;
+    json_t *problem = NULL;
+    if (wire_prepare_reply_from_json(result, &rep, &problem) < 0) {
+        m->failure = problem;
+        rollback(m);         /* the destination may have prepared: it aborts */
+        return;
+    }
+    snprintf(m->dst_ip, sizeof m->dst_ip, "%s", rep.ip);
+    m->dst_port = rep.port;
+    m->nbd_port = rep.nbd_port;
+    wire_prepare_reply_clear(&rep);
+    problem = check_route(m);
     if (!problem && m->job->cancel_requested)
         problem = proto_error(ERR_CANCELLED, NULL, "migration of %s cancelled", m->name);
     if (problem) {
@@ -1071,9 +1085,8 @@ static void on_prepared(void *arg, json_t *result, json_t *error)
         rollback(m);
         return;
     }
-    m->tls = json_is_true(json_object_get(result, "tls"));
-    snprintf(m->dst_name, sizeof m->dst_name, "%s", json_string_value(json_object_get(result, "host")) ?
-             json_string_value(json_object_get(result, "host")) : "");
+    m->tls = rep.tls;
+    snprintf(m->dst_name, sizeof m->dst_name, "%.*s", (int)sizeof m->dst_name - 1, rep.host);
     if (m->tls) {
         char *id = xasprintf("vmove-tls-%lld", (long long)m->job->id);
         mq(m, "object-add", qemu_tls_object(id, m->agent->qemu_tls_dir, false), 10000, on_src_tls);
@@ -1341,9 +1354,19 @@ static void on_reserved(void *arg, json_t *result, json_t *error)
         end_failed(m);
         return;
     }
-    if (json_is_true(json_object_get(result, "granted"))) {
+    struct wire_reserve_reply rep;
+    json_t *bad = NULL;
+    if (wire_reserve_reply_from_json(result, &rep, &bad) < 0) {
+        m->failure = bad;
+        /* Granted or not, we cannot tell: give the place back. */
+        mp(m, "migrate.unreserve", json_pack("{s:I}", "job", (json_int_t)m->job->id), 5000, on_unreserved);
+        m->vm = NULL;
+        end_failed(m);
+        return;
+    }
+    if (rep.granted) {
         /* This host must allow sending VMs to that host. */
-        const char *dst = json_string_value(json_object_get(result, "host"));
+        const char *dst = rep.host;
         char *p = xasprintf("host:%s", dst ? dst : "?");
         bool ok = dst && acl_allows(m->agent, p, RIGHT_MIGRATE_OUT);
         audit_record(m->agent, p, "migrate.out", m->name, m->peer_addr, ok,
@@ -1360,7 +1383,7 @@ static void on_reserved(void *arg, json_t *result, json_t *error)
         begin_migration(m);
         return;
     }
-    job_set_waiting(m->job, (int)json_integer_value(json_object_get(result, "position")), dest(m));
+    job_set_waiting(m->job, rep.position, dest(m));
     arm_timer(m, RESERVE_RETRY_MS);
 }
 
