@@ -1,5 +1,6 @@
 /* The source side of a migration: ending and rollback. */
 #include "migrate/src.h"
+#include "migrate/wire.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -100,8 +101,11 @@ static void yank_links(struct migration *m)
 void migrate_src_on_resolved_rollback(void *arg, json_t *result, json_t *error)
 {
     struct migration *m = arg;
-    const char *st = json_string_value(json_object_get(result, "state"));
-    if (st && !strcmp(st, "committed") && m->transfer_done) {
+    struct wire_resolve_reply rep;
+    json_t *bad = NULL;
+    bool committed = wire_resolve_reply_from_json(result, &rep, &bad) == 0 && rep.state == WIRE_RESOLVE_COMMITTED;
+    json_decref(bad);
+    if (committed && m->transfer_done) {
         /* The destination runs it after all: finish the move instead. */
         log_warn("%s: destination %s reports the VM committed; completing the move", m->name, migrate_src_dest(m));
         migrate_src_confirm(m);

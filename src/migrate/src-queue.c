@@ -13,6 +13,7 @@
 #include "core/jobs.h"
 #include "core/limits.h"
 #include "migrate/link_probe.h"
+#include "migrate/wire.h"
 #include "qemu/qemu_tls.h"
 #include "vm/vm.h"
 
@@ -75,9 +76,20 @@ static void on_reserved(void *arg, json_t *result, json_t *error)
         migrate_src_end_failed(m);
         return;
     }
-    if (json_is_true(json_object_get(result, "granted"))) {
+    struct wire_reserve_reply rep;
+    json_t *bad = NULL;
+    if (wire_reserve_reply_from_json(result, &rep, &bad) < 0) {
+        m->failure = bad;
+        /* Granted or not, we cannot tell: give the place back. */
+        migrate_src_mp(m, "migrate.unreserve", json_pack("{s:I}", "job", (json_int_t)m->job->id), 5000,
+                       migrate_src_on_unreserved);
+        m->vm = NULL;
+        migrate_src_end_failed(m);
+        return;
+    }
+    if (rep.granted) {
         /* This host must allow sending VMs to that host. */
-        const char *dst = json_string_value(json_object_get(result, "host"));
+        const char *dst = rep.host;
         char *p = xasprintf("host:%s", dst ? dst : "?");
         bool ok = dst && acl_allows(m->agent, p, RIGHT_MIGRATE_OUT);
         audit_record(m->agent, p, "migrate.out", m->name, m->peer_addr, ok,
@@ -94,7 +106,7 @@ static void on_reserved(void *arg, json_t *result, json_t *error)
         begin_migration(m);
         return;
     }
-    job_set_waiting(m->job, (int)json_integer_value(json_object_get(result, "position")), migrate_src_dest(m));
+    job_set_waiting(m->job, rep.position, migrate_src_dest(m));
     migrate_src_arm_timer(m, RESERVE_RETRY_MS);
 }
 
@@ -190,10 +202,20 @@ static void on_prepared(void *arg, json_t *result, json_t *error)
         migrate_src_quick_save(m);
         return;
     }
-    snprintf(m->dst_ip, sizeof m->dst_ip, "%s", json_string_value(json_object_get(result, "ip")));
-    m->dst_port = (int)json_integer_value(json_object_get(result, "port"));
-    m->nbd_port = (int)json_integer_value(json_object_get(result, "nbd_port"));
-    json_t *problem = migrate_src_check_route(m);
+    struct wire_prepare_reply rep;
+    json_t *problem = NULL;
+    if (wire_prepare_reply_from_json(result, &rep, &problem) < 0) {
+        m->failure = problem;
+        migrate_src_rollback(m);   /* the destination may have prepared: it aborts */
+        return;
+    }
+    snprintf(m->dst_ip, sizeof m->dst_ip, "%s", rep.ip);
+    m->dst_port = rep.port;
+    m->nbd_port = rep.nbd_port;
+    bool tls = rep.tls;
+    snprintf(m->dst_name, sizeof m->dst_name, "%.*s", (int)sizeof m->dst_name - 1, rep.host);
+    wire_prepare_reply_clear(&rep);
+    problem = migrate_src_check_route(m);
     if (!problem && m->job->cancel_requested)
         problem = proto_error(ERR_CANCELLED, NULL, "migration of %s cancelled", m->name);
     if (problem) {
@@ -201,9 +223,7 @@ static void on_prepared(void *arg, json_t *result, json_t *error)
         migrate_src_rollback(m);
         return;
     }
-    m->tls = json_is_true(json_object_get(result, "tls"));
-    snprintf(m->dst_name, sizeof m->dst_name, "%s", json_string_value(json_object_get(result, "host")) ?
-             json_string_value(json_object_get(result, "host")) : "");
+    m->tls = tls;
     if (m->tls) {
         char *id = xasprintf("vmove-tls-%lld", (long long)m->job->id);
         migrate_src_mq(m, "object-add", qemu_tls_object(id, m->agent->qemu_tls_dir, false), 10000, on_src_tls);

@@ -1,5 +1,6 @@
 /* The source side of a migration: switch-over. */
 #include "migrate/src.h"
+#include "migrate/wire.h"
 
 #include <string.h>
 
@@ -14,14 +15,16 @@
 void migrate_src_on_resolved(void *arg, json_t *result, json_t *error)
 {
     struct migration *m = arg;
-    const char *st = json_string_value(json_object_get(result, "state"));
-    if (!st) {
+    struct wire_resolve_reply rep;
+    json_t *bad = NULL;
+    if (wire_resolve_reply_from_json(result, &rep, &bad) < 0) {
+        json_decref(bad);
         log_warn("%s: cannot reach %s to learn whether it runs the VM; the VM stays paused here; retrying",
                  m->name, migrate_src_dest(m));
         migrate_src_arm_timer(m, RESOLVE_RETRY_MS);
         return;
     }
-    if (!strcmp(st, "committed")) {
+    if (rep.state == WIRE_RESOLVE_COMMITTED) {
         migrate_src_confirm(m);
         return;
     }

@@ -1,0 +1,235 @@
+/* Handlers of the host-to-host methods a migration source calls on this
+ * (destination) host: migrate.reserve, .unreserve, .prepare, .finish, .load,
+ * .resolve, .capacity and .probe.  Each checks who asks (a host, with
+ * migrate.in for itself and the user it acts for), reads the message
+ * (migrate/wire.h), calls one function of migrate/incoming.h and answers.
+ * The source's control connection, held for the whole incoming migration,
+ * is owned here: its hang-up is reported to the domain by name. */
+#include "api/api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/proto.h"
+#include "common/util.h"
+#include "core/acl.h"
+#include "core/agent.h"
+#include "core/audit.h"
+#include "migrate/incoming.h"
+#include "migrate/wire.h"
+
+/* ---- who may ask ------------------------------------------------------ */
+
+static bool from_host(struct api_req *r)
+{
+    if (r->who.kind == PRINCIPAL_HOST)
+        return true;
+    api_failf(r, ERR_DENIED, NULL, "%s is a host-to-host method", r->method);
+    return false;
+}
+
+/* An incoming migration needs, here: the sending host with migrate.in (we
+ * accept VMs from it) and the user it acts for with migrate.in.  The user is
+ * the one the source host authenticated; the source vouches for it, which is
+ * why it must hold migrate.in itself. */
+static bool incoming_authorized(struct api_req *r)
+{
+    struct agent *a = r->agent;
+    const char *vm = json_string_value(json_object_get(r->params, "vm"));
+    if (!vm)
+        vm = json_string_value(json_object_get(json_object_get(r->params, "config"), "name"));
+    char host[96];
+    snprintf(host, sizeof host, "host:%s", r->who.name);
+    const char *user = json_string_value(json_object_get(r->params, "user"));
+    char who[96];
+    snprintf(who, sizeof who, "%s", user ? user : "user:?");
+    const char *check[] = {host, who};
+    for (size_t i = 0; i < 2; i++) {
+        bool ok = acl_allows(a, check[i], RIGHT_MIGRATE_IN);
+        audit_record(a, check[i], r->method, vm, api_req_peer(r), ok, ok ? NULL : "lacks migrate.in");
+        if (!ok) {
+            api_fail(r, acl_denial(a, check[i], RIGHT_MIGRATE_IN));
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- answering -------------------------------------------------------- */
+
+static void answer(struct api_req *r, json_t *result, json_t *error)
+{
+    if (error)
+        api_fail(r, error);
+    else
+        api_reply(r, result);
+}
+
+/* incoming_done_fn: the request is the argument. */
+static void answer_later(void *arg, json_t *result, json_t *error) { answer(arg, result, error); }
+
+/* ---- the source's control connection ---------------------------------- */
+
+/* Held from the moment the incoming migration exists until it ends. */
+struct source_link {
+    struct agent *agent;
+    struct api_req *req;       /* until armed: the prepare request */
+    struct api_sink *sink;
+    char *vm;
+    char *source;
+};
+
+static void source_closed(void *arg)
+{
+    struct source_link *l = arg;
+    /* Copies: reporting the loss releases (frees) the link. */
+    char *vm = xstrdup(l->vm), *source = xstrdup(l->source);
+    incoming_source_lost(l->agent, vm, source);
+    free(vm);
+    free(source);
+}
+
+static void source_arm(void *ctx)
+{
+    struct source_link *l = ctx;
+    l->sink = api_sink_hold(l->req);
+    l->req = NULL;
+    api_sink_on_close(l->sink, source_closed, l);
+}
+
+static void source_link_free(struct source_link *l)
+{
+    free(l->vm);
+    free(l->source);
+    free(l);
+}
+
+static void source_release(void *ctx)
+{
+    struct source_link *l = ctx;
+    api_sink_release(l->sink);
+    source_link_free(l);
+}
+
+/* ---- the methods ------------------------------------------------------ */
+
+static void migrate_reserve(struct api_req *r)
+{
+    struct wire_reserve_req m;
+    json_t *err = NULL;
+    if (!from_host(r))
+        return;
+    if (wire_reserve_req_from_json(r->params, &m, &err) < 0) {
+        api_fail(r, err);
+        return;
+    }
+    if (!incoming_authorized(r))
+        return;
+    json_t *res = incoming_reserve(r->agent, r->who.name, m.job, &err);
+    answer(r, res, err);
+}
+
+/* No rights check: a host only ever gives back its own places. */
+static void migrate_unreserve(struct api_req *r)
+{
+    struct wire_reserve_req m;
+    json_t *err = NULL;
+    if (!from_host(r))
+        return;
+    if (wire_reserve_req_from_json(r->params, &m, &err) < 0) {
+        api_fail(r, err);
+        return;
+    }
+    incoming_unreserve(r->agent, r->who.name, m.job);
+    api_reply(r, json_object());
+}
+
+static void migrate_prepare(struct api_req *r)
+{
+    struct wire_prepare_req m;
+    json_t *err = NULL;
+    if (!from_host(r) || !incoming_authorized(r))
+        return;
+    if (wire_prepare_req_from_json(r->params, &m, &err) < 0) {
+        api_fail(r, err);
+        return;
+    }
+    struct source_link *l = xcalloc(1, sizeof *l);
+    l->agent = r->agent;
+    l->req = r;
+    const char *vm = json_string_value(json_object_get(m.config, "name"));
+    l->vm = xstrdup(vm ? vm : "");
+    l->source = xstrdup(r->who.name);
+    struct incoming_prepare_req req = {r->who.name, &m, {source_arm, source_release, l}};
+    /* From here on r belongs to the domain (answer_later), unless it fails now. */
+    if (incoming_prepare(r->agent, &req, answer_later, r, &err) < 0) {
+        source_link_free(l);
+        api_fail(r, err);
+    }
+}
+
+static void migrate_finish(struct api_req *r)
+{
+    struct wire_name_req m;
+    json_t *err = NULL;
+    if (!from_host(r))
+        return;
+    if (wire_name_req_from_json(r->params, &m, &err) < 0 ||
+        incoming_finish(r->agent, r->who.name, m.name, answer_later, r, &err) < 0)
+        api_fail(r, err);
+}
+
+static void migrate_load(struct api_req *r)
+{
+    struct wire_load_req m;
+    json_t *err = NULL;
+    if (!from_host(r))
+        return;
+    if (wire_load_req_from_json(r->params, &m, &err) < 0 ||
+        incoming_load(r->agent, r->who.name, &m, answer_later, r, &err) < 0)
+        api_fail(r, err);
+}
+
+static void migrate_resolve(struct api_req *r)
+{
+    struct wire_name_req m;
+    json_t *err = NULL;
+    if (!from_host(r))
+        return;
+    if (wire_name_req_from_json(r->params, &m, &err) < 0) {
+        api_fail(r, err);
+        return;
+    }
+    api_reply(r, incoming_resolve(r->agent, m.name));
+}
+
+/* Free memory and whether this host takes VMs now; for the hosts (and users)
+ * that may bring VMs in, without giving them vm.read. */
+static void migrate_capacity(struct api_req *r)
+{
+    if (!from_host(r) || !incoming_authorized(r))
+        return;
+    api_reply(r, incoming_capacity(r->agent));
+}
+
+static void migrate_probe(struct api_req *r)
+{
+    json_t *err = NULL;
+    if (!from_host(r) || !incoming_authorized(r))
+        return;
+    json_t *res = incoming_probe(r->agent, json_string_value(json_object_get(r->params, "via")), &err);
+    answer(r, res, err);
+}
+
+const struct api_method api_migrate_peer_methods[] = {
+    {"migrate.prepare", migrate_prepare, 0},
+    {"migrate.finish", migrate_finish, 0},
+    {"migrate.resolve", migrate_resolve, 0},
+    {"migrate.reserve", migrate_reserve, 0},
+    {"migrate.load", migrate_load, 0},
+    {"migrate.probe", migrate_probe, 0},
+    {"migrate.capacity", migrate_capacity, 0},
+    {"migrate.unreserve", migrate_unreserve, 0},
+    {NULL, NULL, 0},
+};

@@ -1,0 +1,142 @@
+/* Destination: migrate.finish.  Once QEMU has loaded everything, record the
+ * commitment, then resume the guest here: the point of no return. */
+#include "migrate/dst.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/util.h"
+#include "core/agent.h"
+#include "core/journal.h"
+#include "vm/vm.h"
+
+static void finish_done(struct incoming *in)
+{
+    struct agent *a = in->agent;
+    struct vm *vm = in->vm;
+    vm->started_ms = wall_ms();
+    vm_set_migration(vm, NULL);
+    vm_set_state(vm, VM_RUNNING, "incoming migration finished");
+    json_t *d = json_pack("{s:s}", "source", in->source);
+    journal_event(a->journal, vm->name, "migration.incoming.finished", d);
+    json_decref(d);
+    /* Answered after the incoming is gone, as the source may act at once. */
+    incoming_done_fn done = in->done;
+    void *arg = in->done_arg;
+    in->done = NULL;
+    migrate_dst_free(in);
+    struct wire_finish_reply rep;
+    snprintf(rep.host, sizeof rep.host, "%s", a->name);
+    if (done)
+        done(arg, wire_finish_reply_to_json(&rep), NULL);
+}
+
+static void on_announce(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err)
+        log_warn("announce-self for %s failed: %s", in->name, err->desc);
+    finish_done(in);
+}
+
+static void on_cont(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err) {
+        /* Committed but cannot run: the VM is lost here; the source still
+         * has it paused and resumes it when told so. */
+        json_t *rec = json_deep_copy(in->vm->migration);
+        json_object_set_new(rec, "committed", json_false());
+        vm_set_migration(in->vm, rec);
+        migrate_dst_fail(in, "the destination QEMU refused to run the guest: %s", err->desc);
+        return;
+    }
+    /* Tell the switches where the guest's MACs are now (RARP/GARP). */
+    migrate_dst_qmp(in, "announce-self",
+                    json_pack("{s:i, s:i, s:i, s:i}", "initial", 1, "max", 200, "rounds", 5, "step", 50), 5000,
+                    on_announce);
+}
+
+static void commit_and_resume(struct incoming *in)
+{
+    if (in->finish_timer) {
+        event_free(in->finish_timer);
+        in->finish_timer = NULL;
+    }
+    /* The point of no return: recorded before the guest runs here. */
+    json_t *rec = json_deep_copy(in->vm->migration);
+    json_object_set_new(rec, "committed", json_true());
+    vm_set_migration(in->vm, rec);
+    migrate_dst_qmp(in, "cont", NULL, 10000, on_cont);
+}
+
+static void on_nbd_stopped(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err) {
+        migrate_dst_abort(in, err->desc);
+        return;
+    }
+    commit_and_resume(in);
+}
+
+/* Shared-nothing: the source's mirrors have ended; no more writes may
+ * arrive over NBD once the guest runs here. */
+void migrate_dst_stop_nbd_then_commit(struct incoming *in)
+{
+    if (in->created_disks)
+        migrate_dst_qmp(in, "nbd-server-stop", NULL, 10000, on_nbd_stopped);
+    else
+        commit_and_resume(in);
+}
+
+static void on_finish_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct incoming *in = arg;
+    migrate_dst_abort(in, "the destination QEMU did not finish loading the VM within 30 s");
+}
+
+void migrate_dst_wait_loaded(struct incoming *in, int seconds)
+{
+    in->finish_waiting = true;
+    in->finish_timer = evtimer_new(in->agent->base, on_finish_timeout, in);
+    struct timeval tv = {seconds, 0};
+    evtimer_add(in->finish_timer, &tv);
+}
+
+static void on_finish_status(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    const char *st = json_string_value(json_object_get(ret, "status"));
+    if (in->loaded || (!err && st && !strcmp(st, "completed"))) {
+        migrate_dst_stop_nbd_then_commit(in);
+        return;
+    }
+    if (!err && st && (!strcmp(st, "active") || !strcmp(st, "device") || !strcmp(st, "setup"))) {
+        /* The source has sent everything; QEMU here is still loading the
+         * last of it.  Its MIGRATION event says when it is done. */
+        migrate_dst_wait_loaded(in, 30);
+        return;
+    }
+    char why[256];
+    snprintf(why, sizeof why, "finish asked, but the incoming migration is %s", err ? err->desc : st ? st : "unknown");
+    migrate_dst_abort(in, why);
+}
+
+int incoming_finish(struct agent *a, const char *source, const char *vm_name, incoming_done_fn done, void *arg,
+                    json_t **err)
+{
+    struct incoming *in = migrate_dst_find(a, vm_name);
+    if (!in || !in->vm || in->done || strcmp(in->source, source)) {
+        *err = proto_error(ERR_STATE, NULL, "no incoming migration of %s from %s on host %s", vm_name, source,
+                           a->name);
+        return -1;
+    }
+    in->done = done;
+    in->done_arg = arg;
+    migrate_dst_qmp(in, "query-migrate", NULL, 10000, on_finish_status);
+    return 0;
+}

@@ -1,0 +1,404 @@
+/* Destination: migrate.prepare.  Check that this host can take the VM,
+ * define it, launch QEMU waiting for the state and, for shared-nothing, serve
+ * the new disks over NBD; answer with where to send it. */
+#include "migrate/dst.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/spawn.h"
+#include "common/util.h"
+#include "core/agent.h"
+#include "core/journal.h"
+#include "core/limits.h"
+#include "migrate/migrate_net.h"
+#include "qemu/accel.h"
+#include "qemu/qemu_tls.h"
+#include "vm/compat.h"
+#include "vm/vm.h"
+
+/* Every reason this host cannot take the VM, all at once. */
+static json_t *check_incoming(struct agent *a, const struct vm_config *c, const struct wire_prepare_req *msg,
+                              char *ip, size_t iplen)
+{
+    struct compat_host host = {
+        .name = a->name,
+        .incoming_enabled = a->settings.migration_incoming,
+        .drained = a->settings.drained,
+        .name_taken = vm_find(a, c->name) != NULL,
+        .mem_available_mib = compat_mem_available_mib(),
+        .accel = accel_kind_name(a->accel.kind),
+        .machines = a->caps.machines,
+        .qemu_version = a->caps.qemu_version,
+    };
+    struct compat_want want = {.src_accel = msg->accel, .copy_storage = msg->storage != NULL};
+    json_t *problems = compat_check(c, &host, &want);
+    char err[512];
+    /* A quick migration's state travels through shared storage, not the network. */
+    if (!msg->quick && migrate_net_pick_listen(&a->settings, msg->via, a->name, ip, iplen, err, sizeof err) < 0)
+        json_array_append_new(problems, json_string(err));
+    if (msg->quick)
+        snprintf(ip, iplen, "-");
+    return problems;
+}
+
+static int free_port(const char *ip)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    inet_pton(AF_INET, ip, &sin.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    socklen_t len = sizeof sin;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+        port = ntohs(sin.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static void on_incoming_event(void *arg, const char *name, json_t *data)
+{
+    struct incoming *in = arg;
+    if (!strcmp(name, "MIGRATION")) {
+        const char *st = json_string_value(json_object_get(data, "status"));
+        log_info("incoming %s: QEMU migration status %s", in->name, st ? st : "?");
+        if (st && !strcmp(st, "failed") && in->vm && !migrate_dst_committed(in->vm))
+            migrate_dst_abort(in, "QEMU reported the incoming migration failed");
+        else if (st && !strcmp(st, "completed")) {
+            /* Remembered: QEMU 7.2 may answer a later query-migrate with a
+             * stale status, and the event is the authoritative signal. */
+            in->loaded = true;
+            if (in->finish_waiting) {
+                in->finish_waiting = false;
+                migrate_dst_stop_nbd_then_commit(in);
+            }
+        }
+    }
+}
+
+static void on_incoming_gone(void *arg, json_t *exit_info)
+{
+    struct incoming *in = arg;
+    struct vm *vm = in->vm;
+    if (vm && !migrate_dst_committed(vm)) {
+        char *why = xasprintf("the destination QEMU exited (%s)",
+                              json_string_value(json_object_get(exit_info, "description")));
+        migrate_dst_abort(in, why);
+        free(why);
+        return;
+    }
+    in->vm = NULL;
+    migrate_dst_free(in);
+}
+
+static void on_migrate_incoming(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err) {
+        migrate_dst_fail(in, "migrate-incoming failed: %s", err->desc);
+        return;
+    }
+    log_info("incoming %s: listening on %s:%d for host %s", in->name, in->ip, in->port, in->source);
+    struct wire_prepare_reply rep = {.port = in->port, .tls = in->tls, .nbd_port = in->nbd_port,
+                                     .disks = in->created_disks};
+    snprintf(rep.ip, sizeof rep.ip, "%s", in->ip);
+    snprintf(rep.host, sizeof rep.host, "%s", in->agent->name);
+    migrate_dst_answer(in, wire_prepare_reply_to_json(&rep), NULL);
+}
+
+static void listen_for_migration(struct incoming *in)
+{
+    in->port = free_port(in->ip);
+    char *uri = xasprintf("tcp:%s:%d", in->ip, in->port);
+    migrate_dst_qmp(in, "migrate-incoming", json_pack("{s:s}", "uri", uri), 10000, on_migrate_incoming);
+    free(uri);
+}
+
+/* ---- shared-nothing: the new disks, served over NBD on the migration network */
+
+static void on_export(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err) {
+        in->exports_pending = -1000;
+        migrate_dst_fail(in, "QEMU could not export a disk over NBD: %s", err->desc);
+        return;
+    }
+    if (--in->exports_pending == 0)
+        listen_for_migration(in);
+}
+
+static void on_nbd_started(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err) {
+        migrate_dst_fail(in, "QEMU could not start its NBD server: %s", err->desc);
+        return;
+    }
+    const struct vm_config *c = &in->vm->cfg;
+    in->exports_pending = (int)c->n_disks;
+    for (size_t i = 0; i < c->n_disks; i++) {
+        char *id = xasprintf("nbd-%s", c->disks[i].id);
+        migrate_dst_qmp(in, "block-export-add",
+                        json_pack("{s:s, s:s, s:s, s:b, s:s}", "type", "nbd", "id", id, "node-name", c->disks[i].id,
+                                  "writable", true, "name", c->disks[i].id), 10000, on_export);
+        free(id);
+    }
+}
+
+static void start_nbd(struct incoming *in)
+{
+    in->nbd_port = free_port(in->ip);
+    char port[16];
+    snprintf(port, sizeof port, "%d", in->nbd_port);
+    migrate_dst_qmp(in, "nbd-server-start",
+                    /* QEMU 7.2 takes the legacy socket address form here ("data"). */
+                    json_pack("{s:{s:s, s:{s:s, s:s}}, s:s*}", "addr", "type", "inet", "data", "host", in->ip, "port",
+                              port, "tls-creds", in->tls ? "vmove-tls" : NULL),
+                    10000, on_nbd_started);
+}
+
+static void on_params(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err) {
+        migrate_dst_fail(in, "QEMU refused the migration parameters: %s", err->desc);
+        return;
+    }
+    if (in->quick) {
+        /* Quick migration: QEMU waits for migrate.load and its state file. */
+        struct wire_prepare_reply rep = {.quick = true};
+        migrate_dst_answer(in, wire_prepare_reply_to_json(&rep), NULL);
+        return;
+    }
+    if (in->created_disks) {
+        start_nbd(in);
+        return;
+    }
+    listen_for_migration(in);
+}
+
+static void on_caps(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err) {
+        migrate_dst_fail(in, "QEMU refused the migration capabilities: %s", err->desc);
+        return;
+    }
+    json_t *params = tuning_qemu_parameters(&in->tuning);
+    /* The source must come with a certificate from our CA (verify-peer). */
+    json_object_set_new(params, "tls-creds", json_string(in->tls ? "vmove-tls" : ""));
+    migrate_dst_qmp(in, "migrate-set-parameters", params, 10000, on_params);
+}
+
+static void on_tls_object(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err) {
+        migrate_dst_fail(in, "QEMU could not load the TLS credentials: %s", err->desc);
+        return;
+    }
+    migrate_dst_qmp(in, "migrate-set-capabilities", tuning_qemu_capabilities(&in->tuning), 10000, on_caps);
+}
+
+static void on_launched(struct vm *vm, json_t *error, void *arg)
+{
+    struct incoming *in = arg;
+    if (error) {
+        migrate_dst_fail(in, "%s", json_string_value(json_object_get(error, "message")));
+        return;
+    }
+    if (in->tls) {
+        migrate_dst_qmp(in, "object-add", qemu_tls_object("vmove-tls", in->agent->qemu_tls_dir, true), 10000,
+                        on_tls_object);
+        return;
+    }
+    migrate_dst_qmp(in, "migrate-set-capabilities", tuning_qemu_capabilities(&in->tuning), 10000, on_caps);
+}
+
+/* Shared-nothing: new disk files in DIR, one per source disk, same virtual
+ * size.  A backing chain on the source is copied flattened (the mirror runs
+ * with sync=full), so each new file stands alone.  Nothing is created here:
+ * only checked, and the config's paths rewritten. */
+static int plan_new_disks(struct agent *a, struct vm_config *c, json_t *storage, json_t **created, char *err,
+                          size_t errlen)
+{
+    const char *dir = json_string_value(json_object_get(storage, "dir"));
+    if (!dir || dir[0] != '/' || access(dir, W_OK | X_OK) < 0) {
+        snprintf(err, errlen, "storage directory %s on host %s is not a writable absolute directory",
+                 dir ? dir : "(none)", a->name);
+        return -1;
+    }
+    *created = json_array();
+    for (size_t i = 0; i < c->n_disks; i++) {
+        const char *base = strrchr(c->disks[i].path, '/');
+        char *target = xasprintf("%s/%s", dir, base ? base + 1 : c->disks[i].path);
+        if (path_exists(target)) {
+            snprintf(err, errlen, "%s already exists on host %s: refusing to overwrite it", target, a->name);
+            free(target);
+            json_decref(*created);
+            *created = NULL;
+            return -1;
+        }
+        free(c->disks[i].path);
+        c->disks[i].path = target;
+        json_array_append_new(*created, json_string(target));
+    }
+    return 0;
+}
+
+static int create_disks(const struct vm_config *c, json_t *storage, json_t *created, char *err, size_t errlen)
+{
+    json_t *sizes = json_object_get(storage, "sizes");
+    for (size_t i = 0; i < c->n_disks; i++) {
+        char size[32];
+        snprintf(size, sizeof size, "%lld", (long long)json_integer_value(json_object_get(sizes, c->disks[i].id)));
+        char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", c->disks[i].path, size, NULL};
+        char *out = NULL;
+        int rc = run_capture(argv, 30000, &out);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot create %s: %s", c->disks[i].path, out ? out : "?");
+            free(out);
+            migrate_dst_remove_created_disks(created);
+            return -1;
+        }
+        free(out);
+    }
+    return 0;
+}
+
+/* The VM, its tuning and (shared-nothing) its new disk paths, from the
+ * request; -1 with *err set if the source sent something invalid. */
+static int read_request(struct agent *a, const struct incoming_prepare_req *req, struct vm_config *cfg,
+                        struct migrate_tuning *tuning, json_t **created, json_t **err)
+{
+    char msg[512];
+    if (vm_config_from_json(req->msg->config, cfg, msg, sizeof msg) < 0) {
+        *err = proto_error(ERR_INVALID, NULL, "the VM configuration sent by %s is invalid: %s", req->source, msg);
+        return -1;
+    }
+    if (tuning_from_json(req->msg->tuning, tuning, msg, sizeof msg) < 0) {
+        vm_config_free(cfg);
+        *err = proto_error(ERR_INVALID, NULL, "%s", msg);
+        return -1;
+    }
+    *created = NULL;
+    if (req->msg->storage && plan_new_disks(a, cfg, req->msg->storage, created, msg, sizeof msg) < 0) {
+        vm_config_free(cfg);
+        *err = proto_error(ERR_INVALID, NULL, "%s", msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether this host takes the VM, and the live slot it needs (taken into
+ * holder); -1 with every problem in *err. */
+static int admit(struct agent *a, const struct incoming_prepare_req *req, const struct vm_config *cfg,
+                 const char *holder, char *ip, size_t iplen, json_t **err)
+{
+    json_t *problems = check_incoming(a, cfg, req->msg, ip, iplen);
+    /* The slot: from a granted reservation, or free right now. */
+    bool have_slot = !json_array_size(problems) &&
+                     (migrate_dst_take_reservation(a, req->source, req->msg->job) ||
+                      limits_try_take(a, SLOT_LIVE, holder));
+    if (!json_array_size(problems) && !have_slot) {
+        char *text = xasprintf("host %s already runs its maximum of %d live migrations; reserve a slot first",
+                               a->name, limits_max(a, SLOT_LIVE));
+        json_array_append_new(problems, json_string(text));
+        free(text);
+    }
+    if (!json_array_size(problems)) {
+        json_decref(problems);
+        return 0;
+    }
+    char *text = json_dumps(problems, JSON_COMPACT);
+    *err = proto_error(ERR_INVALID, "fix these on the destination, then retry", "host %s cannot take VM %s: %s",
+                       a->name, cfg->name, text);
+    json_object_set_new(*err, "problems", problems);
+    free(text);
+    return -1;
+}
+
+/* The VM is defined here: record the incoming migration and launch QEMU. */
+static void start_incoming(struct agent *a, const struct incoming_prepare_req *req, struct vm *vm,
+                           const struct migrate_tuning *tuning, json_t *created, const char *holder,
+                           const char *ip, incoming_done_fn done, void *arg)
+{
+    struct incoming *in = xcalloc(1, sizeof *in);
+    in->refs = 1;
+    in->agent = a;
+    in->vm = vm;
+    in->name = xstrdup(vm->name);
+    in->source = xstrdup(req->source);
+    in->job = req->msg->job;
+    in->quick = req->msg->quick;
+    /* Plaintext only when both ends allow it; a quick migration's state goes
+     * through shared storage, not the network. */
+    in->tls = !in->quick && !(req->msg->insecure_ok && a->settings.allow_insecure_migration);
+    in->created_disks = created;
+    if (in->quick) {
+        in->tuning.channels = 1;   /* a state file is one stream */
+        snprintf(in->tuning.compress, sizeof in->tuning.compress, "none");
+    }
+    snprintf(in->holder, sizeof in->holder, "%s", holder);
+    in->tuning = *tuning;
+    snprintf(in->ip, sizeof in->ip, "%s", ip);
+    in->done = done;
+    in->done_arg = arg;
+    in->watch = req->watch;
+    in->watched = true;
+    in->watch.arm(in->watch.ctx);
+    in->next = a->incomings;
+    a->incomings = in;
+    vm_set_migration(vm, json_pack("{s:s, s:s, s:I, s:b, s:O*}", "role", "incoming", "source", in->source,
+                                   "job", in->job, "committed", false, "created_disks", created));
+    struct vm_hooks hooks = {on_incoming_event, on_incoming_gone, in};
+    vm_set_hooks(vm, &hooks);
+    json_t *d = json_pack("{s:s, s:I}", "source", in->source, "job", in->job);
+    journal_event(a->journal, vm->name, "migration.incoming.prepared", d);
+    json_decref(d);
+    vm_launch_incoming(vm, on_launched, in);
+}
+
+int incoming_prepare(struct agent *a, const struct incoming_prepare_req *req, incoming_done_fn done, void *arg,
+                     json_t **err)
+{
+    struct vm_config cfg;
+    struct migrate_tuning tuning;
+    json_t *created;
+    if (read_request(a, req, &cfg, &tuning, &created, err) < 0)
+        return -1;
+    char ip[64], holder[96], msg[512];
+    migrate_dst_holder(holder, sizeof holder, req->source, req->msg->job);
+    if (admit(a, req, &cfg, holder, ip, sizeof ip, err) < 0) {
+        vm_config_free(&cfg);
+        json_decref(created);
+        return -1;
+    }
+    if (created && create_disks(&cfg, req->msg->storage, created, msg, sizeof msg) < 0) {
+        vm_config_free(&cfg);
+        json_decref(created);
+        limits_release(a, SLOT_LIVE, holder);
+        *err = proto_error(ERR_INTERNAL, NULL, "%s", msg);
+        return -1;
+    }
+    struct vm *vm = vm_define_in_state(a, &cfg, err);
+    vm_config_free(&cfg);
+    if (!vm) {
+        limits_release(a, SLOT_LIVE, holder);
+        migrate_dst_remove_created_disks(created);
+        json_decref(created);
+        return -1;
+    }
+    start_incoming(a, req, vm, &tuning, created, holder, ip, done, arg);
+    return 0;
+}

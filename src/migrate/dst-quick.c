@@ -1,0 +1,62 @@
+/* Destination: migrate.load, the second half of a quick migration.  The
+ * source saved the paused guest to a file on shared storage; QEMU here
+ * loads it, and the MIGRATION "completed" event commits and resumes exactly
+ * as finish does. */
+#include "migrate/dst.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/proto.h"
+#include "core/agent.h"
+
+#define LOAD_TIMEOUT_S 300
+
+static void on_load_started(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err)
+        migrate_dst_abort(in, err->desc);
+    /* else: the MIGRATION "completed" event commits and resumes (finish path). */
+}
+
+static void on_state_fd(void *arg, json_t *ret, const qmp_error_t *err)
+{
+    struct incoming *in = arg;
+    if (err) {
+        migrate_dst_abort(in, err->desc);
+        return;
+    }
+    migrate_dst_wait_loaded(in, LOAD_TIMEOUT_S);
+    migrate_dst_qmp(in, "migrate-incoming", json_pack("{s:s}", "uri", "fd:vmove-state"), 10000, on_load_started);
+}
+
+int incoming_load(struct agent *a, const char *source, const struct wire_load_req *msg, incoming_done_fn done,
+                  void *arg, json_t **err)
+{
+    struct incoming *in = migrate_dst_find(a, msg->name);
+    if (!in || !in->vm || in->done || !in->quick || strcmp(in->source, source)) {
+        *err = proto_error(ERR_STATE, NULL, "no quick migration of %s from %s on host %s", msg->name, source,
+                           a->name);
+        return -1;
+    }
+    int fd = open(msg->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        char why[600];
+        snprintf(why, sizeof why, "cannot read the saved state %s on host %s: %s", msg->path, a->name,
+                 strerror(errno));
+        /* The VM cannot come here any more: it is aborted, and the answer
+         * is the one the abort gives. */
+        *err = migrate_dst_abort_error(in, why);
+        migrate_dst_abort(in, why);
+        return -1;
+    }
+    in->done = done;
+    in->done_arg = arg;
+    migrate_dst_qmp_fd(in, "getfd", json_pack("{s:s}", "fdname", "vmove-state"), fd, 10000, on_state_fd);
+    close(fd);
+    return 0;
+}

@@ -1,0 +1,90 @@
+/* Private to the destination side of a migration (src/migrate/incoming.c
+ * and dst-*.c): the incoming migration record and the helpers its files
+ * share.  Nothing outside src/migrate/ includes this; the public face is
+ * migrate/incoming.h.
+ *
+ * Lifetime: a struct incoming lives on agent->incomings from prepare until
+ * migrate_dst_free(); QMP replies in flight each hold a reference (refs), so
+ * the memory outlives the record and late replies are dropped (dead). */
+#ifndef VMOVE_DST_H
+#define VMOVE_DST_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "migrate/incoming.h"
+#include "migrate/tuning.h"
+#include "qemu/qmp.h"
+
+struct vm;
+struct event;
+
+/* A source's place in this host's queue for an incoming slot. */
+struct reservation {
+    struct reservation *next;
+    char source[64];
+    json_int_t job;
+    char holder[96];
+    bool granted;
+    uint64_t last_seen_ms;
+};
+
+struct incoming {
+    struct incoming *next;
+    struct agent *agent;
+    struct vm *vm;
+    char *name;
+    char *source;
+    json_int_t job;
+    incoming_done_fn done;     /* pending prepare, finish or load; NULL: none */
+    void *done_arg;
+    struct incoming_watch watch; /* the source's control connection */
+    bool watched;              /* watch armed and not yet released */
+    struct migrate_tuning tuning;
+    char ip[64];
+    int port;
+    bool finish_waiting;       /* finish arrived while QEMU was still loading */
+    bool loaded;               /* QEMU reported the incoming migration completed */
+    struct event *finish_timer;
+    char holder[96];           /* our live-migration slot */
+    bool quick;                /* quick migration: the state comes from a file */
+    bool tls;                  /* migration and NBD streams use TLS */
+    json_t *created_disks;     /* shared-nothing: disk files made here (removed on abort) */
+    int refs;                  /* QMP replies in flight + 1 while alive */
+    bool dead;                 /* ended: replies still in flight are dropped */
+    bool aborting;
+    int nbd_port;
+    int exports_pending;
+};
+
+/* ---- incoming.c: bookkeeping ---- */
+struct incoming *migrate_dst_find(struct agent *a, const char *name);
+/* A QMP command for the incoming VM; cb runs only while the incoming lives.
+ * -1 if the VM has no QMP connection (args are freed). */
+int migrate_dst_qmp(struct incoming *in, const char *cmd, json_t *args, int timeout, qmp_reply_fn cb);
+int migrate_dst_qmp_fd(struct incoming *in, const char *cmd, json_t *args, int fd, int timeout, qmp_reply_fn cb);
+/* Forget the incoming (the VM, if still attached, stays).  Releases the
+ * watch and the slot; a pending done is the caller's to answer first. */
+void migrate_dst_free(struct incoming *in);
+/* Answer the pending request (steals result and error); no-op if none. */
+void migrate_dst_answer(struct incoming *in, json_t *result, json_t *error);
+/* The error an aborted incoming answers its pending request with. */
+json_t *migrate_dst_abort_error(const struct incoming *in, const char *why);
+/* Kill the half-received VM and forget it.  Never called once committed. */
+void migrate_dst_abort(struct incoming *in, const char *why);
+/* fmt has one %s, filled with desc: the reason, for migrate_dst_abort. */
+void migrate_dst_fail(struct incoming *in, const char *fmt, const char *desc);
+bool migrate_dst_committed(const struct vm *vm);
+void migrate_dst_remove_created_disks(json_t *paths);
+
+/* ---- dst-reserve.c: the queue for incoming slots ---- */
+void migrate_dst_holder(char *buf, size_t len, const char *source, json_int_t job);
+/* Take the reservation out of the queue; true if it held a granted slot,
+ * which then moves to the caller. */
+bool migrate_dst_take_reservation(struct agent *a, const char *source, json_int_t job);
+
+/* ---- dst-finish.c: commit and resume ---- */
+void migrate_dst_stop_nbd_then_commit(struct incoming *in);
+/* Abort unless the load completes within seconds (finish_waiting is set). */
+void migrate_dst_wait_loaded(struct incoming *in, int seconds);
+#endif

@@ -1,0 +1,110 @@
+#include "vm/compat.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+uint64_t compat_mem_available_mib(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb / 1024;
+}
+
+bool compat_machine_supported(json_t *machines, const char *m)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(machines, i, v) {
+        const char *s = json_string_value(v);
+        if (s && m && !strcmp(s, m))
+            return true;
+    }
+    return false;
+}
+
+static bool real_switch_exists(const char *switch_name)
+{
+    char *p = xasprintf("/sys/class/net/%s/bridge", switch_name);
+    bool ok = path_exists(p);
+    free(p);
+    return ok;
+}
+
+static int real_path_access(const char *path, int mode)
+{
+    return access(path, mode) < 0 ? errno : 0;
+}
+
+static void add_problem(json_t *problems, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_problem(json_t *problems, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    json_array_append_new(problems, json_string(buf));
+}
+
+/* Whether this host takes VMs at all, and has room for this one. */
+static void check_host(json_t *problems, const struct vm_config *c, const struct compat_host *h)
+{
+    if (!h->incoming_enabled)
+        add_problem(problems, "incoming migration is disabled on host %s "
+                    "(enable it there: vmove host set --migration-incoming on)", h->name);
+    if (h->drained)
+        add_problem(problems, "host %s is being drained: nothing new is placed on it", h->name);
+    if (h->name_taken)
+        add_problem(problems, "a VM named %s already exists on host %s", c->name, h->name);
+    if (h->mem_available_mib < c->memory_mib + COMPAT_MEMORY_OVERHEAD_MIB)
+        add_problem(problems, "not enough memory on host %s: the VM needs %llu MiB (+%d MiB overhead), %llu MiB available",
+                    h->name, (unsigned long long)c->memory_mib, COMPAT_MEMORY_OVERHEAD_MIB,
+                    (unsigned long long)h->mem_available_mib);
+}
+
+/* Whether what the VM refers to (switches, disks, kernel) exists here. */
+static void check_resources(json_t *problems, const struct vm_config *c, const struct compat_host *h,
+                            bool copy_storage)
+{
+    bool (*switch_exists)(const char *) = h->switch_exists ? h->switch_exists : real_switch_exists;
+    int (*path_access)(const char *, int) = h->path_access ? h->path_access : real_path_access;
+    for (size_t i = 0; i < c->n_nics; i++)
+        if (!switch_exists(c->nics[i].switch_name))
+            add_problem(problems, "switch %s does not exist on host %s", c->nics[i].switch_name, h->name);
+    for (size_t i = 0; i < c->n_disks && !copy_storage; i++) {
+        int e = path_access(c->disks[i].path, R_OK | W_OK);
+        if (e)
+            add_problem(problems, "disk %s (%s) is not visible on host %s: %s (live migration needs shared storage)",
+                        c->disks[i].id, c->disks[i].path, h->name, strerror(e));
+    }
+    if (c->boot.kind == VM_BOOT_KERNEL && path_access(c->boot.kernel, R_OK))
+        add_problem(problems, "kernel %s is not readable on host %s", c->boot.kernel, h->name);
+    if (c->boot.initrd && path_access(c->boot.initrd, R_OK))
+        add_problem(problems, "initrd %s is not readable on host %s", c->boot.initrd, h->name);
+}
+
+json_t *compat_check(const struct vm_config *c, const struct compat_host *h, const struct compat_want *w)
+{
+    json_t *problems = json_array();
+    check_host(problems, c, h);
+    check_resources(problems, c, h, w->copy_storage);
+    if (w->src_accel && strcmp(w->src_accel, h->accel))
+        add_problem(problems, "accelerator mismatch: the source runs %s, host %s runs %s", w->src_accel, h->name,
+                    h->accel);
+    if (!compat_machine_supported(h->machines, c->machine))
+        add_problem(problems, "machine type %s is not supported by QEMU %s on host %s", c->machine,
+                    h->qemu_version, h->name);
+    return problems;
+}
