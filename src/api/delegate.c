@@ -70,7 +70,8 @@ bool delegate_accept(struct api_req *r)
         return deny(r, host, hint, msg);
     }
     char *ca = xasprintf("%s/ca.crt", a->tls_dir);
-    json_t *payload = token_verify(json_object_get(r->params, "delegation"), ca, msg, sizeof msg);
+    /* Bound to the host whose verified certificate presents it. */
+    json_t *payload = token_verify(json_object_get(r->params, "delegation"), ca, r->who.name, msg, sizeof msg);
     free(ca);
     if (!payload)
         return deny(r, host, "ask the user for a new token (`vmove move ... --from HOST` makes one)", msg);

@@ -67,7 +67,9 @@ static int connect_tcp(const char *host, const char *port, char *err, size_t err
     return fd;
 }
 
-static int start_tls(struct client *cl, const char *host, const char *identity, char *err, size_t errlen)
+/* expect: the host name the server's certificate must carry. */
+static int start_tls(struct client *cl, const char *host, const char *expect, const char *identity, char *err,
+                     size_t errlen)
 {
     if (!identity) {
         snprintf(err, errlen, "connecting to %s over the network needs a user identity: "
@@ -84,15 +86,42 @@ static int start_tls(struct client *cl, const char *host, const char *identity, 
         return -1;
     cl->ssl = SSL_new(cl->ctx);
     SSL_set_fd(cl->ssl, cl->fd);
-    struct in_addr ip;
-    /* Host names are checked against the certificate; a bare IP address
-     * only needs a host certificate from our CA. */
-    if (inet_pton(AF_INET, host, &ip) != 1)
-        tls_client_expect_host(cl->ssl, host);
+    /* Every host certificate of the CA would do for an address alone: the
+     * server must prove the name we expect. */
+    if (tls_client_expect_host(cl->ssl, expect) < 0) {
+        snprintf(err, errlen, "\"%s\" is not a host name vmove can check a certificate against", expect);
+        return -1;
+    }
     if (SSL_connect(cl->ssl) != 1) {
         char why[512];
         tls_failure_reason(cl->ssl, why, sizeof why);
         snprintf(err, errlen, "TLS handshake with %s failed: %s", host, why);
+        return -1;
+    }
+    return 0;
+}
+
+int client_parse_target(const char *target, char *name, size_t namelen, char *host, size_t hostlen, char *port,
+                        size_t portlen, char *err, size_t errlen)
+{
+    const char *at = strchr(target, '@');
+    const char *addr = at ? at + 1 : target;
+    const char *colon = strrchr(addr, ':');
+    snprintf(host, hostlen, "%.*s", colon ? (int)(colon - addr) : (int)strlen(addr), addr);
+    snprintf(port, portlen, "%s", colon ? colon + 1 : "7070");
+    if (at)
+        snprintf(name, namelen, "%.*s", (int)(at - target), target);
+    else
+        snprintf(name, namelen, "%s", host);
+    struct in_addr ip4;
+    struct in6_addr ip6;
+    if (!at && (inet_pton(AF_INET, host, &ip4) == 1 || inet_pton(AF_INET6, host, &ip6) == 1)) {
+        snprintf(err, errlen, "-H %s is an address: name the host whose certificate it must present, "
+                              "-H NAME@%s", target, target);
+        return -1;
+    }
+    if (!*name || !*host) {
+        snprintf(err, errlen, "bad -H %s: use unix:PATH, HOST[:PORT] or NAME@ADDR[:PORT]", target);
         return -1;
     }
     return 0;
@@ -107,12 +136,14 @@ struct client *client_open(const char *target, const char *identity, bool *local
         cl->fd = connect_unix(target + 5, err, errlen);
     } else {
         *local = false;
-        char host[256], port[16];
-        const char *colon = strrchr(target, ':');
-        snprintf(host, sizeof host, "%.*s", colon ? (int)(colon - target) : (int)strlen(target), target);
-        snprintf(port, sizeof port, "%s", colon ? colon + 1 : "7070");
+        char host[256], port[16], expect[256];
+        if (client_parse_target(target, expect, sizeof expect, host, sizeof host, port, sizeof port, err,
+                                errlen) < 0) {
+            free(cl);
+            return NULL;
+        }
         cl->fd = connect_tcp(host, port, err, errlen);
-        if (cl->fd >= 0 && start_tls(cl, host, identity, err, errlen) < 0) {
+        if (cl->fd >= 0 && start_tls(cl, host, expect, identity, err, errlen) < 0) {
             close(cl->fd);
             cl->fd = -1;
         }

@@ -11,6 +11,11 @@ struct client;
 
 /* target: "unix:PATH" or "HOST[:PORT]" (TLS, identity DIR needed).  Sets
  * *local for a unix socket.  NULL with the reason in err. */
+/* A network target: "HOST[:PORT]" (the certificate must name HOST) or
+ * "NAME@ADDR[:PORT]" (connect to ADDR, the certificate must name NAME).  A
+ * bare address is refused: any host of the CA could answer on it. */
+int client_parse_target(const char *target, char *name, size_t namelen, char *host, size_t hostlen, char *port,
+                        size_t portlen, char *err, size_t errlen);
 struct client *client_open(const char *target, const char *identity, bool *local, char *err, size_t errlen);
 
 typedef void (*client_event_fn)(const char *event, json_t *data, void *arg);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/client.h"
 #include "cli/cmd-table.h"
 #include "common/proto.h"
 #include "common/token.h"
@@ -193,11 +194,35 @@ static void on_relay_event(struct cli *c, const char *event, json_t *data, void 
 
 /* --from HOST: this host relays the move to HOST with a token signed by the
  * user (constrained delegation). */
+/* The name of the host this CLI talks to: the one that relays a delegated
+ * move, and so the only host allowed to present its token.  Over TLS it is
+ * the name the server's certificate was checked against; on the local
+ * socket, root's own vmoved says it. */
+static int relay_host_name(struct cli *c, char *name, size_t len)
+{
+    if (strncmp(c->host, "unix:", 5)) {
+        char host[256], port[16], err[256];
+        return client_parse_target(c->host, name, len, host, sizeof host, port, sizeof port, err, sizeof err);
+    }
+    int code;
+    json_t *show = cli_call(c, "host.show", json_object(), NULL, NULL, &code);
+    const char *n = json_string_value(json_object_get(show, "name"));
+    if (n)
+        snprintf(name, len, "%s", n);
+    json_decref(show);
+    return n ? 0 : -1;
+}
+
 static int delegated_move(struct cli *c, const struct cli_args *a, json_t *tuning)
 {
     const char *name = a->argv[0], *from = cli_opt(a, "from"), *to = cli_opt(a, "to");
     json_t *token;
-    char err[512];
+    char err[512], via[256] = "";
+    if (!cli_opt(a, "token-file") && c->identity && relay_host_name(c, via, sizeof via) < 0) {
+        cli_error(c, "cannot learn the name of the host at %s, which the delegation token must name", c->host);
+        json_decref(tuning);
+        return EXIT_FAIL;
+    }
     if (cli_opt(a, "token-file")) {
         json_error_t je;
         token = json_load_file(cli_opt(a, "token-file"), 0, &je);
@@ -206,7 +231,7 @@ static int delegated_move(struct cli *c, const struct cli_args *a, json_t *tunin
             json_decref(tuning);
             return EXIT_USAGE;
         }
-    } else if (!c->identity || !(token = token_create(c->identity, "migrate", name, from, to, err, sizeof err))) {
+    } else if (!c->identity || !(token = token_create(c->identity, "migrate", name, from, to, via, err, sizeof err))) {
         cli_error(c, "%s", c->identity ? err : "moving a VM from another host needs your user identity to sign a "
                                                 "delegation token: --identity DIR (or VMOVE_IDENTITY)");
         json_decref(tuning);
@@ -234,12 +259,12 @@ static int delegated_move(struct cli *c, const struct cli_args *a, json_t *tunin
     return rc;
 }
 
-/* vmove token create VM --from B --to C: a delegation token, for scripts. */
+/* vmove token create VM --from B --to C --via A: a delegation token, for scripts. */
 static int cmd_token_create_exec(struct cli *c, const struct cli_args *a)
 {
     char err[512];
     json_t *t = c->identity ? token_create(c->identity, "migrate", a->argv[0], cli_opt(a, "from"), cli_opt(a, "to"),
-                                           err, sizeof err) : NULL;
+                                           cli_opt(a, "via"), err, sizeof err) : NULL;
     if (!t) {
         cli_error(c, "%s", c->identity ? err : "a token is signed with your user key: --identity DIR");
         return EXIT_FAIL;
@@ -252,12 +277,15 @@ static int cmd_token_create_exec(struct cli *c, const struct cli_args *a)
 static const struct cli_flag token_flags[] = {
     {"from", 0, "HOST", NULL, NULL, "the host the VM runs on", CLI_REQUIRED},
     {"to", 0, "HOST", NULL, NULL, "the host it may move to", CLI_REQUIRED},
+    {"via", 0, "HOST", NULL, NULL, "the host that relays the move: the only one that may present the token",
+     CLI_REQUIRED},
     {NULL, 0, NULL, NULL, NULL, NULL, 0},
 };
 
 const struct cli_cmd cmd_token_create_entry = {
     .noun = "token", .verb = "create",
-    .summary = "print a delegation token, signed with your --identity, that lets HOST --from move VM --to HOST",
+    .summary = "print a delegation token, signed with your --identity, that lets host --via have VM moved "
+               "--from HOST --to HOST",
     .args = "VM", .flags = token_flags, .min_args = 1, .max_args = 1, .fn = cmd_token_create_exec,
 };
 

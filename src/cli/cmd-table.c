@@ -24,7 +24,8 @@ const struct cli_cmd *const cli_cmd_table[] = {
 
 const struct cli_flag cli_global_flags[] = {
     {"host", 'H', "TARGET", "$VMOVE_HOST, else " DEFAULT_HOST, NULL,
-     "the vmoved to talk to: unix:PATH, or HOST[:PORT] over TLS (port 7070 unless given)", 0},
+     "the vmoved to talk to: unix:PATH, or over TLS HOST[:PORT] or NAME@ADDR[:PORT] (the server's certificate "
+     "must name HOST or NAME; port 7070 unless given)", 0},
     {"identity", 0, "DIR", "$VMOVE_IDENTITY", NULL,
      "your user certificate for -H HOST: DIR/ca.crt, DIR/user.crt, DIR/user.key", 0},
     {"json", 0, NULL, NULL, NULL,

@@ -40,8 +40,8 @@ static unsigned char *unb64(const char *s, size_t *len)
     return out;
 }
 
-json_t *token_create(const char *dir, const char *op, const char *vm, const char *src, const char *dst, char *err,
-                     size_t errlen)
+json_t *token_create(const char *dir, const char *op, const char *vm, const char *src, const char *dst,
+                     const char *via, char *err, size_t errlen)
 {
     char *keyp = xasprintf("%s/user.key", dir), *crtp = xasprintf("%s/user.crt", dir), *pem = NULL;
     json_t *out = NULL;
@@ -68,9 +68,9 @@ json_t *token_create(const char *dir, const char *op, const char *vm, const char
     RAND_bytes(nonce, sizeof nonce);
     char *nonce64 = b64(nonce, sizeof nonce);
     time_t now = time(NULL);
-    json_t *payload = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s}", "op", op, "vm", vm, "src", src, "dst",
-                                dst, "user", user, "iat", (json_int_t)now, "exp", (json_int_t)(now + TOKEN_LIFETIME_S),
-                                "nonce", nonce64);
+    json_t *payload = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s}", "op", op, "vm", vm, "src", src,
+                                "dst", dst, "via", via, "user", user, "iat", (json_int_t)now, "exp",
+                                (json_int_t)(now + TOKEN_LIFETIME_S), "nonce", nonce64);
     free(nonce64);
     char *text = json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(payload);
@@ -96,6 +96,59 @@ out:
     return out;
 }
 
+static bool str_field(const json_t *payload, const char *key)
+{
+    const char *v = json_string_value(json_object_get(payload, key));
+    return v && *v;
+}
+
+int token_check_payload(const json_t *payload, const char *signer, const char *presented_by, long long now,
+                        char *err, size_t errlen)
+{
+    static const char *const required[] = {"op", "vm", "src", "dst", "via", "user", "nonce"};
+    for (size_t i = 0; i < sizeof required / sizeof *required; i++)
+        if (!str_field(payload, required[i])) {
+            snprintf(err, errlen, "the delegation token has no \"%s\" (make a new one with this version's "
+                                  "`vmove token create`)", required[i]);
+            return -1;
+        }
+    json_t *iat = json_object_get(payload, "iat"), *exp = json_object_get(payload, "exp");
+    if (!json_is_integer(iat) || !json_is_integer(exp)) {
+        snprintf(err, errlen, "the delegation token has no issue time or expiry");
+        return -1;
+    }
+    size_t nonce_len = strlen(json_string_value(json_object_get(payload, "nonce")));
+    if (nonce_len < 16 || nonce_len > 128) {
+        snprintf(err, errlen, "the delegation token's nonce is too short or too long");
+        return -1;
+    }
+    if (strcmp(json_string_value(json_object_get(payload, "user")), signer)) {
+        snprintf(err, errlen, "the token names a user other than its signer");
+        return -1;
+    }
+    long long i = json_integer_value(iat), e = json_integer_value(exp);
+    if (e < i || e - i > TOKEN_LIFETIME_S) {
+        snprintf(err, errlen, "the delegation token's lifetime (%lld s) is over the %d s allowed", e - i,
+                 TOKEN_LIFETIME_S);
+        return -1;
+    }
+    if (i > now + TOKEN_CLOCK_SKEW_S) {
+        snprintf(err, errlen, "the delegation token was issued %lld s in the future (check the clocks)", i - now);
+        return -1;
+    }
+    if (e < now) {
+        snprintf(err, errlen, "the delegation token expired %lld s ago", now - e);
+        return -1;
+    }
+    const char *via = json_string_value(json_object_get(payload, "via"));
+    if (!presented_by || strcmp(via, presented_by)) {
+        snprintf(err, errlen, "the delegation token may be presented by host %s, not by %s", via,
+                 presented_by ? presented_by : "?");
+        return -1;
+    }
+    return 0;
+}
+
 static int verify_chain(X509 *crt, const char *ca_path, char *err, size_t errlen)
 {
     X509_STORE *store = X509_STORE_new();
@@ -110,7 +163,7 @@ static int verify_chain(X509 *crt, const char *ca_path, char *err, size_t errlen
     return ok ? 0 : -1;
 }
 
-json_t *token_verify(json_t *token, const char *ca_path, char *err, size_t errlen)
+json_t *token_verify(json_t *token, const char *ca_path, const char *presented_by, char *err, size_t errlen)
 {
     const char *text = json_string_value(json_object_get(token, "payload"));
     const char *sig64 = json_string_value(json_object_get(token, "sig"));
@@ -148,14 +201,11 @@ json_t *token_verify(json_t *token, const char *ca_path, char *err, size_t errle
         goto out;
     }
     payload = json_loads(text, 0, NULL);
-    const char *puser = json_string_value(json_object_get(payload, "user"));
-    json_int_t exp = json_integer_value(json_object_get(payload, "exp"));
-    if (!payload || !puser || strcmp(puser, user)) {
-        snprintf(err, errlen, "the token names a user other than its signer");
+    if (!json_is_object(payload)) {
+        snprintf(err, errlen, "malformed delegation token");
         json_decref(payload);
         payload = NULL;
-    } else if (exp < (json_int_t)time(NULL)) {
-        snprintf(err, errlen, "the delegation token expired %lld s ago", (long long)(time(NULL) - exp));
+    } else if (token_check_payload(payload, user, presented_by, (long long)time(NULL), err, errlen) < 0) {
         json_decref(payload);
         payload = NULL;
     }

@@ -18,8 +18,8 @@ def cl(request):
     return make_cluster(request, n=3)
 
 
-def token(cl, ident, vm, src, dst):
-    p = subprocess.run([VMOVE, "--identity", ident, "token", "create", vm, "--from", src, "--to", dst],
+def token(cl, ident, vm, src, dst, via="h1"):
+    p = subprocess.run([VMOVE, "--identity", ident, "token", "create", vm, "--from", src, "--to", dst, "--via", via],
                        capture_output=True, text=True, check=True)
     return json.loads(p.stdout)
 
@@ -88,12 +88,27 @@ def test_delegated_move_and_refusals(cl):
 
     # Expired: a correctly signed token whose lifetime is over.
     now = int(time.time())
-    payload = json.dumps({"dst": "h2", "exp": now - 60, "iat": now - 400, "nonce": "x" * 22, "op": "migrate",
-                          "src": "h3", "user": "alice", "vm": "dl1"}, separators=(",", ":"), sort_keys=True)
+    payload = json.dumps({"dst": "h2", "exp": now - 60, "iat": now - 360, "nonce": "x" * 22, "op": "migrate",
+                          "src": "h3", "user": "alice", "via": "h1", "vm": "dl1"}, separators=(",", ":"),
+                         sort_keys=True)
     t = dict(t, payload=payload, sig=sign(alice, payload))
     p = relay_move(cl, alice, "dl1", "h3", "h2", t)
     assert p.returncode == 1 and "expired" in p.stderr, p.stderr
     cl.assert_only_on("dl1", 3)
+
+    # Correctly signed tokens that a careful host still refuses: no nonce
+    # (replayable), a ten-year life (kept for later), bound to another
+    # relaying host (stolen by h1 from h2's user).
+    good = {"dst": "h2", "exp": now + 200, "iat": now, "nonce": "n" * 22, "op": "migrate", "src": "h3",
+            "user": "alice", "via": "h1", "vm": "dl1"}
+    for change, why in (({"nonce": None}, 'has no "nonce"'),
+                        ({"exp": now + 10 * 365 * 86400}, "over the 300 s allowed"),
+                        ({"via": "h2"}, "may be presented by host h2, not by h1")):
+        fields = {k: v for k, v in dict(good, **change).items() if v is not None}
+        payload = json.dumps(fields, separators=(",", ":"), sort_keys=True)
+        p = relay_move(cl, alice, "dl1", "h3", "h2", dict(t, payload=payload, sig=sign(alice, payload)))
+        assert p.returncode == 1 and why in p.stderr, (why, p.stderr)
+        cl.assert_only_on("dl1", 3)
 
     # A valid token moves it back.
     p = relay_move(cl, alice, "dl1", "h3", "h2")

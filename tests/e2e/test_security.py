@@ -48,7 +48,7 @@ def tls_agent(root):
 
 
 def remote(agent, identity, *args):
-    cmd = [VMOVE, "-H", f"127.0.0.1:{agent.port}", "--identity", identity, "--json", *args]
+    cmd = [VMOVE, "-H", f"h1@127.0.0.1:{agent.port}", "--identity", identity, "--json", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=ENV)
 
 

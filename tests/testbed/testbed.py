@@ -767,7 +767,7 @@ class Testbed:
             identity = self._tester_identity = getattr(self, "_tester_identity", None) or \
                 self.issue_user("tester")
         h = self.host(i)
-        argv = _argv_prefix(self.vmove_bin) + ["-H", f"{h.mgmt_ip}:{h.port}", "--identity",
+        argv = _argv_prefix(self.vmove_bin) + ["-H", f"{h.name}@{h.mgmt_ip}:{h.port}", "--identity",
                                                 identity] + (["--json"] if json else [])
         res = self.run_in(src, argv + [str(a) for a in args], check=False, timeout=timeout)
         return self._vmove_result(h, args, res, json, check)
