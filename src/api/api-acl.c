@@ -95,10 +95,10 @@ static void api_acl_group_add(struct api_req *r) { acl_group_api(r, true); }
 static void api_acl_group_remove(struct api_req *r) { acl_group_api(r, false); }
 
 const struct api_method api_acl_methods[] = {
-    {"acl.grant", api_acl_grant, RIGHT_HOST_ADMIN},
-    {"acl.revoke", api_acl_revoke, RIGHT_HOST_ADMIN},
-    {"acl.list", api_acl_list, RIGHT_HOST_ADMIN},
-    {"acl.group-add", api_acl_group_add, RIGHT_HOST_ADMIN},
-    {"acl.group-remove", api_acl_group_remove, RIGHT_HOST_ADMIN},
-    {NULL, NULL, 0},
+    {"acl.grant", api_acl_grant, RIGHT_HOST_ADMIN, 0},
+    {"acl.revoke", api_acl_revoke, RIGHT_HOST_ADMIN, 0},
+    {"acl.list", api_acl_list, RIGHT_HOST_ADMIN, 0},
+    {"acl.group-add", api_acl_group_add, RIGHT_HOST_ADMIN, 0},
+    {"acl.group-remove", api_acl_group_remove, RIGHT_HOST_ADMIN, 0},
+    {NULL, NULL, 0, 0},
 };

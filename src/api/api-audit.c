@@ -14,6 +14,6 @@ static void api_audit_list(struct api_req *r)
 }
 
 const struct api_method api_audit_methods[] = {
-    {"audit.list", api_audit_list, RIGHT_HOST_ADMIN},
-    {NULL, NULL, 0},
+    {"audit.list", api_audit_list, RIGHT_HOST_ADMIN, 0},
+    {NULL, NULL, 0, 0},
 };

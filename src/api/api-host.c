@@ -150,10 +150,10 @@ static void host_events(struct api_req *r)
 }
 
 const struct api_method api_host_methods[] = {
-    {"host.show", host_show, RIGHT_VM_READ},
-    {"host.set", host_set, RIGHT_HOST_ADMIN},
-    {"host.events", host_events, RIGHT_VM_READ},
-    {NULL, NULL, 0},
+    {"host.show", host_show, RIGHT_VM_READ, 0},
+    {"host.set", host_set, RIGHT_HOST_ADMIN, 0},
+    {"host.events", host_events, RIGHT_VM_READ, 0},
+    {NULL, NULL, 0, 0},
 };
 
 /* ---- peers ------------------------------------------------------------ */
@@ -230,8 +230,8 @@ static void peer_list(struct api_req *r)
 }
 
 const struct api_method api_peer_methods[] = {
-    {"peer.add", peer_add, RIGHT_HOST_ADMIN},
-    {"peer.remove", peer_remove, RIGHT_HOST_ADMIN},
-    {"peer.list", peer_list, RIGHT_VM_READ},
-    {NULL, NULL, 0},
+    {"peer.add", peer_add, RIGHT_HOST_ADMIN, 0},
+    {"peer.remove", peer_remove, RIGHT_HOST_ADMIN, 0},
+    {"peer.list", peer_list, RIGHT_VM_READ, 0},
+    {NULL, NULL, 0, 0},
 };

@@ -141,9 +141,9 @@ static void jobs_cancel(struct api_req *r)
 }
 
 const struct api_method api_job_methods[] = {
-    {"jobs.list", jobs_list, RIGHT_VM_READ},
-    {"jobs.show", jobs_show, 0},
-    {"jobs.watch", jobs_watch, RIGHT_VM_READ},
-    {"jobs.cancel", jobs_cancel, RIGHT_VM_MANAGE},
-    {NULL, NULL, 0},
+    {"jobs.list", jobs_list, RIGHT_VM_READ, 0},
+    {"jobs.show", jobs_show, 0, API_HOST_OK},   /* a relaying host follows its job */
+    {"jobs.watch", jobs_watch, RIGHT_VM_READ, 0},
+    {"jobs.cancel", jobs_cancel, RIGHT_VM_MANAGE, 0},
+    {NULL, NULL, 0, 0},
 };

@@ -223,13 +223,13 @@ static void migrate_probe(struct api_req *r)
 }
 
 const struct api_method api_migrate_peer_methods[] = {
-    {"migrate.prepare", migrate_prepare, 0},
-    {"migrate.finish", migrate_finish, 0},
-    {"migrate.resolve", migrate_resolve, 0},
-    {"migrate.reserve", migrate_reserve, 0},
-    {"migrate.load", migrate_load, 0},
-    {"migrate.probe", migrate_probe, 0},
-    {"migrate.capacity", migrate_capacity, 0},
-    {"migrate.unreserve", migrate_unreserve, 0},
-    {NULL, NULL, 0},
+    {"migrate.prepare", migrate_prepare, 0, API_PEER},
+    {"migrate.finish", migrate_finish, 0, API_PEER},
+    {"migrate.resolve", migrate_resolve, 0, API_PEER},
+    {"migrate.reserve", migrate_reserve, 0, API_PEER},
+    {"migrate.load", migrate_load, 0, API_PEER},
+    {"migrate.probe", migrate_probe, 0, API_PEER},
+    {"migrate.capacity", migrate_capacity, 0, API_PEER},
+    {"migrate.unreserve", migrate_unreserve, 0, API_PEER},
+    {NULL, NULL, 0, 0},
 };

@@ -39,6 +39,6 @@ static void vm_move(struct api_req *r)
 }
 
 const struct api_method api_migrate_methods[] = {
-    {"vm.move", vm_move, RIGHT_MIGRATE_OUT},
-    {NULL, NULL, 0},
+    {"vm.move", vm_move, RIGHT_MIGRATE_OUT, 0},
+    {NULL, NULL, 0, 0},
 };

@@ -517,15 +517,15 @@ static void vm_guest(struct api_req *r)
 }
 
 const struct api_method api_vm_methods[] = {
-    {"vm.create", vm_create, RIGHT_VM_MANAGE},
-    {"vm.list", vm_list, RIGHT_VM_READ},
-    {"vm.show", vm_show, RIGHT_VM_READ},
-    {"vm.start", vm_start_api, RIGHT_VM_MANAGE},
-    {"vm.stop", vm_stop_api, RIGHT_VM_MANAGE},
-    {"vm.pause", vm_pause_api, RIGHT_VM_MANAGE},
-    {"vm.resume", vm_resume_api, RIGHT_VM_MANAGE},
-    {"vm.delete", vm_delete_api, RIGHT_VM_MANAGE},
-    {"vm.console", vm_console, RIGHT_VM_READ},
-    {"vm.guest", vm_guest, RIGHT_VM_MANAGE},
-    {NULL, NULL, 0},
+    {"vm.create", vm_create, RIGHT_VM_MANAGE, 0},
+    {"vm.list", vm_list, RIGHT_VM_READ, 0},
+    {"vm.show", vm_show, RIGHT_VM_READ, 0},
+    {"vm.start", vm_start_api, RIGHT_VM_MANAGE, 0},
+    {"vm.stop", vm_stop_api, RIGHT_VM_MANAGE, 0},
+    {"vm.pause", vm_pause_api, RIGHT_VM_MANAGE, 0},
+    {"vm.resume", vm_resume_api, RIGHT_VM_MANAGE, 0},
+    {"vm.delete", vm_delete_api, RIGHT_VM_MANAGE, 0},
+    {"vm.console", vm_console, RIGHT_VM_READ, 0},
+    {"vm.guest", vm_guest, RIGHT_VM_MANAGE, 0},
+    {NULL, NULL, 0, 0},
 };

@@ -66,10 +66,20 @@ int api_param_int(struct api_req *r, const char *key, long long def, long long *
 int api_param_bool(struct api_req *r, const char *key, bool def, bool *out);
 
 typedef void (*api_handler_fn)(struct api_req *r);
+/* Who may call a method at all, before its right is checked.  Hosts and
+ * users are different principals: a host's grants let it send or receive
+ * VMs, never act as a user.  A host acting for a user presents the user's
+ * delegation token and becomes that user for the request. */
+enum api_method_flags {
+    API_PEER = 1u << 0,      /* host-to-host only (migrate.*): no user may call it */
+    API_HOST_OK = 1u << 1,   /* a host may also call it as itself (the handler checks why) */
+};
+
 struct api_method {
     const char *name;
     api_handler_fn fn;
-    unsigned right;          /* enum right needed here; 0: the handler checks (host-to-host methods) */
+    unsigned right;          /* enum right needed here; 0: the handler checks */
+    unsigned flags;          /* enum api_method_flags */
 };
 /* Dispatches (or answers "unknown method"). Takes ownership of r. */
 void api_dispatch(struct api_req *r);

@@ -132,6 +132,17 @@ int api_param_bool(struct api_req *r, const char *key, bool def, bool *out)
     return 0;
 }
 
+/* NULL if this kind of principal may call m at all, else why not. */
+static const char *principal_mismatch(const struct api_method *m, const struct principal *who)
+{
+    bool host = who->kind == PRINCIPAL_HOST;
+    if ((m->flags & API_PEER) && !host)
+        return "a host-to-host method, for hosts only";
+    if (!(m->flags & (API_PEER | API_HOST_OK)) && host)
+        return "a host may call only host-to-host methods";
+    return NULL;
+}
+
 void api_dispatch(struct api_req *r)
 {
     const struct api_method *m = api_method_find(r->method);
@@ -146,6 +157,13 @@ void api_dispatch(struct api_req *r)
     char who[96];
     principal_describe(&r->who, who, sizeof who);
     const char *vm = json_string_value(json_object_get(r->params, "name"));
+    const char *why = principal_mismatch(m, &r->who);
+    if (why) {
+        audit_record(r->agent, who, r->method, vm, api_req_peer(r), false, why);
+        api_failf(r, ERR_DENIED, m->flags & API_PEER ? NULL : "a host acts for a user only with the user's "
+                  "delegation token (vmove move ... --from HOST)", "permission denied: %s: %s", who, why);
+        return;
+    }
     if (m->right && !acl_allows_who(r->agent, &r->who, m->right)) {
         json_t *err = acl_denial(r->agent, who, m->right);
         audit_record(r->agent, who, r->method, vm, api_req_peer(r), false,

@@ -1,0 +1,90 @@
+"""Attacks by principals that hold valid certificates of the cluster's own
+CA (docs/SECURITY.md, "Threat model"): each is refused, the VM stays intact
+on exactly one host, and the daemon keeps answering others at once."""
+import os
+import shutil
+import time
+
+import pytest
+
+from migrationlib import make_cluster
+
+
+@pytest.fixture
+def cl(request):
+    c = make_cluster(request, n=2)
+    c.configure()
+    return c
+
+
+def host_identity(cl, i):
+    """An identity directory holding host i's own certificate and key: the
+    CLI then speaks as host:hI, as a peer vmoved would."""
+    h = cl.tb.host(i)
+    d = os.path.join(cl.tb.root, f"as-{h.name}")
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(os.path.join(h.tls_dir, "ca.crt"), os.path.join(d, "ca.crt"))
+    shutil.copy(os.path.join(h.tls_dir, "host.crt"), os.path.join(d, "user.crt"))
+    shutil.copy(os.path.join(h.tls_dir, "host.key"), os.path.join(d, "user.key"))
+    return d
+
+
+def assert_answers_quickly(cl, i):
+    t = time.monotonic()
+    assert cl.v(i, "host", "show")["name"] == cl.tb.host(i).name
+    assert time.monotonic() - t < 1.0
+
+
+def test_host_grants_do_not_open_user_methods(cl):
+    """h2 may send and receive VMs (migrate.in, migrate.out on h1), but as a
+    host it may not list, delete, start or move h1's VMs: those are a user's
+    requests, and a host makes them only with the user's delegation token."""
+    cl.create_guest("a1", host=1)
+    cl.boot("a1", i=1)
+    as_h2 = host_identity(cl, 2)
+    for args in (["vm", "list"], ["vm", "delete", "a1"], ["vm", "stop", "a1", "--force"],
+                 ["move", "a1", "--to", "h2"], ["acl", "list"], ["host", "set", "--migration-incoming", "off"]):
+        p = cl.tb.vmove_tcp(2, 1, *args, identity=as_h2, check=False)
+        assert p.returncode == 1, (args, p.stdout, p.stderr)
+        assert "host:h2: a host may call only host-to-host methods" in p.stderr, (args, p.stderr)
+    cl.assert_only_on("a1", 1)
+    assert cl.verify("a1", 1)
+    assert_answers_quickly(cl, 1)
+    denied = [r for r in cl.v(1, "audit", "--limit", "100")["records"]
+              if r["who"] == "host:h2" and r["verdict"] == "denied"]
+    assert {r["action"] for r in denied} >= {"vm.list", "vm.delete", "vm.move", "acl.list"}
+
+
+def test_user_cannot_call_host_to_host_methods(cl):
+    """A user, even one with every right, cannot speak the host-to-host
+    protocol (migrate.*): only host certificates can."""
+    alice = cl.tb.issue_user("alice")
+    cl.v(1, "acl", "grant", "user:alice", "vm.read", "vm.manage", "migrate.in", "migrate.out", "host.admin")
+    cl.create_guest("a2", host=1)
+    cl.boot("a2", i=1)
+    h = cl.tb.host(1)
+    # Speak the wire protocol directly (the CLI has no command for these).
+    for method in ("migrate.resolve", "migrate.finish", "migrate.capacity"):
+        p = cl.tb.run_in(2, ["/usr/bin/python3", "-c", RAW_CALL, f"h1@{h.mgmt_ip}:{h.port}", alice, method, "a2"],
+                         check=False, timeout=30)
+        assert "a host-to-host method, for hosts only" in p.stdout, (method, p.stdout, p.stderr)
+    cl.assert_only_on("a2", 1)
+    assert cl.verify("a2", 1)
+    assert_answers_quickly(cl, 1)
+
+
+# One request over mutual TLS with a user identity, the reply printed.
+RAW_CALL = r'''
+import json, os, socket, ssl, sys
+target, ident, method, vm = sys.argv[1:5]
+name, addr = target.split("@")
+host, port = addr.rsplit(":", 1)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+ctx.load_verify_locations(os.path.join(ident, "ca.crt"))
+ctx.load_cert_chain(os.path.join(ident, "user.crt"), os.path.join(ident, "user.key"))
+with socket.create_connection((host, int(port)), timeout=10) as raw:
+    with ctx.wrap_socket(raw, server_hostname=name) as s:
+        s.sendall((json.dumps({"id": 1, "method": method, "params": {"name": vm}}) + "\n").encode())
+        print(s.makefile().readline())
+'''
