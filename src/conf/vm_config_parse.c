@@ -49,7 +49,7 @@ struct field {
     json_type type;         /* JSON_TRUE stands for "boolean" */
     bool required;
     field_parser parse;
-    size_t off;             /* where parse_str/int/u64/bool store the value */
+    size_t off;             /* where parse_str/int/u64/boolean store the value */
     long long min, max;     /* for parse_int/parse_u64 */
 };
 
@@ -106,7 +106,7 @@ static int parse_u64(const struct field *f, json_t *v, const char *path, void *o
     return 0;
 }
 
-static int parse_bool(const struct field *f, json_t *v, const char *path, void *obj,
+static int parse_boolean(const struct field *f, json_t *v, const char *path, void *obj,
                       char *err, size_t errlen)
 {
     *(bool *)field_ptr(obj, f) = json_is_true(v);
@@ -280,7 +280,7 @@ static const struct field boot_fields[] = {
 };
 
 static const struct field flag_fields[] = {
-    {"ha", JSON_TRUE, false, parse_bool, offsetof(struct vm_config, ha), 0, 0},
+    {"ha", JSON_TRUE, false, parse_boolean, offsetof(struct vm_config, ha), 0, 0},
 };
 
 static int parse_disks(const struct field *f, json_t *v, const char *path, void *obj,
