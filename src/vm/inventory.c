@@ -1,6 +1,6 @@
 /* The inventory: the VMs of this host (STATE/vms/NAME), loaded at start-up
  * and re-attached to QEMUs that survived a vmoved restart; define, forget
- * and delete.  The list itself (agent->vms) belongs to src/vm/: elsewhere
+ * and delete.  The list itself (agent->vms) is this file's alone: elsewhere
  * use vm_find, VM_FOREACH (vm_first/vm_next), vm_count. */
 #include "vm/vm.h"
 
@@ -20,6 +20,22 @@
 #include "vm/vm_internal.h"
 
 /* ---- lookup ----------------------------------------------------------- */
+
+static struct vm *alloc_vm(struct agent *a, const char *name, const char *dir)
+{
+    struct vm *vm = xcalloc(1, sizeof *vm);
+    vm->agent = a;
+    vm->name = xstrdup(name);
+    vm->dir = xstrdup(dir);
+    vm->state = VM_STOPPED;
+    /* Keep the list sorted by name: `vm list` reads it in order. */
+    struct vm **p = &a->vms;
+    while (*p && strcmp((*p)->name, name) < 0)
+        p = &(*p)->next;
+    vm->next = *p;
+    *p = vm;
+    return vm;
+}
 
 struct vm *vm_find(struct agent *a, const char *name)
 {
@@ -115,19 +131,19 @@ void vm_inventory_load(struct agent *a)
         }
         struct vm *vm;
         if (vm_config_load(cfgpath, &cfg, err, sizeof err) < 0) {
-            vm = vm_alloc(a, e->d_name, dir);
+            vm = alloc_vm(a, e->d_name, dir);
             vm->state = VM_BROKEN;
             vm->broken_reason = xstrdup(err);
             log_error("vm %s: %s", e->d_name, err);
         } else if (strcmp(cfg.name, e->d_name) != 0) {
-            vm = vm_alloc(a, e->d_name, dir);
+            vm = alloc_vm(a, e->d_name, dir);
             vm->state = VM_BROKEN;
             vm->broken_reason = xasprintf("%s: name \"%s\" does not match its directory \"%s\"",
                                           cfgpath, cfg.name, e->d_name);
             log_error("vm %s: %s", e->d_name, vm->broken_reason);
             vm_config_free(&cfg);
         } else {
-            vm = vm_alloc(a, cfg.name, dir);
+            vm = alloc_vm(a, cfg.name, dir);
             vm->cfg = cfg;
             load_runtime(vm);
             reattach(vm);
@@ -161,7 +177,7 @@ struct vm *vm_define(struct agent *a, struct vm_config *cfg, const char *dir, js
         *err = proto_error(ERR_INTERNAL, NULL, "%s", msg);
         return NULL;
     }
-    struct vm *vm = vm_alloc(a, cfg->name, dir);
+    struct vm *vm = alloc_vm(a, cfg->name, dir);
     vm->cfg = *cfg;
     memset(cfg, 0, sizeof *cfg);
     vm_save_runtime(vm);

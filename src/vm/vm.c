@@ -74,22 +74,6 @@ void vm_set_state(struct vm *vm, enum vm_state st, const char *why)
 
 /* ---- the object ------------------------------------------------------- */
 
-struct vm *vm_alloc(struct agent *a, const char *name, const char *dir)
-{
-    struct vm *vm = xcalloc(1, sizeof *vm);
-    vm->agent = a;
-    vm->name = xstrdup(name);
-    vm->dir = xstrdup(dir);
-    vm->state = VM_STOPPED;
-    /* Keep the list sorted by name: `vm list` reads it in order. */
-    struct vm **p = &a->vms;
-    while (*p && strcmp((*p)->name, name) < 0)
-        p = &(*p)->next;
-    vm->next = *p;
-    *p = vm;
-    return vm;
-}
-
 /* A hook (a migration's event handler) may delete the VM it was called
  * for; the caller still holds the pointer, so the free waits for it. */
 void vm_free(struct vm *vm)

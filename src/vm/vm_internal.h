@@ -10,8 +10,6 @@
 #include "vm/vm.h"
 
 /* ---- vm.c ---- */
-/* A new VM in state stopped, inserted into agent->vms in name order. */
-struct vm *vm_alloc(struct agent *a, const char *name, const char *dir);
 /* Free a VM already unlinked from agent->vms (deferred while a hook runs). */
 void vm_free(struct vm *vm);
 /* Set *out to the state called name; false (and *out untouched) if none is. */
