@@ -24,7 +24,7 @@
 #define VM_SWITCH_NAME_MAX 15   /* IFNAMSIZ - 1 */
 
 /* Only virtio-blk (virtio-pci) for now; new buses are appended, never
- * renumbered, and get a name in vm_config.c's bus table. */
+ * renumbered, and get a name in vm_config_validate.c's bus table. */
 enum vm_disk_bus { VM_DISK_BUS_VIRTIO = 0 };
 enum vm_boot_kind { VM_BOOT_KERNEL = 0, VM_BOOT_DISK };
 

@@ -39,7 +39,8 @@ struct agent {
     struct host_settings settings;
     struct accel_choice accel;
     struct qemu_caps caps;
-    struct vm *vms;           /* linked list, by name */
+    struct vm *vms;           /* owned by src/vm/inventory.c, sorted by name: elsewhere use
+                                 vm_find, VM_FOREACH/VM_FOREACH_SAFE, vm_count (vm/vm.h) */
     struct job *jobs;         /* active (unfinished) jobs, linked list */
     struct incoming *incomings; /* migrations arriving here */
     struct migration *migrations; /* migrations leaving from here */

@@ -12,6 +12,7 @@
 #define VMOVE_VM_H
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 #include "qemu/qmp.h"
@@ -72,13 +73,24 @@ const char *vm_state_name(enum vm_state s);
 void vm_inventory_load(struct agent *a);
 void vm_inventory_free(struct agent *a);     /* leaves QEMUs running */
 struct vm *vm_find(struct agent *a, const char *name);
+/* The inventory in name order.  agent->vms belongs to src/vm/: walk it with
+ * these, e.g. VM_FOREACH(a, vm) { ... }.  VM_FOREACH_SAFE allows the body
+ * to delete or forget vm. */
+struct vm *vm_first(struct agent *a);
+struct vm *vm_next(const struct vm *vm);
+#define VM_FOREACH(a, vm) for (struct vm *vm = vm_first(a); vm; vm = vm_next(vm))
+#define VM_FOREACH_SAFE(a, vm, tmp) \
+    for (struct vm *vm = vm_first(a), *tmp = vm ? vm_next(vm) : NULL; vm; \
+         vm = tmp, tmp = vm ? vm_next(vm) : NULL)
+size_t vm_count(struct agent *a);
+/* The VM with a disk at exactly this path, or NULL. */
+struct vm *vm_find_by_disk_path(struct agent *a, const char *path);
 
 /* cfg is moved into the new VM on success.  Writes vm.json. */
 struct vm *vm_define(struct agent *a, struct vm_config *cfg, const char *dir, json_t **err);
 json_t *vm_to_json(const struct vm *vm, bool detail);
 
-/* Preflight checks: kernel, disks, switches.  NULL if fine, else an error. */
-json_t *vm_check_startable(struct vm *vm);
+/* Preflight checks (kernel, disks, switches) first: a problem fails the job. */
 void vm_start(struct vm *vm, struct job *job);
 void vm_stop(struct vm *vm, struct job *job, bool force, int timeout_s);
 /* Completion of an asynchronous VM operation: exactly one of result or
