@@ -20,6 +20,7 @@ struct limits;
 struct reservation;
 struct drain;
 struct acl;
+struct audit_denials;
 typedef struct journal journal_t;
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -49,6 +50,7 @@ struct agent {
     struct drain *drains;     /* at most one: this host being evacuated */
     struct acl *acl;          /* STATE/acl.json (host/acl.c) */
     int audit_fd;             /* STATE/audit.log, append-only */
+    struct audit_denials *audit_denials; /* the rate of recorded denials (core/audit.c) */
     struct event *sigchld_ev, *sigterm_ev, *sigint_ev, *sighup_ev;
     uint64_t started_ms;
     bool stopping;

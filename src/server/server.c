@@ -20,6 +20,7 @@
 
 #include "common/log.h"
 #include "common/proto.h"
+#include "common/ratelimit.h"
 #include "common/tls.h"
 #include "common/util.h"
 #include "core/agent.h"
@@ -30,6 +31,10 @@ struct server {
     struct evconnlistener *unix_listener;
     struct evconnlistener *tcp_listener;
     struct conn *conns;          /* open connections, closed on shutdown */
+    int n_tcp, n_handshaking;    /* TCP connections, and those not yet authenticated */
+    struct event *sweep;         /* once a second: handshake and idle timeouts */
+    struct event *resume_accept; /* accept() back-off after EMFILE and friends */
+    struct ratelimit refusals;   /* rate of "refused" log lines */
 };
 
 static const struct api_sink_ops conn_sink_ops;
@@ -46,6 +51,9 @@ struct conn {
     struct principal who;
     bool authenticated;
     bool closing;                /* rejected: hang up once the reason is written */
+    bool counted_handshake;      /* counted in server->n_handshaking */
+    char ip[64];                 /* TCP peers: the address alone, for per-address caps */
+    uint64_t opened_ms, last_read_ms;
     void (*close_hook)(void *arg);
     void *close_hook_arg;
     char peer[96];
@@ -61,6 +69,125 @@ void conn_unref(struct conn *c)
 
 bool conn_is_open(const struct conn *c) { return c->open; }
 
+/* ---- connection hygiene (docs/SECURITY.md, "Resource limits") ---------- */
+
+static void handshake_done(struct conn *c)
+{
+    if (c->counted_handshake) {
+        c->counted_handshake = false;
+        c->server->n_handshaking--;
+    }
+}
+
+/* Remote parties can cause these lines: a flood must not fill the disk. */
+static void log_refusal(struct server *s, const char *fmt, const char *what)
+{
+    int dropped = 0;
+    if (!ratelimit_allow(&s->refusals, now_ms(), 10, 10000, &dropped))
+        return;
+    if (dropped)
+        log_warn("(%d more refusals not logged)", dropped);
+    log_warn(fmt, what);
+}
+
+static int handshakes_from(const struct server *s, const char *ip)
+{
+    int n = 0;
+    for (const struct conn *c = s->conns; c; c = c->next)
+        n += c->counted_handshake && !strcmp(c->ip, ip);
+    return n;
+}
+
+static int conns_of(const struct server *s, const struct principal *who)
+{
+    int n = 0;
+    for (const struct conn *c = s->conns; c; c = c->next)
+        n += c->authenticated && c->who.kind == who->kind && !strcmp(c->who.name, who->name);
+    return n;
+}
+
+/* Room for one more TCP connection from ip?  Refused ones are closed before
+ * any TLS work, so a flood costs a descriptor for a moment, not the loop. */
+static bool admit_tcp(struct server *s, const char *ip)
+{
+    const char *why = NULL;
+    if (s->n_tcp >= SERVER_MAX_TCP_CONNS)
+        why = "too many connections";
+    else if (s->n_handshaking >= SERVER_MAX_HANDSHAKES)
+        why = "too many TLS handshakes in progress";
+    else if (handshakes_from(s, ip) >= SERVER_MAX_HANDSHAKES_PER_ADDR)
+        why = "too many TLS handshakes in progress from one address";
+    if (why) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s (%s)", ip, why);
+        log_refusal(s, "refusing a TCP connection from %s", msg);
+    }
+    return !why;
+}
+
+static size_t input_buffered(const struct server *s)
+{
+    size_t n = 0;
+    for (const struct conn *c = s->conns; c; c = c->next)
+        if (c->bev)
+            n += evbuffer_get_length(bufferevent_get_input(c->bev));
+    return n;
+}
+
+static void conn_close(struct conn *c);
+
+static void sweep_conn(struct conn *c, uint64_t now)
+{
+    if (c->tls && !c->authenticated && now - c->opened_ms > SERVER_HANDSHAKE_TIMEOUT_S * 1000ull) {
+        log_refusal(c->server, "closing %s: no TLS handshake in time", c->peer);
+        conn_close(c);
+        return;
+    }
+    /* Idle: nothing read for long, and nothing in flight (a request, a job
+     * being watched or a migration holding the connection takes a ref). */
+    if (c->authenticated && !c->closing && c->refs == 1 &&
+        now - c->last_read_ms > SERVER_IDLE_TIMEOUT_S * 1000ull) {
+        log_info("closing idle connection %s", c->peer);
+        conn_close(c);
+    }
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    uint64_t now = now_ms();
+    for (struct conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        sweep_conn(c, now);
+    }
+}
+
+static void on_resume_accept(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    if (s->unix_listener)
+        evconnlistener_enable(s->unix_listener);
+    if (s->tcp_listener)
+        evconnlistener_enable(s->tcp_listener);
+}
+
+/* Out of descriptors (or memory): stop accepting for a moment instead of
+ * spinning on a listener that is always readable and logging every try. */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    struct server *s = arg;
+    int e = EVUTIL_SOCKET_ERROR();
+    char what[160];
+    snprintf(what, sizeof what, "%s; pausing for %d ms", strerror(e), SERVER_ACCEPT_BACKOFF_MS);
+    log_refusal(s, "accept failed: %s", what);
+    if (s->unix_listener)
+        evconnlistener_disable(s->unix_listener);
+    if (s->tcp_listener)
+        evconnlistener_disable(s->tcp_listener);
+    struct timeval tv = {0, SERVER_ACCEPT_BACKOFF_MS * 1000};
+    evtimer_add(s->resume_accept, &tv);
+}
+
 static void conn_close(struct conn *c)
 {
     if (!c->open)
@@ -72,6 +199,9 @@ static void conn_close(struct conn *c)
         c->server->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    if (c->tls)
+        c->server->n_tcp--;
+    handshake_done(c);
     if (c->close_hook) {
         void (*hook)(void *) = c->close_hook;
         c->close_hook = NULL;
@@ -95,6 +225,13 @@ void conn_send(struct conn *c, json_t *msg)
         if (line)
             bufferevent_write(c->bev, line, len);
         free(line);
+        /* A client that does not read must not make vmoved buffer forever. */
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) > SERVER_OUTPUT_MAX) {
+            log_refusal(c->server, "closing %s: it does not read its replies", c->peer);
+            json_decref(msg);
+            conn_close(c);
+            return;
+        }
     }
     json_decref(msg);
 }
@@ -155,6 +292,11 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
+    c->last_read_ms = now_ms();
+    if (evbuffer_get_length(in) > SERVER_INPUT_BUDGET / 4 && input_buffered(c->server) > SERVER_INPUT_BUDGET) {
+        conn_reject(c, ERR_UNAVAILABLE, "vmoved is busy: too much unread input from all clients");
+        return;
+    }
     conn_ref(c);
     while (c->open && !c->closing) {
         size_t n;
@@ -181,6 +323,17 @@ static bool identify_tls_peer(struct conn *c)
     }
     c->who.kind = id.role == PKI_ROLE_HOST ? PRINCIPAL_HOST : PRINCIPAL_USER;
     snprintf(c->who.name, sizeof c->who.name, "%s", id.name);
+    handshake_done(c);
+    if (conns_of(c->server, &c->who) >= SERVER_MAX_CONNS_PER_PRINCIPAL) {
+        char who[96], msg[160];
+        principal_describe(&c->who, who, sizeof who);
+        snprintf(msg, sizeof msg, "%s has %d connections open, the most one principal may", who,
+                 SERVER_MAX_CONNS_PER_PRINCIPAL);
+        log_refusal(c->server, "refusing a connection: %s", msg);
+        c->authenticated = true;   /* so that the reason is sent, not a handshake timeout */
+        conn_reject(c, ERR_UNAVAILABLE, msg);
+        return true;               /* handled: it hangs up once the reason is out */
+    }
     c->authenticated = true;
     log_info("TLS connection from %s as %s:%s", c->peer,
              id.role == PKI_ROLE_HOST ? "host" : "user", id.name);
@@ -233,6 +386,7 @@ static struct conn *conn_new(struct server *s, struct bufferevent *bev, bool tls
     c->tls = tls;
     c->agent = a;
     c->bev = bev;
+    c->opened_ms = c->last_read_ms = now_ms();
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     bufferevent_setcb(bev, on_read, NULL, on_event, c);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
@@ -271,6 +425,10 @@ static void on_tcp_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
         inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, addr, sizeof addr);
     char peer[96];
     snprintf(peer, sizeof peer, "%s:%d", addr, ntohs(((struct sockaddr_in *)sa)->sin_port));
+    if (!admit_tcp(s, addr)) {
+        close(fd);
+        return;
+    }
     SSL *ssl = SSL_new(s->agent->tls_server);
     struct bufferevent *bev = bufferevent_openssl_socket_new(
         s->agent->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
@@ -279,7 +437,11 @@ static void on_tcp_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
         close(fd);
         return;
     }
-    conn_new(s, bev, true, peer);
+    struct conn *c = conn_new(s, bev, true, peer);
+    snprintf(c->ip, sizeof c->ip, "%s", addr);
+    c->counted_handshake = true;
+    s->n_tcp++;
+    s->n_handshaking++;
 }
 
 static int unix_listen(const char *path, char *err, size_t errlen)
@@ -347,6 +509,14 @@ struct server *server_start(struct agent *a, char *err, size_t errlen)
         goto fail;
     s->unix_listener = evconnlistener_new(a->base, on_unix_accept, s,
                                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    s->sweep = event_new(a->base, -1, EV_PERSIST, on_sweep, s);
+    s->resume_accept = evtimer_new(a->base, on_resume_accept, s);
+    struct timeval second = {1, 0};
+    if (!s->unix_listener || !s->sweep || !s->resume_accept || event_add(s->sweep, &second) < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", a->socket_path, strerror(errno));
+        goto fail;
+    }
+    evconnlistener_set_error_cb(s->unix_listener, on_accept_error);
     if (a->listen_addr) {
         struct sockaddr_in sin;
         if (parse_listen_addr(a->listen_addr, &sin, err, errlen) < 0)
@@ -363,6 +533,7 @@ struct server *server_start(struct agent *a, char *err, size_t errlen)
             snprintf(err, errlen, "cannot listen on %s: %s", a->listen_addr, strerror(errno));
             goto fail;
         }
+        evconnlistener_set_error_cb(s->tcp_listener, on_accept_error);
     }
     return s;
 fail:
@@ -382,6 +553,10 @@ void server_stop(struct server *s)
     }
     if (s->tcp_listener)
         evconnlistener_free(s->tcp_listener);
+    if (s->sweep)
+        event_free(s->sweep);
+    if (s->resume_accept)
+        event_free(s->resume_accept);
     free(s);
 }
 

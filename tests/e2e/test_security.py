@@ -182,3 +182,96 @@ def test_state_files_private_to_root(agent, root):
                         "cat", disk], capture_output=True)
     assert p.returncode != 0 and b"Permission denied" in p.stderr
     agent.vmove("vm", "stop", "p1", "--force")
+
+
+def tls_session(agent, identity):
+    """A mutual-TLS connection to agent as the user in identity."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_verify_locations(os.path.join(identity, "ca.crt"))
+    ctx.load_cert_chain(os.path.join(identity, "user.crt"), os.path.join(identity, "user.key"))
+    raw = socket.create_connection(("127.0.0.1", agent.port), timeout=10)
+    return ctx.wrap_socket(raw, server_hostname="h1")
+
+
+def call(s, method, params=None, rid=1):
+    s.sendall((json.dumps({"id": rid, "method": method, "params": params or {}}) + "\n").encode())
+    return json.loads(s.makefile().readline())
+
+
+def test_connection_flood_leaves_root_and_log_alone(tls_agent):
+    """1500 idle TCP connections against a vmoved held to 1024 descriptors
+    (systemd's default): root's local socket still answers at once, the log
+    stays small, and the unauthenticated connections are closed after the
+    handshake timeout."""
+    import resource
+    import time
+    subprocess.run(["prlimit", "--pid", str(tls_agent.proc.pid), "--nofile=1024:1024"], check=True)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
+    log_before = os.path.getsize(tls_agent.log_path)
+    socks = []
+    try:
+        for _ in range(1500):
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", tls_agent.port))
+            except BlockingIOError:
+                pass
+            socks.append(s)
+        time.sleep(1)
+        for _ in range(5):
+            t = time.monotonic()
+            assert tls_agent.vmove("host", "show")["name"] == "h1"
+            assert time.monotonic() - t < 1.0
+        # The handshake timeout closes what was accepted and never spoke TLS.
+        time.sleep(12)
+        closed = 0
+        for s in socks[:50]:
+            s.setblocking(True)
+            s.settimeout(2)
+            try:
+                closed += s.recv(1) == b""
+            except (ConnectionResetError, socket.timeout):
+                closed += 1
+        assert closed == 50
+    finally:
+        for s in socks:
+            s.close()
+    assert tls_agent.vmove("host", "show")["name"] == "h1"
+    grown = os.path.getsize(tls_agent.log_path) - log_before
+    assert grown < 64 * 1024, f"the log grew by {grown} bytes"
+
+
+def test_connections_per_principal_capped(tls_agent, root):
+    """One user cannot hold every connection: the 33rd is refused with the
+    reason, and others (and the user's own first 32) still work."""
+    alice = os.path.join(root, "alice")
+    tls_agent.vmove("acl", "grant", "user:alice", "vm.read")
+    held = [tls_session(tls_agent, alice) for _ in range(32)]
+    try:
+        extra = tls_session(tls_agent, alice)
+        reply = json.loads(extra.makefile().readline())
+        assert "has 32 connections open, the most one principal may" in reply["error"]["message"]
+        extra.close()
+        assert call(held[0], "vm.list")["result"]["vms"] == []
+    finally:
+        for s in held:
+            s.close()
+    assert tls_agent.vmove("host", "show")["name"] == "h1"
+
+
+def test_denials_cannot_flood_the_audit_log(tls_agent, root):
+    """A user with no rights at all asks 500 times: the denials are recorded
+    up to a rate, the next record says how many were not, and the audit log
+    does not grow with the attack."""
+    s = tls_session(tls_agent, os.path.join(root, "alice"))
+    for i in range(500):
+        reply = call(s, "vm.list", rid=i)
+        assert "permission denied" in reply["error"]["message"]
+    s.close()
+    records = tls_agent.vmove("audit", "--limit", "10000")["records"]
+    denied = [r for r in records if r["who"] == "user:alice" and r["verdict"] == "denied"]
+    assert 1 <= len(denied) <= 40, len(denied)
