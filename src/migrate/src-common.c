@@ -45,14 +45,14 @@ qmp_t *migrate_src_mon(const struct migration *m) { return m->vm ? m->vm->qmp : 
 /* Peer replies carry a reference to the migration (its qmon owner, as QMP
  * replies do): a reply that arrives (or is failed synchronously by a close)
  * after the migration ended is dropped instead of touching freed memory. */
-struct mticket {
+struct pticket {
     struct migration *m;
     peer_reply_fn pcb;
 };
 
 static void p_tramp(void *arg, json_t *result, json_t *error)
 {
-    struct mticket *t = arg;
+    struct pticket *t = arg;
     struct migration *m = t->m;
     if (qmon_owner_alive(&m->owner))
         t->pcb(m, result, error);
@@ -72,7 +72,7 @@ void migrate_src_mp(struct migration *m, const char *method, json_t *params, int
         peer_call(m->peer, method, params, timeout, NULL, NULL);
         return;
     }
-    struct mticket *t = xcalloc(1, sizeof *t);
+    struct pticket *t = xcalloc(1, sizeof *t);
     t->m = m;
     t->pcb = cb;
     qmon_owner_ref(&m->owner);
