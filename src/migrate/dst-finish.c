@@ -34,7 +34,7 @@ static void finish_done(struct incoming *in)
         done(arg, wire_finish_reply_to_json(&rep), NULL);
 }
 
-static void on_announce(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_announce(void *arg, const qmp_error_t *err)
 {
     struct incoming *in = arg;
     if (err)
@@ -42,7 +42,7 @@ static void on_announce(void *arg, json_t *ret, const qmp_error_t *err)
     finish_done(in);
 }
 
-static void on_cont(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_cont(void *arg, const qmp_error_t *err)
 {
     struct incoming *in = arg;
     if (err) {
@@ -55,9 +55,8 @@ static void on_cont(void *arg, json_t *ret, const qmp_error_t *err)
         return;
     }
     /* Tell the switches where the guest's MACs are now (RARP/GARP). */
-    migrate_dst_qmp(in, "announce-self",
-                    json_pack("{s:i, s:i, s:i, s:i}", "initial", 1, "max", 200, "rounds", 5, "step", 50), 5000,
-                    on_announce);
+    struct qmon_announce ann = {.initial = 1, .max = 200, .rounds = 5, .step = 50};
+    qmon_announce_self(migrate_dst_mon(in), &in->owner, &ann, 5000, on_announce, in);
 }
 
 static void commit_and_resume(struct incoming *in)
@@ -70,10 +69,10 @@ static void commit_and_resume(struct incoming *in)
     json_t *rec = json_deep_copy(in->vm->migration);
     json_object_set_new(rec, "committed", json_true());
     vm_set_migration(in->vm, rec);
-    migrate_dst_qmp(in, "cont", NULL, 10000, on_cont);
+    qmon_cont(migrate_dst_mon(in), &in->owner, 10000, on_cont, in);
 }
 
-static void on_nbd_stopped(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_nbd_stopped(void *arg, const qmp_error_t *err)
 {
     struct incoming *in = arg;
     if (err) {
@@ -88,7 +87,7 @@ static void on_nbd_stopped(void *arg, json_t *ret, const qmp_error_t *err)
 void migrate_dst_stop_nbd_then_commit(struct incoming *in)
 {
     if (in->created_disks)
-        migrate_dst_qmp(in, "nbd-server-stop", NULL, 10000, on_nbd_stopped);
+        qmon_nbd_server_stop(migrate_dst_mon(in), &in->owner, 10000, on_nbd_stopped, in);
     else
         commit_and_resume(in);
 }
@@ -107,15 +106,17 @@ void migrate_dst_wait_loaded(struct incoming *in, int seconds)
     evtimer_add(in->finish_timer, &tv);
 }
 
-static void on_finish_status(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_finish_status(void *arg, const struct qmon_migrate_stats *s, const qmp_error_t *err)
 {
     struct incoming *in = arg;
-    const char *st = json_string_value(json_object_get(ret, "status"));
-    if (in->loaded || (!err && st && !strcmp(st, "completed"))) {
+    /* QEMU leaves the status out when there is no migration ("none"): "unknown" below. */
+    const char *st = !err && s->status != QMON_MIG_NONE ? s->status_name : NULL;
+    enum qmon_mig_status ms = err ? QMON_MIG_NONE : s->status;
+    if (in->loaded || ms == QMON_MIG_COMPLETED) {
         migrate_dst_stop_nbd_then_commit(in);
         return;
     }
-    if (!err && st && (!strcmp(st, "active") || !strcmp(st, "device") || !strcmp(st, "setup"))) {
+    if (ms == QMON_MIG_ACTIVE || ms == QMON_MIG_DEVICE || ms == QMON_MIG_SETUP) {
         /* The source has sent everything; QEMU here is still loading the
          * last of it.  Its MIGRATION event says when it is done. */
         migrate_dst_wait_loaded(in, 30);
@@ -137,6 +138,6 @@ int incoming_finish(struct agent *a, const char *source, const char *vm_name, in
     }
     in->done = done;
     in->done_arg = arg;
-    migrate_dst_qmp(in, "query-migrate", NULL, 10000, on_finish_status);
+    qmon_query_migrate(migrate_dst_mon(in), &in->owner, 10000, on_finish_status, in);
     return 0;
 }

@@ -100,7 +100,7 @@ static void on_incoming_gone(void *arg, json_t *exit_info)
     migrate_dst_free(in);
 }
 
-static void on_migrate_incoming(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_migrate_incoming(void *arg, const qmp_error_t *err)
 {
     struct incoming *in = arg;
     if (err) {
@@ -119,7 +119,7 @@ static void listen_for_migration(struct incoming *in)
 {
     in->port = free_port(in->ip);
     char *uri = xasprintf("tcp:%s:%d", in->ip, in->port);
-    migrate_dst_qmp(in, "migrate-incoming", json_pack("{s:s}", "uri", uri), 10000, on_migrate_incoming);
+    qmon_migrate_incoming(migrate_dst_mon(in), &in->owner, uri, 10000, on_migrate_incoming, in);
     free(uri);
 }
 
@@ -167,7 +167,7 @@ static void start_nbd(struct incoming *in)
                     10000, on_nbd_started);
 }
 
-static void on_params(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_params(void *arg, const qmp_error_t *err)
 {
     struct incoming *in = arg;
     if (err) {
@@ -187,27 +187,34 @@ static void on_params(void *arg, json_t *ret, const qmp_error_t *err)
     listen_for_migration(in);
 }
 
-static void on_caps(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_caps(void *arg, const qmp_error_t *err)
 {
     struct incoming *in = arg;
     if (err) {
         migrate_dst_fail(in, "QEMU refused the migration capabilities: %s", err->desc);
         return;
     }
-    json_t *params = tuning_qemu_parameters(&in->tuning);
+    struct qmon_migrate_params p = tuning_qmon_parameters(&in->tuning);
     /* The source must come with a certificate from our CA (verify-peer). */
-    json_object_set_new(params, "tls-creds", json_string(in->tls ? "vmove-tls" : ""));
-    migrate_dst_qmp(in, "migrate-set-parameters", params, 10000, on_params);
+    p.tls_creds = in->tls ? "vmove-tls" : "";
+    qmon_migrate_set_parameters(migrate_dst_mon(in), &in->owner, &p, 10000, on_params, in);
 }
 
-static void on_tls_object(void *arg, json_t *ret, const qmp_error_t *err)
+static void set_capabilities(struct incoming *in)
+{
+    struct qmon_cap_state caps[TUNING_N_CAPS];
+    size_t n = tuning_qmon_capabilities(&in->tuning, caps);
+    qmon_migrate_set_capabilities(migrate_dst_mon(in), &in->owner, caps, n, 10000, on_caps, in);
+}
+
+static void on_tls_object(void *arg, const qmp_error_t *err)
 {
     struct incoming *in = arg;
     if (err) {
         migrate_dst_fail(in, "QEMU could not load the TLS credentials: %s", err->desc);
         return;
     }
-    migrate_dst_qmp(in, "migrate-set-capabilities", tuning_qemu_capabilities(&in->tuning), 10000, on_caps);
+    set_capabilities(in);
 }
 
 static void on_launched(struct vm *vm, json_t *error, void *arg)
@@ -218,11 +225,11 @@ static void on_launched(struct vm *vm, json_t *error, void *arg)
         return;
     }
     if (in->tls) {
-        migrate_dst_qmp(in, "object-add", qemu_tls_object("vmove-tls", in->agent->qemu_tls_dir, true), 10000,
-                        on_tls_object);
+        struct qmon_tls_creds creds = {"vmove-tls", in->agent->qemu_tls_dir, .server = true, .verify_peer = true};
+        qmon_object_add(migrate_dst_mon(in), &in->owner, &creds, 10000, on_tls_object, in);
         return;
     }
-    migrate_dst_qmp(in, "migrate-set-capabilities", tuning_qemu_capabilities(&in->tuning), 10000, on_caps);
+    set_capabilities(in);
 }
 
 /* Shared-nothing: new disk files in DIR, one per source disk, same virtual
@@ -334,7 +341,7 @@ static void start_incoming(struct agent *a, const struct incoming_prepare_req *r
                            const char *ip, incoming_done_fn done, void *arg)
 {
     struct incoming *in = xcalloc(1, sizeof *in);
-    in->refs = 1;
+    migrate_dst_owner_init(in);
     in->agent = a;
     in->vm = vm;
     in->name = xstrdup(vm->name);

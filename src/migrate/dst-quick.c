@@ -15,7 +15,7 @@
 
 #define LOAD_TIMEOUT_S 300
 
-static void on_load_started(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_load_started(void *arg, const qmp_error_t *err)
 {
     struct incoming *in = arg;
     if (err)
@@ -23,7 +23,7 @@ static void on_load_started(void *arg, json_t *ret, const qmp_error_t *err)
     /* else: the MIGRATION "completed" event commits and resumes (finish path). */
 }
 
-static void on_state_fd(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_state_fd(void *arg, const qmp_error_t *err)
 {
     struct incoming *in = arg;
     if (err) {
@@ -31,7 +31,7 @@ static void on_state_fd(void *arg, json_t *ret, const qmp_error_t *err)
         return;
     }
     migrate_dst_wait_loaded(in, LOAD_TIMEOUT_S);
-    migrate_dst_qmp(in, "migrate-incoming", json_pack("{s:s}", "uri", "fd:vmove-state"), 10000, on_load_started);
+    qmon_migrate_incoming(migrate_dst_mon(in), &in->owner, "fd:vmove-state", 10000, on_load_started, in);
 }
 
 int incoming_load(struct agent *a, const char *source, const struct wire_load_req *msg, incoming_done_fn done,
@@ -56,7 +56,7 @@ int incoming_load(struct agent *a, const char *source, const struct wire_load_re
     }
     in->done = done;
     in->done_arg = arg;
-    migrate_dst_qmp_fd(in, "getfd", json_pack("{s:s}", "fdname", "vmove-state"), fd, 10000, on_state_fd);
-    close(fd);
+    qmon_getfd(migrate_dst_mon(in), &in->owner, "vmove-state", fd, 10000, on_state_fd, in);
+    close(fd);   /* QEMU got its own copy */
     return 0;
 }

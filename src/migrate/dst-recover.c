@@ -13,7 +13,7 @@
 #include "core/journal.h"
 #include "vm/vm.h"
 
-static void on_recover_cont(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_recover_cont(void *arg, const qmp_error_t *err)
 {
     struct vm *vm = arg;
     if (err) {
@@ -39,7 +39,8 @@ static void recover_tick(evutil_socket_t fd, short what, void *arg)
     struct recover_wait *w = arg;
     struct vm *vm = vm_find(w->agent, w->name);
     if (vm && vm->qmp && qmp_is_ready(vm->qmp)) {
-        qmp_command(vm->qmp, "cont", NULL, 10000, on_recover_cont, vm);
+        /* No owner: as before, the VM outlives its monitor's replies. */
+        qmon_cont(vm->qmp, NULL, 10000, on_recover_cont, vm);
     } else if (vm && ++w->tries < 100) {
         struct timeval tv = {0, 100000};
         evtimer_add(w->ev, &tv);

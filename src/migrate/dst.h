@@ -4,8 +4,9 @@
  * migrate/incoming.h.
  *
  * Lifetime: a struct incoming lives on agent->incomings from prepare until
- * migrate_dst_free(); QMP replies in flight each hold a reference (refs), so
- * the memory outlives the record and late replies are dropped (dead). */
+ * migrate_dst_free(); QMP replies in flight each hold a reference on its
+ * qmon owner, so the memory outlives the record and late replies are
+ * dropped (an abort mutes the owner, migrate_dst_free ends it). */
 #ifndef VMOVE_DST_H
 #define VMOVE_DST_H
 #include <jansson.h>
@@ -14,6 +15,7 @@
 
 #include "migrate/incoming.h"
 #include "migrate/tuning.h"
+#include "qemu/monitor.h"
 #include "qemu/qmp.h"
 
 struct vm;
@@ -50,19 +52,22 @@ struct incoming {
     bool quick;                /* quick migration: the state comes from a file */
     bool tls;                  /* migration and NBD streams use TLS */
     json_t *created_disks;     /* shared-nothing: disk files made here (removed on abort) */
-    int refs;                  /* QMP replies in flight + 1 while alive */
-    bool dead;                 /* ended: replies still in flight are dropped */
-    bool aborting;
+    struct qmon_owner owner;   /* QMP replies in flight; muted by abort, ended by migrate_dst_free */
     int nbd_port;
     int exports_pending;
 };
 
 /* ---- incoming.c: bookkeeping ---- */
 struct incoming *migrate_dst_find(struct agent *a, const char *name);
-/* A QMP command for the incoming VM; cb runs only while the incoming lives.
- * -1 if the VM has no QMP connection (args are freed). */
+/* refs 1; the last reference frees the record's memory. */
+void migrate_dst_owner_init(struct incoming *in);
+/* The incoming QEMU's monitor for qmon_* with &in->owner; NULL once the VM
+ * is gone (qmon_* then refuse). */
+qmp_t *migrate_dst_mon(const struct incoming *in);
+/* Transitional untyped QMP for the NBD part of dst-prepare.c only (see
+ * migrate/legacy_qmp.h); cb runs only while the incoming lives.  -1 if the
+ * VM has no QMP connection (args are freed). */
 int migrate_dst_qmp(struct incoming *in, const char *cmd, json_t *args, int timeout, qmp_reply_fn cb);
-int migrate_dst_qmp_fd(struct incoming *in, const char *cmd, json_t *args, int fd, int timeout, qmp_reply_fn cb);
 /* Forget the incoming (the VM, if still attached, stays).  Releases the
  * watch and the slot; a pending done is the caller's to answer first. */
 void migrate_dst_free(struct incoming *in);

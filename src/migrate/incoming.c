@@ -12,6 +12,7 @@
 #include "core/journal.h"
 #include "core/limits.h"
 #include "migrate/dst.h"
+#include "migrate/legacy_qmp.h"
 #include "vm/vm.h"
 
 /* ---- bookkeeping ------------------------------------------------------ */
@@ -24,51 +25,15 @@ struct incoming *migrate_dst_find(struct agent *a, const char *name)
     return NULL;
 }
 
-static void i_release(struct incoming *in)
-{
-    if (--in->refs == 0)
-        free(in);
-}
+static void incoming_release(void *obj) { free(obj); }
 
-/* A QMP reply carries a reference to the incoming migration; one arriving
- * (or failed synchronously by a close) after it ended is dropped. */
-struct iticket {
-    struct incoming *in;
-    qmp_reply_fn cb;
-};
+void migrate_dst_owner_init(struct incoming *in) { qmon_owner_init(&in->owner, in, incoming_release); }
 
-static void i_tramp(void *arg, json_t *ret, const qmp_error_t *err)
-{
-    struct iticket *t = arg;
-    struct incoming *in = t->in;
-    if (!in->dead && !in->aborting)
-        t->cb(in, ret, err);
-    free(t);
-    i_release(in);
-}
-
-int migrate_dst_qmp_fd(struct incoming *in, const char *cmd, json_t *args, int fd, int timeout, qmp_reply_fn cb)
-{
-    if (!in->vm || !in->vm->qmp) {
-        json_decref(args);
-        return -1;
-    }
-    struct iticket *t = xcalloc(1, sizeof *t);
-    t->in = in;
-    t->cb = cb;
-    in->refs++;
-    int rc = fd >= 0 ? qmp_command_fd(in->vm->qmp, cmd, args, fd, timeout, i_tramp, t)
-                     : qmp_command(in->vm->qmp, cmd, args, timeout, i_tramp, t);
-    if (rc < 0) {
-        free(t);
-        in->refs--;
-    }
-    return rc;
-}
+qmp_t *migrate_dst_mon(const struct incoming *in) { return in->vm ? in->vm->qmp : NULL; }
 
 int migrate_dst_qmp(struct incoming *in, const char *cmd, json_t *args, int timeout, qmp_reply_fn cb)
 {
-    return migrate_dst_qmp_fd(in, cmd, args, -1, timeout, cb);
+    return migrate_legacy_qmp(migrate_dst_mon(in), &in->owner, cmd, args, timeout, cb, in);
 }
 
 static void release_watch(struct incoming *in)
@@ -81,9 +46,9 @@ static void release_watch(struct incoming *in)
 
 void migrate_dst_free(struct incoming *in)
 {
-    if (in->dead)
+    if (in->owner.ended)
         return;
-    in->dead = true;
+    qmon_owner_mute(&in->owner);
     struct agent *a = in->agent;
     for (struct incoming **p = &a->incomings; *p; p = &(*p)->next)
         if (*p == in) {
@@ -101,7 +66,7 @@ void migrate_dst_free(struct incoming *in)
     in->created_disks = NULL;
     free(in->name);
     free(in->source);
-    i_release(in);
+    qmon_owner_end(&in->owner);   /* in may be gone now */
 }
 
 void migrate_dst_answer(struct incoming *in, json_t *result, json_t *error)
@@ -153,9 +118,9 @@ json_t *migrate_dst_abort_error(const struct incoming *in, const char *why)
 
 void migrate_dst_abort(struct incoming *in, const char *why)
 {
-    if (in->dead || in->aborting)
+    if (!qmon_owner_alive(&in->owner))
         return;
-    in->aborting = true;
+    qmon_owner_mute(&in->owner);   /* aborting: replies from now on are dropped */
     struct vm *vm = in->vm;
     log_warn("incoming migration of %s from %s aborted: %s", in->name, in->source, why);
     json_t *d = json_pack("{s:s, s:s}", "source", in->source, "why", why);

@@ -53,7 +53,7 @@ struct migration *migrate_src_migration_new(struct agent *a, struct vm *vm, stru
     m->name = xstrdup(vm->name);
     m->peer_name = peer_name ? xstrdup(peer_name) : NULL;
     m->peer_addr = xstrdup(peer_addr);
-    m->refs = 1;
+    migrate_src_owner_init(m);
     m->timer = evtimer_new(a->base, migrate_src_poll_now, m);
     m->t_start = now_ms();
     m->actions = json_array();

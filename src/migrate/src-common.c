@@ -7,14 +7,16 @@
 #include "core/agent.h"
 #include "core/jobs.h"
 #include "core/limits.h"
+#include "migrate/legacy_qmp.h"
 #include "migrate/link_probe.h"
 #include "vm/vm.h"
 
 const char *const migrate_src_phase_names[] = {"prepare", "transfer", "switchover", "confirm", "rollback", "resolving",
                                     "queued", "reserving", "mirror"};
 
-static void really_free(struct migration *m)
+static void really_free(void *obj)
 {
+    struct migration *m = obj;
     json_decref(m->actions);
     json_decref(m->failure);
     json_decref(m->stats);
@@ -24,78 +26,44 @@ static void really_free(struct migration *m)
     free(m);
 }
 
-void migrate_src_m_release(struct migration *m)
+/* A QMP command that timed out: QEMU may be stuck on a dead link. */
+static void on_qmp_timeout(void *obj, const char *command)
 {
-    if (--m->refs == 0)
-        really_free(m);
+    migrate_src_abort_stuck_connections(obj);
 }
 
-/* QMP and peer replies carry a reference to the migration: a reply that
- * arrives (or is failed synchronously by a close) after the migration ended
- * is dropped instead of touching freed memory. */
-struct mticket {
+void migrate_src_owner_init(struct migration *m)
+{
+    qmon_owner_init(&m->owner, m, really_free);
+    m->owner.on_timeout = on_qmp_timeout;
+}
+
+void migrate_src_m_release(struct migration *m) { qmon_owner_unref(&m->owner); }
+
+qmp_t *migrate_src_mon(const struct migration *m) { return m->vm ? m->vm->qmp : NULL; }
+
+/* Peer replies carry a reference to the migration (its qmon owner, as QMP
+ * replies do): a reply that arrives (or is failed synchronously by a close)
+ * after the migration ended is dropped instead of touching freed memory. */
+struct pticket {
     struct migration *m;
-    qmp_reply_fn qcb;
     peer_reply_fn pcb;
 };
 
-static void q_tramp(void *arg, json_t *ret, const qmp_error_t *err)
-{
-    struct mticket *t = arg;
-    struct migration *m = t->m;
-    if (!m->dead && err && err->kind == QMP_ERR_TIMEOUT)
-        migrate_src_abort_stuck_connections(m);
-    if (!m->dead)
-        t->qcb(m, ret, err);
-    free(t);
-    migrate_src_m_release(m);
-}
-
 static void p_tramp(void *arg, json_t *result, json_t *error)
 {
-    struct mticket *t = arg;
+    struct pticket *t = arg;
     struct migration *m = t->m;
-    if (!m->dead)
+    if (qmon_owner_alive(&m->owner))
         t->pcb(m, result, error);
     free(t);
     migrate_src_m_release(m);
 }
 
-static struct mticket *ticket(struct migration *m)
-{
-    struct mticket *t = xcalloc(1, sizeof *t);
-    t->m = m;
-    m->refs++;
-    return t;
-}
-
-static int mq_any(struct migration *m, const char *cmd, json_t *args, int fd, int timeout, qmp_reply_fn cb)
-{
-    if (!m->vm || !m->vm->qmp) {
-        json_decref(args);
-        return -1;
-    }
-    if (!cb)
-        return qmp_command(m->vm->qmp, cmd, args, timeout, NULL, NULL);
-    struct mticket *t = ticket(m);
-    t->qcb = cb;
-    int rc = fd >= 0 ? qmp_command_fd(m->vm->qmp, cmd, args, fd, timeout, q_tramp, t)
-                     : qmp_command(m->vm->qmp, cmd, args, timeout, q_tramp, t);
-    if (rc < 0) {
-        free(t);
-        m->refs--;
-    }
-    return rc;
-}
-
+/* Transitional, for src-mirror.c only (see migrate/legacy_qmp.h). */
 int migrate_src_mq(struct migration *m, const char *cmd, json_t *args, int timeout, qmp_reply_fn cb)
 {
-    return mq_any(m, cmd, args, -1, timeout, cb);
-}
-
-int migrate_src_mqfd(struct migration *m, const char *cmd, json_t *args, int fd, int timeout, qmp_reply_fn cb)
-{
-    return mq_any(m, cmd, args, fd, timeout, cb);
+    return migrate_legacy_qmp(migrate_src_mon(m), &m->owner, cmd, args, timeout, cb, m);
 }
 
 void migrate_src_mp(struct migration *m, const char *method, json_t *params, int timeout, peer_reply_fn cb)
@@ -104,16 +72,18 @@ void migrate_src_mp(struct migration *m, const char *method, json_t *params, int
         peer_call(m->peer, method, params, timeout, NULL, NULL);
         return;
     }
-    struct mticket *t = ticket(m);
+    struct pticket *t = xcalloc(1, sizeof *t);
+    t->m = m;
     t->pcb = cb;
+    qmon_owner_ref(&m->owner);
     peer_call(m->peer, method, params, timeout, p_tramp, t);
 }
 
 void migrate_src_migration_free(struct migration *m)
 {
-    if (m->dead)
+    if (!qmon_owner_alive(&m->owner))
         return;
-    m->dead = true;
+    qmon_owner_mute(&m->owner);   /* replies failed by the closes below are dropped */
     for (struct migration **p = &m->agent->migrations; *p; p = &(*p)->next)
         if (*p == m) {
             *p = m->next;
@@ -134,9 +104,9 @@ void migrate_src_migration_free(struct migration *m)
     if (m->probe) {
         link_probe_cancel(m->probe);
         m->probe = NULL;
-        m->refs--;               /* the probe's reference */
+        migrate_src_m_release(m);   /* the probe's reference */
     }
-    migrate_src_m_release(m);
+    qmon_owner_end(&m->owner);
 }
 
 const char *migrate_src_dest(const struct migration *m) { return m->peer_name ? m->peer_name : m->peer_addr; }

@@ -71,7 +71,7 @@ void migrate_src_confirm(struct migration *m)
     struct vm_hooks h = {NULL, on_source_gone_after_confirm, m};
     vm_set_hooks(m->vm, &h);
     m->vm->stop_expected = true;
-    if (!m->vm->qmp || migrate_src_mq(m, "quit", NULL, 5000, NULL) < 0)
+    if (!m->vm->qmp || qmon_quit(m->vm->qmp, &m->owner, 5000, NULL, NULL) < 0)
         vm_kill_qemu(m->vm);
 }
 
@@ -86,12 +86,12 @@ static void yank_links(struct migration *m)
 {
     if (!m->vm || !m->vm->qmp)
         return;
-    qmp_command_oob(m->vm->qmp, "yank", json_pack("{s:[{s:s}]}", "instances", "type", "migration"), 10000,
-                    NULL, NULL);
+    struct qmon_yank_instance mig = {QMON_YANK_MIGRATION, NULL};
+    qmon_yank(m->vm->qmp, &m->owner, &mig, 1, 10000, NULL, NULL);
     for (size_t i = 0; m->mirrors_started && i < m->vm->cfg.n_disks; i++) {
         char *node = migrate_src_mirror_node(m, m->vm->cfg.disks[i].id, "nbd");
-        qmp_command_oob(m->vm->qmp, "yank", json_pack("{s:[{s:s, s:s}]}", "instances", "type", "block-node",
-                                                      "node-name", node), 10000, NULL, NULL);
+        struct qmon_yank_instance nbd = {QMON_YANK_BLOCK_NODE, node};
+        qmon_yank(m->vm->qmp, &m->owner, &nbd, 1, 10000, NULL, NULL);
         free(node);
     }
 }
@@ -117,7 +117,7 @@ void migrate_src_on_resolved_rollback(void *arg, json_t *result, json_t *error)
     migrate_src_end_failed(m);
 }
 
-void migrate_src_on_resume(void *arg, json_t *ret, const qmp_error_t *err)
+void migrate_src_on_resume(void *arg, const qmp_error_t *err)
 {
     struct migration *m = arg;
     if (err)
@@ -125,14 +125,14 @@ void migrate_src_on_resume(void *arg, json_t *ret, const qmp_error_t *err)
     migrate_src_mp(m, "migrate.resolve", json_pack("{s:s}", "name", m->name), 10000, migrate_src_on_resolved_rollback);
 }
 
-static void on_rollback_status(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_rollback_status(void *arg, const struct qmon_status *st, const qmp_error_t *err)
 {
     struct migration *m = arg;
-    bool running = !err && json_is_true(json_object_get(ret, "running"));
+    bool running = !err && st->running;
     if (!running && m->vm && m->vm->qmp && !m->transfer_done)
-        migrate_src_mq(m, "cont", NULL, 10000, migrate_src_on_resume);
+        qmon_cont(m->vm->qmp, &m->owner, 10000, migrate_src_on_resume, m);
     else
-        migrate_src_on_resume(m, NULL, NULL);
+        migrate_src_on_resume(m, NULL);
 }
 
 void migrate_src_rollback(struct migration *m)
@@ -146,9 +146,9 @@ void migrate_src_rollback(struct migration *m)
     peer_close(m->peer);
     m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
     if (m->vm && m->vm->qmp && qmp_is_ready(m->vm->qmp))
-        migrate_src_mq(m, "query-status", NULL, 10000, on_rollback_status);
+        qmon_query_status(m->vm->qmp, &m->owner, 10000, on_rollback_status, m);
     else
-        migrate_src_on_resume(m, NULL, NULL);
+        migrate_src_on_resume(m, NULL);
 }
 
 void migrate_src_fail(struct migration *m, json_t *error)
@@ -166,7 +166,7 @@ void migrate_src_fail(struct migration *m, json_t *error)
          * yanking shuts every channel down at once (see yank_links). */
         m->fail_ms = now_ms();
         yank_links(m);
-        migrate_src_mq(m, "migrate_cancel", NULL, 10000, NULL);
+        qmon_migrate_cancel(m->vm->qmp, &m->owner, 10000, NULL, NULL);
         return;
     }
     if (m->phase != PH_ROLLBACK)

@@ -18,7 +18,7 @@ void migrate_src_on_src_event(void *arg, const char *name, json_t *data)
     if (strcmp(name, "MIGRATION") || !st || m->phase != PH_TRANSFER)
         return;
     if (!strcmp(st, "completed") || !strcmp(st, "failed") || !strcmp(st, "cancelled"))
-        migrate_src_mq(m, "query-migrate", NULL, 10000, migrate_src_on_poll);
+        qmon_query_migrate(migrate_src_mon(m), &m->owner, 10000, migrate_src_on_poll, m);
 }
 
 void migrate_src_on_src_gone(void *arg, json_t *exit_info)

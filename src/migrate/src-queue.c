@@ -14,7 +14,6 @@
 #include "core/limits.h"
 #include "migrate/link_probe.h"
 #include "migrate/wire.h"
-#include "qemu/qemu_tls.h"
 #include "vm/vm.h"
 
 /* ---- queueing: a local slot, then a slot at the destination ------------ */
@@ -188,7 +187,7 @@ static void send_prepare(struct migration *m)
 
 /* ---- the destination's answer to prepare ------------------------------ */
 
-static void on_src_tls(void *arg, json_t *ret, const qmp_error_t *err);
+static void on_src_tls(void *arg, const qmp_error_t *err);
 
 static void on_prepared(void *arg, json_t *result, json_t *error)
 {
@@ -226,15 +225,16 @@ static void on_prepared(void *arg, json_t *result, json_t *error)
     m->tls = tls;
     if (m->tls) {
         char *id = xasprintf("vmove-tls-%lld", (long long)m->job->id);
-        migrate_src_mq(m, "object-add", qemu_tls_object(id, m->agent->qemu_tls_dir, false), 10000, on_src_tls);
+        struct qmon_tls_creds creds = {id, m->agent->qemu_tls_dir, .server = false, .verify_peer = true};
+        qmon_object_add(migrate_src_mon(m), &m->owner, &creds, 10000, on_src_tls, m);
         free(id);
         return;
     }
-    on_src_tls(m, NULL, NULL);
+    on_src_tls(m, NULL);
 }
 
 /* TLS credentials in place (or not needed): disks first, or memory. */
-static void on_src_tls(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_src_tls(void *arg, const qmp_error_t *err)
 {
     struct migration *m = arg;
     if (err) {
@@ -246,7 +246,7 @@ static void on_src_tls(void *arg, json_t *ret, const qmp_error_t *err)
         migrate_src_start_mirrors(m);
         return;
     }
-    migrate_src_mq(m, "migrate-set-capabilities", tuning_qemu_capabilities(&m->tuning), 10000, migrate_src_on_src_caps);
+    migrate_src_set_capabilities(m);
 }
 
 /* ---- choosing compression from the measured link ---------------------- */
@@ -259,7 +259,7 @@ static void on_link_measured(void *arg, double Bps)
 {
     struct migration *m = arg;
     m->probe = NULL;
-    if (!m->dead && m->phase == PH_PREPARE) {
+    if (qmon_owner_alive(&m->owner) && m->phase == PH_PREPARE) {
         const char *choice = Bps > 0 && Bps < COMPRESS_BELOW_BPS && m->tuning.channels > 1 ? "zstd" : "none";
         snprintf(m->tuning.compress, sizeof m->tuning.compress, "%s", choice);
         char *msg = Bps > 0 ? xasprintf("link to %s measured at %.2f Gbit/s: compression %s", migrate_src_dest(m), Bps * 8 / 1e9,
@@ -281,7 +281,7 @@ static void on_probe_sink(void *arg, json_t *result, json_t *error)
         send_prepare(m);
         return;
     }
-    m->refs++;   /* held by the probe until it reports */
+    qmon_owner_ref(&m->owner);   /* held by the probe until it reports */
     m->probe = link_probe_run(m->agent->base, json_string_value(json_object_get(result, "ip")),
                               (int)json_integer_value(json_object_get(result, "port")), PROBE_MS, on_link_measured, m);
 }

@@ -13,7 +13,7 @@
 
 /* ---- quick migration: pause, save to shared storage ------------------- */
 
-static void on_state_fd(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_state_fd(void *arg, const qmp_error_t *err)
 {
     struct migration *m = arg;
     if (err) {
@@ -21,10 +21,10 @@ static void on_state_fd(void *arg, json_t *ret, const qmp_error_t *err)
         migrate_src_rollback(m);
         return;
     }
-    migrate_src_mq(m, "migrate-set-capabilities", tuning_qemu_capabilities(&m->tuning), 10000, migrate_src_on_src_caps);
+    migrate_src_set_capabilities(m);
 }
 
-static void on_paused(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_paused(void *arg, const qmp_error_t *err)
 {
     struct migration *m = arg;
     if (err) {
@@ -42,8 +42,8 @@ static void on_paused(void *arg, json_t *ret, const qmp_error_t *err)
         migrate_src_rollback(m);
         return;
     }
-    migrate_src_mqfd(m, "getfd", json_pack("{s:s}", "fdname", "vmove-state"), fd, 10000, on_state_fd);
-    close(fd);
+    qmon_getfd(migrate_src_mon(m), &m->owner, "vmove-state", fd, 10000, on_state_fd, m);
+    close(fd);   /* QEMU got its own copy */
 }
 
 void migrate_src_quick_save(struct migration *m)
@@ -63,5 +63,5 @@ void migrate_src_quick_save(struct migration *m)
     m->state_path = xasprintf("%s/.vmove-%s-%lld.state", dir, m->name, (long long)m->job->id);
     free(copy);
     migrate_src_set_phase(m, PH_TRANSFER);
-    migrate_src_mq(m, "stop", NULL, 10000, on_paused);
+    qmon_stop(migrate_src_mon(m), &m->owner, 10000, on_paused, m);
 }

@@ -12,31 +12,30 @@
 
 /* ---- recovery after a restart ----------------------------------------- */
 
-static void on_recover_status(void *arg, json_t *info, const qmp_error_t *err);
+static void on_recover_status(void *arg, const struct qmon_migrate_stats *s, const qmp_error_t *err);
 
 void migrate_src_recover_wait_qmp(struct migration *m)
 {
     if (m->vm->qmp && qmp_is_ready(m->vm->qmp)) {
-        migrate_src_mq(m, "query-migrate", NULL, 10000, on_recover_status);
+        qmon_query_migrate(m->vm->qmp, &m->owner, 10000, on_recover_status, m);
         return;
     }
     migrate_src_arm_timer(m, 100);
 }
 
-static void on_recover_status(void *arg, json_t *info, const qmp_error_t *err)
+static void on_recover_status(void *arg, const struct qmon_migrate_stats *s, const qmp_error_t *err)
 {
     struct migration *m = arg;
-    const char *st = json_string_value(json_object_get(info, "status"));
-    if (st && migrate_src_is_active(st)) {
+    if (s && qmon_mig_status_active(s->status)) {
         /* The old vmoved left QEMU migrating: stop it, then decide. */
-        migrate_src_mq(m, "migrate_cancel", NULL, 10000, NULL);
+        qmon_migrate_cancel(migrate_src_mon(m), &m->owner, 10000, NULL, NULL);
         migrate_src_arm_timer(m, 200);      /* recover_wait_qmp asks again */
         return;
     }
     m->recovering = false;
     m->failure = proto_error(ERR_INTERNAL, "check `vmove vm list` on both hosts",
                              "the migration was interrupted by a vmoved restart on %s", m->agent->name);
-    if (st && !strcmp(st, "completed")) {
+    if (s && s->status == QMON_MIG_COMPLETED) {
         m->transfer_done = true;
         migrate_src_resolve_ambiguous(m);
     } else

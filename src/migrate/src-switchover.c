@@ -34,7 +34,7 @@ void migrate_src_on_resolved(void *arg, json_t *result, json_t *error)
         m->failure = proto_error(ERR_UNAVAILABLE, NULL, "the destination %s did not take over the VM; it runs on %s again",
                                  migrate_src_dest(m), m->agent->name);
     m->phase = PH_ROLLBACK;
-    migrate_src_mq(m, "cont", NULL, 10000, migrate_src_on_resume);
+    qmon_cont(migrate_src_mon(m), &m->owner, 10000, migrate_src_on_resume, m);
 }
 
 void migrate_src_resolve_ambiguous(struct migration *m)
@@ -71,40 +71,37 @@ void migrate_src_on_finished(void *arg, json_t *result, json_t *error)
         migrate_src_end_failed(m);
         return;
     }
-    migrate_src_mq(m, "cont", NULL, 10000, migrate_src_on_resume);
+    qmon_cont(migrate_src_mon(m), &m->owner, 10000, migrate_src_on_resume, m);
 }
 
 /* QEMU 7.2 reports "completed" a moment before it fills in downtime and
  * total-time: read them again (the answer arrives during the finish call). */
-static void on_stats_refresh(void *arg, json_t *info, const qmp_error_t *err)
+static void on_stats_refresh(void *arg, const struct qmon_migrate_stats *s, const qmp_error_t *err)
 {
     struct migration *m = arg;
     if (err || !m->stats)
         return;
-    json_int_t down = json_integer_value(json_object_get(info, "downtime"));
-    json_int_t total = json_integer_value(json_object_get(info, "total-time"));
-    if (down > 0)
-        json_object_set_new(m->stats, "qemu_downtime_ms", json_integer(down));
-    if (total > 0)
-        json_object_set_new(m->stats, "qemu_total_ms", json_integer(total));
+    if (s->downtime > 0)
+        json_object_set_new(m->stats, "qemu_downtime_ms", json_integer(s->downtime));
+    if (s->total_time > 0)
+        json_object_set_new(m->stats, "qemu_total_ms", json_integer(s->total_time));
 }
 
-void migrate_src_switchover(struct migration *m, json_t *info)
+void migrate_src_switchover(struct migration *m, const struct qmon_migrate_stats *s)
 {
     m->transfer_done = true;
-    json_t *ram = json_object_get(info, "ram");
     m->stats = json_pack("{s:I, s:I, s:I, s:I, s:i}",
-                         "qemu_downtime_ms", json_integer_value(json_object_get(info, "downtime")),
-                         "qemu_total_ms", json_integer_value(json_object_get(info, "total-time")),
-                         "bytes_sent", json_integer_value(json_object_get(ram, "transferred")),
-                         "passes", json_integer_value(json_object_get(ram, "dirty-sync-count")),
+                         "qemu_downtime_ms", (json_int_t)s->downtime,
+                         "qemu_total_ms", (json_int_t)s->total_time,
+                         "bytes_sent", (json_int_t)s->ram.transferred,
+                         "passes", (json_int_t)s->ram.dirty_sync_count,
                          "downtime_limit_ms", m->cur_downtime_ms);
     json_object_set_new(m->stats, "tuning", tuning_to_json(&m->tuning));
     log_info("%s: transfer to %s completed (QEMU downtime so far %lld ms); switching over", m->name, migrate_src_dest(m),
-             (long long)json_integer_value(json_object_get(info, "downtime")));
+             (long long)s->downtime);
     migrate_src_set_phase(m, PH_SWITCHOVER);
-    if (!json_integer_value(json_object_get(info, "downtime")) || !json_integer_value(json_object_get(info, "total-time")))
-        migrate_src_mq(m, "query-migrate", NULL, 5000, on_stats_refresh);
+    if (!s->downtime || !s->total_time)
+        qmon_query_migrate(migrate_src_mon(m), &m->owner, 5000, on_stats_refresh, m);
     if (m->mirrors_started) {
         migrate_src_end_mirrors(m, false);
         return;

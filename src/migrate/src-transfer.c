@@ -13,23 +13,23 @@
 
 /* ---- transfer: progress and convergence ------------------------------- */
 
-static json_t *progress_json(struct migration *m, json_t *info)
+static json_t *progress_json(struct migration *m, const struct qmon_migrate_stats *s)
 {
-    json_t *ram = json_object_get(info, "ram");
-    double total = (double)json_integer_value(json_object_get(ram, "total"));
-    double remaining = (double)json_integer_value(json_object_get(ram, "remaining"));
-    double rate = json_real_value(json_object_get(ram, "mbps")) * 1e6 / 8;
-    double page = (double)json_integer_value(json_object_get(ram, "page-size"));
-    double dirty = (double)json_integer_value(json_object_get(ram, "dirty-pages-rate")) * (page ? page : 4096);
+    const struct qmon_migrate_ram *ram = &s->ram;
+    double total = (double)ram->total;
+    double remaining = (double)ram->remaining;
+    double rate = ram->mbps * 1e6 / 8;
+    double page = (double)ram->page_size;
+    double dirty = (double)ram->dirty_pages_rate * (page ? page : 4096);
     json_t *p = json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I, s:i, s:I}",
-        "phase", migrate_src_phase_names[m->phase], "status", json_string_value(json_object_get(info, "status")),
+        "phase", migrate_src_phase_names[m->phase], "status", s->status_name,
         "ram_total", (json_int_t)total, "ram_remaining", (json_int_t)remaining,
-        "bytes_sent", json_integer_value(json_object_get(ram, "transferred")),
+        "bytes_sent", (json_int_t)ram->transferred,
         "percent", total > 0 ? 100.0 * (total - remaining) / total : 0.0, "rate_Bps", rate, "dirty_rate_Bps", dirty,
-        "pass", json_integer_value(json_object_get(ram, "dirty-sync-count")),
-        "expected_downtime_ms", json_integer_value(json_object_get(info, "expected-downtime")),
+        "pass", (json_int_t)ram->dirty_sync_count,
+        "expected_downtime_ms", (json_int_t)s->expected_downtime,
         "elapsed_ms", (json_int_t)(now_ms() - m->t_start), "downtime_limit_ms", m->cur_downtime_ms,
-        "throttle_pct", json_integer_value(json_object_get(info, "cpu-throttle-percentage")));
+        "throttle_pct", (json_int_t)s->cpu_throttle_percentage);
     json_object_set_new(p, "eta_s", rate > 0 ? json_real(remaining / rate) : json_null());
     json_object_set_new(p, "converging", json_boolean(migrate_policy_converging(&m->policy)));
     json_object_set_new(p, "policy_actions", json_incref(m->actions));
@@ -37,7 +37,7 @@ static json_t *progress_json(struct migration *m, json_t *info)
 }
 
 /* The policy decides (src/migrate/policy.c); here its decision is carried out. */
-static void run_policy(struct migration *m, json_t *info)
+static void run_policy(struct migration *m, const struct qmon_migrate_stats *s)
 {
     struct migrate_policy_input in = {
         .now_ms = now_ms(), .elapsed_ms = now_ms() - m->t_start, .downtime_limit_ms = m->cur_downtime_ms,
@@ -45,17 +45,28 @@ static void run_policy(struct migration *m, json_t *info)
         .max_downtime_ms = m->tuning.max_downtime_ms, .max_duration_s = m->tuning.max_duration_s,
         .state = m->policy,
     };
-    migrate_policy_read_stats(info, &in);
+    migrate_policy_read_stats(s->raw, &in);
     struct policy_action act = migrate_policy_decide(&in);
     m->policy = act.state;
     if (act.downtime_ms > 0) {
         log_info("%s: %s", m->name, act.note);
         json_array_append_new(m->actions, json_string(act.note));
         m->cur_downtime_ms = act.downtime_ms;
-        migrate_src_mq(m, "migrate-set-parameters", json_pack("{s:i}", "downtime-limit", act.downtime_ms), 5000, NULL);
+        struct qmon_migrate_params p = {.has_downtime_limit = true, .downtime_limit = (uint64_t)act.downtime_ms};
+        qmon_migrate_set_parameters(migrate_src_mon(m), &m->owner, &p, 5000, NULL, NULL);
     }
     if (act.cancel)
         migrate_src_fail(m, proto_error(ERR_TIMEOUT, act.hint, "%s", act.reason));
+}
+
+/* The mirror poll (src-mirror.c) still reads the jobs as QEMU's JSON list. */
+static void on_block_jobs(void *arg, const struct qmon_block_job *jobs, size_t n, const qmp_error_t *err)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; !err && i < n; i++)
+        json_array_append(list, jobs[i].raw);
+    migrate_src_on_mirror_poll(arg, err ? NULL : list, err);
+    json_decref(list);
 }
 
 void migrate_src_poll_now(evutil_socket_t fd, short what, void *arg)
@@ -70,7 +81,7 @@ void migrate_src_poll_now(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (m->phase == PH_MIRROR || m->ending_mirrors) {
-        migrate_src_mq(m, "query-block-jobs", NULL, 10000, migrate_src_on_mirror_poll);
+        qmon_query_block_jobs(migrate_src_mon(m), &m->owner, 10000, on_block_jobs, m);
         return;
     }
     if (m->phase == PH_RESOLVE) {
@@ -80,13 +91,7 @@ void migrate_src_poll_now(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (m->phase == PH_TRANSFER && m->vm && m->vm->qmp)
-        migrate_src_mq(m, "query-migrate", NULL, 10000, migrate_src_on_poll);
-}
-
-bool migrate_src_is_active(const char *st)
-{
-    return !strcmp(st, "setup") || !strcmp(st, "active") || !strcmp(st, "pre-switchover") ||
-           !strcmp(st, "device") || !strcmp(st, "wait-unplug") || !strcmp(st, "cancelling");
+        qmon_query_migrate(m->vm->qmp, &m->owner, 10000, migrate_src_on_poll, m);
 }
 
 /* QEMU stopped answering QMP while connected to a destination, or a failed
@@ -118,7 +123,7 @@ void migrate_src_abort_stuck_connections(struct migration *m)
     }
 }
 
-void migrate_src_on_poll(void *arg, json_t *info, const qmp_error_t *err)
+void migrate_src_on_poll(void *arg, const struct qmon_migrate_stats *s, const qmp_error_t *err)
 {
     struct migration *m = arg;
     if (m->phase != PH_TRANSFER)
@@ -139,41 +144,38 @@ void migrate_src_on_poll(void *arg, json_t *info, const qmp_error_t *err)
             migrate_src_arm_timer(m, POLL_MS);
         return;
     }
-    const char *st = json_string_value(json_object_get(info, "status"));
-    if (!st)
-        st = "none";
-    if (!strcmp(st, "completed")) {
-        migrate_src_switchover(m, info);
+    const char *st = s->status_name;
+    if (s->status == QMON_MIG_COMPLETED) {
+        migrate_src_switchover(m, s);
         return;
     }
-    if (!strcmp(st, "failed") || !strcmp(st, "cancelled") || !strcmp(st, "none")) {
+    if (s->status == QMON_MIG_FAILED || s->status == QMON_MIG_CANCELLED || s->status == QMON_MIG_NONE) {
         if (!m->failure) {
-            const char *desc = json_string_value(json_object_get(info, "error-desc"));
+            const char *desc = s->error_desc;
             m->failure = proto_error(ERR_QEMU, "the VM keeps running on this host; check the destination and the migration network",
                                      "migration to %s failed: %s", migrate_src_dest(m), desc ? desc : st);
         }
         migrate_src_rollback(m);
         return;
     }
-    if (migrate_src_is_active(st)) {
-        json_t *ram = json_object_get(info, "ram");
-        uint64_t sent = (uint64_t)json_integer_value(json_object_get(ram, "transferred"));
+    if (qmon_mig_status_active(s->status)) {
+        uint64_t sent = s->ram.transferred;
         if (sent != m->last_transferred || !m->last_progress_ms) {
             m->last_transferred = sent;
             m->last_progress_ms = now_ms();
-        } else if (now_ms() - m->last_progress_ms > STALL_MS && strcmp(st, "cancelling")) {
+        } else if (now_ms() - m->last_progress_ms > STALL_MS && s->status != QMON_MIG_CANCELLING) {
             migrate_src_fail(m, proto_error(ERR_UNAVAILABLE, "check the migration network link between the hosts",
                                             "no migration data moved for %d s: the link to %s seems down", STALL_MS / 1000, migrate_src_dest(m)));
         }
-        run_policy(m, info);
+        run_policy(m, s);
         if (m->phase == PH_TRANSFER)
-            job_set_progress(m->job, progress_json(m, info));
+            job_set_progress(m->job, progress_json(m, s));
     }
     if (m->phase == PH_TRANSFER)
         migrate_src_arm_timer(m, POLL_MS);
 }
 
-static void on_migrate_started(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_migrate_started(void *arg, const qmp_error_t *err)
 {
     struct migration *m = arg;
     if (err) {
@@ -185,7 +187,7 @@ static void on_migrate_started(void *arg, json_t *ret, const qmp_error_t *err)
     migrate_src_arm_timer(m, POLL_MS);
 }
 
-static void on_src_params(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_src_params(void *arg, const qmp_error_t *err)
 {
     struct migration *m = arg;
     if (err) {
@@ -200,15 +202,15 @@ static void on_src_params(void *arg, json_t *ret, const qmp_error_t *err)
     }
     migrate_src_set_phase(m, PH_TRANSFER);
     if (m->tuning.quick) {
-        migrate_src_mq(m, "migrate", json_pack("{s:s}", "uri", "fd:vmove-state"), 10000, on_migrate_started);
+        qmon_migrate(migrate_src_mon(m), &m->owner, "fd:vmove-state", 10000, on_migrate_started, m);
         return;
     }
     char *uri = xasprintf("tcp:%s:%d", m->dst_ip, m->dst_port);
-    migrate_src_mq(m, "migrate", json_pack("{s:s}", "uri", uri), 10000, on_migrate_started);
+    qmon_migrate(migrate_src_mon(m), &m->owner, uri, 10000, on_migrate_started, m);
     free(uri);
 }
 
-void migrate_src_on_src_caps(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_src_caps(void *arg, const qmp_error_t *err)
 {
     struct migration *m = arg;
     if (err) {
@@ -216,15 +218,22 @@ void migrate_src_on_src_caps(void *arg, json_t *ret, const qmp_error_t *err)
         migrate_src_rollback(m);
         return;
     }
-    json_t *params = tuning_qemu_parameters(&m->tuning);
-    if (m->tls) {
-        char *id = xasprintf("vmove-tls-%lld", (long long)m->job->id);
-        json_object_set_new(params, "tls-creds", json_string(id));
-        json_object_set_new(params, "tls-hostname", json_string(m->dst_name));
-        free(id);
-    } else
-        json_object_set_new(params, "tls-creds", json_string(""));
-    migrate_src_mq(m, "migrate-set-parameters", params, 10000, on_src_params);
+    struct qmon_migrate_params p = tuning_qmon_parameters(&m->tuning);
+    char *id = m->tls ? xasprintf("vmove-tls-%lld", (long long)m->job->id) : NULL;
+    p.tls_creds = m->tls ? id : "";     /* "": TLS off */
+    p.tls_hostname = m->tls ? m->dst_name : NULL;
+    qmon_migrate_set_parameters(migrate_src_mon(m), &m->owner, &p, 10000, on_src_params, m);
+    free(id);
+}
+
+/* Transitional: the untyped form, for src-mirror.c's migrate_src_mq. */
+void migrate_src_on_src_caps(void *arg, json_t *ret, const qmp_error_t *err) { on_src_caps(arg, err); }
+
+void migrate_src_set_capabilities(struct migration *m)
+{
+    struct qmon_cap_state caps[TUNING_N_CAPS];
+    size_t n = tuning_qmon_capabilities(&m->tuning, caps);
+    qmon_migrate_set_capabilities(migrate_src_mon(m), &m->owner, caps, n, 10000, on_src_caps, m);
 }
 
 /* The route to the destination's migration address must leave through an

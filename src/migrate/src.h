@@ -2,9 +2,10 @@
  * migrate.c (the public entry points are migrate/migrate.h).
  *
  * Contract: one struct migration per move leaving this host, on the agent's
- * list from submit to its end.  Every QMP or peer call made for it goes
- * through migrate_src_mq / migrate_src_mp, which hold a reference: a reply
- * arriving after the end is dropped.  Functions shared between the files are
+ * list from submit to its end.  Every QMP call made for it is a qmon_* on
+ * migrate_src_mon(m) with &m->owner, every peer call goes through
+ * migrate_src_mp: each holds a reference on the owner, and a reply arriving
+ * after the end is dropped.  Functions shared between the files are
  * named migrate_src_*; everything else is static to its file. */
 #ifndef VMOVE_MIGRATE_SRC_H
 #define VMOVE_MIGRATE_SRC_H
@@ -17,6 +18,7 @@
 #include "migrate/migrate.h"
 #include "migrate/policy.h"
 #include "migrate/tuning.h"
+#include "qemu/monitor.h"
 #include "qemu/qmp.h"
 
 #define POLL_MS 250
@@ -56,8 +58,7 @@ struct migration {
     bool transfer_done;       /* QEMU reported completed */
     bool recovering;          /* after a restart: waiting for QMP to decide */
     char local_holder[48];    /* our live-migration slot on this host, once held */
-    int refs;                 /* callbacks in flight + 1 while alive */
-    bool dead;                /* ended: callbacks still in flight are dropped */
+    struct qmon_owner owner;  /* QMP and peer replies in flight; ended by migration_free */
     char *state_path;         /* quick migration: the saved-state file */
     uint64_t t_pause;         /* quick migration: when the guest was paused */
     int nbd_port;             /* shared-nothing: the destination's NBD server */
@@ -78,11 +79,15 @@ extern const struct job_ops migrate_src_job_ops;   /* the "migrate" job (migrate
 /* src-common.c: QMP and peer calls that hold the migration, phases, the timer */
 void migrate_src_arm_timer(struct migration *m, int ms);
 const char *migrate_src_dest(const struct migration *m);
+/* refs 1, released into free() at the last reference; on_timeout aborts stuck connections. */
+void migrate_src_owner_init(struct migration *m);
 void migrate_src_m_release(struct migration *m);
 void migrate_src_migration_free(struct migration *m);
+/* The source QEMU's monitor, NULL once the VM is gone (qmon_* then refuse). */
+qmp_t *migrate_src_mon(const struct migration *m);
 void migrate_src_mp(struct migration *m, const char *method, json_t *params, int timeout, peer_reply_fn cb);
+/* Transitional untyped QMP, for src-mirror.c only (migrate/legacy_qmp.h). */
 int migrate_src_mq(struct migration *m, const char *cmd, json_t *args, int timeout, qmp_reply_fn cb);
-int migrate_src_mqfd(struct migration *m, const char *cmd, json_t *args, int fd, int timeout, qmp_reply_fn cb);
 void migrate_src_set_phase(struct migration *m, enum phase ph);
 const char *migrate_src_user_of(const struct migration *m);
 
@@ -91,7 +96,7 @@ void migrate_src_confirm(struct migration *m);
 void migrate_src_end_failed(struct migration *m);
 void migrate_src_fail(struct migration *m, json_t *error);
 void migrate_src_on_resolved_rollback(void *arg, json_t *result, json_t *error);
-void migrate_src_on_resume(void *arg, json_t *ret, const qmp_error_t *err);
+void migrate_src_on_resume(void *arg, const qmp_error_t *err);
 void migrate_src_rollback(struct migration *m);
 
 /* src-switchover.c: switch-over */
@@ -99,14 +104,16 @@ void migrate_src_on_finished(void *arg, json_t *result, json_t *error);
 void migrate_src_on_resolved(void *arg, json_t *result, json_t *error);
 void migrate_src_resolve_ambiguous(struct migration *m);
 void migrate_src_send_finish(struct migration *m);
-void migrate_src_switchover(struct migration *m, json_t *info);
+void migrate_src_switchover(struct migration *m, const struct qmon_migrate_stats *s);
 
 /* src-transfer.c: transfer: progress, convergence, QEMU started */
 void migrate_src_abort_stuck_connections(struct migration *m);
 json_t *migrate_src_check_route(struct migration *m);
-bool migrate_src_is_active(const char *st);
-void migrate_src_on_poll(void *arg, json_t *info, const qmp_error_t *err);
+void migrate_src_on_poll(void *arg, const struct qmon_migrate_stats *s, const qmp_error_t *err);
+/* Transitional untyped form of the capabilities' answer (src-mirror.c). */
 void migrate_src_on_src_caps(void *arg, json_t *ret, const qmp_error_t *err);
+/* migrate-set-capabilities, then -parameters, then migrate. */
+void migrate_src_set_capabilities(struct migration *m);
 void migrate_src_poll_now(evutil_socket_t fd, short what, void *arg);
 
 /* src-mirror.c: shared-nothing: the disk mirrors */

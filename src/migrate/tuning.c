@@ -159,3 +159,46 @@ json_t *tuning_qemu_parameters(const struct migrate_tuning *t)
     }
     return p;
 }
+
+static bool throttles(const struct migrate_tuning *t)
+{
+    return t->converge == CONVERGE_AUTO || t->converge == CONVERGE_THROTTLE;
+}
+
+size_t tuning_qmon_capabilities(const struct migrate_tuning *t, struct qmon_cap_state caps[TUNING_N_CAPS])
+{
+    caps[0] = (struct qmon_cap_state){QMON_CAP_EVENTS, true};
+    caps[1] = (struct qmon_cap_state){QMON_CAP_MULTIFD, t->channels > 1};
+    caps[2] = (struct qmon_cap_state){QMON_CAP_AUTO_CONVERGE, throttles(t)};
+    return TUNING_N_CAPS;
+}
+
+/* "auto" has been decided by now (or falls back to none, as in the JSON form). */
+static enum qmon_multifd_compression compression(const char *name)
+{
+    if (!strcmp(name, "zstd"))
+        return QMON_COMPRESS_ZSTD;
+    if (!strcmp(name, "zlib"))
+        return QMON_COMPRESS_ZLIB;
+    return QMON_COMPRESS_NONE;
+}
+
+struct qmon_migrate_params tuning_qmon_parameters(const struct migrate_tuning *t)
+{
+    struct qmon_migrate_params p = {
+        .has_max_bandwidth = true, .max_bandwidth = t->bandwidth ? t->bandwidth : UNLIMITED_BANDWIDTH,
+        .has_downtime_limit = true, .downtime_limit = (uint64_t)t->downtime_ms,
+    };
+    if (throttles(t)) {
+        /* As tuning_qemu_parameters: reach 99% in 4 passes, not 8. */
+        p.has_cpu_throttle_initial = p.has_cpu_throttle_increment = true;
+        p.cpu_throttle_initial = 30;
+        p.cpu_throttle_increment = 20;
+    }
+    if (t->channels > 1) {
+        p.has_multifd_channels = p.has_multifd_compression = true;
+        p.multifd_channels = t->channels;
+        p.multifd_compression = compression(t->compress);
+    }
+    return p;
+}

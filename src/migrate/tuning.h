@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "common/proto.h"
+#include "qemu/monitor.h"
 
 enum converge_policy {
     CONVERGE_AUTO,       /* throttle (auto-converge), then raise the downtime step by step */
@@ -39,4 +40,9 @@ const char *converge_policy_name(enum converge_policy p);
 /* Arguments of migrate-set-capabilities and migrate-set-parameters. */
 json_t *tuning_qemu_capabilities(const struct migrate_tuning *t);
 json_t *tuning_qemu_parameters(const struct migrate_tuning *t);
+/* The same, typed for qmon_migrate_set_capabilities / _parameters (the
+ * JSON forms stay for the untyped callers until they are gone). */
+#define TUNING_N_CAPS 3
+size_t tuning_qmon_capabilities(const struct migrate_tuning *t, struct qmon_cap_state caps[TUNING_N_CAPS]);
+struct qmon_migrate_params tuning_qmon_parameters(const struct migrate_tuning *t);
 #endif

@@ -258,6 +258,57 @@ static void test_qemu_arguments(void **state)
     json_decref(p);
 }
 
+/* The typed forms (sent through qmon_*) say what the JSON forms say. */
+static void check_typed_matches(const struct migrate_tuning *t)
+{
+    json_t *caps = tuning_qemu_capabilities(t);
+    struct qmon_cap_state typed[TUNING_N_CAPS];
+    assert_int_equal(tuning_qmon_capabilities(t, typed), TUNING_N_CAPS);
+    static const char *const names[] = {"events", "multifd", "auto-converge"};
+    static const enum qmon_capability ids[] = {QMON_CAP_EVENTS, QMON_CAP_MULTIFD, QMON_CAP_AUTO_CONVERGE};
+    for (size_t i = 0; i < TUNING_N_CAPS; i++) {
+        assert_int_equal(typed[i].cap, ids[i]);
+        assert_int_equal(typed[i].on, cap_state(caps, names[i]));
+    }
+    json_decref(caps);
+    json_t *p = tuning_qemu_parameters(t);
+    struct qmon_migrate_params q = tuning_qmon_parameters(t);
+    assert_true(q.has_max_bandwidth && q.has_downtime_limit);
+    assert_int_equal(q.max_bandwidth, json_integer_value(json_object_get(p, "max-bandwidth")));
+    assert_int_equal(q.downtime_limit, json_integer_value(json_object_get(p, "downtime-limit")));
+    assert_int_equal(q.has_cpu_throttle_initial, json_object_get(p, "cpu-throttle-initial") != NULL);
+    assert_int_equal(q.cpu_throttle_initial, json_integer_value(json_object_get(p, "cpu-throttle-initial")));
+    assert_int_equal(q.has_cpu_throttle_increment, json_object_get(p, "cpu-throttle-increment") != NULL);
+    assert_int_equal(q.cpu_throttle_increment, json_integer_value(json_object_get(p, "cpu-throttle-increment")));
+    assert_int_equal(q.has_multifd_channels, json_object_get(p, "multifd-channels") != NULL);
+    assert_int_equal(q.multifd_channels, json_integer_value(json_object_get(p, "multifd-channels")));
+    const char *c = json_string_value(json_object_get(p, "multifd-compression"));
+    assert_int_equal(q.has_multifd_compression, c != NULL);
+    static const char *const comp[] = {"none", "zlib", "zstd"};
+    if (c)
+        assert_string_equal(comp[q.multifd_compression], c);
+    assert_null(q.tls_creds);
+    assert_null(q.tls_hostname);
+    json_decref(p);
+}
+
+static void test_typed_qemu_arguments(void **state)
+{
+    struct migrate_tuning t;
+    tuning_defaults(&t);
+    check_typed_matches(&t);
+    t.channels = 1;
+    t.bandwidth = 5000;
+    t.converge = CONVERGE_CANCEL;
+    check_typed_matches(&t);
+    t.channels = 2;
+    t.converge = CONVERGE_THROTTLE;
+    snprintf(t.compress, sizeof t.compress, "zstd");
+    check_typed_matches(&t);
+    snprintf(t.compress, sizeof t.compress, "zlib");
+    check_typed_matches(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_too_long_paths),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_qemu_arguments),
+        cmocka_unit_test(test_typed_qemu_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
