@@ -8,7 +8,9 @@
 CC      ?= cc
 MODE    ?= release
 BUILD   := build/$(MODE)
-PKGS    := libevent libevent_openssl jansson sqlite3 openssl
+PKGS    := libevent libevent_openssl jansson sqlite3 openssl libsystemd
+# The one version: debian/changelog's first entry.
+VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter
 CSTD    := -std=c17 -D_GNU_SOURCE
@@ -35,6 +37,10 @@ all: $(BINS)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# Only the entry points print the version: only they are rebuilt when it changes.
+$(MAINS:%.c=$(BUILD)/%.o): CFLAGS += -DVMOVE_VERSION='"$(VERSION)"'
+$(MAINS:%.c=$(BUILD)/%.o): debian/changelog
 
 $(BUILD)/libvmove.a: $(LIBOBJ)
 	@mkdir -p $(dir $@)

@@ -10,7 +10,7 @@
 # bookworm-backports (Debian 13's build), pinned for QEMU's packages only so
 # that nothing else on the host is pulled from backports.
 set -eu
-RUNTIME="build-essential pkg-config libevent-dev libjansson-dev libsqlite3-dev libssl-dev
+RUNTIME="build-essential pkg-config libevent-dev libjansson-dev libsqlite3-dev libssl-dev libsystemd-dev
  iproute2 kmod cpio gzip zstd socat"
 ENGINE="qemu-system-x86 qemu-utils"
 QEMU_MIN_MAJOR=10

@@ -8,6 +8,10 @@
 #include "cli/cmd-table.h"
 #include "cli/help.h"
 
+#ifndef VMOVE_VERSION
+#define VMOVE_VERSION "unknown"
+#endif
+
 /* --json may come anywhere, as scripts often put it last: take it out of
  * argv before anything else, so that even a usage error is JSON. */
 static int take_json_flag(struct cli *c, int argc, char **argv)
@@ -62,6 +66,10 @@ int main(int argc, char **argv)
     struct cli c = {0};
     c.host = getenv("VMOVE_HOST") ? getenv("VMOVE_HOST") : DEFAULT_HOST;
     c.identity = getenv("VMOVE_IDENTITY");
+    if (argc == 2 && !strcmp(argv[1], "--version")) {
+        printf("vmove %s\n", VMOVE_VERSION);
+        return 0;
+    }
     argc = take_json_flag(&c, argc, argv);
     int i = parse_globals(&c, argc, argv);
     if (i < 0)
