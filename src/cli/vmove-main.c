@@ -6,7 +6,9 @@
 
 #include "cli/cli.h"
 #include "cli/cmd-table.h"
+#include "cli/complete.h"
 #include "cli/help.h"
+#include "cli/manpage.h"
 
 #ifndef VMOVE_VERSION
 #define VMOVE_VERSION "unknown"
@@ -70,6 +72,13 @@ int main(int argc, char **argv)
         printf("vmove %s\n", VMOVE_VERSION);
         return 0;
     }
+    /* Hidden: the build's manual page and the shell's completion. */
+    if (argc == 3 && !strcmp(argv[1], "help") && !strcmp(argv[2], "--scdoc")) {
+        cli_print_scdoc(stdout);
+        return 0;
+    }
+    if (argc >= 3 && !strcmp(argv[1], "__complete"))
+        return cli_complete(argc - 2, argv + 2);
     argc = take_json_flag(&c, argc, argv);
     int i = parse_globals(&c, argc, argv);
     if (i < 0)
