@@ -175,4 +175,6 @@ clean:
 	rm -rf build
 
 .SECONDARY: $(UNITLIB)
+# A failed `... | scdoc >$@` must not leave a half-made page that looks current.
+.DELETE_ON_ERROR:
 -include $(LIBOBJ:.o=.d) $(UNITLIB:.o=.d) $(MAINS:%.c=$(BUILD)/%.d)
