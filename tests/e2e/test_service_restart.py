@@ -126,5 +126,7 @@ def test_vm_survives_restart_with_kill_mode_process(service):
     assert service.qemu_pids() == [], "control-group semantics should have killed QEMU"
     service.start()
     vm = wait_for(lambda: (v := service.vm("svc"))["state"] != "running" and v, 15, "the VM's death")
-    assert vm["state"] == "crashed", vm
+    # "crashed" if vmoved learns of QEMU's death after the restart, "stopped"
+    # if the dying vmoved saw QEMU's SIGTERM exit first: dead either way.
+    assert vm["state"] in ("crashed", "stopped"), vm["state"]
     assert service.run("vm", "guest", "svc", "verify", check=False).returncode != 0
