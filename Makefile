@@ -8,7 +8,9 @@
 CC      ?= cc
 MODE    ?= release
 BUILD   := build/$(MODE)
-PKGS    := libevent libevent_openssl jansson sqlite3 openssl
+PKGS    := libevent libevent_openssl jansson sqlite3 openssl libsystemd
+# The one version: debian/changelog's first entry.
+VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter
 CSTD    := -std=c17 -D_GNU_SOURCE
@@ -17,9 +19,11 @@ OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sani
 else
 OPT     := -O2 -g
 endif
-CFLAGS  := $(CSTD) $(WARN) $(OPT) -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# EXTRA_CFLAGS/EXTRA_LDFLAGS: a distribution's flags (debian/rules passes
+# dpkg-buildflags' hardening flags).
+CFLAGS  := $(CSTD) $(WARN) $(OPT) -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(EXTRA_CFLAGS)
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
-LDFLAGS := $(OPT)
+LDFLAGS := $(OPT) $(EXTRA_LDFLAGS)
 
 MAINS   := src/daemon/vmoved-main.c src/cli/vmove-main.c
 LIBSRC  := $(filter-out $(MAINS),$(wildcard src/*/*.c))
@@ -29,12 +33,29 @@ UNITBIN := $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
 UNITLIB := $(BUILD)/tests/unit/fake_qmp.o    # test helpers linked into every unit test
 BINS    := $(BUILD)/bin/vmoved $(BUILD)/bin/vmove $(BUILD)/bin/vmove-guest $(BUILD)/bin/vmove-probe
 
-.PHONY: all deps test-deps check layers unit e2e demo guest clean bench
-all: $(BINS)
+# Installation (make install PREFIX=/usr DESTDIR=...; debian/rules does).
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR  ?= $(PREFIX)/share/man
+DOCDIR  ?= $(PREFIX)/share/doc/vmove
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+MANPAGES := $(BUILD)/man/vmove.1 $(BUILD)/man/vmoved.8 $(BUILD)/man/vm.json.5
+
+.PHONY: all deps test-deps pkg-deps check layers unit e2e demo guest clean bench man install deb
+all: $(BINS) man
+man: $(MANPAGES)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# Only the entry points print the version: only they are rebuilt when it changes.
+$(MAINS:%.c=$(BUILD)/%.o): CFLAGS += -DVMOVE_VERSION='"$(VERSION)"'
+$(MAINS:%.c=$(BUILD)/%.o): debian/changelog
 
 $(BUILD)/libvmove.a: $(LIBOBJ)
 	@mkdir -p $(dir $@)
@@ -62,6 +83,52 @@ $(BUILD)/bin/vmove-probe: tools/vmove-probe.c
 $(BUILD)/tests/%: tests/unit/%.c $(UNITLIB) $(BUILD)/libvmove.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(UNITLIB) $(BUILD)/libvmove.a $(LDLIBS) -lcmocka
+
+# Manual pages (scdoc).  vmove(1)'s commands come from the CLI's own table
+# (`vmove help --scdoc`), vm.json(5)'s body from docs/VM-JSON.md.
+$(BUILD)/man/vmove.1: docs/man/vmove.1.scd.in $(BUILD)/bin/vmove
+	@mkdir -p $(dir $@)
+	$(BUILD)/bin/vmove help --scdoc >$@.cmds
+	sed -e '/^@COMMANDS@$$/{r $@.cmds' -e 'd}' -e 's/@VERSION@/$(VERSION)/' $< | scdoc >$@
+	rm -f $@.cmds
+
+$(BUILD)/man/vm.json.5: docs/man/vm.json.5.scd.in docs/VM-JSON.md scripts/md2scd.py
+	@mkdir -p $(dir $@)
+	scripts/md2scd.py docs/VM-JSON.md >$@.body
+	sed -e '/^@BODY@$$/{r $@.body' -e 'd}' -e 's/@VERSION@/$(VERSION)/' $< | scdoc >$@
+	rm -f $@.body
+
+$(BUILD)/man/vmoved.8: docs/man/vmoved.8.scd.in debian/changelog
+	@mkdir -p $(dir $@)
+	sed -e 's/@VERSION@/$(VERSION)/' $< | scdoc >$@
+
+$(BUILD)/vmoved.service: dist/vmoved.service.in
+	@mkdir -p $(dir $@)
+	sed -e 's|@SBINDIR@|$(SBINDIR)|' $< >$@
+
+install: $(BUILD)/bin/vmoved $(BUILD)/bin/vmove $(MANPAGES) $(BUILD)/vmoved.service
+	install -D -m 0755 $(BUILD)/bin/vmoved $(DESTDIR)$(SBINDIR)/vmoved
+	install -D -m 0755 $(BUILD)/bin/vmove $(DESTDIR)$(BINDIR)/vmove
+	install -D -m 0644 $(BUILD)/man/vmove.1 $(DESTDIR)$(MANDIR)/man1/vmove.1
+	install -D -m 0644 $(BUILD)/man/vmoved.8 $(DESTDIR)$(MANDIR)/man8/vmoved.8
+	install -D -m 0644 $(BUILD)/man/vm.json.5 $(DESTDIR)$(MANDIR)/man5/vm.json.5
+	install -D -m 0644 $(BUILD)/vmoved.service $(DESTDIR)$(SYSTEMDUNITDIR)/vmoved.service
+	install -D -m 0644 dist/vmove.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vmove.conf
+	install -D -m 0644 dist/vmove.bash-completion $(DESTDIR)$(BASHCOMPDIR)/vmove
+	install -D -m 0644 dist/vmoved.conf $(DESTDIR)$(SYSCONFDIR)/vmove/vmoved.conf
+	install -d -m 0700 $(DESTDIR)/var/lib/vmove
+	install -D -m 0644 docs/OPERATIONS.md $(DESTDIR)$(DOCDIR)/OPERATIONS.md
+
+# The Debian package, built from a copy of the work tree (uncommitted
+# changes included) so that dpkg-buildpackage's output lands in build/deb.
+deb:
+	rm -rf build/deb && mkdir -p build/deb/vmove-$(VERSION)
+	tar -c --exclude=./build --exclude=./.git --exclude=./bench/results . | tar -x -C build/deb/vmove-$(VERSION)
+	cd build/deb/vmove-$(VERSION) && dpkg-buildpackage -us -uc -b
+	@ls -l build/deb/*.deb
+
+pkg-deps:
+	scripts/install-deps.sh pkg
 
 deps:
 	scripts/install-deps.sh runtime
@@ -108,4 +175,6 @@ clean:
 	rm -rf build
 
 .SECONDARY: $(UNITLIB)
+# A failed `... | scdoc >$@` must not leave a half-made page that looks current.
+.DELETE_ON_ERROR:
 -include $(LIBOBJ:.o=.d) $(UNITLIB:.o=.d) $(MAINS:%.c=$(BUILD)/%.d)

@@ -5,16 +5,20 @@
 #   install-deps.sh test      - runtime + what `make check` needs
 #   install-deps.sh bench     - runtime + what `make bench` needs
 #   install-deps.sh fuzz      - runtime + what `make fuzz` needs
+#   install-deps.sh pkg       - runtime + what `make deb` and the manual pages need
 #
 # The engine is QEMU 10.  Debian 13 ships it; on Debian 12 it comes from
 # bookworm-backports (Debian 13's build), pinned for QEMU's packages only so
 # that nothing else on the host is pulled from backports.
 set -eu
-RUNTIME="build-essential pkg-config libevent-dev libjansson-dev libsqlite3-dev libssl-dev
- iproute2 kmod cpio gzip zstd socat"
+RUNTIME="build-essential pkg-config libevent-dev libjansson-dev libsqlite3-dev libssl-dev libsystemd-dev
+ scdoc iproute2 kmod cpio gzip zstd socat"
 ENGINE="qemu-system-x86 qemu-utils"
 QEMU_MIN_MAJOR=10
-TEST="libcmocka-dev python3-pytest tcpdump openssl iperf3"
+# scdoc builds the manual pages in every build; the rest builds and checks
+# the Debian package (test_packaging.py runs in `make check`).
+PKG="scdoc debhelper dpkg-dev fakeroot lintian python3 man-db bash-completion"
+TEST="libcmocka-dev python3-pytest tcpdump openssl iperf3 util-linux $PKG"
 BENCH="iperf3 gnuplot-nox"
 FUZZ="clang libclang-rt-14-dev"
 
@@ -23,6 +27,7 @@ case "${1:-runtime}" in
     test)  want="$RUNTIME $TEST" ;;
     bench) want="$RUNTIME $BENCH" ;;
     fuzz)  want="$RUNTIME $FUZZ" ;;
+    pkg)   want="$RUNTIME $PKG" ;;
 esac
 
 SUDO=""

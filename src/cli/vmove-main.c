@@ -6,7 +6,13 @@
 
 #include "cli/cli.h"
 #include "cli/cmd-table.h"
+#include "cli/complete.h"
 #include "cli/help.h"
+#include "cli/manpage.h"
+
+#ifndef VMOVE_VERSION
+#define VMOVE_VERSION "unknown"
+#endif
 
 /* --json may come anywhere, as scripts often put it last: take it out of
  * argv before anything else, so that even a usage error is JSON. */
@@ -62,6 +68,17 @@ int main(int argc, char **argv)
     struct cli c = {0};
     c.host = getenv("VMOVE_HOST") ? getenv("VMOVE_HOST") : DEFAULT_HOST;
     c.identity = getenv("VMOVE_IDENTITY");
+    if (argc == 2 && !strcmp(argv[1], "--version")) {
+        printf("vmove %s\n", VMOVE_VERSION);
+        return 0;
+    }
+    /* Hidden: the build's manual page and the shell's completion. */
+    if (argc == 3 && !strcmp(argv[1], "help") && !strcmp(argv[2], "--scdoc")) {
+        cli_print_scdoc(stdout);
+        return 0;
+    }
+    if (argc >= 3 && !strcmp(argv[1], "__complete"))
+        return cli_complete(argc - 2, argv + 2);
     argc = take_json_flag(&c, argc, argv);
     int i = parse_globals(&c, argc, argv);
     if (i < 0)

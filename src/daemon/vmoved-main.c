@@ -18,33 +18,70 @@
 #include "common/log.h"
 #include "common/tls.h"
 #include "common/util.h"
+#include "conf/daemon_conf.h"
 #include "core/acl.h"
 #include "core/agent.h"
 #include "core/audit.h"
 #include "core/journal.h"
 #include "daemon/modules.h"
+#include "daemon/service.h"
 #include "server/server.h"
 #include "qemu/qemu_caps.h"
 #include "qemu/qemu_tls.h"
 
+#ifndef VMOVE_VERSION
+#define VMOVE_VERSION "unknown"
+#endif
+
+/* Keep in step with docs/man/vmoved.8.scd and docs/OPERATIONS.md. */
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: vmoved --state-dir DIR --socket PATH [--name HOST] [--listen ADDR:PORT --tls-dir DIR]\n"
-            "              [--foreground] [--log-file FILE] [--debug]\n"
+            "usage: vmoved [--config FILE] [--state-dir DIR] [--socket PATH] [--name HOST]\n"
+            "              [--listen ADDR:PORT --tls-dir DIR] [--foreground] [--log-file FILE] [--debug]\n"
+            "       vmoved --version\n"
             "\n"
-            "  --state-dir DIR     VM inventory, settings and journal (created if missing)\n"
-            "  --socket PATH       local control socket (root only)\n"
+            "  --config FILE       settings file (default " DAEMON_CONF_PATH ", if it exists);\n"
+            "                      the options below override it\n"
+            "  --state-dir DIR     VM inventory, settings and journal (created if missing;\n"
+            "                      default " DAEMON_DEFAULT_STATE_DIR ")\n"
+            "  --socket PATH       local control socket, root only (default " DAEMON_DEFAULT_SOCKET ")\n"
             "  --name HOST         this host's name (default: the system host name)\n"
             "  --listen ADDR:PORT  TCP address for peers and remote users (TLS 1.3, mutual auth)\n"
             "  --tls-dir DIR       holds ca.crt, host.crt and host.key (see `vmove pki`)\n"
-            "  --foreground        do not detach; log to stderr\n");
+            "  --foreground        do not detach; log to stderr (the journal under systemd)\n"
+            "  --log-file FILE     log to FILE (default: stderr, or syslog once detached)\n"
+            "  --debug             log debug messages too\n"
+            "\n"
+            "VMOVE_QEMU names the QEMU binary (default qemu-system-x86_64 on PATH).\n");
 }
 
 struct options {
-    const char *state_dir, *socket, *name, *listen, *tls_dir, *log_file;
+    const char *config, *state_dir, *socket, *name, *listen, *tls_dir, *log_file;
     bool foreground, debug;
+    struct daemon_conf file;   /* what the config file said; owns its strings */
 };
+
+/* The config file fills in what the command line left out, and the
+ * defaults what neither gave: the paths `vmove` expects without -H. */
+static int apply_config(struct options *o)
+{
+    char err[1024];
+    const char *path = o->config ? o->config : DAEMON_CONF_PATH;
+    if (daemon_conf_load(path, o->config != NULL, &o->file, err, sizeof err) < 0) {
+        fprintf(stderr, "vmoved: %s\n", err);
+        return -1;
+    }
+    const struct daemon_conf *f = &o->file;
+    o->state_dir = o->state_dir ? o->state_dir : f->state_dir ? f->state_dir : DAEMON_DEFAULT_STATE_DIR;
+    o->socket = o->socket ? o->socket : f->socket ? f->socket : DAEMON_DEFAULT_SOCKET;
+    o->name = o->name ? o->name : f->name;
+    o->listen = o->listen ? o->listen : f->listen;
+    o->tls_dir = o->tls_dir ? o->tls_dir : f->tls_dir;
+    o->log_file = o->log_file ? o->log_file : f->log_file;
+    o->debug = o->debug || f->debug;
+    return 0;
+}
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
@@ -53,6 +90,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"name", required_argument, NULL, 'n'},      {"listen", required_argument, NULL, 'l'},
         {"tls-dir", required_argument, NULL, 't'},   {"foreground", no_argument, NULL, 'f'},
         {"log-file", required_argument, NULL, 'L'},  {"debug", no_argument, NULL, 'd'},
+        {"config", required_argument, NULL, 'c'},    {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -65,6 +103,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'f': o->foreground = true; break;
         case 'L': o->log_file = optarg; break;
         case 'd': o->debug = true; break;
+        case 'c': o->config = optarg; break;
+        case 'V': printf("vmoved %s\n", VMOVE_VERSION); exit(0);
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -73,11 +113,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         fprintf(stderr, "vmoved: unexpected argument \"%s\"\n", argv[optind]);
         return -1;
     }
-    if (!o->state_dir || !o->socket) {
-        fprintf(stderr, "vmoved: --state-dir and --socket are required\n");
-        usage(stderr);
+    if (apply_config(o) < 0)
         return -1;
-    }
     if (o->name && !valid_name(o->name)) {
         fprintf(stderr, "vmoved: invalid host name \"%s\"\n", o->name);
         return -1;
@@ -123,13 +160,22 @@ static int agent_init(struct agent *a, const struct options *o, char *err, size_
     a->listen_addr = o->listen ? xstrdup(o->listen) : NULL;
     a->tls_dir = o->tls_dir ? absolute(o->tls_dir) : NULL;
     a->started_ms = now_ms();
-    /* Guests' disks, consoles and configs live below: root's alone.  An
-     * older vmove made these 0755; tighten them on every start. */
+    /* Guests' disks, consoles and configs, the journal and QEMU's TLS keys
+     * live below: root's alone.  An older vmove made these 0755; tighten
+     * them on every start. */
     if (mkdir_p(a->vms_dir, 0700) < 0 || chmod(a->state_dir, 0700) < 0 || chmod(a->vms_dir, 0700) < 0) {
         snprintf(err, errlen, "cannot create %s: %s", a->vms_dir, strerror(errno));
         return -1;
     }
     /* One agent per state directory: two would both drive the same VMs. */
+    char *sockdir = xstrdup(a->socket_path);
+    *strrchr(sockdir, '/') = 0;
+    int made = sockdir[0] ? mkdir_p(sockdir, 0755) : 0;
+    free(sockdir);
+    if (made < 0) {
+        snprintf(err, errlen, "cannot create the directory of %s: %s", a->socket_path, strerror(errno));
+        return -1;
+    }
     char *lock = xasprintf("%s/vmoved.lock", a->state_dir);
     a->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     free(lock);
@@ -222,8 +268,11 @@ static void daemonize(const char *log_file)
     int null = open("/dev/null", O_RDWR);
     dup2(null, 0);
     dup2(null, 1);
-    if (!log_file)
+    if (!log_file) {
+        /* No terminal and no file: syslog (the journal), never /dev/null. */
         dup2(null, 2);
+        log_use_syslog();
+    }
     if (null > 2)
         close(null);
 }
@@ -231,8 +280,10 @@ static void daemonize(const char *log_file)
 int main(int argc, char **argv)
 {
     struct options o = {0};
-    if (parse_options(argc, argv, &o) < 0)
+    if (parse_options(argc, argv, &o) < 0) {
+        daemon_conf_free(&o.file);
         return 2;
+    }
     /* Everything vmoved and its children create (state files, SQLite's
      * journal, QEMU's logs and sockets, qemu-img's disks) is private to
      * root from its creation on, whatever the caller's umask was. */
@@ -242,6 +293,7 @@ int main(int argc, char **argv)
         int fd = open(o.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         if (fd < 0) {
             fprintf(stderr, "vmoved: cannot open log file %s: %s\n", o.log_file, strerror(errno));
+            daemon_conf_free(&o.file);
             return 1;
         }
         log_set_file(fd);
@@ -252,11 +304,13 @@ int main(int argc, char **argv)
     if (agent_init(&a, &o, err, sizeof err) < 0) {
         log_error("%s", err);
         agent_free(&a);
+        daemon_conf_free(&o.file);
         return 1;
     }
     if (!(a.server = server_start(&a, err, sizeof err))) {
         log_error("%s", err);
         agent_free(&a);
+        daemon_conf_free(&o.file);
         return 1;
     }
     if (!o.foreground)
@@ -266,8 +320,13 @@ int main(int argc, char **argv)
     log_info("host %s ready: socket %s%s%s, accel %s", a.name, a.socket_path,
              a.listen_addr ? ", TLS on " : "", a.listen_addr ? a.listen_addr : "",
              accel_kind_name(a.accel.kind));
+    service_ready(a.listen_addr ? "serving the socket and the TLS port" : "serving the socket");
+    service_watchdog_start(a.base);
     event_base_dispatch(a.base);
+    service_stopping();
+    service_free();
     agent_free(&a);
+    daemon_conf_free(&o.file);
     log_info("stopped");
     return 0;
 }

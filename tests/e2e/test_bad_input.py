@@ -88,8 +88,20 @@ def test_malformed_vm_json_is_reported_not_fatal(root):
 def test_bad_daemon_arguments(root):
     import subprocess
     from vmovelib import VMOVED
-    p = subprocess.run([VMOVED, "--socket", "/tmp/x.sock"], capture_output=True, text=True)
-    assert p.returncode == 2 and "--state-dir and --socket are required" in p.stderr
+    # --state-dir and --socket have defaults now (docs/OPERATIONS.md); what is
+    # still refused is a --config that is not there, and a bad config file.
+    p = subprocess.run([VMOVED, "--config", root + "/missing.conf"], capture_output=True, text=True)
+    assert p.returncode == 2 and f"cannot read {root}/missing.conf: No such file" in p.stderr
+    bad = os.path.join(root, "bad.conf")
+    with open(bad, "w") as f:
+        f.write("# comment\nname = h1\nlsten = 127.0.0.1:7070\n")
+    p = subprocess.run([VMOVED, "--config", bad, "--state-dir", root, "--socket", root + "/s"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and f'{bad}:3: unknown key "lsten"' in p.stderr, p.stderr
+    assert not os.path.exists(root + "/s"), "vmoved must not start on a bad config file"
+    p = subprocess.run([VMOVED, "--state-dir", root, "--socket", root + "/s", "--bogus"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "usage: vmoved" in p.stderr
     p = subprocess.run([VMOVED, "--state-dir", root, "--socket", root + "/s", "--listen", "127.0.0.1:1"],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "--listen and --tls-dir go together" in p.stderr
