@@ -201,7 +201,14 @@ static void migrate_resolve(struct api_req *r)
         api_fail(r, err);
         return;
     }
-    api_reply(r, incoming_resolve(r->agent, m.name));
+    json_t *res = incoming_resolve(r->agent, r->who.name, m.name, &err);
+    if (!res) {
+        /* A host asking about a migration that is not its own. */
+        char who[96];
+        audit_record(r->agent, principal_describe(&r->who, who, sizeof who), r->method, m.name, api_req_peer(r),
+                     false, json_string_value(json_object_get(err, "message")));
+    }
+    answer(r, res, err);
 }
 
 /* Free memory and whether this host takes VMs now; for the hosts (and users)

@@ -34,6 +34,7 @@ struct peer_conn {
     char *addr;
     struct bufferevent *bev;
     bool connected, broken;
+    char verified[64];           /* the host name its certificate proved ("" until connected) */
     char *broken_reason;
     long long next_id;
     struct pending *pending;
@@ -45,6 +46,8 @@ struct peer_conn {
 };
 
 const char *peer_name(const struct peer_conn *p) { return p->name; }
+
+const char *peer_verified_name(const struct peer_conn *p) { return p->verified[0] ? p->verified : NULL; }
 
 static void pending_free(struct pending *q)
 {
@@ -162,6 +165,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
             mark_broken(p, "the peer's certificate is not a vmove host certificate");
             return;
         }
+        snprintf(p->verified, sizeof p->verified, "%s", id.name);
         p->connected = true;
         flush_queue(p);
         return;

@@ -25,4 +25,8 @@ void peer_call(struct peer_conn *p, const char *method, json_t *params, int time
 void peer_close(struct peer_conn *p);
 void peer_set_closed_hook(struct peer_conn *p, peer_closed_fn on_closed, void *arg);
 const char *peer_name(const struct peer_conn *p);
+/* The host name the peer's verified certificate carries, once connected
+ * (NULL before): what rights are checked against, never a name the peer
+ * states in a message. */
+const char *peer_verified_name(const struct peer_conn *p);
 #endif

@@ -158,11 +158,34 @@ void incoming_source_lost(struct agent *a, const char *vm_name, const char *sour
 
 /* ---- resolve ---------------------------------------------------------- */
 
-json_t *incoming_resolve(struct agent *a, const char *vm_name)
+/* Only the host a VM is arriving from may ask about (and so abort) its
+ * arrival: the incoming object names it, or, after a vmoved restart, the
+ * VM's persisted migration record does. */
+static bool arriving_from(const struct vm *vm, const struct incoming *in, const char *source)
+{
+    if (in)
+        return !strcmp(in->source, source);
+    const char *role = json_string_value(json_object_get(vm->migration, "role"));
+    const char *from = json_string_value(json_object_get(vm->migration, "source"));
+    return role && !strcmp(role, "incoming") && from && !strcmp(from, source);
+}
+
+json_t *incoming_resolve(struct agent *a, const char *source, const char *vm_name, json_t **err)
 {
     struct vm *vm = vm_find(a, vm_name);
     struct incoming *in = migrate_dst_find(a, vm_name);
     struct wire_resolve_reply rep = {0};
+    const char *role = vm ? json_string_value(json_object_get(vm->migration, "role")) : NULL;
+    if (vm && ((role && strcmp(role, "incoming")) || vm->state == VM_MIGRATING)) {
+        /* Leaving this host: no other host has anything to resolve here. */
+        *err = proto_error(ERR_DENIED, NULL, "VM %s is not arriving on host %s: host %s cannot resolve it",
+                           vm_name, a->name, source);
+        return NULL;
+    }
+    if ((in || (vm && vm->state == VM_INCOMING)) && !arriving_from(vm, in, source)) {
+        *err = proto_error(ERR_DENIED, NULL, "VM %s is not arriving from host %s", vm_name, source);
+        return NULL;
+    }
     if (!vm)
         rep.state = WIRE_RESOLVE_ABSENT;
     else if (migrate_dst_committed(vm) || (!vm->migration && vm->state != VM_INCOMING))

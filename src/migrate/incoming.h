@@ -60,7 +60,10 @@ int incoming_load(struct agent *a, const char *source, const struct wire_load_re
                   void *arg, json_t **err);
 /* What became of a VM the source was sending (a wire_resolve_reply); an
  * uncommitted incoming VM is aborted first, so the answer stays true. */
-json_t *incoming_resolve(struct agent *a, const char *vm_name);
+/* The source asks whether the VM committed here; an uncommitted arrival is
+ * aborted.  Only the host the VM is arriving from may ask: NULL with *err
+ * (denied) for any other, and for a VM that is leaving this host. */
+json_t *incoming_resolve(struct agent *a, const char *source, const char *vm_name, json_t **err);
 /* A place in the queue for an incoming slot (a wire_reserve_reply). */
 json_t *incoming_reserve(struct agent *a, const char *source, json_int_t job, json_t **err);
 void incoming_unreserve(struct agent *a, const char *source, json_int_t job);

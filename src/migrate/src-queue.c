@@ -87,8 +87,19 @@ static void on_reserved(void *arg, json_t *result, json_t *error)
         return;
     }
     if (rep.granted) {
-        /* This host must allow sending VMs to that host. */
-        const char *dst = rep.host;
+        /* This host must allow sending VMs to that host: the host its
+         * certificate proves, not the name its reply states. */
+        const char *dst = peer_verified_name(m->peer);
+        if (dst && strcmp(dst, rep.host)) {
+            m->failure = proto_error(ERR_DENIED, "check the peer's address: vmove peer list",
+                                     "the destination's certificate is host %s's, but it calls itself %s", dst,
+                                     rep.host);
+            migrate_src_mp(m, "migrate.unreserve", json_pack("{s:I}", "job", (json_int_t)m->job->id), 5000,
+                           migrate_src_on_unreserved);
+            m->vm = NULL;
+            migrate_src_end_failed(m);
+            return;
+        }
         char *p = xasprintf("host:%s", dst ? dst : "?");
         bool ok = dst && acl_allows(m->agent, p, RIGHT_MIGRATE_OUT);
         audit_record(m->agent, p, "migrate.out", m->name, m->peer_addr, ok,
@@ -211,10 +222,17 @@ static void on_prepared(void *arg, json_t *result, json_t *error)
     snprintf(m->dst_ip, sizeof m->dst_ip, "%s", rep.ip);
     m->dst_port = rep.port;
     m->nbd_port = rep.nbd_port;
-    bool tls = rep.tls;
+    /* Plaintext only if this host allows it too, whatever the reply says: a
+     * destination that will not encrypt fails the move instead. */
+    bool tls = rep.tls || !m->agent->settings.allow_insecure_migration;
+    bool plaintext_offered = !rep.tls && !m->tuning.quick;
     snprintf(m->dst_name, sizeof m->dst_name, "%.*s", (int)sizeof m->dst_name - 1, rep.host);
     wire_prepare_reply_clear(&rep);
     problem = migrate_src_check_route(m);
+    if (!problem && tls && plaintext_offered)
+        problem = proto_error(ERR_DENIED, "allow it on both hosts, or neither: vmove host set --allow-insecure-migration on|off",
+                              "host %s offered an unencrypted migration stream, and host %s does not allow one",
+                              m->dst_name, m->agent->name);
     if (!problem && m->job->cancel_requested)
         problem = proto_error(ERR_CANCELLED, NULL, "migration of %s cancelled", m->name);
     if (problem) {

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from migrationlib import make_cluster
+from test_migration import final_job, start_move_no_wait, wait_transfer
 
 
 @pytest.fixture
@@ -62,15 +63,50 @@ def test_user_cannot_call_host_to_host_methods(cl):
     cl.v(1, "acl", "grant", "user:alice", "vm.read", "vm.manage", "migrate.in", "migrate.out", "host.admin")
     cl.create_guest("a2", host=1)
     cl.boot("a2", i=1)
-    h = cl.tb.host(1)
     # Speak the wire protocol directly (the CLI has no command for these).
     for method in ("migrate.resolve", "migrate.finish", "migrate.capacity"):
-        p = cl.tb.run_in(2, ["/usr/bin/python3", "-c", RAW_CALL, f"h1@{h.mgmt_ip}:{h.port}", alice, method, "a2"],
-                         check=False, timeout=30)
-        assert "a host-to-host method, for hosts only" in p.stdout, (method, p.stdout, p.stderr)
+        out = raw_call(cl, 2, 1, alice, method, "a2")
+        assert "a host-to-host method, for hosts only" in out, (method, out)
     cl.assert_only_on("a2", 1)
     assert cl.verify("a2", 1)
     assert_answers_quickly(cl, 1)
+
+
+def raw_call(cl, src, dst, identity, method, vm):
+    """One request to host dst from host src's namespace, as identity."""
+    h = cl.tb.host(dst)
+    p = cl.tb.run_in(src, ["/usr/bin/python3", "-c", RAW_CALL, f"{h.name}@{h.mgmt_ip}:{h.port}", identity, method, vm],
+                     check=False, timeout=30)
+    return p.stdout
+
+
+def test_foreign_host_cannot_resolve_a_migration(request):
+    """h3 holds a valid host certificate and no rights.  While h1 moves a VM
+    to h2, h3 asks both ends to "resolve" it (the call a source makes when
+    it lost track of its destination): both refuse and audit it, and the move
+    ends with the VM on exactly one host, its data intact."""
+    cl = make_cluster(request, n=3)
+    cl.configure()
+    cl.create_guest("m1", mem=128, mem_rate=20, host=1)
+    cl.boot("m1", i=1)
+    cl.tb.shape(1, "mig", rate="100mbit")
+    jid = start_move_no_wait(cl, "m1", 1, 2)
+    wait_transfer(cl, 1, jid)
+    as_h3 = host_identity(cl, 3)
+    for target, why in ((1, "VM m1 is not arriving on host h1: host h3 cannot resolve it"),
+                        (2, "VM m1 is not arriving from host h3")):
+        out = raw_call(cl, 3, target, as_h3, "migrate.resolve", "m1")
+        assert why in out, (target, out)
+    assert_answers_quickly(cl, 1)
+    cl.tb.unshape(1, "mig")
+    j = final_job(cl, 1, jid)
+    assert j["state"] == "succeeded", j
+    cl.assert_only_on("m1", 2)
+    assert cl.verify("m1", 2)
+    for i in (1, 2):
+        denied = [r for r in cl.v(i, "audit", "--limit", "300")["records"]
+                  if r["who"] == "host:h3" and r["action"] == "migrate.resolve" and r["verdict"] == "denied"]
+        assert denied, f"h{i} did not audit h3's resolve"
 
 
 # One request over mutual TLS with a user identity, the reply printed.
