@@ -48,6 +48,16 @@ void log_use_syslog(void)
     log_sink = SINK_SYSLOG;
 }
 
+/* A message may carry names a remote party chose (a VM, a method): a
+ * newline or an escape sequence in one must not forge a log line or drive
+ * the terminal of whoever reads the log. */
+static void defang(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
 /* The journal and syslog stamp time, program and PID themselves. */
 static void log_to_system(enum log_level lvl, const char *fmt, va_list ap)
 {
@@ -56,6 +66,7 @@ static void log_to_system(enum log_level lvl, const char *fmt, va_list ap)
     if (log_sink == SINK_JOURNAL)
         n = snprintf(line, sizeof line, "<%d>", log_syslog_priority((int)lvl));
     vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    defang(line + n);
     if (log_sink == SINK_SYSLOG) {
         log_syslog_write((int)lvl, line);
         return;
@@ -86,8 +97,10 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
     int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d] %s: ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                      tm.tm_sec, ts.tv_nsec / 1000000, log_prog, (int)getpid(), names[lvl]);
+    int header = n;
     n += vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
     va_end(ap);
+    defang(line + header);
     if (n > (int)sizeof line - 2)
         n = (int)sizeof line - 2;
     line[n++] = '\n';

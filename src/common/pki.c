@@ -413,6 +413,12 @@ int pki_issue(const char *cadir, const char *name, enum pki_role role, const cha
         set_err(err, errlen, "invalid certificate role %d", (int)role);
         return -1;
     }
+    /* user:root is root on a host's local socket; a certificate must not
+     * be able to become that principal anywhere. */
+    if (role == PKI_ROLE_USER && !strcmp(name, "root")) {
+        set_err(err, errlen, "the user name root is reserved for root on a host's local socket: pick another");
+        return -1;
+    }
     if (days <= 0) {
         set_err(err, errlen, "certificate validity must be at least 1 day (got %d)", days);
         return -1;

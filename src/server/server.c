@@ -323,6 +323,12 @@ static bool identify_tls_peer(struct conn *c)
     }
     c->who.kind = id.role == PKI_ROLE_HOST ? PRINCIPAL_HOST : PRINCIPAL_USER;
     snprintf(c->who.name, sizeof c->who.name, "%s", id.name);
+    /* A user certificate named root (issued by an older vmove, or by hand)
+     * would be the same principal as local root: refused. */
+    if (c->who.kind == PRINCIPAL_USER && !strcmp(id.name, "root")) {
+        log_refusal(c->server, "refusing %s: a user certificate named root", c->peer);
+        return false;
+    }
     handshake_done(c);
     if (conns_of(c->server, &c->who) >= SERVER_MAX_CONNS_PER_PRINCIPAL) {
         char who[96], msg[160];

@@ -275,3 +275,24 @@ def test_denials_cannot_flood_the_audit_log(tls_agent, root):
     records = tls_agent.vmove("audit", "--limit", "10000")["records"]
     denied = [r for r in records if r["who"] == "user:alice" and r["verdict"] == "denied"]
     assert 1 <= len(denied) <= 40, len(denied)
+
+
+def test_no_certificate_can_be_local_root(root):
+    """user:root is root on a host's local socket: no user certificate may
+    carry that name."""
+    ca = os.path.join(root, "ca")
+    pki("init", ca)
+    p = subprocess.run([VMOVE, "pki", "issue-user", "root", "--ca", ca, "--out", os.path.join(root, "r")],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "reserved for root on a host's local socket" in p.stderr
+
+
+def test_names_cannot_forge_log_lines(agent):
+    """A name with a newline in a request is logged on one line."""
+    forged = "x\n2026-01-01T00:00:00.000Z vmoved[1] info: FORGED"
+    p = subprocess.run([VMOVE, "-H", "unix:" + agent.sock, "vm", "show", forged], capture_output=True, text=True,
+                       env=ENV)
+    assert p.returncode != 0
+    log = agent.read_log()
+    assert "FORGED" in log
+    assert not any(line.startswith("2026-01-01T00:00:00.000Z") for line in log.splitlines())
