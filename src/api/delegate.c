@@ -140,7 +140,7 @@ static void on_show(void *arg, json_t *result, json_t *error)
     evtimer_add(rl->timer, &tv);
 }
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
+static void relay_on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct relay *rl = arg;
     peer_call(rl->peer, "jobs.show", json_pack("{s:I}", "id", rl->job), 10000, on_show, rl);
@@ -154,7 +154,7 @@ static void on_started(void *arg, json_t *result, json_t *error)
         return;
     }
     rl->job = json_integer_value(json_object_get(result, "job"));
-    on_tick(-1, 0, rl);
+    relay_on_tick(-1, 0, rl);
 }
 
 void delegate_relay(struct api_req *r)
@@ -175,7 +175,7 @@ void delegate_relay(struct api_req *r)
     }
     struct relay *rl = xcalloc(1, sizeof *rl);
     rl->req = r;
-    rl->timer = evtimer_new(a->base, on_tick, rl);
+    rl->timer = evtimer_new(a->base, relay_on_tick, rl);
     rl->peer = peer_connect(a, p->name, p->addr, NULL, NULL);
     log_info("relaying a move of %s from %s to %s for the user", json_string_value(json_object_get(r->params, "name")),
              from, json_string_value(json_object_get(r->params, "to")));

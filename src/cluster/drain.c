@@ -120,7 +120,7 @@ static void drain_finish(struct drain *d)
 }
 
 /* Follow the child migrations. */
-static void on_tick(evutil_socket_t fd, short what, void *arg)
+static void drain_on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct drain *d = arg;
     int running = 0, done = 0;
@@ -195,7 +195,7 @@ static void start_moves(struct drain *d)
         it->job = child->id;
         snprintf(it->state, sizeof it->state, "queued");
     }
-    on_tick(-1, 0, d);
+    drain_on_tick(-1, 0, d);
 }
 
 static void on_candidate(void *arg, json_t *result, json_t *error)
@@ -337,7 +337,7 @@ struct job *drain_create(struct agent *a, json_t *to, json_t *tuning, const char
     d->job = job_create(a, &drain_ops, NULL, json_pack("{s:s, s:O?}", "host", a->name, "to", to));
     d->next = a->drains;
     a->drains = d;
-    d->timer = evtimer_new(a->base, on_tick, d);
+    d->timer = evtimer_new(a->base, drain_on_tick, d);
     return d->job;
 }
 

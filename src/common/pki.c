@@ -42,7 +42,7 @@ static void pki_pair_free(struct pki_pair *p)
 }
 
 __attribute__((format(printf, 3, 4)))
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+static void pki_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || !errlen)
         return;
@@ -67,13 +67,13 @@ int pki_check_key_mode(const char *path, char *err, size_t errlen)
 {
     struct stat st;
     if (stat(path, &st) < 0) {
-        set_err(err, errlen, "private key %s: %s", path, strerror(errno));
+        pki_set_err(err, errlen, "private key %s: %s", path, strerror(errno));
         return -1;
     }
     /* A key that other users can read is no longer private: refuse rather
      * than silently authenticate with a possibly copied identity. */
     if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-        set_err(err, errlen,
+        pki_set_err(err, errlen,
                 "private key %s is accessible by group/other (mode %04o): "
                 "run `chmod 600 %s` (and consider re-issuing it)",
                 path, (unsigned)(st.st_mode & 07777), path);
@@ -89,13 +89,13 @@ static X509 *load_cert(const char *path, char *err, size_t errlen)
     BIO *b = BIO_new_file(path, "r");
     if (!b) {
         ERR_clear_error();
-        set_err(err, errlen, "cannot open certificate %s: %s", path, strerror(errno));
+        pki_set_err(err, errlen, "cannot open certificate %s: %s", path, strerror(errno));
         return NULL;
     }
     X509 *c = PEM_read_bio_X509(b, NULL, NULL, NULL);
     BIO_free(b);
     if (!c)
-        set_err(err, errlen, "%s is not a PEM certificate: %s", path, pki_ossl_reason());
+        pki_set_err(err, errlen, "%s is not a PEM certificate: %s", path, pki_ossl_reason());
     return c;
 }
 
@@ -106,13 +106,13 @@ EVP_PKEY *pki_load_key(const char *path, char *err, size_t errlen)
     BIO *b = BIO_new_file(path, "r");
     if (!b) {
         ERR_clear_error();
-        set_err(err, errlen, "cannot open private key %s: %s", path, strerror(errno));
+        pki_set_err(err, errlen, "cannot open private key %s: %s", path, strerror(errno));
         return NULL;
     }
     EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
     BIO_free(b);
     if (!k)
-        set_err(err, errlen, "%s is not a PEM private key: %s", path, pki_ossl_reason());
+        pki_set_err(err, errlen, "%s is not a PEM private key: %s", path, pki_ossl_reason());
     return k;
 }
 
@@ -142,7 +142,7 @@ static int write_pem(const char *path, X509 *cert, EVP_PKEY *key, char *err, siz
     size_t len = 0;
     char *pem = to_pem(cert, key, &len);
     if (!pem) {
-        set_err(err, errlen, "cannot encode %s: %s", path, pki_ossl_reason());
+        pki_set_err(err, errlen, "cannot encode %s: %s", path, pki_ossl_reason());
         return -1;
     }
     int r = write_file_atomic(path, pem, len, key ? 0600 : 0644);
@@ -150,7 +150,7 @@ static int write_pem(const char *path, X509 *cert, EVP_PKEY *key, char *err, siz
     OPENSSL_cleanse(pem, len);
     free(pem);
     if (r < 0) {
-        set_err(err, errlen, "cannot write %s: %s", path, strerror(saved));
+        pki_set_err(err, errlen, "cannot write %s: %s", path, strerror(saved));
         return -1;
     }
     return 0;
@@ -165,9 +165,9 @@ static int write_key_exclusive(const char *path, EVP_PKEY *key, char *err, size_
     int r = write_pem(tmp, NULL, key, err, errlen);
     if (r == 0 && link(tmp, path) < 0) {
         if (errno == EEXIST)
-            set_err(err, errlen, "CA key %s already exists: refusing to replace a CA", path);
+            pki_set_err(err, errlen, "CA key %s already exists: refusing to replace a CA", path);
         else
-            set_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
+            pki_set_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
         r = -1;
     }
     unlink(tmp);
@@ -291,7 +291,7 @@ static int build_ca(const char *cn, struct pki_pair *ca, char *err, size_t errle
         ca->cert = new_cert(name, name, ca->key, CA_DAYS, 0);
     X509_NAME_free(name);
     if (!ca->cert || add_ca_exts(ca->cert) < 0 || !X509_sign(ca->cert, ca->key, EVP_sha256())) {
-        set_err(err, errlen, "cannot build the CA certificate: %s", pki_ossl_reason());
+        pki_set_err(err, errlen, "cannot build the CA certificate: %s", pki_ossl_reason());
         pki_pair_free(ca);
         return -1;
     }
@@ -301,7 +301,7 @@ static int build_ca(const char *cn, struct pki_pair *ca, char *err, size_t errle
 int pki_init_ca(const char *cadir, const char *cn, char *err, size_t errlen)
 {
     if (!cn || !*cn || strlen(cn) > 48) {
-        set_err(err, errlen, "CA name must be 1..48 characters");
+        pki_set_err(err, errlen, "CA name must be 1..48 characters");
         return -1;
     }
     char *key_path = xasprintf("%s/ca.key", cadir);
@@ -309,12 +309,12 @@ int pki_init_ca(const char *cadir, const char *cn, char *err, size_t errlen)
     struct pki_pair ca = {0};
     int r = -1;
     if (path_exists(key_path)) {
-        set_err(err, errlen, "CA key %s already exists: refusing to replace a CA "
+        pki_set_err(err, errlen, "CA key %s already exists: refusing to replace a CA "
                 "(every certificate it issued would stop working)", key_path);
         goto out;
     }
     if (mkdir_p(cadir, 0700) < 0 || chmod(cadir, 0700) < 0) {
-        set_err(err, errlen, "cannot create CA directory %s: %s", cadir, strerror(errno));
+        pki_set_err(err, errlen, "cannot create CA directory %s: %s", cadir, strerror(errno));
         goto out;
     }
     if (build_ca(cn, &ca, err, errlen) < 0)
@@ -342,7 +342,7 @@ static int load_ca(const char *cadir, struct pki_pair *ca, char *err, size_t err
     char *crt_path = xasprintf("%s/ca.crt", cadir);
     int r = -1;
     if (!path_exists(key_path)) {
-        set_err(err, errlen, "CA key %s not found: run `vmove pki init %s` first", key_path, cadir);
+        pki_set_err(err, errlen, "CA key %s not found: run `vmove pki init %s` first", key_path, cadir);
         goto out;
     }
     ca->key = pki_load_key(key_path, err, errlen);
@@ -351,7 +351,7 @@ static int load_ca(const char *cadir, struct pki_pair *ca, char *err, size_t err
         goto out;
     if (X509_check_private_key(ca->cert, ca->key) != 1) {
         ERR_clear_error();
-        set_err(err, errlen, "CA key %s does not match CA certificate %s: restore the "
+        pki_set_err(err, errlen, "CA key %s does not match CA certificate %s: restore the "
                 "matching pair from backup", key_path, crt_path);
         goto out;
     }
@@ -375,7 +375,7 @@ static int build_leaf(const struct pki_pair *ca, const char *name, enum pki_role
     X509_NAME_free(subject);
     if (!leaf->cert || add_leaf_exts(leaf->cert, ca->cert, name, role) < 0 ||
         !X509_sign(leaf->cert, ca->key, EVP_sha256())) {
-        set_err(err, errlen, "cannot build the certificate for %s: %s", name, pki_ossl_reason());
+        pki_set_err(err, errlen, "cannot build the certificate for %s: %s", name, pki_ossl_reason());
         pki_pair_free(leaf);
         return -1;
     }
@@ -405,22 +405,22 @@ int pki_issue(const char *cadir, const char *name, enum pki_role role, const cha
               int days, long not_before_offset_s, char *err, size_t errlen)
 {
     if (!name || !valid_name(name)) {
-        set_err(err, errlen, "invalid name '%s': use 1-63 of [A-Za-z0-9._-], starting "
+        pki_set_err(err, errlen, "invalid name '%s': use 1-63 of [A-Za-z0-9._-], starting "
                 "with a letter or digit", name ? name : "");
         return -1;
     }
     if (role != PKI_ROLE_HOST && role != PKI_ROLE_USER) {
-        set_err(err, errlen, "invalid certificate role %d", (int)role);
+        pki_set_err(err, errlen, "invalid certificate role %d", (int)role);
         return -1;
     }
     /* user:root is root on a host's local socket; a certificate must not
      * be able to become that principal anywhere. */
     if (role == PKI_ROLE_USER && !strcmp(name, "root")) {
-        set_err(err, errlen, "the user name root is reserved for root on a host's local socket: pick another");
+        pki_set_err(err, errlen, "the user name root is reserved for root on a host's local socket: pick another");
         return -1;
     }
     if (days <= 0) {
-        set_err(err, errlen, "certificate validity must be at least 1 day (got %d)", days);
+        pki_set_err(err, errlen, "certificate validity must be at least 1 day (got %d)", days);
         return -1;
     }
     struct pki_pair ca = {0}, leaf = {0};
@@ -428,7 +428,7 @@ int pki_issue(const char *cadir, const char *name, enum pki_role role, const cha
     if (load_ca(cadir, &ca, err, errlen) < 0)
         return -1;
     if (mkdir_p(outdir, 0700) < 0) {
-        set_err(err, errlen, "cannot create %s: %s", outdir, strerror(errno));
+        pki_set_err(err, errlen, "cannot create %s: %s", outdir, strerror(errno));
         goto out;
     }
     if (build_leaf(&ca, name, role, days, not_before_offset_s, &leaf, err, errlen) < 0)

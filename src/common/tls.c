@@ -18,7 +18,7 @@
 #include "common/util.h"
 
 __attribute__((format(printf, 3, 4)))
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+static void tls_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || !errlen)
         return;
@@ -59,13 +59,13 @@ static int load_identity(SSL_CTX *ctx, const char *cert_path, const char *key_pa
         return -1;
     int r = -1;
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
-        set_err(err, errlen, "cannot load certificate %s: %s", cert_path, pki_ossl_reason());
+        tls_set_err(err, errlen, "cannot load certificate %s: %s", cert_path, pki_ossl_reason());
     } else if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), key) != 1) {
         ERR_clear_error();
-        set_err(err, errlen, "private key %s does not match certificate %s: re-issue both "
+        tls_set_err(err, errlen, "private key %s does not match certificate %s: re-issue both "
                 "with `vmove pki issue-host` or `vmove pki issue-user`", key_path, cert_path);
     } else if (SSL_CTX_use_PrivateKey(ctx, key) != 1) {
-        set_err(err, errlen, "cannot use private key %s: %s", key_path, pki_ossl_reason());
+        tls_set_err(err, errlen, "cannot use private key %s: %s", key_path, pki_ossl_reason());
     } else {
         r = 0;
     }
@@ -78,7 +78,7 @@ static int load_identity(SSL_CTX *ctx, const char *cert_path, const char *key_pa
 static int load_trust(SSL_CTX *ctx, const char *ca_path, char *err, size_t errlen)
 {
     if (SSL_CTX_load_verify_locations(ctx, ca_path, NULL) != 1) {
-        set_err(err, errlen, "cannot load CA certificate %s: %s (is the host enrolled? "
+        tls_set_err(err, errlen, "cannot load CA certificate %s: %s (is the host enrolled? "
                 "copy ca.crt from the CA directory)", ca_path, pki_ossl_reason());
         return -1;
     }
@@ -91,12 +91,12 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(method);
     if (!ctx) {
-        set_err(err, errlen, "cannot create TLS context: %s", pki_ossl_reason());
+        tls_set_err(err, errlen, "cannot create TLS context: %s", pki_ossl_reason());
         return NULL;
     }
     if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
         !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION)) {
-        set_err(err, errlen, "this OpenSSL does not support TLS 1.3: %s", pki_ossl_reason());
+        tls_set_err(err, errlen, "this OpenSSL does not support TLS 1.3: %s", pki_ossl_reason());
         SSL_CTX_free(ctx);
         return NULL;
     }

@@ -42,7 +42,7 @@ static bool valid_addr(const char *v)
     return port >= 1 && port <= 65535 && strlen(colon + 1) <= 5;
 }
 
-static int parse_bool(const char *v, bool *out)
+static int conf_parse_yes_no(const char *v, bool *out)
 {
     static const char *const yes[] = {"yes", "true", "on", "1"}, *const no[] = {"no", "false", "off", "0"};
     for (size_t i = 0; i < ARRAY_LEN(yes); i++) {
@@ -63,7 +63,7 @@ static const char *check_value(const struct key *k, const char *value)
     case VALUE_ADDR: return valid_addr(value) ? NULL : "expected ADDR:PORT (port 1..65535)";
     /* The file does not know vmoved's working directory: paths are absolute. */
     case VALUE_PATH: return value[0] == '/' ? NULL : "expected an absolute path";
-    case VALUE_BOOL: return parse_bool(value, &b) == 0 ? NULL : "expected yes or no";
+    case VALUE_BOOL: return conf_parse_yes_no(value, &b) == 0 ? NULL : "expected yes or no";
     }
     return "?";
 }
@@ -72,7 +72,7 @@ static void store(struct daemon_conf *c, const struct key *k, const char *value)
 {
     char *base = (char *)c + k->offset;
     if (k->kind == VALUE_BOOL) {
-        parse_bool(value, (bool *)base);
+        conf_parse_yes_no(value, (bool *)base);
         return;
     }
     char **slot = (char **)base;

@@ -130,7 +130,7 @@ static void job_free(struct job *j)
     free(j);
 }
 
-static void finish(struct job *j, enum job_state st)
+static void job_finish_in(struct job *j, enum job_state st)
 {
     j->state = st;
     j->finished_ms = wall_ms();
@@ -151,14 +151,14 @@ static void finish(struct job *j, enum job_state st)
 void job_succeed(struct job *j, json_t *result)
 {
     j->result = result;
-    finish(j, JOB_SUCCEEDED);
+    job_finish_in(j, JOB_SUCCEEDED);
 }
 
 void job_fail(struct job *j, json_t *error)
 {
     j->error = error;
     const char *code = json_string_value(json_object_get(error, "code"));
-    finish(j, code && !strcmp(code, ERR_CANCELLED) ? JOB_CANCELLED : JOB_FAILED);
+    job_finish_in(j, code && !strcmp(code, ERR_CANCELLED) ? JOB_CANCELLED : JOB_FAILED);
 }
 
 struct job *job_find(struct agent *a, int64_t id)
@@ -193,7 +193,7 @@ int job_request_cancel(struct job *j, json_t **err)
         return -1;
     }
     j->cancel_requested = true;
-    j->ops->cancel(j);   /* may finish (and free) the job */
+    j->ops->cancel(j);   /* may job_finish_in (and free) the job */
     return 0;
 }
 

@@ -78,7 +78,7 @@ static void really_free(struct peer_conn *p)
     free(p);
 }
 
-static void release(struct peer_conn *p)
+static void peer_release(struct peer_conn *p)
 {
     if (--p->holds == 0 && p->free_requested)
         really_free(p);
@@ -90,7 +90,7 @@ static void complete(struct peer_conn *p, struct pending *q, json_t *result, jso
     p->holds++;
     q->cb(q->arg, result, error);
     pending_free(q);
-    release(p);
+    peer_release(p);
 }
 
 /* Fail every pending call; then tell the owner once. */
@@ -104,7 +104,7 @@ static void fail_all(struct peer_conn *p, const char *reason, bool notify)
     json_decref(err);
     if (notify && p->on_closed && !p->free_requested)
         p->on_closed(p->arg, reason);
-    release(p);
+    peer_release(p);
 }
 
 static void mark_broken(struct peer_conn *p, const char *reason)
@@ -121,7 +121,7 @@ static void mark_broken(struct peer_conn *p, const char *reason)
     fail_all(p, reason, true);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void peer_on_read(struct bufferevent *bev, void *arg)
 {
     struct peer_conn *p = arg;
     p->holds++;
@@ -143,7 +143,7 @@ static void on_read(struct bufferevent *bev, void *arg)
             }
         json_decref(msg);
     }
-    release(p);
+    peer_release(p);
 }
 
 static void flush_queue(struct peer_conn *p)
@@ -156,7 +156,7 @@ static void flush_queue(struct peer_conn *p)
         }
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void peer_on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct peer_conn *p = arg;
     if (what & BEV_EVENT_CONNECTED) {
@@ -233,7 +233,7 @@ struct peer_conn *peer_connect(struct agent *a, const char *expect_name, const c
         tls_client_expect_host(ssl, expect_name);
     p->bev = bufferevent_openssl_socket_new(a->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
                                             BEV_OPT_CLOSE_ON_FREE);
-    bufferevent_setcb(p->bev, on_read, NULL, on_event, p);
+    bufferevent_setcb(p->bev, peer_on_read, NULL, peer_on_event, p);
     bufferevent_enable(p->bev, EV_READ | EV_WRITE);
     if (bufferevent_socket_connect(p->bev, (struct sockaddr *)&sin, sizeof sin) < 0) {
         bufferevent_free(p->bev);
@@ -293,7 +293,7 @@ void peer_close(struct peer_conn *p)
     }
     fail_all(p, "closed", false);
     p->free_requested = true;
-    release(p);
+    peer_release(p);
 }
 
 void peer_set_closed_hook(struct peer_conn *p, peer_closed_fn on_closed, void *arg)

@@ -11,11 +11,12 @@
 #include <unistd.h>
 
 #include "common/proto.h"
+#include "common/util.h"
 #include "core/agent.h"
 
 #define LOAD_TIMEOUT_S 300
 
-static void on_load_started(void *arg, const qmp_error_t *err)
+static void dst_on_load_started(void *arg, const qmp_error_t *err)
 {
     struct incoming *in = arg;
     if (err)
@@ -23,16 +24,6 @@ static void on_load_started(void *arg, const qmp_error_t *err)
     /* else: the MIGRATION "completed" event commits and resumes (finish path). */
 }
 
-static void on_state_fd(void *arg, const qmp_error_t *err)
-{
-    struct incoming *in = arg;
-    if (err) {
-        migrate_dst_abort(in, err->desc);
-        return;
-    }
-    migrate_dst_wait_loaded(in, LOAD_TIMEOUT_S);
-    qmon_migrate_incoming(migrate_dst_mon(in), &in->owner, "fd:vmove-state", 10000, on_load_started, in);
-}
 
 int incoming_load(struct agent *a, const char *source, const struct wire_load_req *msg, incoming_done_fn done,
                   void *arg, json_t **err)
@@ -43,7 +34,9 @@ int incoming_load(struct agent *a, const char *source, const struct wire_load_re
                            a->name);
         return -1;
     }
-    int fd = open(msg->path, O_RDONLY | O_CLOEXEC);
+    /* Checked here so that the error names the file and the host; QEMU then
+     * reads it itself ("file:", mapped-ram: the channels in parallel). */
+    int fd = strchr(msg->path, ',') ? (errno = EINVAL, -1) : open(msg->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         char why[600];
         snprintf(why, sizeof why, "cannot read the saved state %s on host %s: %s", msg->path, a->name,
@@ -54,9 +47,12 @@ int incoming_load(struct agent *a, const char *source, const struct wire_load_re
         migrate_dst_abort(in, why);
         return -1;
     }
+    close(fd);
     in->done = done;
     in->done_arg = arg;
-    qmon_getfd(migrate_dst_mon(in), &in->owner, "vmove-state", fd, 10000, on_state_fd, in);
-    close(fd);   /* QEMU got its own copy */
+    migrate_dst_wait_loaded(in, LOAD_TIMEOUT_S);
+    char *file = xasprintf("file:%s", msg->path);
+    qmon_migrate_incoming(migrate_dst_mon(in), &in->owner, file, 10000, dst_on_load_started, in);
+    free(file);
     return 0;
 }

@@ -134,7 +134,7 @@ static uint64_t sent(struct link_probe *p)
     return p->queued - evbuffer_get_length(bufferevent_get_output(p->bev));
 }
 
-static void finish(struct link_probe *p, double rate)
+static void sink_finish(struct link_probe *p, double rate)
 {
     link_probe_fn done = p->done;
     void *arg = p->arg;
@@ -163,7 +163,7 @@ static void fill(struct bufferevent *bev, void *arg)
     }
 }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
+static void probe_on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct link_probe *p = arg;
     if (!p->warm) {
@@ -176,10 +176,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     double secs = (double)(now_ms() - p->mark_ms) / 1000.0;
-    finish(p, secs > 0 ? (double)(sent(p) - p->mark_bytes) / secs : -1);
+    sink_finish(p, secs > 0 ? (double)(sent(p) - p->mark_bytes) / secs : -1);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void probe_on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct link_probe *p = arg;
     if (what & BEV_EVENT_CONNECTED) {
@@ -188,10 +188,10 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         struct timeval tv = {0, WARMUP_MS * 1000};
         evtimer_add(p->timer, &tv);
     } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))
-        finish(p, -1);
+        sink_finish(p, -1);
 }
 
-static void on_start_failed(evutil_socket_t fd, short what, void *arg) { finish(arg, -1); }
+static void on_start_failed(evutil_socket_t fd, short what, void *arg) { sink_finish(arg, -1); }
 
 struct link_probe *link_probe_run(struct event_base *base, const char *ip, int port, int measure_ms,
                                   link_probe_fn done, void *arg)
@@ -200,9 +200,9 @@ struct link_probe *link_probe_run(struct event_base *base, const char *ip, int p
     p->done = done;
     p->arg = arg;
     p->measure_ms = measure_ms;
-    p->timer = evtimer_new(base, on_timer, p);
+    p->timer = evtimer_new(base, probe_on_timer, p);
     p->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    bufferevent_setcb(p->bev, NULL, fill, on_event, p);
+    bufferevent_setcb(p->bev, NULL, fill, probe_on_event, p);
     bufferevent_set_max_single_write(p->bev, 4 * CHUNK);
     bufferevent_enable(p->bev, EV_WRITE);
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};

@@ -13,18 +13,7 @@
 
 /* ---- quick migration: pause, save to shared storage ------------------- */
 
-static void on_state_fd(void *arg, const qmp_error_t *err)
-{
-    struct migration *m = arg;
-    if (err) {
-        m->failure = proto_error(ERR_QEMU, NULL, "QEMU could not take the state file: %s", err->desc);
-        migrate_src_rollback(m);
-        return;
-    }
-    migrate_src_set_capabilities(m);
-}
-
-static void on_paused(void *arg, const qmp_error_t *err)
+static void quick_on_paused(void *arg, const qmp_error_t *err)
 {
     struct migration *m = arg;
     if (err) {
@@ -33,6 +22,8 @@ static void on_paused(void *arg, const qmp_error_t *err)
         return;
     }
     m->t_pause = now_ms();
+    /* Created here (never an existing file), then QEMU writes it itself:
+     * "file:" with mapped-ram, the channels in parallel. */
     int fd = open(m->state_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         m->failure = proto_error(ERR_INVALID, "give a shared directory with --state-dir DIR",
@@ -42,8 +33,12 @@ static void on_paused(void *arg, const qmp_error_t *err)
         migrate_src_rollback(m);
         return;
     }
-    qmon_getfd(migrate_src_mon(m), &m->owner, "vmove-state", fd, 10000, on_state_fd, m);
-    close(fd);   /* QEMU got its own copy */
+    close(fd);
+    /* No O_DIRECT (QEMU's direct-io): the destination reads the file right
+     * after it is written, and through a cache both hosts share (here, and
+     * with NFS's close-to-open) a page-cache write is what it reads fastest;
+     * measured in docs/BENCHMARKS.md, "Quick migration". */
+    migrate_src_set_capabilities(m);
 }
 
 void migrate_src_quick_save(struct migration *m)
@@ -60,8 +55,16 @@ void migrate_src_quick_save(struct migration *m)
         copy = xstrdup(m->vm->cfg.disks[0].path);
         dir = dirname(copy);
     }
+    if (strchr(dir, ',')) {
+        /* QEMU's "file:" URI takes options after a comma. */
+        m->failure = proto_error(ERR_INVALID, "give another directory with --state-dir DIR",
+                                 "the state directory %s has a comma in its path, which QEMU cannot take", dir);
+        free(copy);
+        migrate_src_rollback(m);
+        return;
+    }
     m->state_path = xasprintf("%s/.vmove-%s-%lld.state", dir, m->name, (long long)m->job->id);
     free(copy);
     migrate_src_set_phase(m, PH_TRANSFER);
-    qmon_stop(migrate_src_mon(m), &m->owner, 10000, on_paused, m);
+    qmon_stop(migrate_src_mon(m), &m->owner, 10000, quick_on_paused, m);
 }

@@ -202,7 +202,9 @@ static void on_src_params(void *arg, const qmp_error_t *err)
     }
     migrate_src_set_phase(m, PH_TRANSFER);
     if (m->tuning.quick) {
-        qmon_migrate(migrate_src_mon(m), &m->owner, "fd:vmove-state", 10000, on_migrate_started, m);
+        char *file = xasprintf("file:%s", m->state_path);
+        qmon_migrate(migrate_src_mon(m), &m->owner, file, 10000, on_migrate_started, m);
+        free(file);
         return;
     }
     char *uri = xasprintf("tcp:%s:%d", m->dst_ip, m->dst_port);

@@ -98,7 +98,9 @@ int tuning_from_json(json_t *j, struct migrate_tuning *t, char *err, size_t errl
         return -1;
     }
     if (t->quick) {
-        t->channels = 1;   /* the saved state is one stream */
+        /* mapped-ram: every page has its place in the state file, so the
+         * multifd channels write (and read) in parallel; it does not take
+         * compression. */
         snprintf(t->compress, sizeof t->compress, "none");
     }
     if (t->channels < 2 && !strcmp(t->compress, "auto"))
@@ -139,6 +141,7 @@ json_t *tuning_qemu_capabilities(const struct migrate_tuning *t)
     json_array_append_new(caps, cap("multifd", t->channels > 1));
     json_array_append_new(caps, cap("auto-converge",
                                     t->converge == CONVERGE_AUTO || t->converge == CONVERGE_THROTTLE));
+    json_array_append_new(caps, cap("mapped-ram", t->quick));
     return json_pack("{s:o}", "capabilities", caps);
 }
 
@@ -170,6 +173,7 @@ size_t tuning_qmon_capabilities(const struct migrate_tuning *t, struct qmon_cap_
     caps[0] = (struct qmon_cap_state){QMON_CAP_EVENTS, true};
     caps[1] = (struct qmon_cap_state){QMON_CAP_MULTIFD, t->channels > 1};
     caps[2] = (struct qmon_cap_state){QMON_CAP_AUTO_CONVERGE, throttles(t)};
+    caps[3] = (struct qmon_cap_state){QMON_CAP_MAPPED_RAM, t->quick};
     return TUNING_N_CAPS;
 }
 

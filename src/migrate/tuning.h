@@ -42,7 +42,7 @@ json_t *tuning_qemu_capabilities(const struct migrate_tuning *t);
 json_t *tuning_qemu_parameters(const struct migrate_tuning *t);
 /* The same, typed for qmon_migrate_set_capabilities / _parameters (the
  * JSON forms stay for the untyped callers until they are gone). */
-#define TUNING_N_CAPS 3
+#define TUNING_N_CAPS 4
 size_t tuning_qmon_capabilities(const struct migrate_tuning *t, struct qmon_cap_state caps[TUNING_N_CAPS]);
 struct qmon_migrate_params tuning_qmon_parameters(const struct migrate_tuning *t);
 #endif

@@ -18,7 +18,7 @@ _Static_assert(ARRAY_LEN(mig_status_names) == QMON_MIG_UNKNOWN, "one name per mi
 
 static const char *const cap_names[] = {
     "events", "multifd", "auto-converge", "return-path", "postcopy-ram", "pause-before-switchover",
-    "switchover-ack", "zero-copy-send",
+    "switchover-ack", "zero-copy-send", "mapped-ram",
 };
 _Static_assert(ARRAY_LEN(cap_names) == QMON_CAP__COUNT, "one name per capability");
 
@@ -151,6 +151,8 @@ static json_t *params_json(const struct qmon_migrate_params *p)
         }
         json_object_set_new(a, "multifd-compression", json_string(compress_names[p->multifd_compression]));
     }
+    if (p->has_direct_io)
+        json_object_set_new(a, "direct-io", json_boolean(p->direct_io));
     if (p->tls_creds)
         json_object_set_new(a, "tls-creds", json_string(p->tls_creds));
     if (p->tls_hostname)

@@ -164,7 +164,9 @@ int qmon_migrate_cancel(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_don
 
 enum qmon_capability {
     QMON_CAP_EVENTS, QMON_CAP_MULTIFD, QMON_CAP_AUTO_CONVERGE, QMON_CAP_RETURN_PATH, QMON_CAP_POSTCOPY_RAM,
-    QMON_CAP_PAUSE_BEFORE_SWITCHOVER, QMON_CAP_SWITCHOVER_ACK, QMON_CAP_ZERO_COPY_SEND, QMON_CAP__COUNT,
+    QMON_CAP_PAUSE_BEFORE_SWITCHOVER, QMON_CAP_SWITCHOVER_ACK, QMON_CAP_ZERO_COPY_SEND,
+    QMON_CAP_MAPPED_RAM,      /* fixed offsets in a state file, written by multifd channels in parallel */
+    QMON_CAP__COUNT,
 };
 struct qmon_cap_state {
     enum qmon_capability cap;
@@ -180,6 +182,7 @@ enum qmon_multifd_compression { QMON_COMPRESS_NONE, QMON_COMPRESS_ZLIB, QMON_COM
 struct qmon_migrate_params {
     bool has_max_bandwidth, has_downtime_limit, has_cpu_throttle_initial, has_cpu_throttle_increment;
     bool has_multifd_channels, has_multifd_compression;
+    bool has_direct_io, direct_io;    /* O_DIRECT on a "file:" migration (with mapped-ram) */
     uint64_t max_bandwidth;       /* bytes/s */
     uint64_t downtime_limit;      /* ms */
     int cpu_throttle_initial, cpu_throttle_increment;   /* percent */

@@ -236,7 +236,7 @@ void conn_send(struct conn *c, json_t *msg)
     json_decref(msg);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg);
+static void conn_on_event(struct bufferevent *bev, short what, void *arg);
 
 static void on_flushed(struct bufferevent *bev, void *arg)
 {
@@ -255,7 +255,7 @@ static void conn_reject(struct conn *c, const char *code, const char *msg)
         return;
     c->closing = true;
     bufferevent_disable(c->bev, EV_READ);
-    bufferevent_setcb(c->bev, NULL, on_flushed, on_event, c);
+    bufferevent_setcb(c->bev, NULL, on_flushed, conn_on_event, c);
     on_flushed(c->bev, c);
 }
 
@@ -288,7 +288,7 @@ static void handle_line(struct conn *c, const char *line)
     api_dispatch(r);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void conn_on_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
@@ -362,7 +362,7 @@ static void log_tls_failure(struct conn *c, struct bufferevent *bev)
     log_warn("TLS handshake with %s failed: %s", c->peer, why);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
@@ -394,7 +394,7 @@ static struct conn *conn_new(struct server *s, struct bufferevent *bev, bool tls
     c->bev = bev;
     c->opened_ms = c->last_read_ms = now_ms();
     snprintf(c->peer, sizeof c->peer, "%s", peer);
-    bufferevent_setcb(bev, on_read, NULL, on_event, c);
+    bufferevent_setcb(bev, conn_on_read, NULL, conn_on_event, c);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     return c;
 }

@@ -237,10 +237,11 @@ static void test_commands_emitted(void **state)
         {"announce-self", "{\"initial\": 1, \"max\": 200, \"rounds\": 5, \"step\": 50}", "{}", NULL, false, false},
         {"migrate-set-capabilities", "{\"capabilities\": [{\"capability\": \"events\", \"state\": true}, "
                                      "{\"capability\": \"multifd\", \"state\": false}, "
-                                     "{\"capability\": \"auto-converge\", \"state\": true}]}", "{}", NULL, false, false},
+                                     "{\"capability\": \"auto-converge\", \"state\": true}, "
+                                     "{\"capability\": \"mapped-ram\", \"state\": true}]}", "{}", NULL, false, false},
         {"migrate-set-parameters", "{\"max-bandwidth\": 125000000, \"downtime-limit\": 50, "
                                    "\"cpu-throttle-initial\": 30, \"cpu-throttle-increment\": 20, "
-                                   "\"multifd-channels\": 4, \"multifd-compression\": \"zstd\", "
+                                   "\"multifd-channels\": 4, \"multifd-compression\": \"zstd\", \"direct-io\": true, "
                                    "\"tls-creds\": \"vmove-tls-3\", \"tls-hostname\": \"hostb\"}", "{}", NULL, false, false},
         {"migrate-set-parameters", "{\"downtime-limit\": 100}", "{}", NULL, false, false},
         {"migrate-set-parameters", "{\"tls-creds\": \"\"}", "{}", NULL, false, false},
@@ -288,13 +289,14 @@ static void test_commands_emitted(void **state)
     n += !qmon_object_add(q, o, &(struct qmon_tls_creds){"vmove-tls", "/run/tls", true, true}, 5000, on_done, t);
     n += !qmon_announce_self(q, o, &(struct qmon_announce){1, 200, 5, 50}, 5000, on_done, t);
     struct qmon_cap_state caps[] = {{QMON_CAP_EVENTS, true}, {QMON_CAP_MULTIFD, false},
-                                    {QMON_CAP_AUTO_CONVERGE, true}};
-    n += !qmon_migrate_set_capabilities(q, o, caps, 3, 5000, on_done, t);
+                                    {QMON_CAP_AUTO_CONVERGE, true}, {QMON_CAP_MAPPED_RAM, true}};
+    n += !qmon_migrate_set_capabilities(q, o, caps, 4, 5000, on_done, t);
     struct qmon_migrate_params p = {
         .has_max_bandwidth = true, .max_bandwidth = 125000000, .has_downtime_limit = true, .downtime_limit = 50,
         .has_cpu_throttle_initial = true, .cpu_throttle_initial = 30, .has_cpu_throttle_increment = true,
         .cpu_throttle_increment = 20, .has_multifd_channels = true, .multifd_channels = 4,
-        .has_multifd_compression = true, .multifd_compression = QMON_COMPRESS_ZSTD, .tls_creds = "vmove-tls-3",
+        .has_multifd_compression = true, .multifd_compression = QMON_COMPRESS_ZSTD, .has_direct_io = true,
+        .direct_io = true, .tls_creds = "vmove-tls-3",
         .tls_hostname = "hostb"};
     n += !qmon_migrate_set_parameters(q, o, &p, 5000, on_done, t);
     n += !qmon_migrate_set_parameters(q, o, &(struct qmon_migrate_params){.has_downtime_limit = true,

@@ -107,9 +107,18 @@ static void test_quick(void **state)
                      0);
     assert_true(t.quick);
     assert_string_equal(t.state_dir, "/srv/state");
-    /* The saved state is one stream, uncompressed, whatever was asked. */
-    assert_int_equal(t.channels, 1);
+    /* mapped-ram: the channels asked for write the state file in parallel,
+     * uncompressed whatever was asked. */
+    assert_int_equal(t.channels, 8);
     assert_string_equal(t.compress, "none");
+    struct qmon_cap_state caps[TUNING_N_CAPS];
+    size_t n = tuning_qmon_capabilities(&t, caps);
+    bool mapped = false, multifd = false;
+    for (size_t i = 0; i < n; i++) {
+        mapped |= caps[i].cap == QMON_CAP_MAPPED_RAM && caps[i].on;
+        multifd |= caps[i].cap == QMON_CAP_MULTIFD && caps[i].on;
+    }
+    assert_true(mapped && multifd);
     /* Even a compression asked for explicitly. */
     assert_int_equal(parse("{\"quick\": true, \"compress\": \"zstd\"}", &t, err, sizeof err), 0);
     assert_string_equal(t.compress, "none");
@@ -264,8 +273,9 @@ static void check_typed_matches(const struct migrate_tuning *t)
     json_t *caps = tuning_qemu_capabilities(t);
     struct qmon_cap_state typed[TUNING_N_CAPS];
     assert_int_equal(tuning_qmon_capabilities(t, typed), TUNING_N_CAPS);
-    static const char *const names[] = {"events", "multifd", "auto-converge"};
-    static const enum qmon_capability ids[] = {QMON_CAP_EVENTS, QMON_CAP_MULTIFD, QMON_CAP_AUTO_CONVERGE};
+    static const char *const names[] = {"events", "multifd", "auto-converge", "mapped-ram"};
+    static const enum qmon_capability ids[] = {QMON_CAP_EVENTS, QMON_CAP_MULTIFD, QMON_CAP_AUTO_CONVERGE,
+                                               QMON_CAP_MAPPED_RAM};
     for (size_t i = 0; i < TUNING_N_CAPS; i++) {
         assert_int_equal(typed[i].cap, ids[i]);
         assert_int_equal(typed[i].on, cap_state(caps, names[i]));
