@@ -74,19 +74,6 @@ void migrate_src_on_finished(void *arg, json_t *result, json_t *error)
     qmon_cont(migrate_src_mon(m), &m->owner, 10000, migrate_src_on_resume, m);
 }
 
-/* QEMU 7.2 reports "completed" a moment before it fills in downtime and
- * total-time: read them again (the answer arrives during the finish call). */
-static void on_stats_refresh(void *arg, const struct qmon_migrate_stats *s, const qmp_error_t *err)
-{
-    struct migration *m = arg;
-    if (err || !m->stats)
-        return;
-    if (s->downtime > 0)
-        json_object_set_new(m->stats, "qemu_downtime_ms", json_integer(s->downtime));
-    if (s->total_time > 0)
-        json_object_set_new(m->stats, "qemu_total_ms", json_integer(s->total_time));
-}
-
 void migrate_src_switchover(struct migration *m, const struct qmon_migrate_stats *s)
 {
     m->transfer_done = true;
@@ -99,9 +86,9 @@ void migrate_src_switchover(struct migration *m, const struct qmon_migrate_stats
     json_object_set_new(m->stats, "tuning", tuning_to_json(&m->tuning));
     log_info("%s: transfer to %s completed (QEMU downtime so far %lld ms); switching over", m->name, migrate_src_dest(m),
              (long long)s->downtime);
+    /* QEMU >= 9.0 fills in downtime and total-time by the time it reports
+     * "completed" (7.2 did so a moment later, and vmove read them again). */
     migrate_src_set_phase(m, PH_SWITCHOVER);
-    if (!s->downtime || !s->total_time)
-        qmon_query_migrate(migrate_src_mon(m), &m->owner, 5000, on_stats_refresh, m);
     if (m->mirrors_started) {
         migrate_src_end_mirrors(m, false);
         return;
