@@ -89,12 +89,13 @@ static int validate(json_t *j, char *err, size_t errlen)
             snprintf(err, errlen, "groups: bad group \"%s\"", key);
             return -1;
         }
-        /* Members are user:NAME or host:NAME strings: the rest of this file
-         * compares them with strcmp. */
+        /* Members are principal strings: the rest of this file compares
+         * them with strcmp (a number here crashed `acl group add`).  A
+         * string that names no one is harmless (it never matches) and is
+         * kept, so that an existing file still loads. */
         json_array_foreach(v, i, m) {
-            const char *s = json_string_value(m);
-            if (!s || principal_parse(s, kind, sizeof kind, name, sizeof name) < 0 || !strcmp(kind, "group")) {
-                snprintf(err, errlen, "groups.%s[%zu]: expected \"user:NAME\" or \"host:NAME\"", key, i);
+            if (!json_is_string(m)) {
+                snprintf(err, errlen, "groups.%s[%zu]: expected a principal string (user:NAME, host:NAME)", key, i);
                 return -1;
             }
         }
