@@ -16,12 +16,16 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 static struct agent A;
 static char *path;
 
+/* libFuzzer ends with exit(): the temporary directory goes with it. */
+static void remove_state(void) { remove_tree(A.state_dir); }
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     if (!A.state_dir) {
         char tmpl[] = "/tmp/vmove-fuzz-acl.XXXXXX";
         if (!mkdtemp(tmpl))
             abort();
+        atexit(remove_state);
         log_init("fuzz_acl", LOG_ERROR);
         A.state_dir = xstrdup(tmpl);
         A.name = xstrdup("h1");

@@ -119,11 +119,15 @@ static void baseline_settings(void)
     agent_update_accel(&A);
 }
 
+/* libFuzzer ends with exit(): the state directory goes with it. */
+static void remove_state(void) { remove_tree(A.state_dir); }
+
 static void agent_setup(void)
 {
     char tmpl[] = "/tmp/vmove-fuzz-api.XXXXXX";
     if (!mkdtemp(tmpl))
         die("mkdtemp");
+    atexit(remove_state);
     log_init("fuzz_api", LOG_ERROR);
     A.audit_fd = -1;
     A.name = xstrdup("h1");
