@@ -171,10 +171,44 @@ bench:
 	$(MAKE) guest
 	VMOVE_BIN=$(abspath build/release/bin) bench/run.sh
 
+# Fuzzing (tests/fuzz/, docs/RELIABILITY.md): the library sources built with
+# clang for libFuzzer, ASan and UBSan into build/fuzz/; each target runs
+# FUZZ_SECONDS on its corpus, one job (the machine is shared).
+FUZZ_SECONDS ?= 600
+FUZZ_DIR     := build/fuzz
+FUZZ_CFLAGS  := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -Isrc \
+                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/bin/%)
+
+$(FUZZ_DIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_DIR)/libvmove.a: $(LIBSRC:%.c=$(FUZZ_DIR)/%.o)
+	ar rcs $@ $^
+
+$(FUZZ_DIR)/bin/%: $(FUZZ_DIR)/tests/fuzz/%.o $(FUZZ_DIR)/libvmove.a
+	@mkdir -p $(dir $@)
+	clang -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+
+.PHONY: fuzz fuzz-smoke fuzz-build
+fuzz-build:
+	scripts/install-deps.sh fuzz
+	$(MAKE) $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_DIR)/bin $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=60
+
 clean:
 	rm -rf build
 
-.SECONDARY: $(UNITLIB)
+.SECONDARY: $(UNITLIB) $(FUZZ_TARGETS:%=$(FUZZ_DIR)/tests/fuzz/%.o)
 # A failed `... | scdoc >$@` must not leave a half-made page that looks current.
 .DELETE_ON_ERROR:
+-include $(wildcard $(FUZZ_DIR)/src/*/*.d $(FUZZ_DIR)/tests/fuzz/*.d)
 -include $(LIBOBJ:.o=.d) $(UNITLIB:.o=.d) $(MAINS:%.c=$(BUILD)/%.d)

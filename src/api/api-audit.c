@@ -8,7 +8,7 @@
 static void api_audit_list(struct api_req *r)
 {
     long long limit;
-    if (api_param_int(r, "limit", 100, &limit) < 0)
+    if (api_param_int(r, "limit", 100, &limit) < 0 || api_limit_check(r, limit) < 0)
         return;
     api_reply(r, json_pack("{s:o}", "records", audit_read(r->agent, limit)));
 }

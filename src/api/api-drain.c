@@ -10,10 +10,19 @@
 #include "core/acl.h"
 #include "core/agent.h"
 
-/* Both act on the host they are sent to; naming another one is a mistake. */
-static bool is_local(struct api_req *r, const char *host)
+/* Both act on the host they are sent to; naming another one is a mistake.
+ * false: answered.  A mistyped "host" is answered by api_param_str, which
+ * frees r: hence "given" is decided before, never from r after. */
+static bool is_local(struct api_req *r)
 {
-    if (!host || !strcmp(host, r->agent->name))
+    json_t *v = json_object_get(r->params, "host");
+    bool given = v && !json_is_null(v);
+    const char *host = given ? api_param_str(r, "host", true) : NULL;
+    if (!given)
+        return true;
+    if (!host)
+        return false;
+    if (!strcmp(host, r->agent->name))
         return true;
     api_failf(r, ERR_INVALID, "run it against that host: vmove -H HOST host drain HOST",
               "this is host %s, not %s", r->agent->name, host);
@@ -23,7 +32,7 @@ static bool is_local(struct api_req *r, const char *host)
 static void api_host_drain(struct api_req *r)
 {
     bool wait;
-    if (!is_local(r, api_param_str(r, "host", false)) || api_param_bool(r, "wait", true, &wait) < 0)
+    if (!is_local(r) || api_param_bool(r, "wait", true, &wait) < 0)
         return;
     char user[96];
     json_t *err = NULL;
@@ -41,7 +50,7 @@ static void api_host_drain(struct api_req *r)
 
 static void api_host_resume(struct api_req *r)
 {
-    if (!is_local(r, api_param_str(r, "host", false)))
+    if (!is_local(r))
         return;
     json_t *err = drain_resume(r->agent);
     if (err) {

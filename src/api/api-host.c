@@ -143,9 +143,15 @@ static void host_set(struct api_req *r)
 static void host_events(struct api_req *r)
 {
     long long limit;
-    if (api_param_int(r, "limit", 50, &limit) < 0)
+    if (api_param_int(r, "limit", 50, &limit) < 0 || api_limit_check(r, limit) < 0)
         return;
+    /* A mistyped "vm" is answered by api_param_str, which frees r (and
+     * params): whether it was given is decided before. */
+    json_t *v = json_object_get(r->params, "vm");
+    bool given = v && !json_is_null(v);
     const char *vm = api_param_str(r, "vm", false);
+    if (!vm && given)
+        return;
     api_reply(r, json_pack("{s:o}", "events", journal_events(r->agent->journal, vm, (int)limit)));
 }
 

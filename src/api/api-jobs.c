@@ -51,7 +51,8 @@ static void jobs_list(struct api_req *r)
 {
     long long limit;
     bool all;
-    if (api_param_int(r, "limit", 50, &limit) < 0 || api_param_bool(r, "all", false, &all) < 0)
+    if (api_param_int(r, "limit", 50, &limit) < 0 || api_limit_check(r, limit) < 0 ||
+        api_param_bool(r, "all", false, &all) < 0)
         return;
     static const char *const live[] = {"running", "queued", NULL};
     json_t *recs = journal_jobs(r->agent->journal, all ? NULL : live, (int)limit);

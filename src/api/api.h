@@ -64,6 +64,12 @@ void api_sink_on_close(struct api_sink *s, void (*hook)(void *arg), void *arg);
 const char *api_param_str(struct api_req *r, const char *key, bool required);
 int api_param_int(struct api_req *r, const char *key, long long def, long long *out);
 int api_param_bool(struct api_req *r, const char *key, bool def, bool *out);
+/* A list's "limit" (audit.list, jobs.list, host.events): 1..API_LIMIT_MAX,
+ * else answered with invalid_argument and -1.  Unchecked, a negative limit
+ * meant "no limit" to SQLite and an endless loop to audit_read, and a huge
+ * one wrapped in the cast to int. */
+#define API_LIMIT_MAX 10000
+int api_limit_check(struct api_req *r, long long limit);
 
 typedef void (*api_handler_fn)(struct api_req *r);
 /* Who may call a method at all, before its right is checked.  Hosts and

@@ -132,6 +132,14 @@ int api_param_bool(struct api_req *r, const char *key, bool def, bool *out)
     return 0;
 }
 
+int api_limit_check(struct api_req *r, long long limit)
+{
+    if (limit >= 1 && limit <= API_LIMIT_MAX)
+        return 0;
+    api_failf(r, ERR_INVALID, NULL, "limit must be 1..%d (got %lld)", API_LIMIT_MAX, limit);
+    return -1;
+}
+
 /* NULL if this kind of principal may call m at all, else why not. */
 static const char *principal_mismatch(const struct api_method *m, const struct principal *who)
 {

@@ -246,6 +246,12 @@ static int add_candidates(struct drain *d, json_t *to, char *err, size_t errlen)
     struct agent *a = d->agent;
     size_t i;
     json_t *v;
+    /* cand[] holds MAX_CANDIDATES: a longer list (the same peer named again
+     * and again) ran past its end. */
+    if (json_array_size(to) > MAX_CANDIDATES) {
+        snprintf(err, errlen, "at most %d target hosts", MAX_CANDIDATES);
+        return -1;
+    }
     if (json_array_size(to)) {
         json_array_foreach(to, i, v) {
             const struct peer_entry *p = settings_find_peer(&a->settings, json_string_value(v));

@@ -127,6 +127,13 @@ int token_check_payload(const json_t *payload, const char *signer, const char *p
         return -1;
     }
     long long i = json_integer_value(iat), e = json_integer_value(exp);
+    /* Times far from any clock (and from `now`) are refused first: the
+     * differences below overflowed (undefined) for extreme values. */
+    const long long far = 1LL << 40;
+    if (i < -far || i > far || e < -far || e > far) {
+        snprintf(err, errlen, "the delegation token's issue time or expiry is not a plausible time");
+        return -1;
+    }
     if (e < i || e - i > TOKEN_LIFETIME_S) {
         snprintf(err, errlen, "the delegation token's lifetime (%lld s) is over the %d s allowed", e - i,
                  TOKEN_LIFETIME_S);

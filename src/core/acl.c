@@ -62,6 +62,12 @@ static int validate(json_t *j, char *err, size_t errlen)
             return -1;
         }
     }
+    const char *const maps[] = {"grants", "groups"};
+    for (size_t i = 0; i < ARRAY_LEN(maps); i++)
+        if (json_object_get(j, maps[i]) && !json_is_object(json_object_get(j, maps[i]))) {
+            snprintf(err, errlen, "%s: expected an object", maps[i]);
+            return -1;
+        }
     char kind[16], name[64];
     json_object_foreach(json_object_get(j, "grants"), key, v) {
         size_t i;
@@ -77,9 +83,21 @@ static int validate(json_t *j, char *err, size_t errlen)
         }
     }
     json_object_foreach(json_object_get(j, "groups"), key, v) {
+        size_t i;
+        json_t *m;
         if (!valid_name(key) || !json_is_array(v)) {
             snprintf(err, errlen, "groups: bad group \"%s\"", key);
             return -1;
+        }
+        /* Members are principal strings: the rest of this file compares
+         * them with strcmp (a number here crashed `acl group add`).  A
+         * string that names no one is harmless (it never matches) and is
+         * kept, so that an existing file still loads. */
+        json_array_foreach(v, i, m) {
+            if (!json_is_string(m)) {
+                snprintf(err, errlen, "groups.%s[%zu]: expected a principal string (user:NAME, host:NAME)", key, i);
+                return -1;
+            }
         }
     }
     return 0;
@@ -242,7 +260,8 @@ json_t *acl_group_change(struct agent *a, const char *group, const char *member,
     }
     size_t i;
     json_t *v;
-    json_array_foreach(members, i, v) if (!strcmp(json_string_value(v), member)) break;
+    /* acl_load rejects non-string members; checked here too, as everywhere. */
+    json_array_foreach(members, i, v) if (json_is_string(v) && !strcmp(json_string_value(v), member)) break;
     if (add && i == json_array_size(members))
         json_array_append_new(members, json_string(member));
     else if (!add && i < json_array_size(members))

@@ -138,7 +138,10 @@ json_t *audit_read(const struct agent *a, long long limit)
             if (j)
                 json_array_append_new(out, j);
         }
-        while ((long long)json_array_size(out) > limit)
+        /* A negative limit kept the old loop going forever (the size never
+         * drops below 0): it keeps nothing. */
+        size_t keep = limit < 0 ? 0 : (size_t)limit;
+        while (json_array_size(out) > keep)
             json_array_remove(out, 0);
     }
     free(text);

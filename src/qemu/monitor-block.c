@@ -201,6 +201,22 @@ static void deliver_block(const struct qmon_call *c, json_t *ret, const qmp_erro
     free(devs);
 }
 
+int qmon_parse_block_jobs_reply(json_t *ret, struct qmon_block_job **jobs, size_t *n, char *err, size_t errlen)
+{
+    struct qmon_parse p = {"query-block-jobs", ""};
+    *jobs = parse_list(&p, ret, sizeof **jobs, parse_job, n);
+    snprintf(err, errlen, "%s", p.desc);
+    return qmon_parse_ok(&p) ? 0 : -1;
+}
+
+int qmon_parse_block_reply(json_t *ret, struct qmon_block_device **devs, size_t *n, char *err, size_t errlen)
+{
+    struct qmon_parse p = {"query-block", ""};
+    *devs = parse_list(&p, ret, sizeof **devs, parse_device, n);
+    snprintf(err, errlen, "%s", p.desc);
+    return qmon_parse_ok(&p) ? 0 : -1;
+}
+
 int qmon_query_block_jobs(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_block_jobs_fn cb, void *arg)
 {
     struct qmon_cmd cmd = {"query-block-jobs", NULL, -1, false, timeout_ms};

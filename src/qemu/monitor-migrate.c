@@ -95,6 +95,15 @@ int qmon_query_migrate(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_migr
     return qmon_send(q, o, &cmd, deliver_stats, (qmon_any_fn)cb, arg);
 }
 
+int qmon_parse_migrate_reply(json_t *ret, struct qmon_migrate_stats *s, char *err, size_t errlen)
+{
+    struct qmon_parse p = {"query-migrate", ""};
+    *s = (struct qmon_migrate_stats){.raw = ret};
+    parse_stats(&p, ret, s);
+    snprintf(err, errlen, "%s", p.desc);
+    return qmon_parse_ok(&p) ? 0 : -1;
+}
+
 /* ---- starting and stopping ----------------------------------------------- */
 
 int qmon_migrate(qmp_t *q, struct qmon_owner *o, const char *uri, int timeout_ms, qmon_done_fn cb, void *arg)

@@ -155,6 +155,10 @@ typedef void (*qmon_migrate_stats_fn)(void *arg, const struct qmon_migrate_stats
 bool qmon_mig_status_active(enum qmon_mig_status s);
 
 int qmon_query_migrate(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_migrate_stats_fn cb, void *arg);
+/* The reply parser of qmon_query_migrate alone, without a connection (for
+ * tests/fuzz/: a QEMU that lies): 0, or -1 with err naming the field.
+ * Strings in *s are borrowed from ret. */
+int qmon_parse_migrate_reply(json_t *ret, struct qmon_migrate_stats *s, char *err, size_t errlen);
 
 /* uri: "tcp:HOST:PORT", "fd:NAME" (see the deprecation note in monitor.c). */
 int qmon_migrate(qmp_t *q, struct qmon_owner *o, const char *uri, int timeout_ms, qmon_done_fn cb, void *arg);
@@ -245,6 +249,9 @@ struct qmon_block_job {
 typedef void (*qmon_block_jobs_fn)(void *arg, const struct qmon_block_job *jobs, size_t n,
                                    const qmp_error_t *err);
 int qmon_query_block_jobs(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_block_jobs_fn cb, void *arg);
+/* Its reply parser alone (see qmon_parse_migrate_reply): *jobs is calloc'ed
+ * (NULL if none; the caller frees it, also after an error). */
+int qmon_parse_block_jobs_reply(json_t *ret, struct qmon_block_job **jobs, size_t *n, char *err, size_t errlen);
 
 /* A block device and the node it uses now: ask QEMU, do not assume (a pivot
  * or a restart changes it). */
@@ -260,6 +267,8 @@ struct qmon_block_device {
 };
 typedef void (*qmon_block_fn)(void *arg, const struct qmon_block_device *devs, size_t n, const qmp_error_t *err);
 int qmon_query_block(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_block_fn cb, void *arg);
+/* Its reply parser alone, as qmon_parse_block_jobs_reply. */
+int qmon_parse_block_reply(json_t *ret, struct qmon_block_device **devs, size_t *n, char *err, size_t errlen);
 /* The device whose qdev path has the component qdev_id ("vda-dev"), or NULL. */
 const struct qmon_block_device *qmon_block_by_qdev(const struct qmon_block_device *devs, size_t n,
                                                    const char *qdev_id);
