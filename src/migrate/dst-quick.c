@@ -6,12 +6,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common/proto.h"
 #include "core/agent.h"
+#include "core/paths.h"
 
 #define LOAD_TIMEOUT_S 300
 
@@ -34,6 +36,19 @@ static void on_state_fd(void *arg, const qmp_error_t *err)
     qmon_migrate_incoming(migrate_dst_mon(in), &in->owner, "fd:vmove-state", 10000, on_load_started, in);
 }
 
+/* The saved state: a regular file (a FIFO would block open()) in a
+ * directory this host allows for states, or for images (by default the
+ * source saves it next to the VM's first disk).  True, with why, if not. */
+static bool state_file_refused(struct agent *a, const char *path, char *why, size_t whylen)
+{
+    struct path_policy pol;
+    struct path_info pi;
+    char other[PATH_MAX + 512];
+    paths_policy_init(&pol, &a->settings, a->state_dir);
+    return paths_check_file(&pol, DIR_STATE, path, &pi, why, whylen) < 0 &&
+           paths_check_file(&pol, DIR_IMAGES, path, &pi, other, sizeof other) < 0;
+}
+
 int incoming_load(struct agent *a, const char *source, const struct wire_load_req *msg, incoming_done_fn done,
                   void *arg, json_t **err)
 {
@@ -43,11 +58,13 @@ int incoming_load(struct agent *a, const char *source, const struct wire_load_re
                            a->name);
         return -1;
     }
-    int fd = open(msg->path, O_RDONLY | O_CLOEXEC);
+    char refused[PATH_MAX + 512];
+    bool allowed = !state_file_refused(a, msg->path, refused, sizeof refused);
+    int fd = allowed ? open(msg->path, O_RDONLY | O_CLOEXEC) : -1;
     if (fd < 0) {
-        char why[600];
+        char why[PATH_MAX + 1024];
         snprintf(why, sizeof why, "cannot read the saved state %s on host %s: %s", msg->path, a->name,
-                 strerror(errno));
+                 allowed ? strerror(errno) : refused);
         /* The VM cannot come here any more: it is aborted, and the answer
          * is the one the abort gives. */
         *err = migrate_dst_abort_error(in, why);
