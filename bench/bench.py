@@ -73,8 +73,11 @@ class Bed:
                 # Like for like: the peer (virsh migrate without --tls) sends plaintext.
                 # vmove's default is TLS; both hosts must allow plaintext explicitly.
                 tb.vmove(i, "host", "set", "--allow-insecure-migration", "on")
+                # The path policy: requests may name files only where the admin allows.
+                dirs = [a for k in ("images", "kernels", "storage", "state") for d in (tb.root, CACHE)
+                        for a in ("--allow-dir", f"{k}={os.path.realpath(d)}")]
                 tb.vmove(i, "host", "set", "--migration-incoming", "on", "--migration-outgoing", "on",
-                         "--migration-network", tb.subnet("mig"))
+                         "--migration-network", tb.subnet("mig"), *dirs)
         except BaseException:
             tb.down()
             raise

@@ -58,8 +58,11 @@ def main():
             vmove(tb, i, "peer", "add", other.name, f"{other.mgmt_ip}:{other.port}")
             vmove(tb, i, "acl", "grant", f"host:{other.name}", "migrate.in", "migrate.out")
             vmove(tb, i, "acl", "grant", "user:root", "migrate.in")
+            # The path policy: requests may name files only where the admin allows.
+            dirs = [a for k in ("images", "kernels", "storage", "state") for d in (tb.shared_dir, CACHE)
+                    for a in ("--allow-dir", f"{k}={os.path.realpath(d)}")]
             vmove(tb, i, "host", "set", "--migration-incoming", "on", "--migration-outgoing", "on",
-                  "--migration-network", tb.subnet("mig"))
+                  "--migration-network", tb.subnet("mig"), *dirs)
         vmove(tb, 1, "host", "show")
 
         say("A guest on shared storage, writing checksummed data to memory and disk, answering UDP echo")

@@ -1,18 +1,23 @@
 /* host.show, host.set */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/sysinfo.h>
 #include <arpa/inet.h>
 
 #include "common/proto.h"
 #include "api/methods.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "core/agent.h"
 #include "core/acl.h"
 #include "api/api.h"
 #include "core/journal.h"
 #include "core/limits.h"
+#include "core/paths.h"
 #include "vm/vm.h"
 
 static json_t *memory_json(void)
@@ -21,6 +26,22 @@ static json_t *memory_json(void)
     sysinfo(&si);
     return json_pack("{s:I, s:I}", "total_mib", (json_int_t)((uint64_t)si.totalram * si.mem_unit >> 20),
                      "free_mib", (json_int_t)((uint64_t)(si.freeram + si.bufferram) * si.mem_unit >> 20));
+}
+
+/* {KIND: {"dirs": [...], "default": bool}}: the policy in effect. */
+static json_t *allowed_dirs_json(const struct agent *a)
+{
+    struct path_policy pol;
+    paths_policy_init(&pol, &a->settings, a->state_dir);
+    json_t *o = json_object();
+    for (int k = 0; k < N_DIR_KINDS; k++) {
+        json_t *dirs = json_array();
+        for (size_t i = 0; i < pol.n[k]; i++)
+            json_array_append_new(dirs, json_string(pol.roots[k][i]));
+        json_object_set_new(o, dir_kind_name((enum dir_kind)k),
+                            json_pack("{s:o, s:b}", "dirs", dirs, "default", !a->settings.allowed[k].set));
+    }
+    return o;
 }
 
 static void host_show(struct api_req *r)
@@ -56,11 +77,12 @@ static void host_show(struct api_req *r)
     json_t *peers = json_incref(json_object_get(settings, "peers"));
     json_object_set(migration, "allow_delegation_from", json_object_get(settings, "allow_delegation_from"));
     json_decref(settings);
-    api_reply(r, json_pack("{s:s, s:s, s:s?, s:b, s:o, s:o, s:o, s:i, s:i, s:I, s:o, s:o}", "name", a->name,
+    api_reply(r, json_pack("{s:s, s:s, s:s?, s:b, s:o, s:o, s:o, s:i, s:i, s:I, s:o, s:o, s:o}", "name", a->name,
                            "state_dir", a->state_dir, "listen", a->listen_addr, "tls",
                            a->tls_server != NULL, "accel", accel, "qemu", qemu, "memory",
                            memory_json(), "vms", n_vms, "vms_running", n_running, "uptime_ms",
-                           (json_int_t)(now_ms() - a->started_ms), "migration", migration, "peers", peers));
+                           (json_int_t)(now_ms() - a->started_ms), "migration", migration, "peers", peers, "allowed_dirs",
+                           allowed_dirs_json(a)));
 }
 
 /* One setting through the host.json parser, so that `host set` and the
@@ -73,6 +95,72 @@ static int parse_one_setting(const char *key, json_t *v, struct host_settings *t
     return rc;
 }
 
+/* An unset kind starts from its defaults, so that allowing one directory
+ * keeps the others. */
+static void materialize_defaults(struct agent *a, struct host_settings *next, enum dir_kind k)
+{
+    if (next->allowed[k].set)
+        return;
+    struct path_policy pol;
+    char err[512];
+    paths_policy_init(&pol, next, a->state_dir);
+    next->allowed[k] = (struct allowed_dirs){.set = true};
+    for (size_t i = 0; i < pol.n[k]; i++)
+        if (settings_allow_dir(next, k, pol.roots[k][i], err, sizeof err) < 0)
+            log_warn("default allowed directory skipped: %s", err);
+}
+
+/* One "KIND=DIR" of --allow-dir (DIR must exist in its canonical
+ * spelling: the policy compares canonical paths) or --disallow-dir. */
+static int change_allowed_dir(struct agent *a, struct host_settings *next, const char *spec, bool allow, char *err,
+                              size_t errlen)
+{
+    const char *eq = spec ? strchr(spec, '=') : NULL;
+    char kind[16], canon[PATH_MAX];
+    enum dir_kind k;
+    if (!eq || (size_t)(eq - spec) >= sizeof kind) {
+        snprintf(err, errlen, "%s: expected KIND=DIR (KIND: images, kernels, storage or state), got \"%s\"",
+                 allow ? "allow_dir" : "disallow_dir", spec ? spec : "?");
+        return -1;
+    }
+    snprintf(kind, sizeof kind, "%.*s", (int)(eq - spec), spec);
+    if (dir_kind_parse(kind, &k) < 0) {
+        snprintf(err, errlen, "%s: unknown kind \"%s\" (images, kernels, storage or state)",
+                 allow ? "allow_dir" : "disallow_dir", kind);
+        return -1;
+    }
+    const char *dir = eq + 1;
+    struct stat st;
+    if (allow && (!realpath(dir, canon) || stat(canon, &st) < 0)) {
+        snprintf(err, errlen, "allow_dir %s=%s: %s", kind, dir, strerror(errno));
+        return -1;
+    }
+    if (allow && !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "allow_dir %s=%s: not a directory", kind, dir);
+        return -1;
+    }
+    if (allow && strcmp(canon, dir)) {
+        snprintf(err, errlen, "allow_dir %s=%s: not canonical: give %s=%s", kind, dir, kind, canon);
+        return -1;
+    }
+    materialize_defaults(a, next, k);
+    return allow ? settings_allow_dir(next, k, dir, err, errlen) : settings_disallow_dir(next, k, dir, err, errlen);
+}
+
+static int change_allowed_dirs(struct agent *a, struct host_settings *next, json_t *v, bool allow, char *err,
+                               size_t errlen)
+{
+    size_t i;
+    json_t *e;
+    if (!json_is_array(v)) {
+        snprintf(err, errlen, "%s: expected a list of KIND=DIR", allow ? "allow_dir" : "disallow_dir");
+        return -1;
+    }
+    json_array_foreach(v, i, e) if (change_allowed_dir(a, next, json_string_value(e), allow, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
 static void host_set(struct api_req *r)
 {
     struct agent *a = r->agent;
@@ -81,7 +169,7 @@ static void host_set(struct api_req *r)
     json_t *v;
     /* Validate everything first: a bad value changes nothing. */
     json_object_foreach(r->params, key, v) {
-        char err[512];
+        char err[PATH_MAX + 1024];
         if (!strcmp(key, "accel")) {
             if (!json_is_string(v) || accel_setting_parse(json_string_value(v), &next.accel) < 0) {
                 api_failf(r, ERR_INVALID, NULL, "accel: expected auto, kvm or tcg");
@@ -112,6 +200,11 @@ static void host_set(struct api_req *r)
             }
             next.n_delegation_from = tmp.n_delegation_from;
             memcpy(next.delegation_from, tmp.delegation_from, sizeof next.delegation_from);
+        } else if (!strcmp(key, "allow_dir") || !strcmp(key, "disallow_dir")) {
+            if (change_allowed_dirs(a, &next, v, !strcmp(key, "allow_dir"), err, sizeof err) < 0) {
+                api_failf(r, ERR_INVALID, NULL, "%s", err);
+                return;
+            }
         } else if (!strcmp(key, "migration_networks")) {
             struct host_settings tmp;
             if (parse_one_setting(key, v, &tmp, err, sizeof err) < 0) {

@@ -7,17 +7,21 @@
  * is owned here: its hang-up is reported to the domain by name. */
 #include "api/api.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/proto.h"
 #include "common/util.h"
 #include "core/acl.h"
 #include "core/agent.h"
 #include "core/audit.h"
+#include "core/paths.h"
 #include "migrate/incoming.h"
 #include "migrate/wire.h"
+#include "vm/vm.h"
 
 /* ---- who may ask ------------------------------------------------------ */
 
@@ -54,6 +58,57 @@ static bool incoming_authorized(struct api_req *r)
         }
     }
     return true;
+}
+
+/* ---- this host's path policy over what a source sends ---------------- */
+
+/* One file of the incoming config; false (and the reason in why) if this
+ * host does not allow it. */
+static bool incoming_file_ok(struct agent *a, const struct path_policy *pol, enum dir_kind kind, const char *label,
+                             const char *path, char *why, size_t whylen)
+{
+    struct path_info pi;
+    char sub[PATH_MAX + 512];
+    if (paths_check_file(pol, kind, path, &pi, sub, sizeof sub) < 0) {
+        snprintf(why, whylen, "%s %s: %s", label, path, sub);
+        return false;
+    }
+    struct vm *owner = kind == DIR_IMAGES ? vm_find_by_disk_file(a, pi.canonical) : NULL;
+    if (owner) {
+        snprintf(why, whylen, "disk %s is already used by VM %s", path, owner->name);
+        return false;
+    }
+    return true;
+}
+
+/* The destination applies its own policy: the kernel, the initrd and
+ * (unless this host makes new disks in a storage directory, shared-nothing)
+ * every disk of the config must be files it allows, and the storage
+ * directory one it allows for storage. */
+static bool incoming_paths_allowed(struct api_req *r, const struct wire_prepare_req *m)
+{
+    struct agent *a = r->agent;
+    struct vm_config cfg;
+    char why[PATH_MAX + 1024];
+    if (vm_config_from_json(m->config, &cfg, why, sizeof why) < 0)
+        return true;   /* incoming_prepare says what is wrong with it */
+    struct path_policy pol;
+    paths_policy_init(&pol, &a->settings, a->state_dir);
+    bool ok = (!cfg.boot.kernel || incoming_file_ok(a, &pol, DIR_KERNELS, "kernel", cfg.boot.kernel, why, sizeof why)) &&
+              (!cfg.boot.initrd || incoming_file_ok(a, &pol, DIR_KERNELS, "initrd", cfg.boot.initrd, why, sizeof why));
+    for (size_t i = 0; ok && !m->storage && i < cfg.n_disks; i++)
+        ok = incoming_file_ok(a, &pol, DIR_IMAGES, "disk", cfg.disks[i].path, why, sizeof why);
+    const char *dir = json_string_value(json_object_get(m->storage, "dir"));
+    struct path_info pi;
+    char sub[PATH_MAX + 512];
+    if (ok && dir && paths_check_dir(&pol, DIR_STORAGE, dir, &pi, sub, sizeof sub) < 0) {
+        snprintf(why, sizeof why, "storage directory %s: %s", dir, sub);
+        ok = false;
+    }
+    if (!ok)
+        api_failf(r, ERR_DENIED, NULL, "host %s refuses VM %s: %s", a->name, cfg.name, why);
+    vm_config_free(&cfg);
+    return ok;
 }
 
 /* ---- answering -------------------------------------------------------- */
@@ -155,6 +210,8 @@ static void migrate_prepare(struct api_req *r)
         api_fail(r, err);
         return;
     }
+    if (!incoming_paths_allowed(r, &m))
+        return;
     struct source_link *l = xcalloc(1, sizeof *l);
     l->agent = r->agent;
     l->req = r;

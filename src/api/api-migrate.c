@@ -3,14 +3,38 @@
  * it when another host is the source, and answers with the job. */
 #include "api/methods.h"
 
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "api/api.h"
 #include "api/delegate.h"
+#include "common/proto.h"
 #include "core/acl.h"
 #include "core/agent.h"
 #include "core/jobs.h"
+#include "core/paths.h"
 #include "migrate/migrate.h"
+
+/* A quick migration's --state-dir, where this host writes the VM's memory:
+ * a directory this host allows for states.  A missing one is left to the
+ * save, which fails there without writing anything. */
+static bool state_dir_allowed(struct api_req *r, json_t *tuning)
+{
+    const char *dir = json_string_value(json_object_get(tuning, "state_dir"));
+    struct stat st;
+    if (!dir || dir[0] != '/' || lstat(dir, &st) < 0)
+        return true;
+    struct path_policy pol;
+    struct path_info pi;
+    char why[PATH_MAX + 512];
+    paths_policy_init(&pol, &r->agent->settings, r->agent->state_dir);
+    if (paths_check_dir(&pol, DIR_STATE, dir, &pi, why, sizeof why) == 0)
+        return true;
+    api_failf(r, ERR_DENIED, NULL, "--state-dir %s: %s", dir, why);
+    return false;
+}
 
 static void vm_move(struct api_req *r)
 {
@@ -22,7 +46,7 @@ static void vm_move(struct api_req *r)
     const char *name = api_param_str(r, "name", true);
     const char *to = name ? api_param_str(r, "to", true) : NULL;
     bool wait;
-    if (!to || api_param_bool(r, "wait", true, &wait) < 0)
+    if (!to || api_param_bool(r, "wait", true, &wait) < 0 || !state_dir_allowed(r, json_object_get(r->params, "tuning")))
         return;
     json_t *err = NULL;
     char who[96];

@@ -16,6 +16,7 @@
 #include "core/acl.h"
 #include "api/api.h"
 #include "core/jobs.h"
+#include "core/paths.h"
 #include "vm/vm.h"
 
 #define CONSOLE_CHUNK_MAX (256 * 1024)
@@ -73,6 +74,30 @@ static int check_qcow2(const char *path, char *err, size_t errlen)
     return result;
 }
 
+/* An existing image attached by path: inside the images policy, a regular
+ * file (checked before qemu-img opens it: a FIFO would hang it), and not
+ * any other VM's disk under another spelling (compared by inode). */
+static int plan_attached_disk(struct agent *a, const char *spec, struct vm_disk *d, char *err, size_t errlen)
+{
+    struct path_policy pol;
+    struct path_info pi;
+    char why[1024];
+    paths_policy_init(&pol, &a->settings, a->state_dir);
+    if (paths_check_file(&pol, DIR_IMAGES, spec, &pi, why, sizeof why) < 0) {
+        snprintf(err, errlen, "disk %s: %s", spec, why);
+        return -1;
+    }
+    struct vm *owner = vm_find_by_disk_file(a, pi.canonical);
+    if (owner) {
+        snprintf(err, errlen, "disk %s is already used by VM %s", spec, owner->name);
+        return -1;
+    }
+    if (check_qcow2(pi.canonical, err, errlen) < 0)
+        return -1;
+    d->path = xstrdup(pi.canonical);
+    return 0;
+}
+
 static int plan_disks(struct agent *a, json_t *disks, struct create_plan *p, char *err, size_t errlen)
 {
     size_t n = json_array_size(disks);
@@ -101,17 +126,8 @@ static int plan_disks(struct agent *a, json_t *disks, struct create_plan *p, cha
             snprintf(err, errlen, "disk \"%s\": %s; give a size such as 10G or an absolute path to a qcow2 image",
                      spec, why);
             return -1;
-        } else {
-            if (check_qcow2(spec, err, errlen) < 0)
-                return -1;
-            for (struct vm *vm = a->vms; vm; vm = vm->next)
-                for (size_t k = 0; k < vm->cfg.n_disks; k++)
-                    if (!strcmp(vm->cfg.disks[k].path, spec)) {
-                        snprintf(err, errlen, "disk %s is already used by VM %s", spec, vm->name);
-                        return -1;
-                    }
-            d->path = xstrdup(spec);
-        }
+        } else if (plan_attached_disk(a, spec, d, err, errlen) < 0)
+            return -1;
     }
     return 0;
 }
@@ -165,15 +181,22 @@ static int plan_boot(struct api_req *r, struct create_plan *p, char *err, size_t
         return 0;
     }
     p->cfg.boot.kind = VM_BOOT_KERNEL;
+    struct path_policy pol;
+    paths_policy_init(&pol, &r->agent->settings, r->agent->state_dir);
     const char *files[] = {kernel, initrd};
-    for (size_t i = 0; i < 2; i++)
-        if (files[i] && (files[i][0] != '/' || access(files[i], R_OK) < 0)) {
-            snprintf(err, errlen, "%s %s: %s", i ? "initrd" : "kernel", files[i],
-                     files[i][0] != '/' ? "must be an absolute path" : strerror(errno));
+    char *canon[2] = {NULL, NULL};
+    for (size_t i = 0; i < 2 && files[i]; i++) {
+        struct path_info pi;
+        char why[1024];
+        if (paths_check_file(&pol, DIR_KERNELS, files[i], &pi, why, sizeof why) < 0) {
+            snprintf(err, errlen, "%s %s: %s", i ? "initrd" : "kernel", files[i], why);
+            free(canon[0]);
             return -1;
         }
-    p->cfg.boot.kernel = xstrdup(kernel);
-    p->cfg.boot.initrd = initrd ? xstrdup(initrd) : NULL;
+        canon[i] = xstrdup(pi.canonical);
+    }
+    p->cfg.boot.kernel = canon[0];
+    p->cfg.boot.initrd = canon[1];
     p->cfg.boot.append = append ? xstrdup(append) : NULL;
     return 0;
 }
@@ -247,7 +270,7 @@ static void vm_create(struct api_req *r)
         return;
     }
     struct create_plan p = {0};
-    char err[768];
+    char err[8192];
     int rc = plan_create(r, name, &p, err, sizeof err);
     if (rc > 0) {
         plan_free(&p);

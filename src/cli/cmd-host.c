@@ -49,6 +49,15 @@ static void print_host(json_t *h)
         json_array_foreach(dl, k, x) printf(" %s", json_string_value(x));
         printf("\n");
     }
+    const char *kind;
+    json_t *ad;
+    json_object_foreach(json_object_get(h, "allowed_dirs"), kind, ad) {
+        printf("allowed:     %-8s", kind);
+        size_t k;
+        json_t *x;
+        json_array_foreach(json_object_get(ad, "dirs"), k, x) printf("%s%s", k ? ", " : " ", json_string_value(x));
+        printf("%s\n", json_is_true(json_object_get(ad, "default")) ? " (default)" : "");
+    }
     if (json_is_true(json_object_get(m, "drained")))
         printf("maintenance: DRAINED: nothing new is placed here (vmove host resume ends it)\n");
     const char *name;
@@ -87,6 +96,10 @@ static json_t *set_params(struct cli *c, const struct cli_args *a)
     json_t *deleg = json_object_get(a->opts, "allow-delegation-from");
     if (deleg)
         json_object_set(p, "allow_delegation_from", deleg);
+    const char *dirs[][2] = {{"allow-dir", "allow_dir"}, {"disallow-dir", "disallow_dir"}};
+    for (size_t i = 0; i < 2; i++)
+        if (json_object_get(a->opts, dirs[i][0]))
+            json_object_set(p, dirs[i][1], json_object_get(a->opts, dirs[i][0]));
     const char *lim[][2] = {{"max-live-migrations", "max_live_migrations"},
                             {"max-storage-migrations", "max_storage_migrations"}};
     for (size_t i = 0; i < 2; i++) {
@@ -230,6 +243,11 @@ static const struct cli_flag host_set_flags[] = {
     {"allow-delegation-from", 0, "host:NAME|group:NAME|none", NULL, NULL,
      "hosts that may act here for a user who signed a delegation token; the list replaces the old one",
      CLI_REPEAT},
+    {"allow-dir", 0, "KIND=DIR", NULL, NULL,
+     "let requests name files in DIR (canonical) for KIND: images (disks), kernels (kernel, initrd), storage "
+     "(move-storage, --with-storage targets) or state (--state-dir); a kind never set allows STATE/images and "
+     "/srv/vmove", CLI_REPEAT},
+    {"disallow-dir", 0, "KIND=DIR", NULL, NULL, "remove DIR from KIND's allowed directories", CLI_REPEAT},
     {NULL, 0, NULL, NULL, NULL, NULL, 0},
 };
 static const struct cli_flag host_events_flags[] = {

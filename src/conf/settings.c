@@ -174,6 +174,134 @@ static int parse_delegation(json_t *v, struct host_settings *s, char *err, size_
     return 0;
 }
 
+static const char *const dir_kind_names[N_DIR_KINDS] = {"images", "kernels", "storage", "state"};
+
+int dir_kind_parse(const char *s, enum dir_kind *out)
+{
+    for (int k = 0; k < N_DIR_KINDS; k++)
+        if (!strcmp(s, dir_kind_names[k])) {
+            *out = (enum dir_kind)k;
+            return 0;
+        }
+    return -1;
+}
+
+const char *dir_kind_name(enum dir_kind k) { return k < N_DIR_KINDS ? dir_kind_names[k] : "?"; }
+
+const char *settings_allowed_dir_problem(const char *dir)
+{
+    size_t n = strlen(dir);
+    if (dir[0] != '/')
+        return "not an absolute path";
+    if (n >= ALLOWED_DIR_MAX)
+        return "longer than 255 characters";
+    if (n == 1)
+        return "\"/\" would allow every file of the host";
+    if (dir[n - 1] == '/')
+        return "ends with \"/\"";
+    /* Components are compared whole, so the path must be in one spelling. */
+    for (const char *c = dir; c; c = strchr(c + 1, '/')) {
+        const char *end = strchr(c + 1, '/');
+        size_t len = end ? (size_t)(end - c - 1) : strlen(c + 1);
+        if (len == 0 || (len == 1 && c[1] == '.') || (len == 2 && c[1] == '.' && c[2] == '.'))
+            return "not canonical (\"//\", \".\" or \"..\")";
+    }
+    return NULL;
+}
+
+int settings_allow_dir(struct host_settings *s, enum dir_kind k, const char *dir, char *err, size_t errlen)
+{
+    struct allowed_dirs *a = &s->allowed[k];
+    const char *why = settings_allowed_dir_problem(dir);
+    if (why) {
+        snprintf(err, errlen, "allowed_dirs.%s: \"%s\" is %s: give an absolute canonical directory", dir_kind_name(k),
+                 dir, why);
+        return -1;
+    }
+    a->set = true;
+    for (int i = 0; i < a->n; i++)
+        if (!strcmp(a->dirs[i], dir))
+            return 0;
+    if (a->n >= MAX_ALLOWED_DIRS) {
+        snprintf(err, errlen, "allowed_dirs.%s: at most %d directories", dir_kind_name(k), MAX_ALLOWED_DIRS);
+        return -1;
+    }
+    snprintf(a->dirs[a->n++], sizeof a->dirs[0], "%s", dir);
+    return 0;
+}
+
+int settings_disallow_dir(struct host_settings *s, enum dir_kind k, const char *dir, char *err, size_t errlen)
+{
+    struct allowed_dirs *a = &s->allowed[k];
+    for (int i = 0; i < a->n; i++)
+        if (!strcmp(a->dirs[i], dir)) {
+            memmove(a->dirs[i], a->dirs[i + 1], (size_t)(a->n - i - 1) * sizeof a->dirs[0]);
+            a->n--;
+            a->set = true;
+            return 0;
+        }
+    snprintf(err, errlen, "allowed_dirs.%s: %s is not in the list", dir_kind_name(k), dir);
+    return -1;
+}
+
+static int parse_allowed_kind(json_t *v, struct host_settings *s, enum dir_kind k, char *err, size_t errlen)
+{
+    size_t i;
+    json_t *e;
+    if (!json_is_array(v) || json_array_size(v) > MAX_ALLOWED_DIRS) {
+        snprintf(err, errlen, "allowed_dirs.%s: expected a list of up to %d absolute directories", dir_kind_name(k),
+                 MAX_ALLOWED_DIRS);
+        return -1;
+    }
+    s->allowed[k] = (struct allowed_dirs){.set = true};
+    json_array_foreach(v, i, e) {
+        const char *d = json_string_value(e);
+        const char *why = d ? settings_allowed_dir_problem(d) : "not a string";
+        if (why) {
+            snprintf(err, errlen, "allowed_dirs.%s[%zu]: \"%s\" is %s: give an absolute canonical directory",
+                     dir_kind_name(k), i, d ? d : "?", why);
+            return -1;
+        }
+        settings_allow_dir(s, k, d, err, errlen);   /* cannot fail: the list's size was checked */
+    }
+    return 0;
+}
+
+static int parse_allowed(json_t *v, struct host_settings *s, char *err, size_t errlen)
+{
+    const char *key;
+    json_t *list;
+    if (!json_is_object(v)) {
+        snprintf(err, errlen, "allowed_dirs: expected an object {\"images\": [DIR...], \"kernels\": [...], "
+                              "\"storage\": [...], \"state\": [...]}");
+        return -1;
+    }
+    json_object_foreach(v, key, list) {
+        enum dir_kind k;
+        if (dir_kind_parse(key, &k) < 0) {
+            snprintf(err, errlen, "allowed_dirs: unknown kind \"%s\" (images, kernels, storage or state)", key);
+            return -1;
+        }
+        if (parse_allowed_kind(list, s, k, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static json_t *allowed_to_json(const struct host_settings *s)
+{
+    json_t *o = json_object();
+    for (int k = 0; k < N_DIR_KINDS; k++) {
+        if (!s->allowed[k].set)
+            continue;
+        json_t *list = json_array();
+        for (int i = 0; i < s->allowed[k].n; i++)
+            json_array_append_new(list, json_string(s->allowed[k].dirs[i]));
+        json_object_set_new(o, dir_kind_name((enum dir_kind)k), list);
+    }
+    return o;
+}
+
 static int parse_bool(json_t *v, const char *key, bool *out, char *err, size_t errlen)
 {
     if (!json_is_boolean(v)) {
@@ -224,6 +352,8 @@ int host_settings_from_json(json_t *j, struct host_settings *s, char *err, size_
             rc = parse_bool(v, key, &s->allow_insecure_migration, err, errlen);
         else if (!strcmp(key, "allow_delegation_from"))
             rc = parse_delegation(v, s, err, errlen);
+        else if (!strcmp(key, "allowed_dirs"))
+            rc = parse_allowed(v, s, err, errlen);
         else {
             snprintf(err, errlen, "unknown field \"%s\"", key);
             rc = -1;
@@ -250,12 +380,13 @@ json_t *host_settings_to_json(const struct host_settings *s)
     json_t *deleg = json_array();
     for (int i = 0; i < s->n_delegation_from; i++)
         json_array_append_new(deleg, json_string(s->delegation_from[i]));
-    return json_pack("{s:i, s:s, s:b, s:b, s:o, s:o, s:i, s:i, s:b, s:b, s:o}", "version", HOST_SETTINGS_VERSION, "accel",
+    return json_pack("{s:i, s:s, s:b, s:b, s:o, s:o, s:i, s:i, s:b, s:b, s:o, s:o}", "version", HOST_SETTINGS_VERSION, "accel",
                      accel_setting_name(s->accel), "migration_incoming", s->migration_incoming,
                      "migration_outgoing", s->migration_outgoing, "migration_networks", nets,
                      "peers", peers, "max_live_migrations", s->max_live_migrations,
                      "max_storage_migrations", s->max_storage_migrations, "drained", s->drained,
-                     "allow_insecure_migration", s->allow_insecure_migration, "allow_delegation_from", deleg);
+                     "allow_insecure_migration", s->allow_insecure_migration, "allow_delegation_from", deleg,
+                     "allowed_dirs", allowed_to_json(s));
 }
 
 int host_settings_load(const char *path, struct host_settings *s, char *err, size_t errlen)

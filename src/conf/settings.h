@@ -21,6 +21,22 @@ struct peer_entry {
     char addr[80];      /* "IP:PORT" */
 };
 
+/* Kinds of paths a principal may name, each confined to the directories
+ * the host's admin allows (core/paths.h applies them). */
+enum dir_kind { DIR_IMAGES, DIR_KERNELS, DIR_STORAGE, DIR_STATE, N_DIR_KINDS };
+#define MAX_ALLOWED_DIRS 16
+#define ALLOWED_DIR_MAX 256
+int dir_kind_parse(const char *s, enum dir_kind *out);
+const char *dir_kind_name(enum dir_kind k);
+
+/* One kind's list.  Unset (never configured) means core/paths.c's
+ * defaults; once set, the list is exactly what the admin gave. */
+struct allowed_dirs {
+    bool set;
+    int n;
+    char dirs[MAX_ALLOWED_DIRS][ALLOWED_DIR_MAX];
+};
+
 /* The host's accelerator setting (the choice itself is qemu/accel.h's). */
 enum accel_setting { ACCEL_AUTO, ACCEL_KVM, ACCEL_TCG };
 int accel_setting_parse(const char *s, enum accel_setting *out);
@@ -49,6 +65,8 @@ struct host_settings {
      * group:NAME) this host lets act for users, with a user's token. */
     char delegation_from[MAX_PEERS][96];
     int n_delegation_from;
+    /* Where disks, kernels, storage moves and saved states may be. */
+    struct allowed_dirs allowed[N_DIR_KINDS];
 };
 
 #define DEFAULT_MAX_LIVE_MIGRATIONS 2
@@ -69,5 +87,11 @@ bool cidr_contains(const struct cidr *c, uint32_t addr_host_order);
 bool settings_migration_allowed(const struct host_settings *s, uint32_t addr);
 /* "10.1.2.0/24, 10.9.0.0/16" or "any" */
 void settings_migration_networks_str(const struct host_settings *s, char *buf, size_t len);
+/* An absolute, canonical-looking directory ("/", "//", ".", ".." and a
+ * trailing "/" refused); NULL if good, else why. */
+const char *settings_allowed_dir_problem(const char *dir);
+/* Add or remove DIR in kind K's list (which becomes set); -1 with err. */
+int settings_allow_dir(struct host_settings *s, enum dir_kind k, const char *dir, char *err, size_t errlen);
+int settings_disallow_dir(struct host_settings *s, enum dir_kind k, const char *dir, char *err, size_t errlen);
 const struct peer_entry *settings_find_peer(const struct host_settings *s, const char *name);
 #endif

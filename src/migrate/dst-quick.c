@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "core/agent.h"
+#include "core/paths.h"
 
 #define LOAD_TIMEOUT_S 300
 
@@ -25,6 +27,19 @@ static void dst_on_load_started(void *arg, const qmp_error_t *err)
 }
 
 
+/* The saved state: a regular file (a FIFO would block open()) in a
+ * directory this host allows for states, or for images (by default the
+ * source saves it next to the VM's first disk).  True, with why, if not. */
+static bool state_file_refused(struct agent *a, const char *path, char *why, size_t whylen)
+{
+    struct path_policy pol;
+    struct path_info pi;
+    char other[PATH_MAX + 512];
+    paths_policy_init(&pol, &a->settings, a->state_dir);
+    return paths_check_file(&pol, DIR_STATE, path, &pi, why, whylen) < 0 &&
+           paths_check_file(&pol, DIR_IMAGES, path, &pi, other, sizeof other) < 0;
+}
+
 int incoming_load(struct agent *a, const char *source, const struct wire_load_req *msg, incoming_done_fn done,
                   void *arg, json_t **err)
 {
@@ -35,12 +50,19 @@ int incoming_load(struct agent *a, const char *source, const struct wire_load_re
         return -1;
     }
     /* Checked here so that the error names the file and the host; QEMU then
-     * reads it itself ("file:", mapped-ram: the channels in parallel). */
-    int fd = strchr(msg->path, ',') ? (errno = EINVAL, -1) : open(msg->path, O_RDONLY | O_CLOEXEC);
+     * reads it itself ("file:", mapped-ram: the channels in parallel), and
+     * its "file:" URI takes options after a comma. */
+    char refused[PATH_MAX + 512];
+    bool allowed = !state_file_refused(a, msg->path, refused, sizeof refused);
+    if (allowed && strchr(msg->path, ',')) {
+        allowed = false;
+        snprintf(refused, sizeof refused, "a state file path with a comma, which QEMU cannot take");
+    }
+    int fd = allowed ? open(msg->path, O_RDONLY | O_CLOEXEC) : -1;
     if (fd < 0) {
-        char why[600];
+        char why[PATH_MAX + 1024];
         snprintf(why, sizeof why, "cannot read the saved state %s on host %s: %s", msg->path, a->name,
-                 strerror(errno));
+                 allowed ? strerror(errno) : refused);
         /* The VM cannot come here any more: it is aborted, and the answer
          * is the one the abort gives. */
         *err = migrate_dst_abort_error(in, why);

@@ -77,9 +77,11 @@ void incoming_recover(struct agent *a)
             journal_event(a->journal, vm->name, "migration.incoming.aborted", d);
             json_decref(d);
             json_t *created = json_incref(json_object_get(vm->migration, "created_disks"));
+            char *vm_dir = xstrdup(vm->dir);
             vm_kill_qemu(vm);
             vm_forget(vm);
-            migrate_dst_remove_created_disks(created);
+            migrate_dst_remove_recorded_disks(a, vm_dir, created);
+            free(vm_dir);
             json_decref(created);
         }
     }

@@ -81,6 +81,11 @@ void migrate_dst_abort(struct incoming *in, const char *why);
 void migrate_dst_fail(struct incoming *in, const char *fmt, const char *desc);
 bool migrate_dst_committed(const struct vm *vm);
 void migrate_dst_remove_created_disks(json_t *paths);
+/* The same for a list vmoved recorded (runtime.json's created_disks, read
+ * back after a restart): only regular files in VM_DIR or in a directory the
+ * host allows for storage are removed, so a corrupted or planted record
+ * cannot make vmoved unlink anything else. */
+void migrate_dst_remove_recorded_disks(struct agent *a, const char *vm_dir, json_t *paths);
 
 /* ---- dst-reserve.c: the queue for incoming slots ---- */
 void migrate_dst_holder(char *buf, size_t len, const char *source, json_int_t job);

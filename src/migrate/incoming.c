@@ -11,6 +11,7 @@
 #include "core/agent.h"
 #include "core/journal.h"
 #include "core/limits.h"
+#include "core/paths.h"
 #include "migrate/dst.h"
 #include "migrate/legacy_qmp.h"
 #include "vm/vm.h"
@@ -110,6 +111,22 @@ void migrate_dst_remove_created_disks(json_t *paths)
     }
 }
 
+void migrate_dst_remove_recorded_disks(struct agent *a, const char *vm_dir, json_t *paths)
+{
+    struct path_policy pol;
+    paths_policy_init(&pol, &a->settings, a->state_dir);
+    size_t i;
+    json_t *p;
+    json_array_foreach(paths, i, p) {
+        const char *path = json_string_value(p);
+        if (!paths_may_remove(&pol, DIR_STORAGE, vm_dir, path))
+            log_warn("not removing recorded disk %s: not a regular file in the VM's directory or in a directory "
+                     "allowed for storage", path ? path : "?");
+        else if (unlink(path) == 0)
+            log_info("removed half-copied disk %s", path);
+    }
+}
+
 json_t *migrate_dst_abort_error(const struct incoming *in, const char *why)
 {
     return proto_error(ERR_ABORTED, NULL, "incoming migration of %s aborted on host %s: %s", in->name,
@@ -127,12 +144,14 @@ void migrate_dst_abort(struct incoming *in, const char *why)
     journal_event(in->agent->journal, in->name, "migration.incoming.aborted", d);
     json_decref(d);
     in->vm = NULL;
+    char *vm_dir = vm ? xstrdup(vm->dir) : NULL;
     if (vm) {
         vm_set_hooks(vm, NULL);
         vm_kill_qemu(vm);
         vm_forget(vm);
     }
-    migrate_dst_remove_created_disks(in->created_disks);
+    migrate_dst_remove_recorded_disks(in->agent, vm_dir, in->created_disks);
+    free(vm_dir);
     if (in->done)
         migrate_dst_answer(in, NULL, migrate_dst_abort_error(in, why));
     migrate_dst_free(in);

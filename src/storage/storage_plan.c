@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "core/agent.h"
 #include "core/jobs.h"
+#include "core/paths.h"
 #include "vm/vm.h"
 
 /* Space each target filesystem must have: the allocated size of every
@@ -85,9 +86,22 @@ static int image_info(const char *path, uint64_t *vsize, uint64_t *alloc, char *
     return result;
 }
 
+/* The host's path policy for storage targets (core/paths.h). */
+static bool storage_dir_allowed(struct agent *a, const char *dir, const char *what, json_t *problems)
+{
+    struct path_policy pol;
+    struct path_info pi;
+    char why[1024];
+    paths_policy_init(&pol, &a->settings, a->state_dir);
+    if (paths_check_dir(&pol, DIR_STORAGE, dir, &pi, why, sizeof why) == 0)
+        return true;
+    problem(problems, "%s: target directory %s: %s", what, dir, why);
+    return false;
+}
+
 /* DIR must exist, be a directory we can create files in; returns its
  * canonical form (malloc'd) or NULL after recording why. */
-static char *check_dir(const char *dir, const char *id, json_t *problems)
+static char *check_dir(struct agent *agent, const char *dir, const char *id, json_t *problems)
 {
     if (dir[0] != '/') {
         problem(problems, "disk %s: target directory \"%s\" is not an absolute path", id, dir);
@@ -107,6 +121,10 @@ static char *check_dir(const char *dir, const char *id, json_t *problems)
         problem(problems, "disk %s: target directory %s is not writable: %s", id, dir, strerror(errno));
         return NULL;
     }
+    char label[96];
+    snprintf(label, sizeof label, "disk %s", id);
+    if (!storage_dir_allowed(agent, dir, label, problems))
+        return NULL;
     return xstrdup(canon);
 }
 
@@ -141,7 +159,7 @@ static bool target_taken(const struct storage_plan *p, const struct vm *vm, cons
 static void plan_one(struct vm *vm, const struct vm_disk *d, const char *dir, struct storage_plan *p,
                      struct fs_need *fs, size_t *nfs, json_t *problems)
 {
-    char *canon = check_dir(dir, d->id, problems);
+    char *canon = check_dir(vm->agent, dir, d->id, problems);
     if (!canon)
         return;
     char *src = xstrdup(d->path);
@@ -219,6 +237,7 @@ static void check_config_to(struct vm *vm, const char *dir, json_t *problems)
         problem(problems, "--config-to %s: not a writable absolute directory", dir ? dir : "?");
         return;
     }
+    storage_dir_allowed(vm->agent, dir, "--config-to", problems);
     char *target = xasprintf("%s/%s", dir, vm->name);
     if (path_exists(target))
         problem(problems, "--config-to: %s already exists", target);

@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "core/agent.h"
 #include "core/journal.h"
+#include "core/paths.h"
 #include "qemu/qemu_proc.h"
 #include "vm/vm_internal.h"
 
@@ -61,6 +62,15 @@ struct vm *vm_find_by_disk_path(struct agent *a, const char *path)
     VM_FOREACH(a, vm)
         for (size_t k = 0; k < vm->cfg.n_disks; k++)
             if (!strcmp(vm->cfg.disks[k].path, path))
+                return vm;
+    return NULL;
+}
+
+struct vm *vm_find_by_disk_file(struct agent *a, const char *path)
+{
+    VM_FOREACH(a, vm)
+        for (size_t k = 0; k < vm->cfg.n_disks; k++)
+            if (paths_same_file(vm->cfg.disks[k].path, path))
                 return vm;
     return NULL;
 }

@@ -85,6 +85,9 @@ struct vm *vm_next(const struct vm *vm);
 size_t vm_count(struct agent *a);
 /* The VM with a disk at exactly this path, or NULL. */
 struct vm *vm_find_by_disk_path(struct agent *a, const char *path);
+/* The VM one of whose disks is the file PATH names, whatever the spelling
+ * (device and inode), or NULL. */
+struct vm *vm_find_by_disk_file(struct agent *a, const char *path);
 
 /* cfg is moved into the new VM on success.  Writes vm.json. */
 struct vm *vm_define(struct agent *a, struct vm_config *cfg, const char *dir, json_t **err);

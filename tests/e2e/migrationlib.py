@@ -9,7 +9,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../testbed"))
 import testbed as tbmod  # noqa: E402
-from vmovelib import BIN, ENV, KERNEL, INITRD, wait_for  # noqa: E402
+from vmovelib import BIN, CACHE, ENV, KERNEL, INITRD, allow_dir_args, wait_for  # noqa: E402
 
 GUEST_ECHO_PORT = 7777
 
@@ -40,7 +40,9 @@ class Cluster:
                     other = self.tb.host(j)
                     self.v(i, "peer", "add", other.name, f"{other.mgmt_ip}:{other.port}")
                     self.v(i, "acl", "grant", f"host:{other.name}", "migrate.in", "migrate.out")
+            # The path policy: the test bed's directories and the guest's kernel.
             args = ["host", "set", "--migration-incoming", "on", "--migration-outgoing", "on"]
+            args += allow_dir_args(self.tb.allowed_dirs() + [CACHE])
             for n in nets:
                 args += ["--migration-network", n]
             self.v(i, *args)

@@ -60,6 +60,7 @@ class ServiceAgent(Agent):
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=ENV,
                                      preexec_fn=enter_cgroup, start_new_session=True)
         wait_for(lambda: self.proc.poll() is not None or self.try_call("host", "show"), 30, "vmoved to answer")
+        self.allow_test_dirs()
         assert self.proc.poll() is None, self.read_log()
         return self
 

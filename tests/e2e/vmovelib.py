@@ -66,7 +66,14 @@ class Agent:
                  f"vmoved {self.name} to answer")
         if self.proc.poll() is not None:
             raise AssertionError(f"vmoved {self.name} exited with {self.proc.returncode}:\n{self.read_log()}")
+        self.allow_test_dirs()
         return self
+
+    def allow_test_dirs(self):
+        """The host's path policy (docs/SECURITY.md) lets requests name only
+        files in directories the admin allows: the tests' own directory and
+        the test guest's kernel, for every kind."""
+        self.vmove("host", "set", *allow_dir_args([self.root, CACHE]))
 
     def try_call(self, *args):
         try:
@@ -146,6 +153,19 @@ class Agent:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+PATH_KINDS = ("images", "kernels", "storage", "state")
+
+
+def allow_dir_args(dirs, kinds=PATH_KINDS):
+    """--allow-dir KIND=DIR for each kind and each (canonical) directory."""
+    args = []
+    for d in dirs:
+        real = os.path.realpath(d)
+        if os.path.isdir(real):
+            args += [a for k in kinds for a in ("--allow-dir", f"{k}={real}")]
+    return args
 
 
 def make_root(prefix="vmove-e2e-"):

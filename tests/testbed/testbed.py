@@ -669,6 +669,13 @@ class Testbed:
             argv.append("--debug")
         return argv + ["--foreground"]
 
+    def allowed_dirs(self):
+        """The directories a vmoved of this test bed must allow requests to
+        name (its path policy, `vmove host set --allow-dir KIND=DIR`): the
+        test bed's own tree, which holds the shared directory and each
+        host's files."""
+        return [self.root]
+
     def start_host(self, i, extra_args=(), timeout=15.0, env=None):
         """Start vmoved for host i inside its namespace; return once its unix
         socket accepts connections."""

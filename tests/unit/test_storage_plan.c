@@ -66,6 +66,10 @@ static int setup(void **state)
     make_qcow2(f->vdb);
     f->disks[0] = (struct vm_disk){.id = "vda", .path = f->vda};
     f->disks[1] = (struct vm_disk){.id = "vdb", .path = f->vdb};
+    /* The host's policy allows storage moves within the fixture only. */
+    char err[256];
+    if (settings_allow_dir(&f->agent.settings, DIR_STORAGE, f->dir, err, sizeof err) < 0)
+        fail_msg("%s", err);
     f->vm.agent = &f->agent;
     f->vm.name = "web";
     f->vm.dir = f->src;
@@ -324,6 +328,21 @@ static void test_config_to(void **state)
                     (const char *const[]){want, NULL});
 }
 
+/* Targets outside the host's storage policy are problems like any other. */
+static void test_outside_policy(void **state)
+{
+    struct fixture *f = *state;
+    char want[2][PATH_MAX + 512];
+    snprintf(want[0], sizeof want[0], "--config-to: target directory /tmp: /tmp is outside the directories this "
+             "host allows for storage (%s): the host's admin can allow it with `vmove host set --allow-dir "
+             "storage=/tmp`", f->dir);
+    snprintf(want[1], sizeof want[1], "disk vda: target directory /tmp: /tmp is outside the directories this host "
+             "allows for storage (%s): the host's admin can allow it with `vmove host set --allow-dir storage=/tmp`",
+             f->dir);
+    expect_problems(f, params("{\"disks\": {\"vda\": \"/tmp\"}, \"config_to\": \"/tmp\"}"), ERR_INVALID,
+                    (const char *const[]){want[0], want[1], NULL});
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +359,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_disks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_to, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outside_policy, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
