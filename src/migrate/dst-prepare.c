@@ -12,9 +12,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "block/image.h"
 #include "common/log.h"
 #include "common/proto.h"
-#include "common/spawn.h"
 #include "common/util.h"
 #include "core/agent.h"
 #include "core/journal.h"
@@ -267,18 +267,13 @@ static int create_disks(const struct vm_config *c, json_t *storage, json_t *crea
 {
     json_t *sizes = json_object_get(storage, "sizes");
     for (size_t i = 0; i < c->n_disks; i++) {
-        char size[32];
-        snprintf(size, sizeof size, "%lld", (long long)json_integer_value(json_object_get(sizes, c->disks[i].id)));
-        char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", c->disks[i].path, size, NULL};
-        char *out = NULL;
-        int rc = run_capture(argv, 30000, &out);
-        if (rc != 0) {
-            snprintf(err, errlen, "cannot create %s: %s", c->disks[i].path, out ? out : "?");
-            free(out);
+        uint64_t size = (uint64_t)json_integer_value(json_object_get(sizes, c->disks[i].id));
+        char why[256];
+        if (image_create(c->disks[i].path, size, NULL, NULL, why, sizeof why) < 0) {
+            snprintf(err, errlen, "cannot create %s: %s", c->disks[i].path, why);
             migrate_dst_remove_created_disks(created);
             return -1;
         }
-        free(out);
     }
     return 0;
 }

@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "block/image.h"
 #include "common/log.h"
 #include "common/proto.h"
-#include "common/spawn.h"
 #include "common/util.h"
 #include "core/acl.h"
 #include "core/agent.h"
@@ -933,15 +933,11 @@ static int create_target(struct sm_disk *d, char *err, size_t errlen)
     }
     close(fd);
     d->created = true;
-    char size[32];
-    snprintf(size, sizeof size, "%llu", (unsigned long long)d->vsize);
-    char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", d->target, size, NULL};
-    char *out = NULL;
-    int rc = run_capture(argv, 30000, &out);
-    if (rc != 0)
-        snprintf(err, errlen, "qemu-img create %s failed: %s", d->target, out ? out : "?");
-    free(out);
-    return rc == 0 ? 0 : -1;
+    char why[512];
+    if (image_create(d->target, d->vsize, NULL, NULL, why, sizeof why) == 0)
+        return 0;
+    snprintf(err, errlen, "qemu-img create %s failed: %s", d->target, why);
+    return -1;
 }
 
 static void start_move(struct storage_move *sm)
