@@ -117,6 +117,32 @@ void block_mirror_set_disk(struct block_mirror *bm, size_t i, const char *id, co
     d->job_id = xstrdup(job_id);
 }
 
+json_t *block_mirror_disk_record(const struct block_mirror_disk *d)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s, s:b, s:b, s:b}", "id", d->id, "source", d->source,
+                     "target", d->target, "node", d->node, "file_node", d->file_node, "old_node", d->old_node,
+                     "old_file_node", d->old_file_node, "job_id", d->job_id, "created", d->created,
+                     "pivot_requested", d->pivot_requested, "pivoted", d->pivoted);
+}
+
+static char *rec_str(json_t *j, const char *key, bool null_ok)
+{
+    const char *s = json_string_value(json_object_get(j, key));
+    return s ? xstrdup(s) : null_ok ? NULL : xstrdup("");
+}
+
+void block_mirror_disk_restore(struct block_mirror *bm, size_t i, json_t *j)
+{
+    struct block_mirror_disk *d = &bm->disks[i];
+    d->id = rec_str(j, "id", false), d->source = rec_str(j, "source", false);
+    d->target = rec_str(j, "target", false), d->node = rec_str(j, "node", false);
+    d->file_node = rec_str(j, "file_node", false), d->job_id = rec_str(j, "job_id", false);
+    d->old_node = rec_str(j, "old_node", true), d->old_file_node = rec_str(j, "old_file_node", true);
+    d->created = json_is_true(json_object_get(j, "created"));
+    d->pivot_requested = json_is_true(json_object_get(j, "pivot_requested"));
+    d->pivoted = json_is_true(json_object_get(j, "pivoted"));
+}
+
 bool block_mirror_all_ready(const struct block_mirror *bm)
 {
     for (size_t i = 0; i < bm->n; i++)

@@ -145,6 +145,13 @@ void block_mirror_set_disk(struct block_mirror *bm, size_t i, const char *id, co
                            const char *target, const char *export_name, uint64_t vsize, const char *node,
                            const char *file_node, const char *job_id);
 
+/* FILE: a disk's durable state, for the owner's record (runtime.json's
+ * storage_move.disks[]: id, source, target, node, file_node, old_node,
+ * old_file_node, job_id, created, pivot_requested, pivoted), and back after
+ * a restart (absent strings become "", absent old nodes NULL). */
+json_t *block_mirror_disk_record(const struct block_mirror_disk *d);
+void block_mirror_disk_restore(struct block_mirror *bm, size_t i, json_t *rec);
+
 void block_mirror_start(struct block_mirror *bm);
 void block_mirror_pivot(struct block_mirror *bm);
 void block_mirror_finish(struct block_mirror *bm);

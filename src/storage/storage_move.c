@@ -126,10 +126,7 @@ static json_t *record_json(struct storage_move *sm)
     json_t *disks = json_array();
     struct block_mirror_disk *d;
     DISK_FOREACH(sm, i, d)
-        json_array_append_new(disks, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s, s:b, s:b, s:b}",
-            "id", d->id, "source", d->source, "target", d->target, "node", d->node, "file_node", d->file_node,
-            "old_node", d->old_node, "old_file_node", d->old_file_node, "job_id", d->job_id,
-            "created", d->created, "pivot_requested", d->pivot_requested, "pivoted", d->pivoted));
+        json_array_append_new(disks, block_mirror_disk_record(d));
     return json_pack("{s:I, s:b, s:o}", "job", (json_int_t)(sm->job ? sm->job->id : 0), "keep_source",
                      sm->keep_source, "disks", disks);
 }
@@ -537,12 +534,6 @@ static void on_recover_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static char *rec_str(json_t *j, const char *key, bool null_ok)
-{
-    const char *s = json_string_value(json_object_get(j, key));
-    return s ? xstrdup(s) : null_ok ? NULL : xstrdup("");
-}
-
 static struct storage_move *sm_from_record(struct agent *a, struct vm *vm, struct job *job)
 {
     json_t *disks = json_object_get(vm->storage_move, "disks");
@@ -550,16 +541,8 @@ static struct storage_move *sm_from_record(struct agent *a, struct vm *vm, struc
     sm->keep_source = true;   /* an interrupted move never deletes sources */
     size_t i;
     json_t *j;
-    json_array_foreach(disks, i, j) {
-        struct block_mirror_disk *d = block_mirror_disk(sm->bm, i);
-        d->id = rec_str(j, "id", false), d->source = rec_str(j, "source", false);
-        d->target = rec_str(j, "target", false), d->node = rec_str(j, "node", false);
-        d->file_node = rec_str(j, "file_node", false), d->job_id = rec_str(j, "job_id", false);
-        d->old_node = rec_str(j, "old_node", true), d->old_file_node = rec_str(j, "old_file_node", true);
-        d->created = json_is_true(json_object_get(j, "created"));
-        d->pivot_requested = json_is_true(json_object_get(j, "pivot_requested"));
-        d->pivoted = json_is_true(json_object_get(j, "pivoted"));
-    }
+    json_array_foreach(disks, i, j)
+        block_mirror_disk_restore(sm->bm, i, j);
     return sm;
 }
 
