@@ -47,9 +47,9 @@ static void adopt_pivot(struct block_mirror *bm, struct block_mirror_disk *d);
 
 /* ---- lifetime and accessors ---------------------------------------------- */
 
-static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
+static char *copy_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg);
+static void mirror_tick(evutil_socket_t fd, short what, void *arg);
 
 struct block_mirror *block_mirror_new(struct event_base *base, struct qmon_owner *owner,
                                       const struct block_mirror_config *cfg, const struct block_mirror_ops *ops,
@@ -59,16 +59,16 @@ struct block_mirror *block_mirror_new(struct event_base *base, struct qmon_owner
     bm->owner = owner;
     bm->cfg = *cfg;
     bm->cfg.name = xstrdup(cfg->name ? cfg->name : "?");
-    bm->cfg.host = dup_or_null(cfg->host);
-    bm->cfg.tls_creds = dup_or_null(cfg->tls_creds);
-    bm->cfg.tls_hostname = dup_or_null(cfg->tls_hostname);
+    bm->cfg.host = copy_or_null(cfg->host);
+    bm->cfg.tls_creds = copy_or_null(cfg->tls_creds);
+    bm->cfg.tls_hostname = copy_or_null(cfg->tls_hostname);
     bm->ops = ops;
     bm->arg = arg;
     bm->n = n;
     bm->disks = xcalloc(n ? n : 1, sizeof *bm->disks);
     for (size_t i = 0; i < n; i++)
         bm->disks[i].bm = bm;
-    bm->timer = evtimer_new(base, on_timer, bm);
+    bm->timer = evtimer_new(base, mirror_tick, bm);
     return bm;
 }
 
@@ -108,12 +108,12 @@ void block_mirror_set_disk(struct block_mirror *bm, size_t i, const char *id, co
 {
     struct block_mirror_disk *d = &bm->disks[i];
     d->id = xstrdup(id);
-    d->source = dup_or_null(source);
-    d->target = dup_or_null(target);
-    d->export_name = dup_or_null(export_name);
+    d->source = copy_or_null(source);
+    d->target = copy_or_null(target);
+    d->export_name = copy_or_null(export_name);
     d->vsize = vsize;
     d->node = xstrdup(node);
-    d->file_node = dup_or_null(file_node);
+    d->file_node = copy_or_null(file_node);
     d->job_id = xstrdup(job_id);
 }
 
@@ -253,7 +253,7 @@ static const char *device_node(const struct qmon_block_device *devs, size_t n, c
     return b ? b->node_name : NULL;
 }
 
-static bool qemu_gone(const struct block_mirror *bm) { return bm->ops->qemu_gone && bm->ops->qemu_gone(bm->arg); }
+static bool bm_qemu_gone(const struct block_mirror *bm) { return bm->ops->qemu_gone && bm->ops->qemu_gone(bm->arg); }
 
 static void poll_soon(struct block_mirror *bm, int ms)
 {
@@ -519,7 +519,7 @@ void block_mirror_drop(struct block_mirror *bm)
 
 /* ---- rollback: every disk not yet pivoted stays on its source ------------- */
 
-static void rolled_back(struct block_mirror *bm)
+static void rollback_done(struct block_mirror *bm)
 {
     bm->state = BM_DONE;
     bm->ops->on_rolled_back(bm->arg, false);
@@ -546,7 +546,7 @@ static void delete_target_nodes(struct block_mirror *bm)
         if (d->file_added && d->file_node)
             del_node(d, d->file_node, on_node_del);
     }
-    then(bm, rolled_back);
+    then(bm, rollback_done);
 }
 
 /* No mirror is left: QEMU's ground truth says which disks pivoted (a pivot
@@ -620,7 +620,7 @@ static void on_rollback_jobs(void *arg, const struct qmon_block_job *jobs, size_
     struct block_mirror *bm = arg;
     if (bm->state != BM_ROLLBACK)
         return;
-    if (qemu_gone(bm)) {
+    if (bm_qemu_gone(bm)) {
         bm->state = BM_DONE;
         bm->ops->on_qemu_gone(bm->arg);
         return;
@@ -650,7 +650,7 @@ void block_mirror_abort(struct block_mirror *bm)
     bm->state = BM_ROLLBACK;
     bm->rollback_since = now_ms();
     bm->last_cancel_ms = 0;
-    if (qemu_gone(bm)) {
+    if (bm_qemu_gone(bm)) {
         bm->state = BM_DONE;
         bm->ops->on_qemu_gone(bm->arg);
         return;
@@ -670,12 +670,12 @@ void block_mirror_recover(struct block_mirror *bm)
 
 /* ---- the poll timer ------------------------------------------------------- */
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
+static void mirror_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct block_mirror *bm = arg;
     if (!alive(bm))
         return;
-    if (qemu_gone(bm) && bm->state != BM_FINISHING) {
+    if (bm_qemu_gone(bm) && bm->state != BM_FINISHING) {
         bm->state = BM_DONE;
         bm->ops->on_qemu_gone(bm->arg);
         return;

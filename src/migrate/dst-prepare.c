@@ -246,7 +246,7 @@ static int plan_new_disks(struct agent *a, struct vm_config *c, json_t *storage,
     return 0;
 }
 
-static int create_disks(const struct vm_config *c, json_t *storage, json_t *created, char *err, size_t errlen)
+static int create_new_disks(const struct vm_config *c, json_t *storage, json_t *created, char *err, size_t errlen)
 {
     json_t *sizes = json_object_get(storage, "sizes");
     for (size_t i = 0; i < c->n_disks; i++) {
@@ -369,7 +369,7 @@ int incoming_prepare(struct agent *a, const struct incoming_prepare_req *req, in
         json_decref(created);
         return -1;
     }
-    if (created && create_disks(&cfg, req->msg->storage, created, msg, sizeof msg) < 0) {
+    if (created && create_new_disks(&cfg, req->msg->storage, created, msg, sizeof msg) < 0) {
         vm_config_free(&cfg);
         json_decref(created);
         limits_release(a, SLOT_LIVE, holder);

@@ -22,7 +22,7 @@ char *migrate_src_mirror_node(struct migration *m, const char *disk, const char 
 
 static qmp_t *mirror_mon(void *arg) { return migrate_src_mon(arg); }
 
-static void on_progress(void *arg)
+static void mirror_on_progress(void *arg)
 {
     struct migration *m = arg;
     json_t *disks = json_array();
@@ -39,7 +39,7 @@ static void on_progress(void *arg)
 }
 
 /* Disks in sync (and kept so by write-blocking): now the memory. */
-static void on_ready(void *arg)
+static void mirror_on_ready(void *arg)
 {
     struct migration *m = arg;
     if (m->phase != PH_MIRROR)
@@ -51,7 +51,7 @@ static void on_ready(void *arg)
 }
 
 /* Switch-over: the mirrors ended, the destination has complete copies. */
-static void on_done(void *arg)
+static void mirror_on_done(void *arg)
 {
     struct migration *m = arg;
     if (m->phase == PH_SWITCHOVER)
@@ -59,7 +59,7 @@ static void on_done(void *arg)
 }
 
 /* Setting up failed: the first failure is the one reported. */
-static void setup_failed(struct migration *m, json_t *error)
+static void mirror_setup_failed(struct migration *m, json_t *error)
 {
     if (m->failure) {
         json_decref(error);
@@ -69,13 +69,13 @@ static void setup_failed(struct migration *m, json_t *error)
     migrate_src_rollback(m);
 }
 
-static void on_failed(void *arg, const struct block_mirror_failure *f)
+static void mirror_on_failed(void *arg, const struct block_mirror_failure *f)
 {
     struct migration *m = arg;
     const char *dest = migrate_src_dest(m);
     switch (f->what) {
     case BLOCK_MIRROR_FAIL_TARGET:
-        setup_failed(m, proto_error(ERR_UNAVAILABLE, "check the migration network",
+        mirror_setup_failed(m, proto_error(ERR_UNAVAILABLE, "check the migration network",
                                     "cannot reach the NBD export on %s: %s", dest, f->desc));
         break;
     case BLOCK_MIRROR_FAIL_STALLED:
@@ -88,15 +88,15 @@ static void on_failed(void *arg, const struct block_mirror_failure *f)
         migrate_src_fail(m, proto_error(ERR_QEMU, NULL, "a disk mirror to %s stopped before it was in sync", dest));
         break;
     default:   /* query-block, the source node, blockdev-mirror, no monitor */
-        setup_failed(m, proto_error(ERR_QEMU, NULL, "QEMU could not start mirroring a disk to %s: %s", dest,
+        mirror_setup_failed(m, proto_error(ERR_QEMU, NULL, "QEMU could not start mirroring a disk to %s: %s", dest,
                                     f->desc ? f->desc : "its disk nodes are not as expected"));
         break;
     }
 }
 
 static const struct block_mirror_ops mirror_ops = {
-    .mon = mirror_mon, .on_progress = on_progress, .on_ready = on_ready, .on_done = on_done,
-    .on_failed = on_failed,
+    .mon = mirror_mon, .on_progress = mirror_on_progress, .on_ready = mirror_on_ready, .on_done = mirror_on_done,
+    .on_failed = mirror_on_failed,
 };
 
 /* One mirror job per disk, write-blocking: once in sync, every guest write

@@ -106,7 +106,7 @@ static struct storage_move *sm_new(struct agent *a, struct vm *vm, struct job *j
     return sm;
 }
 
-static bool qemu_gone(void *arg)
+static bool sm_qemu_gone(void *arg)
 {
     const struct storage_move *sm = arg;
     return !sm->vm || sm->vm->state == VM_STOPPED || sm->vm->state == VM_CRASHED;
@@ -308,7 +308,7 @@ static void end_qemu_gone(void *arg)
 }
 
 /* The rollback is over: every disk not pivoted stays on its source. */
-static void rolled_back(void *arg, bool timed_out)
+static void sm_rolled_back(void *arg, bool timed_out)
 {
     struct storage_move *sm = arg;
     if (timed_out) {
@@ -336,7 +336,7 @@ static void rolled_back(void *arg, bool timed_out)
 
 /* ---- the mirror machine's reports --------------------------------------------------------- */
 
-static void publish_progress(void *arg)
+static void sm_publish_progress(void *arg)
 {
     struct storage_move *sm = arg;
     json_t *disks = json_array();
@@ -353,7 +353,7 @@ static void publish_progress(void *arg)
                                         "elapsed_ms", (json_int_t)(now_ms() - sm->t_start)));
 }
 
-static void on_mirroring(void *arg)
+static void sm_on_mirroring(void *arg)
 {
     struct storage_move *sm = arg;
     set_phase(sm, PH_MIRRORING);
@@ -361,7 +361,7 @@ static void on_mirroring(void *arg)
 }
 
 /* Pivots start only once every mirror is READY. */
-static void on_ready(void *arg)
+static void sm_on_ready(void *arg)
 {
     struct storage_move *sm = arg;
     log_info("%s: all mirrors ready after %llu ms; pivoting", sm->name, (unsigned long long)(now_ms() - sm->t_mirror));
@@ -371,7 +371,7 @@ static void on_ready(void *arg)
 
 /* QEMU runs disk d from its target now: vm.json says so before the next
  * pivot (the machine then saves the record and closes the old nodes). */
-static void on_pivoted(void *arg, struct block_mirror_disk *d)
+static void sm_on_pivoted(void *arg, struct block_mirror_disk *d)
 {
     struct storage_move *sm = arg;
     char err[512];
@@ -416,23 +416,23 @@ static json_t *failure_error(struct storage_move *sm, const struct block_mirror_
     return proto_error(ERR_QEMU, qemu_log, "a mirror job ended before its pivot");
 }
 
-static void on_failed(void *arg, const struct block_mirror_failure *f)
+static void sm_on_failed(void *arg, const struct block_mirror_failure *f)
 {
     struct storage_move *sm = arg;
     sm_fail(sm, failure_error(sm, f));
 }
 
-static bool guest_running(void *arg)
+static bool sm_guest_running(void *arg)
 {
     const struct storage_move *sm = arg;
     return sm->vm && sm->vm->state == VM_RUNNING;
 }
 
 static const struct block_mirror_ops mirror_ops = {
-    .mon = sm_mon, .on_state = save_record, .on_mirroring = on_mirroring, .on_progress = publish_progress,
-    .on_ready = on_ready, .on_pivoted = on_pivoted, .on_done = cleanup, .on_failed = on_failed,
-    .on_rolled_back = rolled_back, .qemu_gone = qemu_gone, .on_qemu_gone = end_qemu_gone,
-    .guest_running = guest_running,
+    .mon = sm_mon, .on_state = save_record, .on_mirroring = sm_on_mirroring, .on_progress = sm_publish_progress,
+    .on_ready = sm_on_ready, .on_pivoted = sm_on_pivoted, .on_done = cleanup, .on_failed = sm_on_failed,
+    .on_rolled_back = sm_rolled_back, .qemu_gone = sm_qemu_gone, .on_qemu_gone = end_qemu_gone,
+    .guest_running = sm_guest_running,
 };
 
 static void on_vm_event(void *arg, const char *name, json_t *data)
@@ -523,7 +523,7 @@ void storage_move_begin(struct storage_move *sm)
 static void on_recover_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct storage_move *sm = arg;
-    if (qemu_gone(sm)) {
+    if (sm_qemu_gone(sm)) {
         end_qemu_gone(sm);
     } else if (sm->vm->qmp && qmp_is_ready(sm->vm->qmp)) {
         set_phase(sm, PH_ROLLBACK);

@@ -161,7 +161,7 @@ static void plan_one(struct vm *vm, const struct vm_disk *d, const char *dir, st
 }
 
 /* Which disks, and the directory of each. */
-static void plan_disks(struct vm *vm, json_t *params, struct storage_plan *p, json_t *problems)
+static void plan_each_disk(struct vm *vm, json_t *params, struct storage_plan *p, json_t *problems)
 {
     const char *to = json_string_value(json_object_get(params, "to"));
     json_t *sel = json_object_get(params, "disks");
@@ -233,7 +233,7 @@ json_t *storage_plan_make(struct vm *vm, json_t *params, struct storage_plan *ou
     if (sel && !json_is_null(sel) && !json_is_object(sel))
         problem(problems, "parameter \"disks\" must be an object {ID: DIR|null}");
     else
-        plan_disks(vm, params, out, problems);
+        plan_each_disk(vm, params, out, problems);
     if (json_array_size(problems) == 0) {
         json_decref(problems);
         return NULL;
