@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "block/image.h"
+#include "block/job.h"
 #include "block/nbd.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -30,6 +31,7 @@ struct block_mirror {
     void *arg;
     struct block_mirror_disk *disks;
     size_t n;
+    struct block_jobs jobs;           /* our jobs as QEMU last listed them */
     enum state state;
     struct event *timer;
     int batch;                        /* replies the current step still waits for */
@@ -93,6 +95,7 @@ void block_mirror_free(struct block_mirror *bm)
         free(d->old_node), free(d->old_file_node), free(d->job_id);
     }
     free(bm->disks);
+    block_jobs_free(&bm->jobs);
     free((char *)bm->cfg.name), free((char *)bm->cfg.host);
     free((char *)bm->cfg.tls_creds), free((char *)bm->cfg.tls_hostname);
     free(bm);
@@ -115,6 +118,7 @@ void block_mirror_set_disk(struct block_mirror *bm, size_t i, const char *id, co
     d->node = xstrdup(node);
     d->file_node = copy_or_null(file_node);
     d->job_id = xstrdup(job_id);
+    block_jobs_track(&bm->jobs, job_id);
 }
 
 json_t *block_mirror_disk_record(const struct block_mirror_disk *d)
@@ -141,6 +145,7 @@ void block_mirror_disk_restore(struct block_mirror *bm, size_t i, json_t *j)
     d->created = json_is_true(json_object_get(j, "created"));
     d->pivot_requested = json_is_true(json_object_get(j, "pivot_requested"));
     d->pivoted = json_is_true(json_object_get(j, "pivoted"));
+    block_jobs_track(&bm->jobs, d->job_id);
 }
 
 bool block_mirror_all_ready(const struct block_mirror *bm)
@@ -315,23 +320,19 @@ static void pivot_check(struct block_mirror *bm);
 static void scan_jobs(struct block_mirror *bm, const struct qmon_block_job *jobs, size_t n, bool *vanished,
                       bool *pivot_gone)
 {
-    bool *listed = xcalloc(bm->n ? bm->n : 1, sizeof *listed);
-    for (size_t i = 0; i < n; i++) {
-        struct block_mirror_disk *d = disk_by_job(bm, jobs[i].device);
-        if (d) {
-            listed[d - bm->disks] = true;
-            update_disk(d, jobs[i].offset, jobs[i].len, jobs[i].ready);
-        }
-    }
+    block_jobs_update(&bm->jobs, jobs, n);
     *vanished = *pivot_gone = false;
     for (size_t k = 0; k < bm->n; k++) {
         struct block_mirror_disk *d = &bm->disks[k];
-        if (!listed[k] && d->mirroring && !d->pivot_requested)
+        const struct block_job_state *st = block_jobs_get(&bm->jobs, d->job_id);
+        bool listed = st && st->listed;
+        if (listed)
+            update_disk(d, st->offset, st->len, st->ready);
+        if (!listed && d->mirroring && !d->pivot_requested)
             *vanished = true;
-        if (!listed[k] && d->pivot_requested && !d->pivoted)
+        if (!listed && d->pivot_requested && !d->pivoted)
             *pivot_gone = true;
     }
-    free(listed);
 }
 
 static void on_jobs(void *arg, const struct qmon_block_job *jobs, size_t n, const qmp_error_t *err)
@@ -499,11 +500,12 @@ static void on_finish_jobs(void *arg, const struct qmon_block_job *jobs, size_t 
     struct block_mirror *bm = arg;
     if (bm->state != BM_FINISHING)
         return;
-    for (size_t i = 0; !err && i < n; i++)
-        if (disk_by_job(bm, jobs[i].device)) {
-            poll_soon(bm, FINISH_POLL_MS);
-            return;
-        }
+    if (!err)
+        block_jobs_update(&bm->jobs, jobs, n);
+    if (!err && block_jobs_listed(&bm->jobs)) {
+        poll_soon(bm, FINISH_POLL_MS);
+        return;
+    }
     bm->state = BM_DONE;
     for (size_t i = 0; i < bm->n; i++)
         qmon_blockdev_del(mon(bm), bm->owner, bm->disks[i].node, bm->cfg.timeout_ms, NULL, NULL);
