@@ -3,7 +3,8 @@
  * exchanges (command, a few argument checks, canned answer) and the test
  * plays the owner.  Storage move: ready -> pivot -> query-block verifies
  * the node; a mirror QEMU refuses (rollback deletes the target nodes, the
- * owner removes the file); shared-nothing: an NBD target cancelled mid-way. */
+ * owner removes the file); shared-nothing: an NBD target cancelled mid-way,
+ * and the switch-over's plain cancel of ready mirrors. */
 #include "block/mirror.h"
 
 #include <event2/event.h>
@@ -73,7 +74,7 @@ struct t {
     char dir[PATH_MAX], source[PATH_MAX + 16], target[PATH_MAX + 16];
     int states, progress, ready, pivoted, done, failed, rolled_back;
     enum block_mirror_fail fail_what;
-    bool abort_on_fail, abort_on_progress;
+    bool abort_on_fail, abort_on_progress, finish_on_ready;
 };
 
 #define RUN_UNTIL(t, cond, ms)                                         \
@@ -98,7 +99,10 @@ static void t_ready(void *arg)
 {
     struct t *t = arg;
     t->ready++;
-    block_mirror_pivot(t->bm);   /* what the storage move does */
+    if (t->finish_on_ready)
+        block_mirror_finish(t->bm);   /* the migration's switch-over, at once */
+    else
+        block_mirror_pivot(t->bm);    /* what the storage move does */
 }
 
 static void t_pivoted(void *arg, struct block_mirror_disk *d) { ((struct t *)arg)->pivoted++; }
@@ -307,6 +311,36 @@ static void test_nbd_cancel_midway(void **state)
     free(before);
 }
 
+/* Switch-over: a plain cancel of the ready mirror (QEMU then completes it
+ * without a pivot), wait until QEMU lists it no more, drop the NBD node. */
+static void test_nbd_finish(void **state)
+{
+    struct t *t = *state;
+    t->finish_on_ready = true;
+    char *before = block_reply("vda", "/somewhere/vda.qcow2");
+    const char *ready = "[{\"device\": \"mirror-vda-1\", \"len\": 100, \"offset\": 100, \"ready\": true}]";
+    const struct exchange x[] = {
+        {"query-block", NULL, before},
+        {"blockdev-add", "export=vda", "{}"},
+        {"blockdev-mirror", "device=vda", "{}"},
+        {"query-block-jobs", NULL, ready},
+        {"block-job-cancel", "device=mirror-vda-1", "{}"},
+        {"query-block-jobs", NULL, ready},                 /* still winding down */
+        {"query-block-jobs", NULL, "[]"},
+        {"blockdev-del", "node-name=nbd-vda-1", "{}"},
+        {NULL, NULL, NULL},
+    };
+    start(t, x, BLOCK_MIRROR_NBD);
+    RUN_UNTIL(t, t->done || t->failed || t->srv.err[0], 5000);
+    RUN_UNTIL(t, t->srv.err[0], 100);                   /* the blockdev-del reaches the server */
+    finish(t);
+    assert_int_equal(t->ready, 1);
+    assert_int_equal(t->done, 1);
+    assert_int_equal(t->failed, 0);
+    assert_int_equal(t->pivoted, 0);
+    free(before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +348,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pivot_not_taken, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mirror_fails_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nbd_cancel_midway, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nbd_finish, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
