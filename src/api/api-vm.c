@@ -10,7 +10,7 @@
 
 #include "common/proto.h"
 #include "api/methods.h"
-#include "common/spawn.h"
+#include "block/image.h"
 #include "common/util.h"
 #include "core/agent.h"
 #include "core/acl.h"
@@ -58,19 +58,16 @@ static int check_qcow2(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "disk %s: %s", path, strerror(errno));
         return -1;
     }
-    char *argv[] = {"qemu-img", "info", "-U", "--output=json", (char *)path, NULL};
-    char *out = NULL;
-    int rc = run_capture(argv, 10000, &out);
-    json_t *info = rc == 0 ? json_loads(out, 0, NULL) : NULL;
-    const char *fmt = json_string_value(json_object_get(info, "format"));
+    struct image_info info;
+    char why[256];
+    const char *fmt = image_info(path, NULL, false, &info, why, sizeof why) == 0 ? info.layers[0].format : NULL;
     int result = 0;
     if (!fmt || strcmp(fmt, "qcow2") != 0) {
         snprintf(err, errlen, "disk %s: not a qcow2 image (%s); convert it with qemu-img convert -O qcow2",
                  path, fmt ? fmt : "qemu-img cannot read it");
         result = -1;
     }
-    json_decref(info);
-    free(out);
+    image_info_free(&info);
     return result;
 }
 
@@ -234,16 +231,11 @@ static int create_disks(struct create_plan *p, char *err, size_t errlen)
     for (size_t i = 0; i < p->cfg.n_disks; i++) {
         if (!p->new_disk_sizes[i])
             continue;
-        char size[32];
-        snprintf(size, sizeof size, "%llu", (unsigned long long)p->new_disk_sizes[i]);
-        char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", p->cfg.disks[i].path, size, NULL};
-        char *out = NULL;
-        if (run_capture(argv, 30000, &out) != 0) {
-            snprintf(err, errlen, "qemu-img create %s failed: %s", p->cfg.disks[i].path, out ? out : "?");
-            free(out);
+        char why[512];
+        if (image_create(p->cfg.disks[i].path, p->new_disk_sizes[i], NULL, NULL, why, sizeof why) < 0) {
+            snprintf(err, errlen, "qemu-img create %s failed: %s", p->cfg.disks[i].path, why);
             return -1;
         }
-        free(out);
     }
     return 0;
 }

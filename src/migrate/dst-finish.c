@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "block/nbd.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
@@ -87,7 +88,7 @@ static void on_nbd_stopped(void *arg, const qmp_error_t *err)
 void migrate_dst_stop_nbd_then_commit(struct incoming *in)
 {
     if (in->created_disks)
-        qmon_nbd_server_stop(migrate_dst_mon(in), &in->owner, 10000, on_nbd_stopped, in);
+        block_nbd_stop(migrate_dst_mon(in), &in->owner, 10000, on_nbd_stopped, in);
     else
         commit_and_resume(in);
 }

@@ -12,9 +12,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "block/image.h"
+#include "block/nbd.h"
 #include "common/log.h"
 #include "common/proto.h"
-#include "common/spawn.h"
 #include "common/util.h"
 #include "core/agent.h"
 #include "core/journal.h"
@@ -125,46 +126,28 @@ static void listen_for_migration(struct incoming *in)
 
 /* ---- shared-nothing: the new disks, served over NBD on the migration network */
 
-static void on_export(void *arg, json_t *ret, const qmp_error_t *err)
+static void on_nbd_served(void *arg, enum block_nbd_step failed, const qmp_error_t *err)
 {
     struct incoming *in = arg;
-    if (err) {
-        in->exports_pending = -1000;
+    if (err && failed == BLOCK_NBD_SERVER)
+        migrate_dst_fail(in, "QEMU could not start its NBD server: %s", err->desc);
+    else if (err)
         migrate_dst_fail(in, "QEMU could not export a disk over NBD: %s", err->desc);
-        return;
-    }
-    if (--in->exports_pending == 0)
+    else
         listen_for_migration(in);
 }
 
-static void on_nbd_started(void *arg, json_t *ret, const qmp_error_t *err)
-{
-    struct incoming *in = arg;
-    if (err) {
-        migrate_dst_fail(in, "QEMU could not start its NBD server: %s", err->desc);
-        return;
-    }
-    const struct vm_config *c = &in->vm->cfg;
-    in->exports_pending = (int)c->n_disks;
-    for (size_t i = 0; i < c->n_disks; i++) {
-        char *id = xasprintf("nbd-%s", c->disks[i].id);
-        migrate_dst_qmp(in, "block-export-add",
-                        json_pack("{s:s, s:s, s:s, s:b, s:s}", "type", "nbd", "id", id, "node-name", c->disks[i].id,
-                                  "writable", true, "name", c->disks[i].id), 10000, on_export);
-        free(id);
-    }
-}
-
+/* One export per disk, named after its node (the disk id). */
 static void start_nbd(struct incoming *in)
 {
     in->nbd_port = free_port(in->ip);
-    char port[16];
-    snprintf(port, sizeof port, "%d", in->nbd_port);
-    migrate_dst_qmp(in, "nbd-server-start",
-                    /* QEMU 7.2 takes the legacy socket address form here ("data"). */
-                    json_pack("{s:{s:s, s:{s:s, s:s}}, s:s*}", "addr", "type", "inet", "data", "host", in->ip, "port",
-                              port, "tls-creds", in->tls ? "vmove-tls" : NULL),
-                    10000, on_nbd_started);
+    const struct vm_config *c = &in->vm->cfg;
+    const char **nodes = xcalloc(c->n_disks ? c->n_disks : 1, sizeof *nodes);
+    for (size_t i = 0; i < c->n_disks; i++)
+        nodes[i] = c->disks[i].id;
+    block_nbd_serve(migrate_dst_mon(in), &in->owner, in->ip, in->nbd_port, in->tls ? "vmove-tls" : NULL, nodes,
+                    c->n_disks, 10000, on_nbd_served, in);
+    free(nodes);
 }
 
 static void on_params(void *arg, const qmp_error_t *err)
@@ -263,22 +246,17 @@ static int plan_new_disks(struct agent *a, struct vm_config *c, json_t *storage,
     return 0;
 }
 
-static int create_disks(const struct vm_config *c, json_t *storage, json_t *created, char *err, size_t errlen)
+static int create_new_disks(const struct vm_config *c, json_t *storage, json_t *created, char *err, size_t errlen)
 {
     json_t *sizes = json_object_get(storage, "sizes");
     for (size_t i = 0; i < c->n_disks; i++) {
-        char size[32];
-        snprintf(size, sizeof size, "%lld", (long long)json_integer_value(json_object_get(sizes, c->disks[i].id)));
-        char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", c->disks[i].path, size, NULL};
-        char *out = NULL;
-        int rc = run_capture(argv, 30000, &out);
-        if (rc != 0) {
-            snprintf(err, errlen, "cannot create %s: %s", c->disks[i].path, out ? out : "?");
-            free(out);
+        uint64_t size = (uint64_t)json_integer_value(json_object_get(sizes, c->disks[i].id));
+        char why[256];
+        if (image_create(c->disks[i].path, size, NULL, NULL, why, sizeof why) < 0) {
+            snprintf(err, errlen, "cannot create %s: %s", c->disks[i].path, why);
             migrate_dst_remove_created_disks(created);
             return -1;
         }
-        free(out);
     }
     return 0;
 }
@@ -391,7 +369,7 @@ int incoming_prepare(struct agent *a, const struct incoming_prepare_req *req, in
         json_decref(created);
         return -1;
     }
-    if (created && create_disks(&cfg, req->msg->storage, created, msg, sizeof msg) < 0) {
+    if (created && create_new_disks(&cfg, req->msg->storage, created, msg, sizeof msg) < 0) {
         vm_config_free(&cfg);
         json_decref(created);
         limits_release(a, SLOT_LIVE, holder);

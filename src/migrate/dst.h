@@ -54,7 +54,6 @@ struct incoming {
     json_t *created_disks;     /* shared-nothing: disk files made here (removed on abort) */
     struct qmon_owner owner;   /* QMP replies in flight; muted by abort, ended by migrate_dst_free */
     int nbd_port;
-    int exports_pending;
 };
 
 /* ---- incoming.c: bookkeeping ---- */
@@ -64,10 +63,6 @@ void migrate_dst_owner_init(struct incoming *in);
 /* The incoming QEMU's monitor for qmon_* with &in->owner; NULL once the VM
  * is gone (qmon_* then refuse). */
 qmp_t *migrate_dst_mon(const struct incoming *in);
-/* Transitional untyped QMP for the NBD part of dst-prepare.c only (see
- * migrate/legacy_qmp.h); cb runs only while the incoming lives.  -1 if the
- * VM has no QMP connection (args are freed). */
-int migrate_dst_qmp(struct incoming *in, const char *cmd, json_t *args, int timeout, qmp_reply_fn cb);
 /* Forget the incoming (the VM, if still attached, stays).  Releases the
  * watch and the slot; a pending done is the caller's to answer first. */
 void migrate_dst_free(struct incoming *in);

@@ -13,7 +13,6 @@
 #include "core/limits.h"
 #include "core/paths.h"
 #include "migrate/dst.h"
-#include "migrate/legacy_qmp.h"
 #include "vm/vm.h"
 
 /* ---- bookkeeping ------------------------------------------------------ */
@@ -31,11 +30,6 @@ static void incoming_release(void *obj) { free(obj); }
 void migrate_dst_owner_init(struct incoming *in) { qmon_owner_init(&in->owner, in, incoming_release); }
 
 qmp_t *migrate_dst_mon(const struct incoming *in) { return in->vm ? in->vm->qmp : NULL; }
-
-int migrate_dst_qmp(struct incoming *in, const char *cmd, json_t *args, int timeout, qmp_reply_fn cb)
-{
-    return migrate_legacy_qmp(migrate_dst_mon(in), &in->owner, cmd, args, timeout, cb, in);
-}
 
 static void release_watch(struct incoming *in)
 {

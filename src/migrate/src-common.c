@@ -3,11 +3,11 @@
 
 #include <unistd.h>
 
+#include "block/mirror.h"
 #include "common/util.h"
 #include "core/agent.h"
 #include "core/jobs.h"
 #include "core/limits.h"
-#include "migrate/legacy_qmp.h"
 #include "migrate/link_probe.h"
 #include "vm/vm.h"
 
@@ -17,6 +17,7 @@ const char *const migrate_src_phase_names[] = {"prepare", "transfer", "switchove
 static void really_free(void *obj)
 {
     struct migration *m = obj;
+    block_mirror_free(m->mirror);   /* no reply can reach it any more */
     json_decref(m->actions);
     json_decref(m->failure);
     json_decref(m->stats);
@@ -60,12 +61,6 @@ static void p_tramp(void *arg, json_t *result, json_t *error)
     migrate_src_m_release(m);
 }
 
-/* Transitional, for src-mirror.c only (see migrate/legacy_qmp.h). */
-int migrate_src_mq(struct migration *m, const char *cmd, json_t *args, int timeout, qmp_reply_fn cb)
-{
-    return migrate_legacy_qmp(migrate_src_mon(m), &m->owner, cmd, args, timeout, cb, m);
-}
-
 void migrate_src_mp(struct migration *m, const char *method, json_t *params, int timeout, peer_reply_fn cb)
 {
     if (!cb) {
@@ -91,6 +86,7 @@ void migrate_src_migration_free(struct migration *m)
         }
     if (m->timer)
         event_free(m->timer);
+    block_mirror_stop(m->mirror);
     if (m->local_holder[0])
         limits_release(m->agent, SLOT_LIVE, m->local_holder);
     limits_dequeue(m->agent, m->job);

@@ -1,43 +1,103 @@
-/* The source side of a migration: shared-nothing: the disk mirrors. */
+/* The source side of a migration: shared-nothing: the disks are mirrored
+ * into the destination's NBD exports by the one mirror machine of
+ * block/mirror.h; this file words its reports for the migration. */
 #include "migrate/src.h"
 
 #include <string.h>
 
+#include "block/mirror.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
+#include "core/agent.h"
 #include "core/jobs.h"
 #include "vm/vm.h"
 
-/* ---- shared-nothing: mirror the disks into the destination's NBD exports */
+#define MIRROR_QMP_TIMEOUT_MS 10000
 
 char *migrate_src_mirror_node(struct migration *m, const char *disk, const char *what)
 {
     return xasprintf("%s-%s-%lld", what, disk, (long long)m->job->id);
 }
 
-static void on_mirror_started(void *arg, json_t *ret, const qmp_error_t *err)
+static qmp_t *mirror_mon(void *arg) { return migrate_src_mon(arg); }
+
+static void mirror_on_progress(void *arg)
 {
     struct migration *m = arg;
-    if (err && !m->failure) {
-        m->failure = proto_error(ERR_QEMU, NULL, "QEMU could not start mirroring a disk to %s: %s", migrate_src_dest(m),
-                                 err->desc);
-        migrate_src_rollback(m);
-        return;
+    json_t *disks = json_array();
+    for (size_t i = 0; i < block_mirror_count(m->mirror); i++) {
+        const struct block_mirror_disk *d = block_mirror_disk(m->mirror, i);
+        json_array_append_new(disks, json_pack("{s:s, s:I, s:I, s:b}", "job", d->job_id, "offset",
+                                               (json_int_t)d->offset, "len", (json_int_t)d->len, "ready", d->ready));
     }
-    if (--m->mirror_setup_pending == 0 && !m->failure)
-        migrate_src_arm_timer(m, POLL_MS);
+    uint64_t done, total;
+    block_mirror_totals(m->mirror, &done, &total);
+    job_set_progress(m->job, json_pack("{s:s, s:o, s:f, s:I}", "phase", "mirror", "disks", disks, "percent",
+                                       total > 0 ? 100.0 * (double)done / (double)total : 0.0, "elapsed_ms",
+                                       (json_int_t)(now_ms() - m->t_start)));
 }
 
-static void on_nbd_node(void *arg, json_t *ret, const qmp_error_t *err)
+/* Disks in sync (and kept so by write-blocking): now the memory. */
+static void mirror_on_ready(void *arg)
 {
     struct migration *m = arg;
-    if (err && !m->failure) {
-        m->failure = proto_error(ERR_UNAVAILABLE, "check the migration network",
-                                 "cannot reach the NBD export on %s: %s", migrate_src_dest(m), err->desc);
-        migrate_src_rollback(m);
+    if (m->phase != PH_MIRROR)
+        return;
+    log_info("%s: disks in sync with %s; migrating memory", m->name, migrate_src_dest(m));
+    m->last_transferred = 0;    /* the stall watch now counts RAM bytes */
+    m->last_progress_ms = now_ms();
+    migrate_src_set_capabilities(m);
+}
+
+/* Switch-over: the mirrors ended, the destination has complete copies. */
+static void mirror_on_done(void *arg)
+{
+    struct migration *m = arg;
+    if (m->phase == PH_SWITCHOVER)
+        migrate_src_send_finish(m);
+}
+
+/* Setting up failed: the first failure is the one reported. */
+static void mirror_setup_failed(struct migration *m, json_t *error)
+{
+    if (m->failure) {
+        json_decref(error);
+        return;
+    }
+    m->failure = error;
+    migrate_src_rollback(m);
+}
+
+static void mirror_on_failed(void *arg, const struct block_mirror_failure *f)
+{
+    struct migration *m = arg;
+    const char *dest = migrate_src_dest(m);
+    switch (f->what) {
+    case BLOCK_MIRROR_FAIL_TARGET:
+        mirror_setup_failed(m, proto_error(ERR_UNAVAILABLE, "check the migration network",
+                                    "cannot reach the NBD export on %s: %s", dest, f->desc));
+        break;
+    case BLOCK_MIRROR_FAIL_STALLED:
+        migrate_src_fail(m, proto_error(ERR_UNAVAILABLE, "check the migration network link between the hosts",
+                                        "the disk copy to %s made no progress for %d s: the link seems down", dest,
+                                        STALL_MS / 1000));
+        break;
+    case BLOCK_MIRROR_FAIL_VANISHED:
+    case BLOCK_MIRROR_FAIL_STOPPED:
+        migrate_src_fail(m, proto_error(ERR_QEMU, NULL, "a disk mirror to %s stopped before it was in sync", dest));
+        break;
+    default:   /* query-block, the source node, blockdev-mirror, no monitor */
+        mirror_setup_failed(m, proto_error(ERR_QEMU, NULL, "QEMU could not start mirroring a disk to %s: %s", dest,
+                                    f->desc ? f->desc : "its disk nodes are not as expected"));
+        break;
     }
 }
+
+static const struct block_mirror_ops mirror_ops = {
+    .mon = mirror_mon, .on_progress = mirror_on_progress, .on_ready = mirror_on_ready, .on_done = mirror_on_done,
+    .on_failed = mirror_on_failed,
+};
 
 /* One mirror job per disk, write-blocking: once in sync, every guest write
  * completes on both sides, so the copy always converges. */
@@ -46,137 +106,33 @@ void migrate_src_start_mirrors(struct migration *m)
     migrate_src_set_phase(m, PH_MIRROR);
     m->mirrors_started = true;
     const struct vm_config *c = &m->vm->cfg;
-    m->mirror_setup_pending = (int)c->n_disks;
-    char port[16];
-    snprintf(port, sizeof port, "%d", m->nbd_port);
+    char *tls = m->tls ? xasprintf("vmove-tls-%lld", (long long)m->job->id) : NULL;
+    struct block_mirror_config cfg = {.name = m->name, .kind = BLOCK_MIRROR_NBD, .timeout_ms = MIRROR_QMP_TIMEOUT_MS,
+                                      .stall_ms = STALL_MS, .host = m->dst_ip, .port = m->nbd_port,
+                                      .tls_creds = tls, .tls_hostname = m->tls ? m->dst_name : NULL};
+    m->mirror = block_mirror_new(m->agent->base, &m->owner, &cfg, &mirror_ops, m, c->n_disks);
+    free(tls);
     for (size_t i = 0; i < c->n_disks; i++) {
-        char *node = migrate_src_mirror_node(m, c->disks[i].id, "nbd"), *job = migrate_src_mirror_node(m, c->disks[i].id, "mirror");
-        json_t *nbd = json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:s}", "driver", "nbd", "node-name", node, "server",
-                                "type", "inet", "host", m->dst_ip, "port", port, "export", c->disks[i].id);
-        if (m->tls) {
-            char *id = xasprintf("vmove-tls-%lld", (long long)m->job->id);
-            json_object_set_new(nbd, "tls-creds", json_string(id));
-            json_object_set_new(nbd, "tls-hostname", json_string(m->dst_name));
-            free(id);
-        }
-        migrate_src_mq(m, "blockdev-add", nbd, 10000, on_nbd_node);
-        migrate_src_mq(m, "blockdev-mirror", json_pack("{s:s, s:s, s:s, s:s, s:s}", "job-id", job, "device", c->disks[i].id,
-                                                       "target", node, "sync", "full", "copy-mode", "write-blocking"),
-           10000, on_mirror_started);
+        char *node = migrate_src_mirror_node(m, c->disks[i].id, "nbd");
+        char *job = migrate_src_mirror_node(m, c->disks[i].id, "mirror");
+        /* the export is named after the destination's node: the disk id */
+        block_mirror_set_disk(m->mirror, i, c->disks[i].id, NULL, NULL, c->disks[i].id, 0, node, NULL, job);
         free(node);
         free(job);
     }
-    if (!c->n_disks)
-        migrate_src_arm_timer(m, 0);
+    block_mirror_start(m->mirror);
 }
 
-static json_t *our_mirrors(struct migration *m, json_t *jobs, int *ready)
-{
-    json_t *mine = json_array();
-    char prefix[32];
-    snprintf(prefix, sizeof prefix, "-%lld", (long long)m->job->id);
-    size_t i;
-    json_t *j;
-    *ready = 0;
-    json_array_foreach(jobs, i, j) {
-        const char *dev = json_string_value(json_object_get(j, "device"));
-        if (!dev || strncmp(dev, "mirror-", 7) || !strstr(dev, prefix))
-            continue;
-        *ready += json_is_true(json_object_get(j, "ready"));
-        json_array_append_new(mine, json_pack("{s:s, s:O, s:O, s:O}", "job", dev, "offset",
-                                              json_object_get(j, "offset"), "len", json_object_get(j, "len"),
-                                              "ready", json_object_get(j, "ready")));
-    }
-    return mine;
-}
-
-/* Copying disks that stop moving (or a QEMU that stops answering) means the
- * link is gone: the mirror would wait for TCP to give up, for many minutes,
- * with the guest's writes blocked behind it. */
-static bool mirror_stalled(struct migration *m, const qmp_error_t *err, uint64_t copied)
-{
-    if (err && err->kind != QMP_ERR_TIMEOUT)
-        return false;
-    if (!err && (copied != m->last_transferred || !m->last_progress_ms)) {
-        m->last_transferred = copied;
-        m->last_progress_ms = now_ms();
-        return false;
-    }
-    return m->last_progress_ms && now_ms() - m->last_progress_ms > STALL_MS;
-}
-
-void migrate_src_on_mirror_poll(void *arg, json_t *jobs, const qmp_error_t *err)
-{
-    struct migration *m = arg;
-    int ready;
-    json_t *mine = err ? json_array() : our_mirrors(m, jobs, &ready);
-    size_t n = m->vm ? m->vm->cfg.n_disks : 0;
-    if (m->ending_mirrors) {
-        if (json_array_size(mine) == 0) {
-            m->ending_mirrors = false;
-            json_decref(mine);
-            for (size_t i = 0; i < n; i++) {
-                char *node = migrate_src_mirror_node(m, m->vm->cfg.disks[i].id, "nbd");
-                migrate_src_mq(m, "blockdev-del", json_pack("{s:s}", "node-name", node), 10000, NULL);
-                free(node);
-            }
-            if (m->phase == PH_SWITCHOVER)
-                migrate_src_send_finish(m);
-            return;
-        }
-        json_decref(mine);
-        migrate_src_arm_timer(m, 20);
-        return;
-    }
-    if (m->phase != PH_MIRROR) {
-        json_decref(mine);
-        return;
-    }
-    if (!err && json_array_size(mine) < n) {
-        json_decref(mine);
-        migrate_src_fail(m, proto_error(ERR_QEMU, NULL, "a disk mirror to %s stopped before it was in sync", migrate_src_dest(m)));
-        return;
-    }
-    double done = 0, total = 0;
-    size_t i;
-    json_t *j;
-    json_array_foreach(mine, i, j) {
-        done += (double)json_integer_value(json_object_get(j, "offset"));
-        total += (double)json_integer_value(json_object_get(j, "len"));
-    }
-    if (mirror_stalled(m, err, (uint64_t)done)) {
-        json_decref(mine);
-        migrate_src_fail(m, proto_error(ERR_UNAVAILABLE, "check the migration network link between the hosts",
-                                        "the disk copy to %s made no progress for %d s: the link seems down", migrate_src_dest(m),
-                                        STALL_MS / 1000));
-        return;
-    }
-    job_set_progress(m->job, json_pack("{s:s, s:o, s:f, s:I}", "phase", "mirror", "disks", mine, "percent",
-                                       total > 0 ? 100.0 * done / total : 0.0, "elapsed_ms",
-                                       (json_int_t)(now_ms() - m->t_start)));
-    if (!err && (size_t)ready == n) {
-        /* Disks in sync (and kept so): now the memory. */
-        log_info("%s: disks in sync with %s; migrating memory", m->name, migrate_src_dest(m));
-        m->last_transferred = 0;    /* the stall watch now counts RAM bytes */
-        m->last_progress_ms = now_ms();
-        migrate_src_mq(m, "migrate-set-capabilities", tuning_qemu_capabilities(&m->tuning), 10000, migrate_src_on_src_caps);
-        return;
-    }
-    migrate_src_arm_timer(m, POLL_MS);
-}
-
-/* Switch-over: the guest is stopped, so cancelling a ready mirror leaves the
- * destination a complete copy (QEMU reports it COMPLETED).  On rollback the
- * jobs are forced down and the destination's copies are thrown away. */
+/* Switch-over (force false): the guest is stopped, the ready mirrors are
+ * cancelled, which leaves the destination a complete copy, then the
+ * migration finishes.  On rollback (force true) the jobs are forced down,
+ * fire and forget, and the destination's copies are thrown away. */
 void migrate_src_end_mirrors(struct migration *m, bool force)
 {
-    for (size_t i = 0; m->vm && i < m->vm->cfg.n_disks; i++) {
-        char *job = migrate_src_mirror_node(m, m->vm->cfg.disks[i].id, "mirror");
-        migrate_src_mq(m, "block-job-cancel", json_pack("{s:s, s:b}", "device", job, "force", force), 10000, NULL);
-        free(job);
-    }
-    if (!force) {
-        m->ending_mirrors = true;
-        migrate_src_arm_timer(m, 20);
-    }
+    if (!m->mirror)
+        return;
+    if (force)
+        block_mirror_drop(m->mirror);
+    else
+        block_mirror_finish(m->mirror);
 }

@@ -3,9 +3,9 @@
 
 #include <string.h>
 
+#include "block/image.h"
 #include "common/log.h"
 #include "common/proto.h"
-#include "common/spawn.h"
 #include "common/util.h"
 #include "core/acl.h"
 #include "core/agent.h"
@@ -131,13 +131,12 @@ static json_t *storage_request(struct migration *m)
 {
     json_t *sizes = json_object();
     for (size_t i = 0; i < m->vm->cfg.n_disks; i++) {
-        char *argv[] = {"qemu-img", "info", "-U", "--output=json", m->vm->cfg.disks[i].path, NULL};
-        char *out = NULL;
-        json_t *info = run_capture(argv, 10000, &out) == 0 ? json_loads(out, 0, NULL) : NULL;
-        json_object_set_new(sizes, m->vm->cfg.disks[i].id,
-                            json_integer(json_integer_value(json_object_get(info, "virtual-size"))));
-        json_decref(info);
-        free(out);
+        struct image_info info;
+        char why[256];
+        uint64_t vsize = image_info(m->vm->cfg.disks[i].path, NULL, false, &info, why, sizeof why) == 0
+                             ? info.layers[0].virtual_size : 0;
+        json_object_set_new(sizes, m->vm->cfg.disks[i].id, json_integer((json_int_t)vsize));
+        image_info_free(&info);
     }
     return json_pack("{s:s, s:o}", "dir", m->tuning.with_storage, "sizes", sizes);
 }

@@ -59,16 +59,6 @@ static void run_policy(struct migration *m, const struct qmon_migrate_stats *s)
         migrate_src_fail(m, proto_error(ERR_TIMEOUT, act.hint, "%s", act.reason));
 }
 
-/* The mirror poll (src-mirror.c) still reads the jobs as QEMU's JSON list. */
-static void on_block_jobs(void *arg, const struct qmon_block_job *jobs, size_t n, const qmp_error_t *err)
-{
-    json_t *list = json_array();
-    for (size_t i = 0; !err && i < n; i++)
-        json_array_append(list, jobs[i].raw);
-    migrate_src_on_mirror_poll(arg, err ? NULL : list, err);
-    json_decref(list);
-}
-
 void migrate_src_poll_now(evutil_socket_t fd, short what, void *arg)
 {
     struct migration *m = arg;
@@ -78,10 +68,6 @@ void migrate_src_poll_now(evutil_socket_t fd, short what, void *arg)
     }
     if (m->phase == PH_RESERVING) {
         migrate_src_reserve(m);
-        return;
-    }
-    if (m->phase == PH_MIRROR || m->ending_mirrors) {
-        qmon_query_block_jobs(migrate_src_mon(m), &m->owner, 10000, on_block_jobs, m);
         return;
     }
     if (m->phase == PH_RESOLVE) {
@@ -227,9 +213,6 @@ static void on_src_caps(void *arg, const qmp_error_t *err)
     qmon_migrate_set_parameters(migrate_src_mon(m), &m->owner, &p, 10000, on_src_params, m);
     free(id);
 }
-
-/* Transitional: the untyped form, for src-mirror.c's migrate_src_mq. */
-void migrate_src_on_src_caps(void *arg, json_t *ret, const qmp_error_t *err) { on_src_caps(arg, err); }
 
 void migrate_src_set_capabilities(struct migration *m)
 {

@@ -67,11 +67,11 @@ struct migration {
     bool mirrors_started;
     bool conns_aborted;         /* the last resort of abort_stuck_connections ran */
     uint64_t fail_ms;           /* when fail() stopped a running transfer */
-    bool ending_mirrors;      /* switch-over: waiting for the mirror jobs to end */
-    int mirror_setup_pending;
+    struct block_mirror *mirror;   /* shared-nothing: the disk mirrors, once started */
     struct link_probe *probe; /* measuring the link before prepare */
 };
 
+struct block_mirror;
 struct job_ops;
 extern const char *const migrate_src_phase_names[];
 extern const struct job_ops migrate_src_job_ops;   /* the "migrate" job (migrate.c) */
@@ -86,8 +86,6 @@ void migrate_src_migration_free(struct migration *m);
 /* The source QEMU's monitor, NULL once the VM is gone (qmon_* then refuse). */
 qmp_t *migrate_src_mon(const struct migration *m);
 void migrate_src_mp(struct migration *m, const char *method, json_t *params, int timeout, peer_reply_fn cb);
-/* Transitional untyped QMP, for src-mirror.c only (migrate/legacy_qmp.h). */
-int migrate_src_mq(struct migration *m, const char *cmd, json_t *args, int timeout, qmp_reply_fn cb);
 void migrate_src_set_phase(struct migration *m, enum phase ph);
 const char *migrate_src_user_of(const struct migration *m);
 
@@ -110,8 +108,6 @@ void migrate_src_switchover(struct migration *m, const struct qmon_migrate_stats
 void migrate_src_abort_stuck_connections(struct migration *m);
 json_t *migrate_src_check_route(struct migration *m);
 void migrate_src_on_poll(void *arg, const struct qmon_migrate_stats *s, const qmp_error_t *err);
-/* Transitional untyped form of the capabilities' answer (src-mirror.c). */
-void migrate_src_on_src_caps(void *arg, json_t *ret, const qmp_error_t *err);
 /* migrate-set-capabilities, then -parameters, then migrate. */
 void migrate_src_set_capabilities(struct migration *m);
 void migrate_src_poll_now(evutil_socket_t fd, short what, void *arg);
@@ -119,7 +115,6 @@ void migrate_src_poll_now(evutil_socket_t fd, short what, void *arg);
 /* src-mirror.c: shared-nothing: the disk mirrors */
 void migrate_src_end_mirrors(struct migration *m, bool force);
 char *migrate_src_mirror_node(struct migration *m, const char *disk, const char *what);
-void migrate_src_on_mirror_poll(void *arg, json_t *jobs, const qmp_error_t *err);
 void migrate_src_start_mirrors(struct migration *m);
 
 /* src-quick.c: quick migration */

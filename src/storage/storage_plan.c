@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "common/proto.h"
-#include "common/spawn.h"
+#include "block/image.h"
 #include "common/util.h"
 #include "core/agent.h"
 #include "core/jobs.h"
@@ -62,27 +62,20 @@ static bool check_state(struct vm *vm, json_t *problems)
 
 /* qemu-img info over the whole backing chain: virtual size of the top
  * image, allocated bytes of the chain (what a flattening mirror copies). */
-static int image_info(const char *path, uint64_t *vsize, uint64_t *alloc, char *err, size_t errlen)
+static int source_info(const char *path, uint64_t *vsize, uint64_t *alloc, char *err, size_t errlen)
 {
-    char *argv[] = {"qemu-img", "info", "-U", "--backing-chain", "--output=json", (char *)path, NULL};
-    char *out = NULL;
-    int rc = run_capture(argv, 10000, &out);
-    json_t *chain = rc == 0 ? json_loads(out, 0, NULL) : NULL;
-    json_t *top = json_array_get(chain, 0);
-    const char *fmt = json_string_value(json_object_get(top, "format"));
+    struct image_info info;
+    char why[512];
+    const char *fmt = image_info(path, NULL, true, &info, why, sizeof why) == 0 ? info.layers[0].format : NULL;
     int result = 0;
     if (!fmt || strcmp(fmt, "qcow2")) {
-        snprintf(err, errlen, "%s: not a readable qcow2 image (%s)", path, fmt ? fmt : (out ? out : "?"));
+        snprintf(err, errlen, "%s: not a readable qcow2 image (%s)", path, fmt ? fmt : why);
         result = -1;
     } else {
-        *vsize = (uint64_t)json_integer_value(json_object_get(top, "virtual-size"));
-        *alloc = 0;
-        size_t i;
-        json_t *img;
-        json_array_foreach(chain, i, img) *alloc += (uint64_t)json_integer_value(json_object_get(img, "actual-size"));
+        *vsize = info.layers[0].virtual_size;
+        *alloc = image_info_chain_actual(&info);
     }
-    json_decref(chain);
-    free(out);
+    image_info_free(&info);
     return result;
 }
 
@@ -174,7 +167,7 @@ static void plan_one(struct vm *vm, const struct vm_disk *d, const char *dir, st
         problem(problems, "disk %s: target %s already exists", d->id, target);
     else if (target_taken(p, vm, target))
         problem(problems, "disk %s: target %s is also the target of another disk", d->id, target);
-    else if (image_info(d->path, &vsize, &alloc, err, sizeof err) < 0)
+    else if (source_info(d->path, &vsize, &alloc, err, sizeof err) < 0)
         problem(problems, "disk %s: %s", d->id, err);
     else {
         p->disks[p->n++] = (struct plan_disk){xstrdup(d->id), xstrdup(d->path), target, vsize};
@@ -186,7 +179,7 @@ static void plan_one(struct vm *vm, const struct vm_disk *d, const char *dir, st
 }
 
 /* Which disks, and the directory of each. */
-static void plan_disks(struct vm *vm, json_t *params, struct storage_plan *p, json_t *problems)
+static void plan_each_disk(struct vm *vm, json_t *params, struct storage_plan *p, json_t *problems)
 {
     const char *to = json_string_value(json_object_get(params, "to"));
     json_t *sel = json_object_get(params, "disks");
@@ -259,7 +252,7 @@ json_t *storage_plan_make(struct vm *vm, json_t *params, struct storage_plan *ou
     if (sel && !json_is_null(sel) && !json_is_object(sel))
         problem(problems, "parameter \"disks\" must be an object {ID: DIR|null}");
     else
-        plan_disks(vm, params, out, problems);
+        plan_each_disk(vm, params, out, problems);
     if (json_array_size(problems) == 0) {
         json_decref(problems);
         return NULL;

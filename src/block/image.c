@@ -1,0 +1,134 @@
+/* qemu-img create, info and check (see block/image.h). */
+#include "block/image.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/spawn.h"
+#include "common/util.h"
+
+#define CREATE_TIMEOUT_MS 30000
+#define INFO_TIMEOUT_MS 10000
+#define CHECK_TIMEOUT_MS 60000
+
+/* rc of run_capture, out its output: 0, or -1 with err = output. */
+static int finish_run(int rc, char *out, char *err, size_t errlen)
+{
+    if (rc != 0)
+        snprintf(err, errlen, "%s", out && out[0] ? out : "?");
+    free(out);
+    return rc == 0 ? 0 : -1;
+}
+
+int image_create(const char *path, uint64_t size, const char *backing, const char *backing_fmt, char *err,
+                 size_t errlen)
+{
+    if (backing && !backing_fmt) {
+        snprintf(err, errlen, "a backing file needs its format");
+        return -1;
+    }
+    char sz[32];
+    snprintf(sz, sizeof sz, "%llu", (unsigned long long)size);
+    char *argv[12];
+    size_t n = 0;
+    argv[n++] = "qemu-img", argv[n++] = "create", argv[n++] = "-q", argv[n++] = "-f", argv[n++] = "qcow2";
+    if (backing) {
+        argv[n++] = "-b", argv[n++] = (char *)backing, argv[n++] = "-F", argv[n++] = (char *)backing_fmt;
+    }
+    argv[n++] = (char *)path;
+    if (!backing || size)
+        argv[n++] = sz;
+    argv[n] = NULL;
+    char *out = NULL;
+    int rc = run_capture(argv, CREATE_TIMEOUT_MS, &out);   /* before out is read */
+    return finish_run(rc, out, err, errlen);
+}
+
+static char *dup_str(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? xstrdup(s) : NULL;
+}
+
+static int parse_layer(json_t *o, struct image_layer *l)
+{
+    l->filename = dup_str(o, "filename");
+    l->format = dup_str(o, "format");
+    l->virtual_size = (uint64_t)json_integer_value(json_object_get(o, "virtual-size"));
+    l->actual_size = (uint64_t)json_integer_value(json_object_get(o, "actual-size"));
+    l->backing_filename = dup_str(o, "backing-filename");
+    return l->filename && l->format ? 0 : -1;
+}
+
+int image_info_parse(const char *json, struct image_info *info)
+{
+    *info = (struct image_info){0};
+    json_t *root = json ? json_loads(json, 0, NULL) : NULL;
+    json_t *list = json_is_object(root) ? json_pack("[O]", root) : json_incref(root);
+    size_t n = json_is_array(list) ? json_array_size(list) : 0;
+    int rc = n ? 0 : -1;
+    if (n)
+        info->layers = xcalloc(n, sizeof *info->layers);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        info->n = i + 1;
+        rc = parse_layer(json_array_get(list, i), &info->layers[i]);
+    }
+    json_decref(list);
+    json_decref(root);
+    if (rc < 0)
+        image_info_free(info);
+    return rc;
+}
+
+void image_info_free(struct image_info *info)
+{
+    for (size_t i = 0; i < info->n; i++) {
+        struct image_layer *l = &info->layers[i];
+        free(l->filename), free(l->format), free(l->backing_filename);
+    }
+    free(info->layers);
+    *info = (struct image_info){0};
+}
+
+uint64_t image_info_chain_actual(const struct image_info *info)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < info->n; i++)
+        sum += info->layers[i].actual_size;
+    return sum;
+}
+
+int image_info(const char *path, const char *format, bool with_chain, struct image_info *info, char *err,
+               size_t errlen)
+{
+    *info = (struct image_info){0};
+    char *argv[10];
+    size_t n = 0;
+    argv[n++] = "qemu-img", argv[n++] = "info", argv[n++] = "-U";
+    if (with_chain)
+        argv[n++] = "--backing-chain";
+    argv[n++] = "--output=json";
+    if (format)
+        argv[n++] = "-f", argv[n++] = (char *)format;
+    argv[n++] = (char *)path;
+    argv[n] = NULL;
+    char *out = NULL;
+    int rc = run_capture(argv, INFO_TIMEOUT_MS, &out);
+    if (rc == 0 && image_info_parse(out, info) == 0) {
+        free(out);
+        return 0;
+    }
+    snprintf(err, errlen, "%s", out && out[0] ? out : "?");
+    free(out);
+    return -1;
+}
+
+int image_check(const char *path, const char *format, char *err, size_t errlen)
+{
+    char *argv[] = {"qemu-img", "check", "-q", "-f", (char *)format, (char *)path, NULL};
+    char *out = NULL;
+    int rc = run_capture(argv, CHECK_TIMEOUT_MS, &out);
+    return finish_run(rc, out, err, errlen);
+}

@@ -1,0 +1,54 @@
+/* Disk images on this host: qemu-img create, info and check.
+ *
+ * Contract: every function runs qemu-img synchronously through
+ * common/spawn.h (bounded by a timeout; these finish in milliseconds) and
+ * never asks QEMU.  Formats are always given explicitly: qemu-img is never
+ * left to probe one (a raw image whose guest wrote a qcow2 header would
+ * otherwise be opened as qcow2).  Errors are written to err (a sentence,
+ * without the path prefix the caller adds) and the function returns -1. */
+#ifndef VMOVE_BLOCK_IMAGE_H
+#define VMOVE_BLOCK_IMAGE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* qemu-img create -q -f qcow2 [-b BACKING -F BACKING_FMT] PATH SIZE.
+ * backing NULL: a standalone image of size bytes.  With a backing file,
+ * backing_fmt is required ("qcow2", "raw"); size 0 then means the backing
+ * file's size.  On failure err holds qemu-img's output ("?" if none). */
+int image_create(const char *path, uint64_t size, const char *backing, const char *backing_fmt, char *err,
+                 size_t errlen);
+
+/* One image of a chain, top first. */
+struct image_layer {
+    char *filename;
+    char *format;                 /* "qcow2", "raw", ... */
+    uint64_t virtual_size;        /* bytes the guest sees */
+    uint64_t actual_size;         /* bytes allocated on the host */
+    char *backing_filename;       /* NULL at the bottom of the chain */
+};
+
+struct image_info {
+    struct image_layer *layers;   /* n >= 1 on success; layers[0] is PATH */
+    size_t n;
+};
+
+/* qemu-img info -U --output=json [--backing-chain] [-f FORMAT] PATH.
+ * -U: the image may be open in a running QEMU (read without its lock).
+ * format NULL: qemu-img decides (what vm create's check wants to learn);
+ * with_chain: every backing file too.  On failure err holds qemu-img's
+ * output (or "?"), and info is empty. */
+int image_info(const char *path, const char *format, bool with_chain, struct image_info *info, char *err,
+               size_t errlen);
+void image_info_free(struct image_info *info);
+/* Allocated bytes of the whole chain: what a flattening mirror copies. */
+uint64_t image_info_chain_actual(const struct image_info *info);
+
+/* Pure: parse qemu-img info's JSON (an object, or the array of
+ * --backing-chain).  -1 if it is neither or lacks filename/format. */
+int image_info_parse(const char *json, struct image_info *info);
+
+/* qemu-img check -q -f FORMAT PATH: 0 if consistent, -1 with err set
+ * (qemu-img's output) otherwise. */
+int image_check(const char *path, const char *format, char *err, size_t errlen);
+#endif
