@@ -6,7 +6,7 @@
 
 #include "common/util.h"
 
-static struct block_job_state *find(const struct block_jobs *t, const char *id)
+static struct block_job_state *tracked_job(const struct block_jobs *t, const char *id)
 {
     for (size_t i = 0; id && i < t->n; i++)
         if (!strcmp(t->v[i].id, id))
@@ -16,7 +16,7 @@ static struct block_job_state *find(const struct block_jobs *t, const char *id)
 
 size_t block_jobs_track(struct block_jobs *t, const char *id)
 {
-    struct block_job_state *s = find(t, id);
+    struct block_job_state *s = tracked_job(t, id);
     if (s)
         return (size_t)(s - t->v);
     t->v = realloc(t->v, (t->n + 1) * sizeof *t->v);
@@ -37,7 +37,7 @@ void block_jobs_update(struct block_jobs *t, const struct qmon_block_job *jobs, 
     for (size_t i = 0; i < t->n; i++)
         t->v[i].listed = false;
     for (size_t i = 0; i < n; i++) {
-        struct block_job_state *s = find(t, jobs[i].device);
+        struct block_job_state *s = tracked_job(t, jobs[i].device);
         if (!s)
             continue;
         s->listed = s->seen = true;
@@ -49,7 +49,7 @@ void block_jobs_update(struct block_jobs *t, const struct qmon_block_job *jobs, 
     }
 }
 
-const struct block_job_state *block_jobs_get(const struct block_jobs *t, const char *id) { return find(t, id); }
+const struct block_job_state *block_jobs_get(const struct block_jobs *t, const char *id) { return tracked_job(t, id); }
 
 size_t block_jobs_listed(const struct block_jobs *t)
 {

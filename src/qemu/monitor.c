@@ -128,8 +128,8 @@ int qmon_send_simple(qmp_t *q, struct qmon_owner *o, const char *command, int ti
 
 /* ---- reading replies ----------------------------------------------------- */
 
-static void bad(struct qmon_parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bad(struct qmon_parse *p, const char *fmt, ...)
+static void reply_bad(struct qmon_parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply_bad(struct qmon_parse *p, const char *fmt, ...)
 {
     if (p->desc[0])
         return;
@@ -150,7 +150,7 @@ bool qmon_object(struct qmon_parse *p, json_t *obj, const char *where)
 {
     if (json_is_object(obj))
         return true;
-    bad(p, "%s: malformed reply: %s is not an object", p->command, where);
+    reply_bad(p, "%s: malformed reply: %s is not an object", p->command, where);
     return false;
 }
 
@@ -161,13 +161,13 @@ static json_t *member(struct qmon_parse *p, json_t *obj, const char *where, cons
         return NULL;
     json_t *v = json_object_get(obj, key);
     if (!v && required)
-        bad(p, "%s: malformed reply: %s.%s is missing", p->command, where, key);
+        reply_bad(p, "%s: malformed reply: %s.%s is missing", p->command, where, key);
     return v;
 }
 
 static void wrong_type(struct qmon_parse *p, const char *where, const char *key, const char *want)
 {
-    bad(p, "%s: malformed reply: %s.%s is not %s", p->command, where, key, want);
+    reply_bad(p, "%s: malformed reply: %s.%s is not %s", p->command, where, key, want);
 }
 
 int64_t qmon_int(struct qmon_parse *p, json_t *obj, const char *where, const char *key, bool required)

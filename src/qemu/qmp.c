@@ -1,5 +1,10 @@
 /* Asynchronous QMP client.  See qmp.h for the contract.
  *
+ * Over 600 lines on purpose: one connection's state machine (greeting,
+ * capabilities with OOB, queued and in-flight commands with their timeouts,
+ * fd passing, re-entrant frees) whose parts share its private struct;
+ * split, each part would need the whole struct anyway.
+ *
  * Design notes:
  *  - We do our own writes with sendmsg() instead of using a bufferevent,
  *    because getfd/add-fd need SCM_RIGHTS ancillary data attached to the

@@ -87,7 +87,7 @@ static void start_abort(struct vm *vm, json_t *err)
     vm_kill_qemu(vm);
 }
 
-static void on_cont(void *arg, const qmp_error_t *err)
+static void on_start_cont(void *arg, const qmp_error_t *err)
 {
     struct vm *vm = arg;
     if (err) {
@@ -128,7 +128,7 @@ void vm_start_continue(struct vm *vm)
         return;
     }
     job_set_phase(vm->job, "resuming");
-    qmon_cont(vm->qmp, NULL, 10000, on_cont, vm);
+    qmon_cont(vm->qmp, NULL, 10000, on_start_cont, vm);
 }
 
 static int launch_qemu(struct vm *vm, bool incoming, char *err, size_t errlen)
