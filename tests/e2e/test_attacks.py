@@ -109,6 +109,104 @@ def test_foreign_host_cannot_resolve_a_migration(request):
         assert denied, f"h{i} did not audit h3's resolve"
 
 
+# A rogue destination: a TLS server holding host h3's real certificate that
+# answers the host-to-host protocol as the mode says, and counts what
+# reaches the migration port it offers.
+ROGUE = r'''
+import json, os, signal, socket, ssl, sys, threading
+def stop(*_):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGTERM, stop)
+mode, tls_dir, mgmt, port, mig = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+claims = "h2" if mode == "liar" else "h3"
+data = socket.socket(); data.bind((mig, 0)); data.listen(4)
+got = [0]
+def sink():
+    while True:
+        c, _ = data.accept()
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            got[0] += len(b)
+threading.Thread(target=sink, daemon=True).start()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+ctx.load_cert_chain(os.path.join(tls_dir, "host.crt"), os.path.join(tls_dir, "host.key"))
+ctx.load_verify_locations(os.path.join(tls_dir, "ca.crt"))
+ctx.verify_mode = ssl.CERT_REQUIRED
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); srv.bind((mgmt, port)); srv.listen(4)
+print("ready", flush=True)
+srv.settimeout(60)
+def serve(conn):
+    f = conn.makefile("rw")
+    for line in f:
+        req = json.loads(line)
+        m = req["method"]
+        if m == "migrate.reserve":
+            res = {"granted": True, "position": 1, "in_use": 0, "max": 2, "host": claims}
+        elif m == "migrate.prepare":
+            res = {"ip": mig, "port": data.getsockname()[1], "tls": False, "host": claims}
+        elif m == "migrate.resolve":
+            res = {"state": "absent", "host": claims}
+        else:
+            res = {}
+        f.write(json.dumps({"id": req["id"], "result": res}) + "\n")
+        f.flush()
+        print("call", m, flush=True)
+try:
+    while True:
+        c, _ = srv.accept()
+        threading.Thread(target=serve, args=(ctx.wrap_socket(c, server_side=True),), daemon=True).start()
+except (socket.timeout, KeyboardInterrupt):
+    pass
+print("bytes", got[0], flush=True)
+'''
+
+
+def run_rogue(cl, mode, port):
+    h3 = cl.tb.host(3)
+    p = cl.tb.run_in(3, ["/usr/bin/python3", "-u", "-c", ROGUE, mode, h3.tls_dir, h3.mgmt_ip, str(port), h3.mig_ip],
+                     popen=True)
+    assert p.stdout.readline().strip() == "ready"
+    return p
+
+
+@pytest.mark.parametrize("mode", ["liar", "plain"])
+def test_rogue_destination_gets_nothing(request, mode):
+    """h3's vmoved is gone and a rogue program holds h3's real host
+    certificate.  h1 is asked to move a VM to that address.  As "liar" it
+    says it is h2; as "plain" it says it is h3 (which h1 lets receive VMs)
+    and asks for a plaintext stream, which neither h1 nor h3 allow.  Both
+    are refused before any RAM leaves h1, and the VM keeps running there."""
+    cl = make_cluster(request, n=3)
+    cl.configure()
+    cl.stop(3)
+    cl.create_guest("rg", host=1)
+    cl.boot("rg", i=1)
+    port = 7100 + (os.getpid() % 500)
+    rogue = run_rogue(cl, mode, port)
+    try:
+        h3 = cl.tb.host(3)
+        res = cl.tb.vmove(1, "--json", "move", "rg", "--to", f"{h3.mgmt_ip}:{port}", "--compress", "none",
+                          check=False, timeout=120)
+        out = res.stdout + res.stderr
+        if mode == "liar":
+            assert "the destination's certificate is host h3's, but it calls itself h2" in out, out
+        else:
+            assert "host h3 offered an unencrypted migration stream, and host h1 does not allow one" in out, out
+        assert res.returncode != 0
+    finally:
+        rogue.terminate()
+        calls = rogue.communicate(timeout=10)[0]
+    cl.start(3)   # the real h3 is back: no host but h1 has the VM
+    cl.assert_only_on("rg", 1)
+    assert cl.verify("rg", 1)
+    assert ("migrate.prepare" in calls) == (mode == "plain"), calls
+    assert "bytes 0" in calls, calls   # no RAM (nor anything else) reached the rogue's migration port
+    assert_answers_quickly(cl, 1)
+
+
 # One request over mutual TLS with a user identity, the reply printed.
 RAW_CALL = r'''
 import json, os, socket, ssl, sys

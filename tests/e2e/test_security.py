@@ -296,3 +296,24 @@ def test_names_cannot_forge_log_lines(agent):
     log = agent.read_log()
     assert "FORGED" in log
     assert not any(line.startswith("2026-01-01T00:00:00.000Z") for line in log.splitlines())
+
+
+def test_mistyped_parameters_get_an_error_not_a_crash(tls_agent, root):
+    """What the fuzzers found, against a real vmoved: a user with only
+    vm.read sends mistyped and out-of-range parameters; each gets a clear
+    invalid_argument error, and the daemon keeps answering at once."""
+    import time
+    tls_agent.vmove("acl", "grant", "user:alice", "vm.read")
+    s = tls_session(tls_agent, os.path.join(root, "alice"))
+    for i, (method, params) in enumerate((("host.events", {"vm": 5}), ("jobs.list", {"limit": -1}),
+                                          ("jobs.list", {"limit": 1 << 40}), ("vm.show", {"name": ["x"]}),
+                                          ("host.events", {"limit": "many"}))):
+        reply = call(s, method, params, rid=i)
+        assert reply["error"]["code"] == "invalid_argument", (method, params, reply)
+    s.close()
+    p = subprocess.run([VMOVE, "-H", "unix:" + tls_agent.sock, "audit", "--limit", "-1"], capture_output=True,
+                       text=True, env=ENV, timeout=10)
+    assert p.returncode != 0 and "limit" in p.stderr
+    t = time.monotonic()
+    assert tls_agent.vmove("host", "show")["name"] == "h1"
+    assert time.monotonic() - t < 1.0
