@@ -75,6 +75,17 @@ void migrate_dst_postcopy_event(struct incoming *in, const char *st)
 
 bool migrate_dst_postcopy_gone(struct incoming *in, const char *desc)
 {
+    if (in->postcopy_armed && !migrate_dst_committed(in->vm)) {
+        /* Between migrate.postcopy and postcopy-active: whether the source
+         * had switched is its to say; the abort that follows leaves nothing
+         * here, so a source that had not switched resumes its guest. */
+        char msg[512];
+        snprintf(msg, sizeof msg, "the destination QEMU exited (%s) while %s was switching VM %s to post-copy: if it "
+                                  "had switched, the VM is lost (the job on %s says)", desc ? desc : "?", in->source,
+                 in->name, in->source);
+        lost(in, msg);
+        return false;
+    }
     if (!in->tuning.postcopy || !migrate_dst_committed(in->vm) || in->loaded)
         return false;
     struct vm *vm = in->vm;
@@ -87,6 +98,13 @@ bool migrate_dst_postcopy_gone(struct incoming *in, const char *desc)
     vm_set_state(vm, VM_CRASHED, "lost: QEMU exited during post-copy (`vm start` boots it from its disks)");
     migrate_dst_free(in);
     return true;
+}
+
+#define LOST_STATE "lost in post-copy (`vm start` boots it from its disks)"
+
+static void on_abandoned_gone(void *arg, json_t *exit_info)
+{
+    vm_set_state(arg, VM_CRASHED, LOST_STATE);
 }
 
 /* ---- the peer methods ----------------------------------------------------- */
@@ -179,7 +197,7 @@ static void on_recover_status(void *arg, const struct qmon_migrate_stats *s, con
         /* The source saw the link die; our socket may not know yet (a cut
          * cable sends nothing).  Pause this end too, then listen. */
         qmon_migrate_pause(migrate_dst_mon(in), NULL, 5000, NULL, NULL);
-        recover_answer(c, NULL, proto_error(ERR_UNAVAILABLE, NULL, "post-copy on host %s is pausing; ask again",
+        recover_answer(c, NULL, proto_error(ERR_STATE, NULL, "post-copy on host %s is pausing; ask again",
                                             a->name));
         return;
     }
@@ -217,10 +235,10 @@ int incoming_postcopy_recover(struct agent *a, const char *source, const char *n
         lost(in, msg);
         struct vm *vm = in->vm;
         in->vm = NULL;
-        vm_set_hooks(vm, NULL);
+        struct vm_hooks h = {NULL, on_abandoned_gone, vm};
+        vm_set_hooks(vm, &h);
         vm_set_migration(vm, NULL);
-        vm_set_state(vm, VM_CRASHED, "lost in post-copy (`vm start` boots it from its disks)");
-        vm->stop_expected = true;
+        vm_set_state(vm, VM_CRASHED, LOST_STATE);
         vm_kill_qemu(vm);
         migrate_dst_free(in);
         done(arg, json_object(), NULL);

@@ -72,6 +72,14 @@ static void on_lost_source_gone(void *arg, json_t *exit_info)
     vm_set_state(vm, VM_CRASHED, "lost during post-copy: the source copy was discarded (`vm start` boots it from its disks)");
 }
 
+static void on_abandoned(void *arg, json_t *result, json_t *error)
+{
+    if (error)
+        log_warn("could not tell the destination to drop its half of a lost VM: %s",
+                 json_string_value(json_object_get(error, "message")));
+    peer_close(arg);
+}
+
 void migrate_src_postcopy_lost(struct migration *m, const char *why)
 {
     char msg[1024];
@@ -80,9 +88,11 @@ void migrate_src_postcopy_lost(struct migration *m, const char *why)
     log_error("%s: %s", m->name, msg);
     record(m, "migration.postcopy.lost", "%s", msg);
     audit_record(m->agent, migrate_src_user_of(m), "migrate.postcopy.lost", m->name, migrate_src_dest(m), false, msg);
-    /* The destination's half, if it still exists, cannot run on its own either. */
-    migrate_src_mp(m, "migrate.recover", json_pack("{s:s, s:b, s:s}", "name", m->name, "abandon", true, "why", msg),
-                   10000, NULL);
+    /* The destination's half, if it still exists, cannot run on its own
+     * either: told over a connection of its own, which outlives the job. */
+    struct peer_conn *pc = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
+    peer_call(pc, "migrate.recover", json_pack("{s:s, s:b, s:s}", "name", m->name, "abandon", true, "why", msg), 10000,
+              on_abandoned, pc);
     struct vm *vm = m->vm;
     m->vm = NULL;
     if (vm) {
@@ -204,6 +214,8 @@ static void on_recover_answer(void *arg, json_t *result, json_t *error)
         }
         log_warn("%s: %s cannot recover the post-copy yet (%s); retrying", m->name, migrate_src_dest(m),
                  msg ? msg : "?");
+        /* No answer at all: the control connection may have died too. */
+        m->recover_reconnect = code && (!strcmp(code, ERR_UNAVAILABLE) || !strcmp(code, ERR_TIMEOUT));
         return;
     }
     struct wire_recover_reply rep;
@@ -256,9 +268,12 @@ static void paused(struct migration *m)
         return;
     m->recover_inflight = true;
     m->next_recover_ms = now_ms() + RECOVER_RETRY_MS;
-    /* A fresh control connection: the old one may have died with the link. */
-    peer_close(m->peer);
-    m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
+    if (m->recover_reconnect) {
+        /* A fresh control connection: the old one died with the link. */
+        m->recover_reconnect = false;
+        peer_close(m->peer);
+        m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
+    }
     migrate_src_mp(m, "migrate.recover", json_pack("{s:s}", "name", m->name), 15000, on_recover_answer);
 }
 
@@ -322,6 +337,12 @@ void migrate_src_on_postcopy_poll(void *arg, const struct qmon_migrate_stats *s,
         if (m->phase != PH_POSTCOPY_PAUSED)
             return;   /* lost */
         job_set_progress(m->job, postcopy_progress(m, s, PAUSED_PHASE));
+        break;
+    case QMON_MIG_ACTIVE:
+    case QMON_MIG_DEVICE:
+    case QMON_MIG_PRE_SWITCHOVER:
+        /* migrate-start-postcopy only asks: QEMU's migration thread
+         * switches at its next iteration. */
         break;
     case QMON_MIG_POSTCOPY_RECOVER_SETUP:
     case QMON_MIG_POSTCOPY_RECOVER:

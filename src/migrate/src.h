@@ -78,6 +78,7 @@ struct migration {
     uint64_t next_recover_ms;
     bool recover_inflight;    /* migrate.recover / migrate resume on their way */
     bool pause_sent;
+    bool recover_reconnect;   /* the last migrate.recover got no answer: a new connection */
     int recoveries;
 };
 

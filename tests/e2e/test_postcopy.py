@@ -131,6 +131,10 @@ def test_postcopy_destination_killed_loses_the_vm(cl):
     cl.tb.shape(1, "mig", rate="50mbit")
     jid = cl.v(1, "move", "pc3", "--to", "h2", "--converge", "postcopy", "--no-wait")["job"]
     wait_phase(cl, 1, jid, "postcopy", timeout=180)
+    # Once the guest runs on h2 (committed there at QEMU's postcopy-active).
+    wait_for(lambda: "migration.incoming.postcopy" in
+             [e["kind"] for e in cl.v(2, "host", "events", "--vm", "pc3")["events"]], 30, "the guest running on h2",
+             interval=0.1)
     pids = cl.qemu_of(2, "pc3")
     assert len(pids) == 1
     os.kill(pids[0], signal.SIGKILL)
