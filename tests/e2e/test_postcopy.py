@@ -35,6 +35,16 @@ def wait_phase(cl, i, jid, phase, timeout=120):
     return wait_for(at, timeout, f"job {jid} in phase {phase}", interval=0.1)
 
 
+def wait_guest_runs_on_h2(cl, name):
+    """The destination committed: its QEMU reported postcopy-active and the
+    guest runs there.  Until then the switch's device state is still on its
+    way (behind the pre-copy data queued on a slow link), and QEMU cannot
+    recover a stream broken before the destination entered post-copy."""
+    wait_for(lambda: "migration.incoming.postcopy" in
+             [e["kind"] for e in cl.v(2, "host", "events", "--vm", name)["events"]], 60, f"{name} running on h2",
+             interval=0.1)
+
+
 def flat_out_guest(cl, name):
     # 256 MiB rewritten as fast as the vCPU can: pre-copy alone does not
     # converge on a single stream.
@@ -106,6 +116,7 @@ def test_postcopy_link_cut_pauses_and_recovers(cl):
     cl.tb.shape(1, "mig", rate="50mbit")
     jid = cl.v(1, "move", "pc2", "--to", "h2", "--converge", "postcopy", "--no-wait")["job"]
     wait_phase(cl, 1, jid, "postcopy", timeout=180)
+    wait_guest_runs_on_h2(cl, "pc2")
     cl.tb.cut(1, "mig")
     try:
         paused = wait_phase(cl, 1, jid, "post-copy paused: migration link down, waiting to recover", timeout=30)
@@ -131,10 +142,7 @@ def test_postcopy_destination_killed_loses_the_vm(cl):
     cl.tb.shape(1, "mig", rate="50mbit")
     jid = cl.v(1, "move", "pc3", "--to", "h2", "--converge", "postcopy", "--no-wait")["job"]
     wait_phase(cl, 1, jid, "postcopy", timeout=180)
-    # Once the guest runs on h2 (committed there at QEMU's postcopy-active).
-    wait_for(lambda: "migration.incoming.postcopy" in
-             [e["kind"] for e in cl.v(2, "host", "events", "--vm", "pc3")["events"]], 30, "the guest running on h2",
-             interval=0.1)
+    wait_guest_runs_on_h2(cl, "pc3")
     pids = cl.qemu_of(2, "pc3")
     assert len(pids) == 1
     os.kill(pids[0], signal.SIGKILL)
