@@ -14,6 +14,7 @@ extern const struct api_method api_migrate_methods[];
 extern const struct api_method api_migrate_peer_methods[];
 extern const struct api_method api_drain_methods[];
 extern const struct api_method api_storage_methods[];
+extern const struct api_method api_exchange_methods[];
 extern const struct api_method api_acl_methods[];
 extern const struct api_method api_audit_methods[];
 

@@ -12,6 +12,7 @@
 #define CREATE_TIMEOUT_MS 30000
 #define INFO_TIMEOUT_MS 10000
 #define CHECK_TIMEOUT_MS 60000
+#define CONVERT_TIMEOUT_MS 600000
 
 /* rc of run_capture, out its output: 0, or -1 with err = output. */
 static int finish_run(int rc, char *out, char *err, size_t errlen)
@@ -130,5 +131,18 @@ int image_check(const char *path, const char *format, char *err, size_t errlen)
     char *argv[] = {"qemu-img", "check", "-q", "-f", (char *)format, (char *)path, NULL};
     char *out = NULL;
     int rc = run_capture(argv, CHECK_TIMEOUT_MS, &out);
+    return finish_run(rc, out, err, errlen);
+}
+
+int image_convert(const char *src, const char *src_fmt, const char *dst, char *err, size_t errlen)
+{
+    if (!src_fmt) {
+        snprintf(err, errlen, "the source format must be given (vmove never lets qemu-img probe one)");
+        return -1;
+    }
+    char *argv[] = {"qemu-img", "convert", "-q", "-f", (char *)src_fmt, "-O", "qcow2", (char *)src, (char *)dst,
+                    NULL};
+    char *out = NULL;
+    int rc = run_capture(argv, CONVERT_TIMEOUT_MS, &out);
     return finish_run(rc, out, err, errlen);
 }

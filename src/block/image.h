@@ -48,6 +48,13 @@ uint64_t image_info_chain_actual(const struct image_info *info);
  * --backing-chain).  -1 if it is neither or lacks filename/format. */
 int image_info_parse(const char *json, struct image_info *info);
 
+/* qemu-img convert -q -f SRC_FMT -O qcow2 SRC DST: a standalone qcow2 copy
+ * (flattened: backing files, if the source format has them, are read into
+ * it).  The caller has checked SRC's header (never probed: src_fmt is
+ * required) and created nothing at DST yet; on failure DST may exist and is
+ * the caller's to remove.  Bounded by a timeout of ten minutes. */
+int image_convert(const char *src, const char *src_fmt, const char *dst, char *err, size_t errlen);
+
 /* qemu-img check -q -f FORMAT PATH: 0 if consistent, -1 with err set
  * (qemu-img's output) otherwise. */
 int image_check(const char *path, const char *format, char *err, size_t errlen);

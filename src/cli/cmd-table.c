@@ -15,7 +15,7 @@ const struct cli_cmd *const cli_cmd_table[] = {
     &cmd_move_entry, &cmd_move_storage_entry,
     &cmd_vm_create_entry, &cmd_vm_list_entry, &cmd_vm_show_entry, &cmd_vm_start_entry, &cmd_vm_stop_entry,
     &cmd_vm_pause_entry, &cmd_vm_resume_entry, &cmd_vm_delete_entry, &cmd_vm_console_entry,
-    &cmd_vm_guest_entry,
+    &cmd_vm_guest_entry, &cmd_vm_export_entry, &cmd_vm_import_entry,
     &cmd_jobs_list_entry, &cmd_jobs_show_entry, &cmd_jobs_watch_entry, &cmd_jobs_cancel_entry,
     &cmd_pki_init_entry, &cmd_pki_issue_host_entry, &cmd_pki_issue_user_entry,
     &cmd_help_entry,

@@ -12,7 +12,7 @@ extern const struct cli_cmd cmd_acl_grant_entry, cmd_acl_revoke_entry, cmd_acl_l
 extern const struct cli_cmd cmd_token_create_entry, cmd_move_entry, cmd_move_storage_entry;
 extern const struct cli_cmd cmd_vm_create_entry, cmd_vm_list_entry, cmd_vm_show_entry, cmd_vm_start_entry,
     cmd_vm_stop_entry, cmd_vm_pause_entry, cmd_vm_resume_entry, cmd_vm_delete_entry, cmd_vm_console_entry,
-    cmd_vm_guest_entry;
+    cmd_vm_guest_entry, cmd_vm_export_entry, cmd_vm_import_entry;
 extern const struct cli_cmd cmd_jobs_list_entry, cmd_jobs_show_entry, cmd_jobs_watch_entry, cmd_jobs_cancel_entry;
 extern const struct cli_cmd cmd_pki_init_entry, cmd_pki_issue_host_entry, cmd_pki_issue_user_entry;
 extern const struct cli_cmd cmd_help_entry;

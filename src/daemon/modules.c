@@ -8,6 +8,7 @@
 #include "core/agent.h"
 #include "core/jobs.h"
 #include "core/limits.h"
+#include "exchange/export.h"
 #include "migrate/incoming.h"
 #include "migrate/link_probe.h"
 #include "migrate/migrate.h"
@@ -38,6 +39,7 @@ static const struct daemon_module modules[] = {
     {"incoming migrations", incoming_recover, incoming_free_all},
     {"outgoing migrations", migrate_recover, migrate_free_all},
     {"storage moves", storage_recover, storage_free_all},
+    {"exports", NULL, export_free_all},
     /* Queued moves restart once the running ones are settled. */
     {"queued migrations", migrate_recover_queued, NULL},
     {"link probes", NULL, probes_stop},

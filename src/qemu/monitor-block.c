@@ -106,6 +106,37 @@ int qmon_block_job_set_speed(qmp_t *q, struct qmon_owner *o, const char *job, in
                           json_pack("{s:s, s:I}", "device", job, "speed", (json_int_t)speed), timeout_ms, cb, arg);
 }
 
+static json_t *backup_actions(const struct qmon_backup *b, size_t n)
+{
+    json_t *actions = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:b}", "job-id", b[i].job_id, "device", b[i].device,
+                                 "target", b[i].target, "sync", "full", "auto-dismiss", false);
+        if (!data) {
+            json_decref(actions);
+            return NULL;
+        }
+        json_array_append_new(actions, json_pack("{s:s, s:o}", "type", "blockdev-backup", "data", data));
+    }
+    return actions;
+}
+
+int qmon_backup_transaction(qmp_t *q, struct qmon_owner *o, const struct qmon_backup *b, size_t n,
+                            int timeout_ms, qmon_done_fn cb, void *arg)
+{
+    json_t *actions = n ? backup_actions(b, n) : NULL;
+    json_t *args = actions ? json_pack("{s:o, s:{s:s}}", "actions", actions, "properties", "completion-mode",
+                                       "grouped")
+                           : NULL;
+    return qmon_send_done(q, o, "transaction", args, timeout_ms, cb, arg);
+}
+
+int qmon_block_job_dismiss(qmp_t *q, struct qmon_owner *o, const char *job, int timeout_ms, qmon_done_fn cb,
+                           void *arg)
+{
+    return qmon_send_done(q, o, "block-job-dismiss", json_pack("{s:s}", "id", job), timeout_ms, cb, arg);
+}
+
 /* ---- queries: one array of objects, each parsed into a struct ------------ */
 
 typedef void (*parse_item_fn)(struct qmon_parse *p, json_t *item, const char *where, void *out);

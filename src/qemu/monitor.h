@@ -237,6 +237,21 @@ int qmon_block_job_complete(qmp_t *q, struct qmon_owner *o, const char *job, int
 int qmon_block_job_set_speed(qmp_t *q, struct qmon_owner *o, const char *job, int64_t speed, int timeout_ms,
                              qmon_done_fn cb, void *arg);
 
+/* A point-in-time copy of several disks: one `transaction` of
+ * blockdev-backup sync=full actions with completion-mode grouped (one disk
+ * failing cancels them all).  Jobs are created with auto-dismiss off, so a
+ * finished job stays listed as "concluded" with its error until
+ * qmon_block_job_dismiss. */
+struct qmon_backup {
+    const char *job_id;
+    const char *device;               /* the source node (the disk's current top) */
+    const char *target;               /* target node-name (a fresh qcow2 node) */
+};
+int qmon_backup_transaction(qmp_t *q, struct qmon_owner *o, const struct qmon_backup *b, size_t n,
+                            int timeout_ms, qmon_done_fn cb, void *arg);
+int qmon_block_job_dismiss(qmp_t *q, struct qmon_owner *o, const char *job, int timeout_ms, qmon_done_fn cb,
+                           void *arg);
+
 struct qmon_block_job {
     const char *device;               /* the job id */
     const char *type;                 /* "mirror", ... */

@@ -1,5 +1,6 @@
 #include "vm/compat.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,17 +10,72 @@
 
 #include "common/util.h"
 
-uint64_t compat_mem_available_mib(void)
+static uint64_t meminfo_mib(const char *key)
 {
     FILE *f = fopen("/proc/meminfo", "r");
-    char line[256];
+    char line[256], fmt[64];
     unsigned long long kb = 0;
+    snprintf(fmt, sizeof fmt, "%s: %%llu kB", key);
     while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+        if (sscanf(line, fmt, &kb) == 1)
             break;
     if (f)
         fclose(f);
     return kb / 1024;
+}
+
+uint64_t compat_mem_available_mib(void) { return meminfo_mib("MemAvailable"); }
+uint64_t compat_mem_total_mib(void) { return meminfo_mib("MemTotal"); }
+
+int compat_host_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static int cmp_json_str(const void *a, const void *b)
+{
+    return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
+}
+
+json_t *compat_host_switches(void)
+{
+    json_t *list = json_array();
+    DIR *d = opendir("/sys/class/net");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *p = xasprintf("/sys/class/net/%s/bridge", e->d_name);
+        if (path_exists(p))
+            json_array_append_new(list, json_string(e->d_name));
+        free(p);
+    }
+    if (d)
+        closedir(d);
+    size_t n = json_array_size(list);
+    json_t **v = xcalloc(n ? n : 1, sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_incref(json_array_get(list, i));
+    qsort(v, n, sizeof *v, cmp_json_str);
+    json_array_clear(list);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, v[i]);
+    free(v);
+    return list;
+}
+
+void compat_item(json_t *items, const char *code, const char *severity, const char *subject, json_t *value,
+                 json_t *fixes, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_array_append_new(items, json_pack("{s:s, s:s, s:s, s:o, s:s, s:o}", "code", code, "severity", severity,
+                                           "subject", subject ? subject : "", "value", value ? value : json_null(),
+                                           "message", msg, "fixes", fixes ? fixes : json_array()));
 }
 
 bool compat_machine_supported(json_t *machines, const char *m)

@@ -43,4 +43,18 @@ json_t *compat_check(const struct vm_config *c, const struct compat_host *h, con
 uint64_t compat_mem_available_mib(void);
 /* Does the JSON array of names hold m? */
 bool compat_machine_supported(json_t *machines, const char *m);
+
+/* ---- structured problems (import's compatibility report) ----------------
+ * One item: {"code", "severity": "error"|"warning"|"info", "subject",
+ * "value", "message", "fixes": [...]} appended to items; value and fixes
+ * are stolen (NULL: JSON null / []).  The code is stable (scripts match
+ * it), the message is for people. */
+void compat_item(json_t *items, const char *code, const char *severity, const char *subject, json_t *value,
+                 json_t *fixes, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* MemTotal of /proc/meminfo, in MiB (0 if unreadable). */
+uint64_t compat_mem_total_mib(void);
+/* Online CPUs of this host. */
+int compat_host_cpus(void);
+/* The Linux bridges of this host (/sys/class/net/ * /bridge), sorted. */
+json_t *compat_host_switches(void);
 #endif

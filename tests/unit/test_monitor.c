@@ -263,6 +263,12 @@ static void test_commands_emitted(void **state)
                              "\"port\": \"10810\"}}}", "{}", NULL, false, false},
         {"block-export-add", "{\"type\": \"nbd\", \"id\": \"nbd-vda\", \"node-name\": \"vda\", "
                              "\"writable\": true, \"name\": \"vda\"}", "{}", NULL, false, false},
+        {"transaction", "{\"actions\": [{\"type\": \"blockdev-backup\", \"data\": {\"job-id\": \"export-vda\", "
+                        "\"device\": \"vda\", \"target\": \"vda-x3\", \"sync\": \"full\", \"auto-dismiss\": false}}, "
+                        "{\"type\": \"blockdev-backup\", \"data\": {\"job-id\": \"export-vdb\", \"device\": \"vdb-m2\", "
+                        "\"target\": \"vdb-x3\", \"sync\": \"full\", \"auto-dismiss\": false}}], "
+                        "\"properties\": {\"completion-mode\": \"grouped\"}}", "{}", NULL, false, false},
+        {"block-job-dismiss", "{\"id\": \"export-vda\"}", "{}", NULL, false, false},
         {"quit", NULL, "{}", NULL, false, false},
     };
     start(t, x, ARRAY_LEN(x));
@@ -324,6 +330,9 @@ static void test_commands_emitted(void **state)
     n += !qmon_nbd_server_start(q, o, "10.0.0.2", 10809, "vmove-tls", 5000, on_done, t);
     n += !qmon_nbd_server_start(q, o, "10.0.0.2", 10810, NULL, 5000, on_done, t);
     n += !qmon_block_export_add(q, o, &(struct qmon_nbd_export){"nbd-vda", "vda", NULL, true}, 5000, on_done, t);
+    struct qmon_backup bk[] = {{"export-vda", "vda", "vda-x3"}, {"export-vdb", "vdb-m2", "vdb-x3"}};
+    n += !qmon_backup_transaction(q, o, bk, 2, 5000, on_done, t);
+    n += !qmon_block_job_dismiss(q, o, "export-vda", 5000, on_done, t);
     n += !qmon_quit(q, o, 5000, on_done, t);
     assert_int_equal(n, (int)ARRAY_LEN(x));
     assert_int_equal(t->owner.refs, 1 + n);   /* one reference per reply on its way */

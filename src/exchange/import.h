@@ -1,0 +1,41 @@
+/* Import of a VM from an export or from a VM's config and disk files
+ * (`vmove vm import PATH`), in the Hyper-V style: plan, report, fix,
+ * realize (docs/EXPORT-IMPORT.md).
+ *
+ * One code path builds the plan and its compatibility report: every item
+ * that does not fit this host, all at once, each with a stable code, a
+ * message and the fixes (flags) that would resolve it.  `check` stops
+ * there; an import runs the same checks with the same answers and refuses
+ * with that report, or realizes the plan:
+ *   register     the VM is defined here with its disks where they are
+ *   copy         disks copied (qcow2) or converted (VHDX, VHD, VMDK) into
+ *                the target directory, same uuid
+ *   copy-new-id  the same with a new uuid and new MAC addresses
+ * Nothing is created before every check passed; a failure while copying
+ * removes what the import created, so a refused or failed import leaves no
+ * file and no VM behind.
+ *
+ * params: {"path": DIR or DIR/vm.json, "mode", "to": DIR (copy modes),
+ *          "check": bool, "answers": {"name", "memory_mib", "cpus",
+ *          "machine", "cpu_model", "map_switch": {OLD: NEW}, "drop_nics":
+ *          [index], "disks": {ID: PATH}, "search_dirs": [DIR],
+ *          "discard_saved_state": bool}} */
+#ifndef VMOVE_EXCHANGE_IMPORT_H
+#define VMOVE_EXCHANGE_IMPORT_H
+#include <jansson.h>
+
+struct agent;
+struct import_plan;
+
+/* The plan and its report for params; NULL with *err only when params
+ * themselves are unusable (a bad mode, answers of the wrong type). */
+struct import_plan *import_plan_make(struct agent *a, json_t *params, json_t **err);
+/* The report (report_version 1: compatible, incompatibilities, warnings,
+ * answers, plan); borrowed. */
+json_t *import_plan_report(const struct import_plan *p);
+int import_plan_compatible(const struct import_plan *p);
+/* Realize a compatible plan: the new VM's vm_to_json, or NULL with *err
+ * (and nothing left behind). */
+json_t *import_plan_realize(struct agent *a, struct import_plan *p, json_t **err);
+void import_plan_free(struct import_plan *p);
+#endif

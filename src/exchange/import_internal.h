@@ -1,0 +1,37 @@
+/* What import_check.c (the plan) and import.c (realizing it) share.  Not
+ * for use outside src/exchange/import*.c. */
+#ifndef VMOVE_EXCHANGE_IMPORT_INTERNAL_H
+#define VMOVE_EXCHANGE_IMPORT_INTERNAL_H
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "conf/vm_config.h"
+#include "exchange/image_sniff.h"
+
+enum import_mode { IMPORT_REGISTER, IMPORT_COPY, IMPORT_COPY_NEW_ID };
+const char *import_mode_name(enum import_mode m);
+
+struct import_disk {
+    char *id;
+    char *source;                  /* where it was found (canonical), NULL if missing */
+    struct image_sniff sniff;      /* its format, from its header */
+    char *target;                  /* copy modes: DISK_DIR/ID.qcow2 */
+};
+
+struct import_plan {
+    char *path;                    /* as given */
+    char *src_dir, *config_path;   /* canonical */
+    const char *kind;              /* "vmove-export" (a manifest) or "vm-config" */
+    enum import_mode mode;
+    char *to;                      /* --to DIR or NULL */
+    json_t *manifest;
+    struct vm_config cfg;          /* answers applied */
+    bool cfg_ok;
+    struct import_disk *disks;
+    size_t n;
+    char *vm_dir;                  /* STATE/vms/NAME */
+    char *disk_dir;                /* copy modes: --to DIR/NAME, else vm_dir */
+    json_t *errors, *warnings, *info;
+    json_t *report;
+};
+#endif
