@@ -164,8 +164,10 @@ static void sniff_vmdk(const uint8_t *h, size_t n, uint64_t size, const char *ba
         return;
     }
     s->virtual_size = le64(h + 12) * 512;
-    uint64_t doff = le64(h + 28) * 512, dlen = le64(h + 36) * 512;
-    if (!doff || !dlen || dlen > 1024 * 1024 || doff + dlen > n) {
+    /* In sectors first: a huge field must not wrap around when scaled. */
+    uint64_t doff_s = le64(h + 28), dlen_s = le64(h + 36);
+    uint64_t doff = doff_s * 512, dlen = dlen_s * 512;
+    if (!doff_s || !dlen_s || doff_s > n / 512 || dlen_s > n / 512 || doff + dlen > n) {
         verdict(s, true, "VMDK descriptor is missing or not within the first %d KiB", IMAGE_SNIFF_HEAD / 1024);
         return;
     }
