@@ -48,6 +48,13 @@ static int cmd_vm_export_exec(struct cli *c, const struct cli_args *a)
     json_t *to = cli_absolute_path(cli_opt(a, "to"));
     json_t *params = json_pack("{s:s, s:o, s:b, s:b}", "name", a->argv[0], "to", to, "memory",
                                cli_flag_set(a, "memory"), "wait", false);
+    long long mib = 0;
+    if (!cli_opt_number(c, a, "bandwidth", 1, &mib)) {
+        json_decref(params);
+        return EXIT_USAGE;
+    }
+    if (mib)
+        json_object_set_new(params, "bandwidth", json_integer(mib * 1024 * 1024));
     int code;
     json_t *r = cli_call(c, "vm.export", params, NULL, NULL, &code);
     if (!r)
@@ -72,6 +79,7 @@ static const struct cli_flag vm_export_flags[] = {
     {"to", 0, "DIR", NULL, NULL, "the export directory to create (it must not exist; written as DIR.partial, then "
      "renamed)", CLI_REQUIRED},
     {"memory", 0, NULL, NULL, NULL, "also save the guest's memory (not supported yet: refused)", 0},
+    {"bandwidth", 0, "MIB", "unlimited", "MiB/s", "cap the copy of each disk of a running VM (QEMU's backup speed)", 0},
     {"no-wait", 0, NULL, NULL, NULL, "print the job id at once; follow with `vmove jobs watch ID`", 0},
     {"json", 0, NULL, NULL, NULL, "machine-readable output (as the global --json)", 0},
     {NULL, 0, NULL, NULL, NULL, NULL, 0},

@@ -49,12 +49,14 @@ struct vm_export {
     char *name;                     /* the VM: looked up again at every step */
     char *dir, *partial;            /* DIR and DIR.partial */
     bool live;
+    int64_t speed;                  /* bytes/s per disk, 0: unlimited */
     struct export_disk *disks;
     size_t n;
     struct block_jobs tracked;
     bool jobs_started;
     enum phase phase;
     int step;                       /* enum step below */
+    bool cleaning;                  /* failed: the cleanup steps run */
     int pending;                    /* replies still due for the current step */
     json_t *failure;                /* the first error; the export is failing */
     struct event *timer;
@@ -351,7 +353,7 @@ static void backup(struct vm_export *x, qmp_t *q)
 {
     struct qmon_backup *b = xcalloc(x->n, sizeof *b);
     for (size_t i = 0; i < x->n; i++) {
-        b[i] = (struct qmon_backup){x->disks[i].job_id, x->disks[i].src_node, x->disks[i].node};
+        b[i] = (struct qmon_backup){x->disks[i].job_id, x->disks[i].src_node, x->disks[i].node, x->speed};
         block_jobs_track(&x->tracked, x->disks[i].job_id);
     }
     x->t_copy = now_ms();
@@ -467,7 +469,8 @@ static void step_next(struct vm_export *x)
                                          x->name);
             x->step = ST_DONE;
         }
-        if (x->failure && x->step < ST_CANCEL) {
+        if (x->failure && !x->cleaning) {
+            x->cleaning = true;
             x->step = x->jobs_started ? ST_CANCEL : ST_DEL_NODES;
             x->t_deadline = now_ms() + CANCEL_WAIT_MS;
             set_phase(x, PH_CANCELLING);
@@ -618,6 +621,11 @@ struct vm_export *export_create(struct agent *a, json_t *params, json_t **err)
     struct vm *vm = name ? vm_find(a, name) : NULL;
     if ((*err = check_vm(a, vm, name ? name : "")) || (*err = check_target(a, to)))
         return NULL;
+    json_t *bw = json_object_get(params, "bandwidth");
+    if (bw && (!json_is_integer(bw) || json_integer_value(bw) < 0)) {
+        *err = proto_error(ERR_INVALID, NULL, "bandwidth must be a whole number of bytes/s, at least 0");
+        return NULL;
+    }
     if (json_is_true(json_object_get(params, "memory"))) {
         *err = proto_error(ERR_INVALID, "export without --memory (a crash-consistent copy of the disks); see "
                            "docs/EXPORT-IMPORT.md", "--memory (saved memory in the export) is not supported yet");
@@ -635,6 +643,7 @@ struct vm_export *export_create(struct agent *a, json_t *params, json_t **err)
     x->dir = xstrdup(to);
     x->partial = partial;
     x->live = vm->state != VM_STOPPED;
+    x->speed = json_integer_value(json_object_get(params, "bandwidth"));
     x->t_start = now_ms();
     vm_config_copy(&x->cfg, &vm->cfg);
     qmon_owner_init(&x->owner, x, x_free);

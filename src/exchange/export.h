@@ -29,7 +29,7 @@ struct job;
 struct vm_export;
 
 /* params: {"name", "to": absolute DIR that does not exist yet, "memory":
- * bool}.  NULL with *err when it cannot start (nothing was created then). */
+ * bool, "bandwidth": bytes/s per disk (0: unlimited; live exports)}.  NULL with *err when it cannot start (nothing was created then). */
 struct vm_export *export_create(struct agent *a, json_t *params, json_t **err);
 struct job *export_job(const struct vm_export *x);
 void export_begin(struct vm_export *x);

@@ -254,23 +254,23 @@ static void apply_answers(struct import_plan *p, json_t *ans)
 
 /* ---- disks ------------------------------------------------------------------------------ */
 
-/* Where disk d is: the answer, the config's path, the same file name in
- * the import directory (a moved export), then in each --search-dir. */
+/* Where disk d is: the answer, a file of the same name in the import
+ * directory, the config's path, then the same name in each --search-dir. */
 static char *locate_disk(struct import_plan *p, const struct vm_disk *d, json_t *ans)
 {
     const char *given = json_string_value(json_object_get(json_object_get(ans, "disks"), d->id));
     if (given)
         return path_exists(given) ? xstrdup(given) : NULL;
-    if (path_exists(d->path))
-        return xstrdup(d->path);
+    /* The import directory's own file first: an export copied elsewhere
+     * still names its old directory, and its manifest vouches for these. */
     char *copy = xstrdup(d->path);
     const char *base = basename(copy);
-    char *found = NULL;
-    char *cand = xasprintf("%s/%s", p->src_dir, base);
-    if (path_exists(cand))
-        found = cand;
-    else
-        free(cand);
+    char *found = xasprintf("%s/%s", p->src_dir, base);
+    if (!path_exists(found)) {
+        free(found);
+        found = path_exists(d->path) ? xstrdup(d->path) : NULL;
+    }
+    char *cand;
     size_t i;
     json_t *dir;
     json_array_foreach(json_object_get(ans, "search_dirs"), i, dir) {

@@ -116,6 +116,8 @@ static json_t *backup_actions(const struct qmon_backup *b, size_t n)
             json_decref(actions);
             return NULL;
         }
+        if (b[i].speed > 0)
+            json_object_set_new(data, "speed", json_integer((json_int_t)b[i].speed));
         json_array_append_new(actions, json_pack("{s:s, s:o}", "type", "blockdev-backup", "data", data));
     }
     return actions;

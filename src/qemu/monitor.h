@@ -246,6 +246,7 @@ struct qmon_backup {
     const char *job_id;
     const char *device;               /* the source node (the disk's current top) */
     const char *target;               /* target node-name (a fresh qcow2 node) */
+    int64_t speed;                    /* bytes/s; 0: unlimited (not sent) */
 };
 int qmon_backup_transaction(qmp_t *q, struct qmon_owner *o, const struct qmon_backup *b, size_t n,
                             int timeout_ms, qmon_done_fn cb, void *arg);

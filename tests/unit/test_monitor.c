@@ -266,7 +266,7 @@ static void test_commands_emitted(void **state)
         {"transaction", "{\"actions\": [{\"type\": \"blockdev-backup\", \"data\": {\"job-id\": \"export-vda\", "
                         "\"device\": \"vda\", \"target\": \"vda-x3\", \"sync\": \"full\", \"auto-dismiss\": false}}, "
                         "{\"type\": \"blockdev-backup\", \"data\": {\"job-id\": \"export-vdb\", \"device\": \"vdb-m2\", "
-                        "\"target\": \"vdb-x3\", \"sync\": \"full\", \"auto-dismiss\": false}}], "
+                        "\"target\": \"vdb-x3\", \"sync\": \"full\", \"auto-dismiss\": false, \"speed\": 1048576}}], "
                         "\"properties\": {\"completion-mode\": \"grouped\"}}", "{}", NULL, false, false},
         {"block-job-dismiss", "{\"id\": \"export-vda\"}", "{}", NULL, false, false},
         {"quit", NULL, "{}", NULL, false, false},
@@ -330,7 +330,7 @@ static void test_commands_emitted(void **state)
     n += !qmon_nbd_server_start(q, o, "10.0.0.2", 10809, "vmove-tls", 5000, on_done, t);
     n += !qmon_nbd_server_start(q, o, "10.0.0.2", 10810, NULL, 5000, on_done, t);
     n += !qmon_block_export_add(q, o, &(struct qmon_nbd_export){"nbd-vda", "vda", NULL, true}, 5000, on_done, t);
-    struct qmon_backup bk[] = {{"export-vda", "vda", "vda-x3"}, {"export-vdb", "vdb-m2", "vdb-x3"}};
+    struct qmon_backup bk[] = {{"export-vda", "vda", "vda-x3", 0}, {"export-vdb", "vdb-m2", "vdb-x3", 1048576}};
     n += !qmon_backup_transaction(q, o, bk, 2, 5000, on_done, t);
     n += !qmon_block_job_dismiss(q, o, "export-vda", 5000, on_done, t);
     n += !qmon_quit(q, o, 5000, on_done, t);
