@@ -524,3 +524,56 @@ def test_bad_input_clear_errors_nothing_left(bed, exported):
     assert p.returncode != 0 and "not supported yet" in p.stderr
     for d in ("e2", "e3"):
         assert not os.path.exists(os.path.join(root, d)) and not os.path.exists(os.path.join(root, d + ".partial"))
+
+
+def test_foreign_disks_are_converted_in_copy_modes(bed, exported):
+    """VHDX, VHD and VMDK disks (made from the export with qemu-img): told
+    apart by their headers, refused by register (vmove runs qcow2 only),
+    converted by copy; the VM starts and verifies on the converted disks."""
+    h2, root, export = bed["h2"], bed["root"], exported["dir"]
+    src = os.path.join(root, "foreign")
+    os.makedirs(src)
+    cfg = json.load(open(os.path.join(export, "vm.json")))
+    cfg["name"] = "fx"
+    cfg["uuid"] = "2b5e0a9c-3f0e-4d5e-9a7b-2c1d3e4f5a6b"
+    # Names that lie about the format: the header decides.
+    kinds = {"vda": ("vhdx", "vda.vhdx"), "vdb": ("vpc", "vdb.img")}
+    for d in cfg["disks"]:
+        fmt, name = kinds[d["id"]]
+        subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", fmt, os.path.join(export, d["id"] + ".qcow2"),
+                        os.path.join(src, name)], check=True)
+        d["path"] = os.path.join(src, name)
+    with open(os.path.join(src, "vm.json"), "w") as f:
+        json.dump(cfg, f)
+    p = h2.run("vm", "import", src, "--check", json_out=True, check=False)
+    assert p.returncode == 2
+    items = json.loads(p.stdout)["incompatibilities"]
+    assert sorted((i["code"], i["value"]) for i in items) == [("disk-format", "vhd"), ("disk-format", "vhdx")], items
+    assert all(i["fixes"][0]["flag"] == "--mode" and i["fixes"][0]["arg"] == "copy" for i in items)
+    rep = h2.vmove("vm", "import", src, "--check", "--mode", "copy")
+    assert rep["compatible"] is True, rep
+    assert sorted(i["value"] for i in rep["info"] if i["code"] == "disk-format") == ["vhd", "vhdx"]
+    assert sorted(d["action"] for d in rep["plan"]["disks"]) == ["convert", "convert"]
+    vm = h2.vmove("vm", "import", src, "--mode", "copy")["vm"]
+    for d in vm["config"]["disks"]:
+        out = json.loads(subprocess.run(["qemu-img", "info", "-f", "qcow2", "--output=json", d["path"]],
+                                        capture_output=True, text=True, check=True).stdout)
+        assert out["format"] == "qcow2" and d["path"].endswith(d["id"] + ".qcow2")
+        assert subprocess.run(["qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", os.path.join(export, d["id"] + ".qcow2"),
+                               d["path"]], capture_output=True).returncode == 0
+    print("converted:", boot_and_verify(h2, "fx"))
+    h2.vmove("vm", "delete", "fx")
+
+    # A sparse VMDK imports the same way.
+    vm_src = os.path.join(root, "foreign-vmdk")
+    os.makedirs(vm_src)
+    cfg["name"], cfg["uuid"] = "fy", "3b5e0a9c-3f0e-4d5e-9a7b-2c1d3e4f5a6b"
+    cfg["disks"] = cfg["disks"][:1]
+    subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "vmdk", os.path.join(export, "vda.qcow2"),
+                    os.path.join(vm_src, "vda.vmdk")], check=True)
+    cfg["disks"][0]["path"] = os.path.join(vm_src, "vda.vmdk")
+    with open(os.path.join(vm_src, "vm.json"), "w") as f:
+        json.dump(cfg, f)
+    vm = h2.vmove("vm", "import", vm_src, "--mode", "copy-new-id")["vm"]
+    assert vm["config"]["uuid"] != cfg["uuid"]
+    h2.vmove("vm", "delete", "fy")
