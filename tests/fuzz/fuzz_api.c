@@ -174,6 +174,7 @@ static bool refused(const char *method, json_t *params)
         "migrate.prepare", /* starts the incoming QEMU */
         "migrate.load",    /* starts QEMU from a saved state */
         "migrate.probe",   /* opens a listening socket for seconds */
+        "vm.import",       /* reads files anywhere the policy allows, qemu-img check/convert */
         NULL,
     };
     for (size_t i = 0; never[i]; i++)

@@ -32,6 +32,7 @@ METHODS = {
     "acl.group-add": {"group": "ops", "member": "user:bob"},
     "acl.group-remove": {"group": "ops", "member": "user:admin"},
     "audit.list": {"limit": 20},
+    "vm.export": {"name": "fz", "to": "/tmp/vmove-fuzz-export", "wait": False, "memory": False, "bandwidth": 1},
 }
 MISTYPED = ["5", "-1", "\"x\"", "[1]", "{\"a\": 1}", "9223372036854775807", "-9223372036854775808", "1e300",
             "null", "true", "\"\""]
