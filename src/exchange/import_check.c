@@ -103,7 +103,20 @@ static bool find_source(struct agent *a, struct import_plan *p, const char *path
         error_item(p, "not-a-vm", "path", json_string(path), NULL, msg);
         return false;
     }
-    return true;
+    /* vm.json and manifest.json are read (and parse errors quote them):
+     * regular files inside the policy, never a link to a host file. */
+    char *manifest = xasprintf("%s/%s", p->src_dir, MANIFEST_NAME);
+    const char *files[] = {p->config_path, path_exists(manifest) ? manifest : NULL};
+    bool ok = true;
+    for (size_t i = 0; i < 2 && ok; i++) {
+        if (files[i] && paths_check_file(&pol, DIR_IMAGES, files[i], &pi, why, sizeof why) < 0) {
+            snprintf(msg, sizeof msg, "import source %s: %s", files[i], why);
+            error_item(p, "source-denied", "path", json_string(files[i]), NULL, msg);
+            ok = false;
+        }
+    }
+    free(manifest);
+    return ok;
 }
 
 /* An export's manifest: vm.json must match it before it is parsed. */

@@ -486,6 +486,13 @@ def test_bad_input_clear_errors_nothing_left(bed, exported):
     items = check_codes(notvm)
     assert [i["code"] for i in items] == ["not-a-vm"] and "no vm.json" in items[0]["message"]
     assert [i["code"] for i in check_codes(os.path.join(root, "nowhere"))] == ["source-missing"]
+    # A vm.json that is a link to a host file is never parsed (its errors would quote it).
+    linked = os.path.join(root, "linked")
+    os.makedirs(linked)
+    os.symlink("/etc/hostname", os.path.join(linked, "vm.json"))
+    items = check_codes(linked)
+    assert [i["code"] for i in items] == ["source-denied"], items
+    assert "symbolic link" in items[0]["message"] or "outside" in items[0]["message"], items[0]
 
     # Truncated disks: an export whose vda was cut (the manifest says so),
     # and a bare config whose disk lost all but its first sectors.
