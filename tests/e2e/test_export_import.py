@@ -584,3 +584,26 @@ def test_foreign_disks_are_converted_in_copy_modes(bed, exported):
     vm = h2.vmove("vm", "import", vm_src, "--mode", "copy-new-id")["vm"]
     assert vm["config"]["uuid"] != cfg["uuid"]
     h2.vmove("vm", "delete", "fy")
+
+
+def test_export_of_a_stopped_vm(bed, exported):
+    """The same export of a stopped VM (qemu-img convert): identical to its
+    disks, a manifest that matches, importable."""
+    h1, h2, root = bed["h1"], bed["h2"], bed["root"]
+    h1.vmove("vm", "stop", "g1", "--force")
+    out = os.path.join(root, "export-stopped")
+    job = h1.vmove("vm", "export", "g1", "--to", out)
+    assert job["state"] == "succeeded" and job["result"]["live"] is False, job
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    assert manifest["live"] is False
+    for f in manifest["files"]:
+        assert sha256(os.path.join(out, f["path"])) == f["sha256"]
+    for d in h1.vm("g1")["config"]["disks"]:
+        img = os.path.join(out, d["id"] + ".qcow2")
+        qemu_img_check(img)
+        assert subprocess.run(["qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", d["path"], img],
+                              capture_output=True).returncode == 0, d
+        blocks_of(img, root)
+    rep = h2.vmove("vm", "import", out, "--check", "--mode", "copy-new-id", "--name", "g1-stopped")
+    assert rep["compatible"] is True, rep
+    assert h1.vm("g1")["state"] == "stopped"
