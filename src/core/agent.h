@@ -19,6 +19,7 @@ struct migration;
 struct limits;
 struct reservation;
 struct drain;
+struct cluster;
 struct acl;
 struct audit_denials;
 typedef struct journal journal_t;
@@ -48,6 +49,11 @@ struct agent {
     struct limits *limits;    /* slots in use and the queue (host/limits.c) */
     struct reservation *reservations; /* sources queued for an incoming slot here */
     struct drain *drains;     /* at most one: this host being evacuated */
+    struct cluster *cluster;  /* NULL unless this host is a cluster member (src/cluster/) */
+    /* When the shims kill this host's HA guests unless the cluster lease is
+     * renewed first (CLOCK_MONOTONIC ns; 0 outside a cluster).  Kept here so
+     * that a QEMU started for an HA VM is armed from its first instant. */
+    uint64_t fence_kill_ns;
     struct acl *acl;          /* STATE/acl.json (host/acl.c) */
     int audit_fd;             /* STATE/audit.log, append-only */
     struct audit_denials *audit_denials; /* the rate of recorded denials (core/audit.c) */
