@@ -104,6 +104,8 @@ static void cluster_destroy(struct cluster *c)
     if (!c)
         return;
     c->destroying = true;
+    if (c->agent->cluster == c)
+        handoff_remove(c);
     owner_stop(c);
     coord_stop(c);
     member_stop(c);
@@ -165,6 +167,7 @@ static struct cluster *cluster_new(struct agent *a, const char *name, char **url
 static void cluster_begin(struct cluster *c)
 {
     c->agent->cluster = c;
+    handoff_install(c);
     member_start(c);
     owner_start(c);
     coord_start(c);

@@ -71,6 +71,7 @@ struct cluster {
     bool owner_busy;
     struct ha_start *starts;      /* assigned VMs being started here */
     json_t *paused_by_fence;      /* names of HA VMs that we paused */
+    struct handoff *handoffs;     /* owner records moving here with a live migration */
     bool leaving;
     bool destroying;              /* cluster_destroy runs: callbacks only clean up */
 };
@@ -103,6 +104,10 @@ bool owner_vm_is_ha(const struct vm *vm);
 void owner_kill_ha_guests(struct cluster *c, const char *why);
 void owner_pause_ha_guests(struct cluster *c);
 void owner_resume_ha_guests(struct cluster *c);
+
+/* handoff.c: the owner record follows a live migration between members */
+void handoff_install(struct cluster *c);
+void handoff_remove(struct cluster *c);
 
 /* cluster.c */
 int cluster_save(const struct cluster *c, char *err, size_t errlen);

@@ -221,3 +221,29 @@ def test_quorum_loss_fences_then_restarts_once(ha):
     assert len(ev) == 1, f"expected exactly one restart, got {ev}"
     ha.verify("ha7", host_index(ha, o["host"]))
     assert_no_double_run(oracle)
+
+
+def test_live_migration_moves_the_owner_record(ha):
+    """The record moves to the destination in the move's commit step: the
+    VM is never killed as a stray copy, and it fails over from its new
+    home."""
+    ip = ha.create_ha_guest("ha8")
+    oracle = start_oracle(ha, "ha8")
+    gen = ha.owner("ha8")["gen"]
+    oracle.moving = True
+    ha.move("ha8", 1, 2, probe_ip=ip)
+    wait_for(lambda: ha.running_on("ha8") == [2], 10, "the source QEMU gone")
+    oracle.moving = False
+    o = ha.owner("ha8")
+    assert o["host"] == "h2" and o["state"] == "running" and o["gen"] == gen + 1, o
+    assert "moved here live from h1" in o["reason"], o
+    time.sleep(2)     # several rounds of every member's reconcile
+    assert ha.running_on("ha8") == [2]
+    ha.verify("ha8", 2)
+    ha.kill_namespace(2)
+    owner, _ = wait_running_elsewhere(ha, "ha8", 2)
+    assert owner["host"] in ("h1", "h3"), owner
+    new = host_index(ha, owner["host"])
+    ha.wait_guest("ha8", new)
+    ha.verify("ha8", new)
+    assert_no_double_run(oracle)
