@@ -45,7 +45,7 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 MANPAGES := $(BUILD)/man/vmove.1 $(BUILD)/man/vmoved.8 $(BUILD)/man/vm.json.5
 
-.PHONY: all deps test-deps pkg-deps check layers unit e2e demo guest clean bench man install deb
+.PHONY: all deps test-deps pkg-deps check layers unit e2e demo guest clean bench man install deb soak-cluster
 all: $(BINS) man
 man: $(MANPAGES)
 
@@ -165,6 +165,15 @@ demo: deps
 	$(MAKE) MODE=release all
 	$(MAKE) guest
 	VMOVE_BIN=$(abspath build/release/bin) scripts/demo.sh
+
+# The cluster's faults in a loop (VMOVE_SOAK_ROUNDS, default 200): double
+# runs, false fences and RTO percentiles in bench/results/soak-cluster.json.
+soak-cluster: test-deps
+	$(MAKE) guest
+	$(MAKE) MODE=asan all
+	VMOVE_BIN=$(abspath build/asan/bin) VMOVE_VMOVED=$(abspath build/asan/bin/vmoved) \
+	    VMOVE_VMOVE=$(abspath build/asan/bin/vmove) /usr/bin/python3 -m pytest -p no:cacheprovider -v -s \
+	    tests/e2e/soak_cluster.py
 
 bench:
 	scripts/install-deps.sh bench

@@ -167,6 +167,7 @@ struct config {
     char disks[MAX_DISKS][64];
     int ndisks;
     int64_t disk_rate;              /* KiB/s per disk, 0 paused, RATE_MAX */
+    bool disk_resume;               /* go on from the blocks an earlier boot wrote */
     int echo_port;                  /* 0: no echo server */
     uint8_t marker[MARKER_MAX];
     size_t marker_len;
@@ -249,6 +250,10 @@ static bool apply_key(struct config *c, const char *key, const char *val)
     uint64_t v;
     if (strcmp(key, "seed") == 0)
         return parse_u64(val, &c->seed);
+    if (strcmp(key, "disk_resume") == 0) {
+        c->disk_resume = strcmp(val, "0") != 0;
+        return true;
+    }
     if (strcmp(key, "mem") == 0) {
         if (!parse_u64(val, &v) || v > (1u << 20))
             return false;
@@ -733,6 +738,50 @@ static bool disk_write_next(struct disk *d, uint8_t *buf)
     }
     gate_leave(&d->gate);
     return ok;
+}
+
+/* After a restart on another host (cluster failover): the disk holds what
+ * an earlier boot of this guest wrote.  Every block with a header must be
+ * intact; the newest sequence number found is where writing goes on.  The
+ * one write that was in flight when the old QEMU died was never
+ * acknowledged: it may be torn, and is written again first.  From then on
+ * `verify` checks the old blocks too, so an acknowledged write that the
+ * restart lost (or a second writer) fails it. */
+static void disk_resume(struct disk *d)
+{
+    uint8_t *buf = xaligned(BLOCK_BYTES), *scratch = xaligned(BLOCK_BYTES);
+    uint64_t max = 0, valid = 0, torn = 0;
+    bool any = false;
+    char why[256];
+    for (uint64_t b = 1; b < d->nblocks; b++) {
+        if (pread(d->rfd, buf, BLOCK_BYTES, (off_t)(b * BLOCK_BYTES)) != (ssize_t)BLOCK_BYTES) {
+            disk_set_error(d, "resume: read block %" PRIu64 ": %s", b, strerror(errno));
+            break;
+        }
+        struct block_header h;
+        memcpy(&h, buf, sizeof h);
+        if (h.magic != BLOCK_MAGIC)
+            continue;
+        if (block_check(buf, &G.pat, d->name, d->index, b, h.seq, scratch, why, sizeof why) != 0) {
+            torn++;
+            continue;
+        }
+        valid++;
+        if (!any || h.seq > max)
+            max = h.seq;
+        any = true;
+    }
+    if (any)
+        atomic_store(&d->written, max + 1);
+    logmsg("disk %s: resumed at seq %" PRIu64 " (%" PRIu64 " intact blocks, %" PRIu64 " torn)",
+           d->name, any ? max + 1 : 0, valid, torn);
+    if (torn > 1)
+        disk_set_error(d, "resume: %" PRIu64 " torn blocks (at most the one in-flight write may be)", torn);
+    /* Rewrite the in-flight write's block (torn or not) before anyone verifies. */
+    if (any && !d->error[0])
+        disk_write_next(d, buf);
+    free(buf);
+    free(scratch);
 }
 
 static void *disk_writer(void *arg)
@@ -1378,6 +1427,8 @@ static void start_workloads(void)
     for (int i = 0; i < G.cfg.ndisks; i++) {
         struct disk *d = &G.disks[G.ndisks++];
         disk_open(d, G.cfg.disks[i], (uint32_t)i);
+        if (disk_usable(d) && G.cfg.disk_resume)
+            disk_resume(d);
         if (disk_usable(d))
             start_thread(disk_writer, d);
     }

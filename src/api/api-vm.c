@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/cluster.h"
 #include "common/proto.h"
 #include "api/methods.h"
 #include "block/image.h"
@@ -336,6 +337,35 @@ static bool check_no_job(struct api_req *r, struct vm *vm)
     return false;
 }
 
+struct start_claim {
+    struct api_req *r;
+    bool wait;
+};
+
+static void start_claimed(void *arg, json_t *result, json_t *error)
+{
+    struct start_claim *sc = arg;
+    struct api_req *r = sc->r;
+    bool wait = sc->wait;
+    free(sc);
+    json_decref(result);
+    if (error) {
+        api_fail(r, error);
+        return;
+    }
+    struct vm *vm = find_vm_or_fail(r);
+    if (!vm)
+        return;
+    if ((vm->state != VM_STOPPED && vm->state != VM_CRASHED) || !check_no_job(r, vm)) {
+        if (vm->state != VM_STOPPED && vm->state != VM_CRASHED)
+            api_failf(r, ERR_STATE, NULL, "VM %s is %s, not stopped", vm->name, vm_state_name(vm->state));
+        return;
+    }
+    struct job *job = job_create(r->agent, &start_ops, vm->name, NULL);
+    api_job_answer(job, r, wait);
+    vm_start(vm, job);
+}
+
 static void vm_start_api(struct api_req *r)
 {
     struct vm *vm = find_vm_or_fail(r);
@@ -357,6 +387,13 @@ static void vm_start_api(struct api_req *r)
     }
     if (!check_no_job(r, vm))
         return;
+    if (vm->cfg.ha && r->agent->cluster) {
+        /* An HA VM runs where its owner record says: take it first. */
+        struct start_claim *sc = xcalloc(1, sizeof *sc);
+        *sc = (struct start_claim){r, wait};
+        cluster_vm_claim(r->agent, vm, start_claimed, sc);
+        return;
+    }
     struct job *job = job_create(r->agent, &start_ops, vm->name, NULL);
     api_job_answer(job, r, wait);
     vm_start(vm, job);

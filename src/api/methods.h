@@ -13,6 +13,7 @@ extern const struct api_method api_job_methods[];
 extern const struct api_method api_migrate_methods[];
 extern const struct api_method api_migrate_peer_methods[];
 extern const struct api_method api_drain_methods[];
+extern const struct api_method api_cluster_methods[];
 extern const struct api_method api_storage_methods[];
 extern const struct api_method api_exchange_methods[];
 extern const struct api_method api_acl_methods[];

@@ -15,6 +15,9 @@ extern const struct cli_cmd cmd_vm_create_entry, cmd_vm_list_entry, cmd_vm_show_
     cmd_vm_guest_entry, cmd_vm_export_entry, cmd_vm_import_entry;
 extern const struct cli_cmd cmd_jobs_list_entry, cmd_jobs_show_entry, cmd_jobs_watch_entry, cmd_jobs_cancel_entry;
 extern const struct cli_cmd cmd_pki_init_entry, cmd_pki_issue_host_entry, cmd_pki_issue_user_entry;
+extern const struct cli_cmd cmd_vm_set_entry, cmd_vm_ha_clear_entry;
+extern const struct cli_cmd cmd_cluster_create_entry, cmd_cluster_join_entry, cmd_cluster_leave_entry,
+    cmd_cluster_show_entry, cmd_cluster_events_entry;
 extern const struct cli_cmd cmd_help_entry;
 
 /* Every command, in the order `vmove --help` lists them; NULL at the end. */

@@ -94,6 +94,22 @@ void *xcalloc(size_t n, size_t sz)
     return p;
 }
 
+char *xstrndup(const char *s, size_t n)
+{
+    char *p = strndup(s, n);
+    if (!p)
+        abort();
+    return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        abort();
+    return q;
+}
+
 char *xstrdup(const char *s)
 {
     char *p = strdup(s);

@@ -17,6 +17,8 @@ void format_size(uint64_t bytes, char *buf, size_t len);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t sz);
 char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+void *xrealloc(void *p, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Write a whole file atomically: write to PATH.tmp, fsync, rename, fsync dir. */

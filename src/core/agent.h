@@ -10,6 +10,7 @@
 #include "qemu/qemu_caps.h"
 
 struct event_base;
+struct agent;
 struct event;
 struct server;
 struct vm;
@@ -19,10 +20,24 @@ struct migration;
 struct limits;
 struct reservation;
 struct drain;
+struct cluster;
 struct acl;
 struct audit_denials;
 typedef struct journal journal_t;
 typedef struct ssl_ctx_st SSL_CTX;
+
+/* Calls from lower layers up into the cluster module (src/cluster/), which
+ * sets them when the host joins; NULL outside a cluster. */
+typedef void (*agent_handoff_done_fn)(void *arg, const char *error);
+struct agent_hooks {
+    /* An HA VM arriving by live migration from `source` is about to run
+     * here: move its owner record to this host first.  done(arg, NULL) to
+     * resume it here, done(arg, why) to abort (it stays on the source). */
+    void (*before_incoming_commit)(struct agent *a, struct vm *vm, const char *source,
+                                   agent_handoff_done_fn done, void *arg);
+    /* The incoming migration (arg) went away first: done must not be called. */
+    void (*cancel_incoming_commit)(struct agent *a, void *arg);
+};
 
 struct agent {
     struct event_base *base;
@@ -48,6 +63,12 @@ struct agent {
     struct limits *limits;    /* slots in use and the queue (host/limits.c) */
     struct reservation *reservations; /* sources queued for an incoming slot here */
     struct drain *drains;     /* at most one: this host being evacuated */
+    struct cluster *cluster;  /* NULL unless this host is a cluster member (src/cluster/) */
+    /* When the shims kill this host's HA guests unless the cluster lease is
+     * renewed first (CLOCK_MONOTONIC ns; 0 outside a cluster).  Kept here so
+     * that a QEMU started for an HA VM is armed from its first instant. */
+    uint64_t fence_kill_ns;
+    struct agent_hooks hooks;
     struct acl *acl;          /* STATE/acl.json (host/acl.c) */
     int audit_fd;             /* STATE/audit.log, append-only */
     struct audit_denials *audit_denials; /* the rate of recorded denials (core/audit.c) */

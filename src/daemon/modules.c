@@ -2,6 +2,7 @@
 
 #include <stddef.h>
 
+#include "cluster/cluster.h"
 #include "cluster/drain.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -46,6 +47,9 @@ static const struct daemon_module modules[] = {
     {"drains", NULL, drain_free_all},
     /* Last: jobs that no module adopted were interrupted for good. */
     {"interrupted jobs", jobs_recover, NULL},
+    /* The cluster after the VMs are known: it re-arms their fences with the
+     * lease of the last run (shut down before the jobs it follows). */
+    {"cluster", cluster_recover, cluster_free},
     /* Shut down first: no new requests while the modules go. */
     {"server", NULL, server_shutdown},
 };

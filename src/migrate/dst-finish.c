@@ -60,17 +60,41 @@ static void on_cont(void *arg, const qmp_error_t *err)
     qmon_announce_self(migrate_dst_mon(in), &in->owner, &ann, 5000, on_announce, in);
 }
 
+static void commit_now(struct incoming *in)
+{
+    /* The point of no return: recorded before the guest runs here. */
+    json_t *rec = json_deep_copy(in->vm->migration);
+    json_object_set_new(rec, "committed", json_true());
+    vm_set_migration(in->vm, rec);
+    qmon_cont(migrate_dst_mon(in), &in->owner, 10000, on_cont, in);
+}
+
+static void handed_off(void *arg, const char *error)
+{
+    struct incoming *in = arg;
+    in->handoff_pending = false;
+    if (error) {
+        migrate_dst_abort(in, error);
+        return;
+    }
+    commit_now(in);
+}
+
 static void commit_and_resume(struct incoming *in)
 {
     if (in->finish_timer) {
         event_free(in->finish_timer);
         in->finish_timer = NULL;
     }
-    /* The point of no return: recorded before the guest runs here. */
-    json_t *rec = json_deep_copy(in->vm->migration);
-    json_object_set_new(rec, "committed", json_true());
-    vm_set_migration(in->vm, rec);
-    qmon_cont(migrate_dst_mon(in), &in->owner, 10000, on_cont, in);
+    /* An HA VM of a cluster runs where its owner record says: the record
+     * moves here before the guest does. */
+    struct agent *a = in->agent;
+    if (in->vm->cfg.ha && a->hooks.before_incoming_commit) {
+        in->handoff_pending = true;
+        a->hooks.before_incoming_commit(a, in->vm, in->source, handed_off, in);
+    }
+    else
+        commit_now(in);
 }
 
 static void on_nbd_stopped(void *arg, const qmp_error_t *err)

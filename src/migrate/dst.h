@@ -47,6 +47,7 @@ struct incoming {
     int port;
     bool finish_waiting;       /* finish arrived while QEMU was still loading */
     bool loaded;               /* QEMU reported the incoming migration completed */
+    bool handoff_pending;      /* the cluster is moving the owner record here */
     struct event *finish_timer;
     char holder[96];           /* our live-migration slot */
     bool quick;                /* quick migration: the state comes from a file */

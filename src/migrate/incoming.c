@@ -45,6 +45,9 @@ void migrate_dst_free(struct incoming *in)
         return;
     qmon_owner_mute(&in->owner);
     struct agent *a = in->agent;
+    if (in->handoff_pending && a->hooks.cancel_incoming_commit)
+        a->hooks.cancel_incoming_commit(a, in);
+    in->handoff_pending = false;
     for (struct incoming **p = &a->incomings; *p; p = &(*p)->next)
         if (*p == in) {
             *p = in->next;

@@ -59,7 +59,7 @@ static void add_monitors(struct argv_builder *b, const char *dir)
                                 "name=org.vmove.guest.0"));
 }
 
-static void add_disks(struct argv_builder *b, const struct vm_config *c)
+static void add_disks(struct argv_builder *b, const struct vm_config *c, const struct qemu_argv_opts *o)
 {
     for (size_t i = 0; i < c->n_disks; i++) {
         const struct vm_disk *d = &c->disks[i];
@@ -69,6 +69,12 @@ static void add_disks(struct argv_builder *b, const struct vm_config *c)
                                  "node-name", "", "discard", "unmap");
         char *file_node = xasprintf("%s-file", d->id);
         json_object_set_new(file, "node-name", json_string(file_node));
+        /* An HA disk bypasses the host's page cache: a fenced host must hold
+         * no dirty data that the kernel could write after the takeover. */
+        if (c->ha)
+            json_object_set_new(file, "cache", json_pack("{s:b}", "direct", true));
+        if (o->no_image_locking)
+            json_object_set_new(file, "locking", json_string("off"));
         json_t *fmt = json_pack("{s:s, s:s, s:s, s:s}", "driver", "qcow2", "file", file_node,
                                 "node-name", d->id, "discard", "unmap");
         push2(b, "-blockdev", json_dumps(file, JSON_COMPACT));
@@ -109,7 +115,7 @@ char **qemu_build_argv(const struct vm_config *c, const struct qemu_argv_opts *o
     /* Start paused: vmoved finishes wiring (tap -> bridge) before the guest runs. */
     push(&b, xstrdup("-S"));
     add_monitors(&b, o->vm_dir);
-    add_disks(&b, c);
+    add_disks(&b, c, o);
     add_nics(&b, c);
     if (c->boot.kind == VM_BOOT_KERNEL) {
         push2(&b, "-kernel", xstrdup(c->boot.kernel));

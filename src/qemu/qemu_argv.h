@@ -13,6 +13,10 @@ struct qemu_argv_opts {
     const char *vm_dir;          /* sockets and logs live here */
     enum accel_kind accel;
     const char *incoming;        /* NULL, or "defer" for an incoming migration */
+    /* Tests only: QEMU's image locks off, so that the cluster's double-run
+     * tests see protocol bugs that the locks (one kernel for every test
+     * host) would otherwise hide. */
+    bool no_image_locking;
 };
 
 /* NULL-terminated argv, every string malloc'd; free with qemu_argv_free. */

@@ -197,6 +197,14 @@ struct vm *vm_define(struct agent *a, struct vm_config *cfg, const char *dir, js
     return vm;
 }
 
+int vm_save_config(struct vm *vm, char *err, size_t errlen)
+{
+    char *path = xasprintf("%s/vm.json", vm->dir);
+    int rc = vm_config_save(path, &vm->cfg, err, errlen);
+    free(path);
+    return rc;
+}
+
 void vm_forget(struct vm *vm)
 {
     json_t *err = NULL;

@@ -136,7 +136,15 @@ static int launch_qemu(struct vm *vm, bool incoming, char *err, size_t errlen)
     struct agent *a = vm->agent;
     remove_sockets(vm->dir);
     struct qemu_argv_opts o = {.qemu_binary = a->caps.qemu_binary, .vm_dir = vm->dir,
-                               .accel = a->accel.kind, .incoming = incoming ? "defer" : NULL};
+                               .accel = a->accel.kind, .incoming = incoming ? "defer" : NULL,
+                               .no_image_locking = getenv("VMOVE_TEST_NO_IMAGE_LOCKING") != NULL};
+    /* An HA guest is fenced with its host's lease from its first instant;
+     * any other VM is never. */
+    uint64_t fence = vm->cfg.ha ? a->fence_kill_ns : 0;
+    if (qemu_proc_fence_set(vm->dir, fence) < 0) {
+        snprintf(err, errlen, "cannot write the fence deadline in %s", vm->dir);
+        return -1;
+    }
     char **argv = qemu_build_argv(&vm->cfg, &o);
     int rc = qemu_proc_start(vm->dir, argv, &vm->shim_pid, &vm->qemu_pid, err, errlen);
     qemu_argv_free(argv);

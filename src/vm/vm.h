@@ -119,6 +119,8 @@ void vm_set_storage_move(struct vm *vm, json_t *record);
 bool qemu_pid_alive(const struct vm *vm);
 /* Kill QEMU (SIGKILL) if it is ours and alive. */
 void vm_kill_qemu(struct vm *vm);
+/* Write vm->cfg to the VM's vm.json (after a change of it in place). */
+int vm_save_config(struct vm *vm, char *err, size_t errlen);
 /* Remove the VM from the inventory and its directory, keeping disk files. */
 void vm_forget(struct vm *vm);
 /* Create an in-memory VM from a config, writing vm.json into STATE/vms/NAME. */

@@ -28,6 +28,9 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import etcdbed  # noqa: E402  (next to this file)
+
 # Debian's interpreter; the python3 on PATH may be a different build.
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
@@ -321,7 +324,7 @@ class Testbed:
     __test__ = False
 
     def __init__(self, n_hosts=2, root=None, vmoved=None, vmove=None, host_names=None,
-                 tls=True, keep=False, tb_id=None, vmoved_cmd=None, net=None):
+                 tls=True, keep=False, tb_id=None, vmoved_cmd=None, net=None, etcd=0):
         if host_names is not None:
             host_names = list(host_names)
             n_hosts = len(host_names)
@@ -351,6 +354,8 @@ class Testbed:
         self._root_created = False
         self._is_up = False
         self._procs = []          # Popens from run_in(popen=True), reaped in down()
+        self.n_etcd = etcd        # etcd members (tests/testbed/etcdbed.py); needs tls
+        self.etcd_members = []
 
     # ---- naming / addressing
 
@@ -439,6 +444,8 @@ class Testbed:
             self._build_network()
             if self.tls:
                 self._make_pki()
+            if self.n_etcd:
+                etcdbed.build(self, self.n_etcd, _ip_batch)
             _write_json(os.path.join(self.root, "testbed.json"), self.describe())
             self._is_up = True
         except BaseException:
@@ -564,6 +571,7 @@ class Testbed:
     def down(self):
         """Tear everything down; safe to call repeatedly and on half-built beds."""
         _live.discard(self)
+        etcdbed.teardown(self)
         if self.id is not None:
             # Every process we started runs inside one of the namespaces
             # (`ip netns exec` execs the command), so this stops them all:
@@ -847,6 +855,27 @@ class Testbed:
             _ip_batch(ns, [f"link set {dev} up"])
 
     # ---- helpers for tests
+
+    # ---- etcd (tests/testbed/etcdbed.py)
+
+    @property
+    def etcd_urls(self):
+        return ",".join(m.url for m in self.etcd_members)
+
+    def etcd_kill(self, k):
+        etcdbed.kill(self, k)
+
+    def etcd_start(self, k):
+        etcdbed.start(self, k)
+
+    def etcd_stop(self, k):
+        etcdbed.kill(self, k, signal.SIGSTOP)
+
+    def etcd_cont(self, k):
+        etcdbed.kill(self, k, signal.SIGCONT)
+
+    def etcd_leader(self):
+        return etcdbed.leader(self)
 
     def ping(self, src, dst_ip, dev=None, timeout=2.0):
         """ICMP echo from a namespace; True if answered.  dev binds the

@@ -1,0 +1,441 @@
+/* Owner records, from this host's side (the "local resource manager").
+ *
+ * owners/UUID says which host runs an HA VM, with which lease, in which
+ * state (running, starting, stopped, pending, start-failed, error).  Every
+ * write compares the record's mod_revision with the one the writer read,
+ * so two writers never both win.  This host reads the records every
+ * poll_ms and:
+ *   - starts the VMs the coordinator assigned to it (state starting, its
+ *     host and current lease), then marks them running;
+ *   - reports its own VMs that stopped (stopped) or died (pending: the
+ *     coordinator places them again);
+ *   - kills a local copy of a VM that the record gives to another host or to
+ *     an old lease of this one (the shims have normally done so already).
+ * A VM is HA when its vm.json says flags.ha and the host is a member. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "cluster/cluster.h"
+#include "cluster/cluster_internal.h"
+#include "cluster/etcd.h"
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/util.h"
+#include "conf/vm_config.h"
+#include "core/agent.h"
+#include "core/jobs.h"
+#include "qemu/qemu_proc.h"
+#include "vm/vm.h"
+
+#define CALL_MS 1500
+
+struct ha_start {
+    struct ha_start *next;
+    struct cluster *c;
+    char *uuid, *name;
+    int64_t assign_rev, gen;
+    json_t *event;            /* the failover's event record, if any */
+    char *event_key;
+    uint64_t qemu_started_ms;
+};
+
+bool owner_vm_is_ha(const struct vm *vm) { return vm->cfg.ha && vm->agent->cluster; }
+
+static void schedule(struct event *ev, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(ev, &tv);
+}
+
+static void ignore_answer(void *arg, json_t *reply, const char *err)
+{
+    (void)arg;
+    (void)reply;
+    if (err)
+        log_debug("cluster: %s", err);
+}
+
+/* ---- fencing the local guests ---- */
+
+static void paused_done(void *arg, json_t *result, json_t *error)
+{
+    char *name = arg;
+    if (error)
+        log_warn("cluster fence: cannot pause %s: %s", name,
+                 json_string_value(json_object_get(error, "message")));
+    json_decref(result);
+    json_decref(error);
+    free(name);
+}
+
+void owner_pause_ha_guests(struct cluster *c)
+{
+    VM_FOREACH(c->agent, vm) {
+        if (!owner_vm_is_ha(vm) || vm->state != VM_RUNNING)
+            continue;
+        json_t *err = vm_pause(vm, paused_done, xstrdup(vm->name));
+        if (err) {
+            log_warn("cluster fence: cannot pause %s: %s", vm->name,
+                     json_string_value(json_object_get(err, "message")));
+            json_decref(err);
+            continue;
+        }
+        json_array_append_new(c->paused_by_fence, json_string(vm->name));
+    }
+}
+
+void owner_resume_ha_guests(struct cluster *c)
+{
+    size_t i;
+    json_t *name;
+    json_array_foreach(c->paused_by_fence, i, name) {
+        struct vm *vm = vm_find(c->agent, json_string_value(name));
+        if (!vm || vm->state != VM_PAUSED || !qemu_pid_alive(vm))
+            continue;
+        json_t *err = vm_resume(vm, paused_done, xstrdup(vm->name));
+        if (err) {
+            log_warn("cluster fence: cannot resume %s: %s", vm->name,
+                     json_string_value(json_object_get(err, "message")));
+            json_decref(err);
+        }
+    }
+    json_array_clear(c->paused_by_fence);
+}
+
+void owner_kill_ha_guests(struct cluster *c, const char *why)
+{
+    VM_FOREACH(c->agent, vm)
+        if (owner_vm_is_ha(vm) && qemu_pid_alive(vm)) {
+            log_warn("cluster fence: killing HA guest %s (%s)", vm->name, why);
+            vm_kill_qemu(vm);
+        }
+    json_array_clear(c->paused_by_fence);
+}
+
+/* ---- writing a record ---- */
+
+/* Put owners/UUID = value if its mod_revision is still rev (+ extra ops). */
+static void owner_write(struct cluster *c, const char *uuid, int64_t rev, json_t *value,
+                        json_t *extra_ops, etcd_done_fn done, void *arg)
+{
+    char *k = cluster_key(c, "owners/%s", uuid);
+    char *text = json_dumps(value, JSON_COMPACT);
+    json_decref(value);
+    json_t *ops = extra_ops ? extra_ops : json_array();
+    json_array_insert_new(ops, 0, etcd_op_put(k, text, 0));
+    json_t *cmp = json_pack("[o]", etcd_cmp(k, "MOD", "EQUAL", rev));
+    etcd_post(c->kv_etcd, "/v3/kv/txn", etcd_txn_body(cmp, ops, NULL), CALL_MS,
+              done ? done : ignore_answer, arg);
+    free(text);
+    free(k);
+}
+
+static json_t *parse_value(const char *text)
+{
+    json_t *j = json_loads(text, 0, NULL);
+    return json_is_object(j) ? j : (json_decref(j), NULL);
+}
+
+/* ---- starting a VM assigned here ---- */
+
+static struct ha_start *find_start(struct cluster *c, const char *uuid)
+{
+    for (struct ha_start *s = c->starts; s; s = s->next)
+        if (!strcmp(s->uuid, uuid))
+            return s;
+    return NULL;
+}
+
+static void start_free(struct ha_start *s)
+{
+    struct ha_start **pp = s->c ? &s->c->starts : NULL;
+    while (pp && *pp && *pp != s)
+        pp = &(*pp)->next;
+    if (pp && *pp)
+        *pp = s->next;
+    free(s->uuid);
+    free(s->name);
+    free(s->event_key);
+    json_decref(s->event);
+    free(s);
+}
+
+static void start_report(struct ha_start *s, const char *state, const char *reason)
+{
+    struct cluster *c = s->c;
+    json_t *v = cluster_owner_value(s->name, c->agent->name, c->lease, state, s->gen, reason);
+    json_t *ops = json_array();
+    if (s->event && s->event_key) {
+        json_object_set_new(s->event, "qemu_started_ms", json_integer((json_int_t)s->qemu_started_ms));
+        json_object_set_new(s->event, !strcmp(state, "running") ? "running_ms" : "failed_ms",
+                            json_integer((json_int_t)wall_ms()));
+        json_object_set_new(s->event, "result", json_string(state));
+        if (reason)
+            json_object_set_new(s->event, "result_reason", json_string(reason));
+        char *text = json_dumps(s->event, JSON_COMPACT);
+        json_array_append_new(ops, etcd_op_put(s->event_key, text, 0));
+        free(text);
+    }
+    log_info("cluster %s: HA VM %s %s here%s%s", c->name, s->name, state, reason ? ": " : "",
+             reason ? reason : "");
+    owner_write(c, s->uuid, s->assign_rev, v, ops, NULL, NULL);
+    start_free(s);
+}
+
+static void start_ended(void *arg, const struct job *j)
+{
+    struct ha_start *s = arg;
+    if (!s->c) {              /* the cluster went (left, or vmoved stops) */
+        start_free(s);
+        return;
+    }
+    if (j->state == JOB_SUCCEEDED) {
+        start_report(s, "running", NULL);
+        return;
+    }
+    const char *msg = json_string_value(json_object_get(j->error, "message"));
+    start_report(s, "start-failed", msg ? msg : "the start failed");
+}
+
+static void start_update(void *arg, const struct job *j)
+{
+    struct ha_start *s = arg;
+    if (!s->qemu_started_ms && j->phase && strcmp(j->phase, "launching"))
+        s->qemu_started_ms = wall_ms();
+}
+
+static void start_dropped(void *arg, json_t *error)
+{
+    json_decref(error);
+    start_free(arg);      /* vmoved stops: the record stays "starting" for the next run */
+}
+
+static const struct job_subscriber_ops start_watch = {start_update, start_ended, start_dropped};
+static const struct job_ops ha_start_ops = {"ha.start", NULL};
+
+/* The local VM for an assigned record, defined or refreshed from the spec. */
+static struct vm *local_vm_from_spec(struct cluster *c, const char *name, const char *uuid,
+                                     json_t *spec, char *err, size_t errlen)
+{
+    struct vm_config cfg = {0};
+    json_t *jc = json_object_get(spec, "config");
+    if (!jc || vm_config_from_json(jc, &cfg, err, errlen) < 0 || strcmp(cfg.uuid, uuid) ||
+        strcmp(cfg.name, name)) {
+        if (jc && !err[0])
+            snprintf(err, errlen, "the spec of %s names another VM", name);
+        vm_config_free(&cfg);
+        return NULL;
+    }
+    struct vm *vm = vm_find(c->agent, name);
+    if (vm && strcmp(vm->cfg.uuid, uuid)) {
+        snprintf(err, errlen, "a different VM called %s exists on this host", name);
+        vm_config_free(&cfg);
+        return NULL;
+    }
+    if (!vm) {
+        json_t *e = NULL;
+        vm = vm_define_in_state(c->agent, &cfg, &e);
+        if (!vm) {
+            snprintf(err, errlen, "%s", json_string_value(json_object_get(e, "message")));
+            json_decref(e);
+            vm_config_free(&cfg);
+            return NULL;
+        }
+        return vm;
+    }
+    /* The spec is authoritative for HA VMs: this copy may be older. */
+    vm_config_free(&vm->cfg);
+    vm->cfg = cfg;
+    vm_save_config(vm, err, errlen);
+    return vm;
+}
+
+struct spec_read {
+    struct cluster *c;
+    char *uuid, *name;
+    int64_t rev, gen;
+};
+
+static void spec_answered(void *arg, json_t *reply, const char *err)
+{
+    struct spec_read *r = arg;
+    struct cluster *c = r->c;
+    char msg[512] = "";
+    struct etcd_kv *kvs = NULL;
+    size_t n = 0;
+    if (!reply) {
+        log_warn("cluster %s: cannot read the spec of %s: %s", c->name, r->name, err);
+        goto out;
+    }
+    json_t *resp = json_object_get(json_array_get(json_object_get(reply, "responses"), 1),
+                                   "response_range");
+    n = etcd_kvs(json_object_get(json_array_get(json_object_get(reply, "responses"), 0),
+                                 "response_range"), &kvs);
+    json_t *spec = n ? parse_value(kvs[0].value) : NULL;
+    struct etcd_kv *ev;
+    size_t nev = etcd_kvs(resp, &ev);
+    struct ha_start *s = xcalloc(1, sizeof *s);
+    *s = (struct ha_start){.c = c, .uuid = xstrdup(r->uuid), .name = xstrdup(r->name),
+                           .assign_rev = r->rev, .gen = r->gen};
+    if (nev) {
+        s->event = parse_value(ev[0].value);
+        s->event_key = xstrdup(ev[0].key);
+    }
+    etcd_kvs_free(ev, nev);
+    s->next = c->starts;
+    c->starts = s;
+    struct vm *vm = spec ? local_vm_from_spec(c, r->name, r->uuid, spec, msg, sizeof msg) : NULL;
+    json_decref(spec);
+    if (!vm) {
+        start_report(s, "start-failed", msg[0] ? msg : "the cluster has no spec for this VM");
+        goto out;
+    }
+    if (job_active_for_vm(c->agent, vm->name) || (vm->state != VM_STOPPED && vm->state != VM_CRASHED)) {
+        if (vm->state == VM_RUNNING && qemu_pid_alive(vm)) {
+            /* Already here (a migration that committed): nothing to start. */
+            start_report(s, "running", NULL);
+        } else {
+            start_free(s);    /* busy (an incoming migration ending): next round */
+        }
+        goto out;
+    }
+    log_info("cluster %s: starting HA VM %s (assigned at revision %lld)", c->name, vm->name,
+             (long long)r->rev);
+    struct job *job = job_create(c->agent, &ha_start_ops, vm->name, NULL);
+    job_subscribe(job, &start_watch, s);
+    vm_start(vm, job);
+out:
+    etcd_kvs_free(kvs, n);
+    free(r->uuid);
+    free(r->name);
+    free(r);
+}
+
+static void begin_start(struct cluster *c, const char *uuid, const char *name, int64_t rev,
+                        int64_t gen)
+{
+    if (find_start(c, uuid))
+        return;
+    struct spec_read *r = xcalloc(1, sizeof *r);
+    *r = (struct spec_read){c, xstrdup(uuid), xstrdup(name), rev, gen};
+    char *sk = cluster_key(c, "specs/%s", uuid);
+    char *ek = cluster_key(c, "events/%s/%010lld", uuid, (long long)gen);
+    json_t *ops = json_pack("[o, o]", etcd_op_range(sk, false), etcd_op_range(ek, false));
+    etcd_post(c->kv_etcd, "/v3/kv/txn", etcd_txn_body(json_array(), ops, NULL), CALL_MS,
+              spec_answered, r);
+    free(sk);
+    free(ek);
+}
+
+/* ---- the round ---- */
+
+static bool vm_busy_moving(const struct vm *vm)
+{
+    return vm->state == VM_MIGRATING || vm->state == VM_INCOMING || vm->migration ||
+           vm->storage_move;
+}
+
+/* One record against what runs here. */
+static void reconcile(struct cluster *c, const struct etcd_kv *kv)
+{
+    json_t *o = parse_value(kv->value);
+    const char *uuid = strrchr(kv->key, '/') + 1;
+    const char *name = json_string_value(json_object_get(o, "vm"));
+    const char *host = json_string_value(json_object_get(o, "host"));
+    const char *state = json_string_value(json_object_get(o, "state"));
+    if (!name || !host || !state) {
+        json_decref(o);
+        return;
+    }
+    int64_t lease = etcd_int(json_object_get(o, "lease"));
+    int64_t gen = etcd_int(json_object_get(o, "gen"));
+    const char *to = json_string_value(json_object_get(o, "to"));
+    struct vm *vm = vm_find(c->agent, name);
+    if (vm && strcmp(vm->cfg.uuid, uuid))
+        vm = NULL;
+    bool mine = !strcmp(host, c->agent->name) && lease == c->lease;
+    bool here = vm && qemu_pid_alive(vm);
+    if (mine && !strcmp(state, "starting")) {
+        begin_start(c, uuid, name, kv->mod_rev, gen);
+    } else if (mine && !strcmp(state, "running") && vm && !here && !vm_busy_moving(vm) &&
+               !job_active_for_vm(c->agent, name) && !find_start(c, uuid)) {
+        /* Stopped here (by an admin or the guest), or died. */
+        bool clean = vm->state == VM_STOPPED;
+        json_t *v = cluster_owner_value(name, host, lease, clean ? "stopped" : "pending", gen,
+                                        clean ? "stopped on its host"
+                                              : "its QEMU died on its host");
+        owner_write(c, uuid, kv->mod_rev, v, NULL, NULL, NULL);
+    } else if (mine && !strcmp(state, "migrating") && vm && here && !vm_busy_moving(vm)) {
+        /* The move ended with the VM still here (failed or cancelled). */
+        owner_write(c, uuid, kv->mod_rev,
+                    cluster_owner_value(name, host, lease, "running", gen, "the move did not happen"),
+                    NULL, NULL, NULL);
+    } else if (!mine && here && !vm_busy_moving(vm) && vm->cfg.ha &&
+               !(to && !strcmp(to, c->agent->name))) {
+        log_warn("cluster %s: HA VM %s runs here but belongs to %s (lease %llx): killing this copy",
+                 c->name, name, host, (unsigned long long)lease);
+        vm_kill_qemu(vm);
+    } else if (!mine && here && to && !strcmp(to, c->agent->name) && !vm_busy_moving(vm) &&
+               !strcmp(state, "migrating")) {
+        /* A move to here committed: the record follows the VM. */
+        owner_write(c, uuid, kv->mod_rev,
+                    cluster_owner_value(name, c->agent->name, c->lease, "running", gen,
+                                        "moved here live"), NULL, NULL, NULL);
+    }
+    json_decref(o);
+}
+
+static void owners_answered(void *arg, json_t *reply, const char *err)
+{
+    struct cluster *c = arg;
+    c->owner_busy = false;
+    if (!reply) {
+        log_debug("cluster %s: cannot read owners: %s", c->name, err);
+        return;
+    }
+    if (c->state != MEMBER_UP)
+        return;
+    struct etcd_kv *kvs;
+    size_t n = etcd_kvs(reply, &kvs);
+    for (size_t i = 0; i < n; i++)
+        reconcile(c, &kvs[i]);
+    etcd_kvs_free(kvs, n);
+}
+
+static void owner_tick(evutil_socket_t fd, short ev, void *arg)
+{
+    (void)fd;
+    (void)ev;
+    struct cluster *c = arg;
+    schedule(c->owner_ev, c->poll_ms);
+    if (c->owner_busy || c->state != MEMBER_UP || !cluster_lease_fresh(c))
+        return;
+    c->owner_busy = true;
+    char *k = cluster_key(c, "owners/");
+    etcd_post(c->kv_etcd, "/v3/kv/range", etcd_range_body(k, true), CALL_MS, owners_answered, c);
+    free(k);
+}
+
+void owner_start(struct cluster *c)
+{
+    c->owner_ev = evtimer_new(c->agent->base, owner_tick, c);
+    schedule(c->owner_ev, c->poll_ms);
+}
+
+void owner_stop(struct cluster *c)
+{
+    if (c->owner_ev)
+        event_free(c->owner_ev);
+    c->owner_ev = NULL;
+    /* Starts in progress belong to their jobs now: detached, freed when
+     * the job tells them it ended or was dropped. */
+    for (struct ha_start *s = c->starts, *next; s; s = next) {
+        next = s->next;
+        s->c = NULL;
+        s->next = NULL;
+    }
+    c->starts = NULL;
+}

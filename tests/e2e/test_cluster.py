@@ -1,0 +1,249 @@
+"""Failover clusters (docs/CLUSTER.md): 3 hosts, a 3-member etcd over TLS,
+an HA guest with its memory and disk workloads.  Each fault ends with the
+VM running on exactly one host, its disk data verified, and the RTO
+printed; an oracle outside the hosts samples every 10 ms which hosts run a
+QEMU for the VM and fails the test on any overlap.  QEMU's image locks are
+off (VMOVE_TEST_NO_IMAGE_LOCKING), so they cannot hide a protocol bug."""
+import signal
+import time
+
+import pytest
+
+from clusterlib import TTL, DoubleRunOracle, make_ha, rto_line
+from vmovelib import wait_for
+
+
+@pytest.fixture
+def ha(request):
+    h = make_ha(request)
+    h.form()
+    return h
+
+
+def start_oracle(ha, name):
+    o = DoubleRunOracle(ha, name)
+    o.start()
+    return o
+
+
+def assert_no_double_run(oracle):
+    oracle.stop()
+    assert oracle.samples > 50, f"the oracle took only {oracle.samples} samples"
+    assert not oracle.overlaps, f"the VM ran on two hosts at once: {oracle.overlaps[:5]}"
+
+
+def wait_running_elsewhere(ha, name, not_on, timeout=60):
+    def moved():
+        o = ha.owner(name, skip=(not_on,))
+        return o if o and o["host"] != ha.tb.host(not_on).name and o["state"] == "running" else None
+    wait_for(moved, timeout, f"{name} running on a survivor")
+    owner = moved()
+    return owner, time.monotonic()
+
+
+def host_index(ha, name):
+    return next(i for i in range(1, ha.n + 1) if ha.tb.host(i).name == name)
+
+
+def test_cluster_forms_and_refuses_bad_setups(ha):
+    s = ha.show(2)
+    assert s["cluster"] == "c1" and s["coordinator"] in {"h1", "h2", "h3"}, s
+    assert [m["host"] for m in s["members"]] == ["h1", "h2", "h3"]
+    assert all(m["state"] == "up" and m["lease_ttl_left_s"] > 0 for m in s["members"]), s
+    assert s["unsafe_plain_http"] is False and "warning" not in s
+    # A second create of the same name, a join of an unknown cluster, plain HTTP.
+    p = ha.run(1, "cluster", "create", "c1", "--etcd", ha.tb.etcd_urls)
+    assert p.returncode != 0 and "already a member" in p.stderr, p.stderr
+    p = ha.run(1, "cluster", "join", "nope", "--etcd", "http://10.0.0.1:2379")
+    assert p.returncode != 0 and "already a member" in p.stderr
+    # A disk outside the shared storage cannot be HA.
+    import os
+    import subprocess
+    local = os.path.join(ha.tb.root, "h1", "local.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", local, "16M"], check=True)
+    from vmovelib import INITRD, KERNEL
+    ha.v(1, "vm", "create", "loc", "--memory", "64M", "--disk", local, "--kernel", KERNEL, "--initrd", INITRD)
+    p = ha.run(1, "vm", "set", "loc", "--ha", "on")
+    assert p.returncode != 0 and "not on the cluster's shared storage" in p.stderr and "vda" in p.stderr, p.stderr
+
+
+def test_host_dies_vm_restarts_on_a_survivor(ha):
+    ip = ha.create_ha_guest("ha1")
+    ha.wait_echo(ip, 30)
+    o = ha.owner("ha1")
+    assert o["host"] == "h1" and o["state"] == "running", o
+    oracle = start_oracle(ha, "ha1")
+    t_fault = time.monotonic()
+    ha.kill_namespace(1)
+    owner, t_run = wait_running_elsewhere(ha, "ha1", 1, timeout=60)
+    t_echo = ha.wait_echo(ip, 60)
+    print(rto_line("h1 killed (every process of its namespace)", t_fault, t_run, t_echo))
+    new = host_index(ha, owner["host"])
+    assert ha.running_on("ha1") == [new]
+    ha.wait_guest("ha1", new)
+    ha.verify("ha1", new)
+    ev = [e for e in ha.events(new) if e["vm"] == "ha1" and e.get("result") == "running"]
+    assert ev and ev[-1]["from"] == "h1" and ev[-1]["to"] == owner["host"] and ev[-1]["proof_revision"] > 0, ev
+    assert_no_double_run(oracle)
+
+
+def test_vmoved_killed_the_shim_fences(ha):
+    """vmoved SIGKILLed and not restarted: nothing renews the lease, so the
+    shim kills QEMU at the kill deadline, before the lease expires."""
+    ip = ha.create_ha_guest("ha2")
+    oracle = start_oracle(ha, "ha2")
+    t_fault = time.monotonic()
+    ha.tb.stop_host(1, sig=signal.SIGKILL)
+    owner, t_run = wait_running_elsewhere(ha, "ha2", 1)
+    t_echo = ha.wait_echo(ip, 60)
+    print(rto_line("h1's vmoved SIGKILLed", t_fault, t_run, t_echo))
+    assert ha.qemu_of(1, "ha2") == [], "the shim did not kill h1's QEMU"
+    new = host_index(ha, owner["host"])
+    ha.wait_guest("ha2", new)
+    ha.verify("ha2", new)
+    assert_no_double_run(oracle)
+
+
+def test_vmoved_restart_within_ttl_causes_no_failover(ha):
+    ha.create_ha_guest("ha3")
+    before = ha.owner("ha3")
+    pid = ha.qemu_of(1, "ha3")
+    oracle = start_oracle(ha, "ha3")
+    ha.tb.stop_host(1, sig=signal.SIGKILL)
+    ha.start(1)
+    time.sleep(3 * TTL)
+    after = ha.owner("ha3")
+    assert ha.qemu_of(1, "ha3") == pid, "the guest's QEMU was replaced"
+    assert after["host"] == "h1" and after["gen"] == before["gen"] and after["state"] == "running", after
+    ha.verify("ha3", 1)
+    assert_no_double_run(oracle)
+
+
+def test_frozen_vmoved_does_not_act_on_stale_state(ha):
+    """SIGSTOP for 2 TTL: the shim kills, the VM moves; the woken agent
+    must not resume or restart its old copy."""
+    ha.create_ha_guest("ha4")
+    oracle = start_oracle(ha, "ha4")
+    pid = ha.tb.host(1).proc.pid
+    import os
+    os.kill(pid, signal.SIGSTOP)
+    t_fault = time.monotonic()
+    try:
+        owner, t_run = wait_running_elsewhere(ha, "ha4", 1)
+        print(f"frozen vmoved: restarted elsewhere after {t_run - t_fault:.2f} s")
+        time.sleep(max(0, 2 * TTL - (time.monotonic() - t_fault)))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(2 * TTL)
+    assert ha.running_on("ha4") == [host_index(ha, owner["host"])]
+    o = ha.owner("ha4")
+    assert o["host"] == owner["host"] and o["gen"] == owner["gen"], o
+    # The woken agent re-registered with a new lease and is a member again.
+    wait_for(lambda: any(m["host"] == "h1" and m["state"] == "up" for m in ha.show(2)["members"]), 20, "h1 up again")
+    ha.verify("ha4", host_index(ha, owner["host"]))
+    assert_no_double_run(oracle)
+
+
+def test_link_blip_pauses_and_resumes_long_cut_fails_over(ha):
+    ip = ha.create_ha_guest("ha5")
+    oracle = start_oracle(ha, "ha5")
+    pid = ha.qemu_of(1, "ha5")
+    # Shorter than the pause margin: nothing at all.
+    ha.tb.cut(1, "mgmt")
+    time.sleep(1.0)
+    ha.tb.restore(1, "mgmt")
+    time.sleep(2)
+    assert ha.qemu_of(1, "ha5") == pid and ha.owner("ha5")["host"] == "h1"
+    # Past the pause deadline, not the kill deadline: paused, then resumed.
+    gen = ha.owner("ha5")["gen"]
+    ha.tb.cut(1, "mgmt")
+    wait_for(lambda: ha.v(1, "vm", "show", "ha5")["state"] == "paused", 5, "paused by the fence",
+             interval=0.02)
+    ha.tb.restore(1, "mgmt")
+    wait_for(lambda: ha.v(1, "vm", "show", "ha5")["state"] == "running", 10, "resumed after the blip")
+    assert ha.qemu_of(1, "ha5") == pid, "a blip shorter than the kill margin killed the guest"
+    o = ha.owner("ha5")
+    assert o["host"] == "h1" and o["gen"] == gen, o
+    log = open(ha.tb.host(1).log_path).read()
+    assert "pausing the HA guests" in log and "resuming the HA guests" in log
+    # 10 s: fenced on h1, restarted on a survivor.
+    t_fault = time.monotonic()
+    ha.tb.cut(1, "mgmt")
+    owner, t_run = wait_running_elsewhere(ha, "ha5", 1)
+    t_echo = ha.wait_echo(ip, 60)
+    print(rto_line("h1's management link cut", t_fault, t_run, t_echo))
+    assert ha.qemu_of(1, "ha5") == []
+    time.sleep(max(0, 10 - (time.monotonic() - t_fault)))
+    ha.tb.restore(1, "mgmt")
+    wait_for(lambda: any(m["host"] == "h1" and m["state"] == "up" for m in ha.show(2)["members"]), 20, "h1 back")
+    time.sleep(1)
+    new = host_index(ha, owner["host"])
+    assert ha.running_on("ha5") == [new]
+    ha.verify("ha5", new)
+    assert_no_double_run(oracle)
+
+
+def test_etcd_leader_loss_fences_nothing(ha):
+    ha.create_ha_guest("ha6")
+    pid = ha.qemu_of(1, "ha6")
+    leader = ha.tb.etcd_leader()
+    assert leader
+    ha.tb.etcd_kill(leader)
+    time.sleep(3 * TTL)
+    assert ha.qemu_of(1, "ha6") == pid and ha.owner("ha6")["host"] == "h1"
+    for i in range(1, 4):
+        assert "pausing the HA guests" not in open(ha.tb.host(i).log_path).read()
+    ha.tb.etcd_start(leader)
+    ha.verify("ha6", 1)
+
+
+def test_quorum_loss_fences_then_restarts_once(ha):
+    """2 of 3 etcd members stopped for 10 s: nobody can tell "cut off" from
+    "etcd down", so every HA guest is fenced; once quorum is back it is
+    restarted exactly once."""
+    ip = ha.create_ha_guest("ha7")
+    oracle = start_oracle(ha, "ha7")
+    gen = ha.owner("ha7")["gen"]
+    ha.tb.etcd_stop(2)
+    ha.tb.etcd_stop(3)
+    t_fault = time.monotonic()
+    wait_for(lambda: ha.running_on("ha7") == [], 10, "the guest fenced")
+    time.sleep(max(0, 10 - (time.monotonic() - t_fault)))
+    assert ha.running_on("ha7") == [], "an HA guest ran without quorum"
+    ha.tb.etcd_cont(2)
+    ha.tb.etcd_cont(3)
+    wait_for(lambda: (ha.owner("ha7") or {}).get("state") == "running", 60, "restart after quorum")
+    ha.wait_echo(ip, 60)
+    time.sleep(2)
+    o = ha.owner("ha7")
+    assert len(ha.running_on("ha7")) == 1
+    ev = [e for e in ha.events(1) if e["vm"] == "ha7" and e["gen"] > gen and e.get("decision") == "starting"]
+    assert len(ev) == 1, f"expected exactly one restart, got {ev}"
+    ha.verify("ha7", host_index(ha, o["host"]))
+    assert_no_double_run(oracle)
+
+
+def test_live_migration_moves_the_owner_record(ha):
+    """The record moves to the destination in the move's commit step: the
+    VM is never killed as a stray copy, and it fails over from its new
+    home."""
+    ip = ha.create_ha_guest("ha8")
+    oracle = start_oracle(ha, "ha8")
+    gen = ha.owner("ha8")["gen"]
+    oracle.moving = True
+    ha.move("ha8", 1, 2, probe_ip=ip)
+    wait_for(lambda: ha.running_on("ha8") == [2], 10, "the source QEMU gone")
+    oracle.moving = False
+    o = ha.owner("ha8")
+    assert o["host"] == "h2" and o["state"] == "running" and o["gen"] == gen + 1, o
+    assert "moved here live from h1" in o["reason"], o
+    time.sleep(2)     # several rounds of every member's reconcile
+    assert ha.running_on("ha8") == [2]
+    ha.verify("ha8", 2)
+    ha.kill_namespace(2)
+    owner, _ = wait_running_elsewhere(ha, "ha8", 2)
+    assert owner["host"] in ("h1", "h3"), owner
+    new = host_index(ha, owner["host"])
+    ha.wait_guest("ha8", new)
+    ha.verify("ha8", new)
+    assert_no_double_run(oracle)
