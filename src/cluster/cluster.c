@@ -116,6 +116,7 @@ static void cluster_destroy(struct cluster *c)
         free(c->shared_dirs[i]);
     free(c->shared_dirs);
     json_decref(c->paused_by_fence);
+    json_decref(c->member_addrs);
     free(c->name);
     free(c->prefix);
     free(c->last_error);

@@ -182,12 +182,14 @@ void handoff_install(struct cluster *c)
 {
     c->agent->hooks.before_incoming_commit = before_incoming_commit;
     c->agent->hooks.cancel_incoming_commit = cancel_incoming_commit;
+    c->agent->hooks.member_addr = owner_member_addr;
 }
 
 void handoff_remove(struct cluster *c)
 {
     c->agent->hooks.before_incoming_commit = NULL;
     c->agent->hooks.cancel_incoming_commit = NULL;
+    c->agent->hooks.member_addr = NULL;
     /* Their etcd calls are answered (with an error) when the client goes;
      * nobody is told any more. */
     for (struct handoff *h = c->handoffs; h; h = h->next)

@@ -405,6 +405,34 @@ static void owners_answered(void *arg, json_t *reply, const char *err)
     etcd_kvs_free(kvs, n);
 }
 
+static void members_answered(void *arg, json_t *reply, const char *err)
+{
+    struct cluster *c = arg;
+    (void)err;
+    if (!reply)
+        return;
+    struct etcd_kv *kvs;
+    size_t n = etcd_kvs(reply, &kvs);
+    json_t *addrs = json_object();
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = parse_value(kvs[i].value);
+        const char *addr = json_string_value(json_object_get(m, "addr"));
+        if (addr)
+            json_object_set_new(addrs, strrchr(kvs[i].key, '/') + 1, json_string(addr));
+        json_decref(m);
+    }
+    etcd_kvs_free(kvs, n);
+    json_decref(c->member_addrs);
+    c->member_addrs = addrs;
+}
+
+const char *owner_member_addr(struct agent *a, const char *host)
+{
+    if (!a->cluster || !strcmp(host, a->name))
+        return NULL;
+    return json_string_value(json_object_get(a->cluster->member_addrs, host));
+}
+
 static void owner_tick(evutil_socket_t fd, short ev, void *arg)
 {
     (void)fd;
@@ -413,6 +441,11 @@ static void owner_tick(evutil_socket_t fd, short ev, void *arg)
     schedule(c->owner_ev, c->poll_ms);
     if (c->owner_busy || c->state != MEMBER_UP || !cluster_lease_fresh(c))
         return;
+    if (c->ticks % 10 == 0 || !c->member_addrs) {    /* the members' addresses, every 2.5 s */
+        char *mk = cluster_key(c, "members/");
+        etcd_post(c->kv_etcd, "/v3/kv/range", etcd_range_body(mk, true), CALL_MS, members_answered, c);
+        free(mk);
+    }
     c->owner_busy = true;
     char *k = cluster_key(c, "owners/");
     etcd_post(c->kv_etcd, "/v3/kv/range", etcd_range_body(k, true), CALL_MS, owners_answered, c);
