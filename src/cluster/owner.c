@@ -44,13 +44,13 @@ struct ha_start {
 
 bool owner_vm_is_ha(const struct vm *vm) { return vm->cfg.ha && vm->agent->cluster; }
 
-static void schedule(struct event *ev, int ms)
+static void owner_schedule(struct event *ev, int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(ev, &tv);
 }
 
-static void ignore_answer(void *arg, json_t *reply, const char *err)
+static void owner_ignore_answer(void *arg, json_t *reply, const char *err)
 {
     (void)arg;
     (void)reply;
@@ -128,7 +128,7 @@ static void owner_write(struct cluster *c, const char *uuid, int64_t rev, json_t
     json_array_insert_new(ops, 0, etcd_op_put(k, text, 0));
     json_t *cmp = json_pack("[o]", etcd_cmp(k, "MOD", "EQUAL", rev));
     etcd_post(c->kv_etcd, "/v3/kv/txn", etcd_txn_body(cmp, ops, NULL), CALL_MS,
-              done ? done : ignore_answer, arg);
+              done ? done : owner_ignore_answer, arg);
     free(text);
     free(k);
 }
@@ -438,7 +438,7 @@ static void owner_tick(evutil_socket_t fd, short ev, void *arg)
     (void)fd;
     (void)ev;
     struct cluster *c = arg;
-    schedule(c->owner_ev, c->poll_ms);
+    owner_schedule(c->owner_ev, c->poll_ms);
     if (c->owner_busy || c->state != MEMBER_UP || !cluster_lease_fresh(c))
         return;
     if (c->ticks % 10 == 0 || !c->member_addrs) {    /* the members' addresses, every 2.5 s */
@@ -455,7 +455,7 @@ static void owner_tick(evutil_socket_t fd, short ev, void *arg)
 void owner_start(struct cluster *c)
 {
     c->owner_ev = evtimer_new(c->agent->base, owner_tick, c);
-    schedule(c->owner_ev, c->poll_ms);
+    owner_schedule(c->owner_ev, c->poll_ms);
 }
 
 void owner_stop(struct cluster *c)
