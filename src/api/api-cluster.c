@@ -11,7 +11,7 @@
 #include "vm/vm.h"
 
 /* Every cluster call answers later, from etcd's reply. */
-static void answer(void *arg, json_t *result, json_t *error)
+static void cluster_answer(void *arg, json_t *result, json_t *error)
 {
     struct api_req *r = arg;
     if (error)
@@ -34,17 +34,17 @@ static void cluster_setup_api(struct api_req *r, bool create)
         if (json_object_get(r->params, keys[i]))
             json_object_set(opts, keys[i], json_object_get(r->params, keys[i]));
     if (create)
-        cluster_create(r->agent, name, etcd, opts, answer, r);
+        cluster_create(r->agent, name, etcd, opts, cluster_answer, r);
     else
-        cluster_join(r->agent, name, etcd, opts, answer, r);
+        cluster_join(r->agent, name, etcd, opts, cluster_answer, r);
     json_decref(opts);
 }
 
 static void api_cluster_create(struct api_req *r) { cluster_setup_api(r, true); }
 static void api_cluster_join(struct api_req *r) { cluster_setup_api(r, false); }
-static void api_cluster_leave(struct api_req *r) { cluster_leave(r->agent, answer, r); }
-static void api_cluster_show(struct api_req *r) { cluster_show(r->agent, answer, r); }
-static void api_cluster_events(struct api_req *r) { cluster_events(r->agent, answer, r); }
+static void api_cluster_leave(struct api_req *r) { cluster_leave(r->agent, cluster_answer, r); }
+static void api_cluster_show(struct api_req *r) { cluster_show(r->agent, cluster_answer, r); }
+static void api_cluster_events(struct api_req *r) { cluster_events(r->agent, cluster_answer, r); }
 
 static void api_vm_set_ha(struct api_req *r)
 {
@@ -57,14 +57,14 @@ static void api_vm_set_ha(struct api_req *r)
                   "no VM named \"%s\" on host %s", name, r->agent->name);
         return;
     }
-    cluster_vm_set_ha(r->agent, vm, r->params, answer, r);
+    cluster_vm_set_ha(r->agent, vm, r->params, cluster_answer, r);
 }
 
 static void api_vm_ha_clear(struct api_req *r)
 {
     const char *name = api_param_str(r, "name", true);
     if (name)
-        cluster_vm_ha_clear(r->agent, name, answer, r);
+        cluster_vm_ha_clear(r->agent, name, cluster_answer, r);
 }
 
 const struct api_method api_cluster_methods[] = {

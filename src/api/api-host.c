@@ -48,7 +48,7 @@ static void host_show(struct api_req *r)
 {
     struct agent *a = r->agent;
     int n_vms = 0, n_running = 0;
-    for (struct vm *vm = a->vms; vm; vm = vm->next) {
+    VM_FOREACH(a, vm) {
         n_vms++;
         n_running += vm->state == VM_RUNNING || vm->state == VM_PAUSED;
     }

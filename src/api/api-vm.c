@@ -302,7 +302,7 @@ static void vm_create(struct api_req *r)
 static void vm_list(struct api_req *r)
 {
     json_t *list = json_array();
-    for (struct vm *vm = r->agent->vms; vm; vm = vm->next)
+    VM_FOREACH(r->agent, vm)
         json_array_append_new(list, vm_to_json(vm, false));
     api_reply(r, json_pack("{s:s, s:o}", "host", r->agent->name, "vms", list));
 }

@@ -8,7 +8,7 @@
 #include "cli/cmd-table.h"
 #include "common/util.h"
 
-static int call_print(struct cli *c, const char *method, json_t *p, void (*print)(json_t *))
+static int cluster_call_print(struct cli *c, const char *method, json_t *p, void (*print)(json_t *))
 {
     int code;
     json_t *r = cli_call(c, method, p, NULL, NULL, &code);
@@ -50,7 +50,7 @@ static int setup(struct cli *c, const struct cli_args *a, const char *method)
         json_decref(in);
         json_object_set_new(p, "shared_dirs", list);
     }
-    return call_print(c, method, p, print_setup);
+    return cluster_call_print(c, method, p, print_setup);
 }
 
 static int cmd_cluster_create_exec(struct cli *c, const struct cli_args *a) { return setup(c, a, "cluster.create"); }
@@ -65,7 +65,7 @@ static void print_left(json_t *r)
 static int cmd_cluster_leave_exec(struct cli *c, const struct cli_args *a)
 {
     (void)a;
-    return call_print(c, "cluster.leave", json_object(), print_left);
+    return cluster_call_print(c, "cluster.leave", json_object(), print_left);
 }
 
 static const char *str(json_t *o, const char *k)
@@ -105,7 +105,7 @@ static void print_show(json_t *r)
 static int cmd_cluster_show_exec(struct cli *c, const struct cli_args *a)
 {
     (void)a;
-    return call_print(c, "cluster.show", json_object(), print_show);
+    return cluster_call_print(c, "cluster.show", json_object(), print_show);
 }
 
 static void print_ms_since(const char *label, json_t *e, const char *key, long long t0)
@@ -141,7 +141,7 @@ static void print_events(json_t *r)
 static int cmd_cluster_events_exec(struct cli *c, const struct cli_args *a)
 {
     (void)a;
-    return call_print(c, "cluster.events", json_object(), print_events);
+    return cluster_call_print(c, "cluster.events", json_object(), print_events);
 }
 
 static void print_ha(json_t *r)
@@ -170,7 +170,7 @@ static int cmd_vm_set_exec(struct cli *c, const struct cli_args *a)
         free(copy);
         json_object_set_new(p, "preferred_hosts", list);
     }
-    return call_print(c, "vm.set-ha", p, print_ha);
+    return cluster_call_print(c, "vm.set-ha", p, print_ha);
 }
 
 static void print_cleared(json_t *r)
@@ -180,7 +180,7 @@ static void print_cleared(json_t *r)
 
 static int cmd_vm_ha_clear_exec(struct cli *c, const struct cli_args *a)
 {
-    return call_print(c, "vm.ha-clear", json_pack("{s:s}", "name", a->argv[0]), print_cleared);
+    return cluster_call_print(c, "vm.ha-clear", json_pack("{s:s}", "name", a->argv[0]), print_cleared);
 }
 
 static const struct cli_flag setup_flags[] = {

@@ -71,6 +71,7 @@ struct cluster {
     bool owner_busy;
     struct ha_start *starts;      /* assigned VMs being started here */
     json_t *paused_by_fence;      /* names of HA VMs that we paused */
+    json_t *member_addrs;         /* {"h2": "IP:PORT"}: members/ as last read */
     struct handoff *handoffs;     /* owner records moving here with a live migration */
     bool leaving;
     bool destroying;              /* cluster_destroy runs: callbacks only clean up */
@@ -100,6 +101,8 @@ void owner_start(struct cluster *c);
 void owner_stop(struct cluster *c);
 /* Is the VM an HA VM of this cluster (flags.ha)? */
 bool owner_vm_is_ha(const struct vm *vm);
+/* agent->hooks.member_addr */
+const char *owner_member_addr(struct agent *a, const char *host);
 /* Kill every local HA guest now (lease lost); non-HA VMs are untouched. */
 void owner_kill_ha_guests(struct cluster *c, const char *why);
 void owner_pause_ha_guests(struct cluster *c);

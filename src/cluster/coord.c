@@ -36,7 +36,7 @@
 #define STARTS_PER_HOST 4
 #define MAX_ATTEMPTS 3          /* a VM that failed to start on 3 hosts goes to error */
 
-static void schedule(struct event *ev, int ms)
+static void coord_schedule(struct event *ev, int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(ev, &tv);
@@ -433,7 +433,7 @@ static void coord_tick(evutil_socket_t fd, short ev, void *arg)
     (void)fd;
     (void)ev;
     struct cluster *c = arg;
-    schedule(c->coord_ev, c->poll_ms);
+    coord_schedule(c->coord_ev, c->poll_ms);
     if (c->state != MEMBER_UP || !cluster_lease_fresh(c) || c->campaigning || c->coord_busy)
         return;
     if (!c->coord_rev || c->coord_lease != c->lease) {
@@ -449,7 +449,7 @@ static void coord_tick(evutil_socket_t fd, short ev, void *arg)
 void coord_start(struct cluster *c)
 {
     c->coord_ev = evtimer_new(c->agent->base, coord_tick, c);
-    schedule(c->coord_ev, c->poll_ms);
+    coord_schedule(c->coord_ev, c->poll_ms);
 }
 
 void coord_stop(struct cluster *c)

@@ -328,12 +328,12 @@ struct job *drain_create(struct agent *a, json_t *to, json_t *tuning, const char
     }
     d->tuning = json_incref(tuning);
     snprintf(d->user, sizeof d->user, "%s", user);
-    for (struct vm *vm = a->vms; vm; vm = vm->next)
+    VM_FOREACH(a, vm)
         if (vm->state == VM_RUNNING || vm->state == VM_PAUSED)
             d->n_items++;
     d->items = xcalloc((size_t)d->n_items + 1, sizeof *d->items);
     int k = 0;
-    for (struct vm *vm = a->vms; vm; vm = vm->next)
+    VM_FOREACH(a, vm)
         if (vm->state == VM_RUNNING || vm->state == VM_PAUSED) {
             snprintf(d->items[k].vm, sizeof d->items[k].vm, "%s", vm->name);
             d->items[k].mib = (long long)vm->cfg.memory_mib;

@@ -91,7 +91,7 @@ static json_t *check_policy(json_t *p)
     return NULL;
 }
 
-static void read_owner(struct ha_op *op, etcd_done_fn then)
+static void ha_read_owner(struct ha_op *op, etcd_done_fn then)
 {
     char *k = cluster_key(op->a->cluster, "owners/%s", op->uuid);
     etcd_post(op->a->cluster->kv_etcd, "/v3/kv/range", etcd_range_body(k, false), CALL_MS, then, op);
@@ -216,7 +216,7 @@ void cluster_vm_set_ha(struct agent *a, struct vm *vm, json_t *params, cluster_d
     *op = (struct ha_op){.a = a, .vm = xstrdup(vm->name), .uuid = xstrdup(vm->cfg.uuid), .done = done,
                          .arg = arg};
     op->params = json_pack("{s:b, s:o}", "ha", on, "policy", policy);
-    read_owner(op, ha_owner_read);
+    ha_read_owner(op, ha_owner_read);
 }
 
 /* ---- a start by hand ---- */
@@ -282,7 +282,7 @@ void cluster_vm_claim(struct agent *a, struct vm *vm, cluster_done_fn done, void
     struct ha_op *op = xcalloc(1, sizeof *op);
     *op = (struct ha_op){.a = a, .vm = xstrdup(vm->name), .uuid = xstrdup(vm->cfg.uuid), .done = done,
                          .arg = arg};
-    read_owner(op, claim_owner_read);
+    ha_read_owner(op, claim_owner_read);
 }
 
 /* ---- vm ha-clear ---- */

@@ -59,7 +59,7 @@ static void handoff_end(struct handoff *h, const char *error)
     free(h);
 }
 
-static void read_owner(struct handoff *h);
+static void handoff_read_owner(struct handoff *h);
 
 static void written(void *arg, json_t *reply, const char *err)
 {
@@ -74,7 +74,7 @@ static void written(void *arg, json_t *reply, const char *err)
     }
     if (!reply)
         log_warn("cluster: handing %s over: %s: reading the record again", h->vm, err);
-    read_owner(h);          /* lost answer or lost compare: the record decides */
+    handoff_read_owner(h);          /* lost answer or lost compare: the record decides */
 }
 
 static void take(struct handoff *h, const struct etcd_kv *kv, json_t *o)
@@ -101,7 +101,7 @@ static void reread_cb(evutil_socket_t fd, short ev, void *arg)
 {
     (void)fd;
     (void)ev;
-    read_owner(arg);
+    handoff_read_owner(arg);
 }
 
 static void owner_read(void *arg, json_t *reply, const char *err)
@@ -147,7 +147,7 @@ static void owner_read(void *arg, json_t *reply, const char *err)
     etcd_kvs_free(kvs, n);
 }
 
-static void read_owner(struct handoff *h)
+static void handoff_read_owner(struct handoff *h)
 {
     h->reads++;
     char *k = cluster_key(h->c, "owners/%s", h->uuid);
@@ -168,7 +168,7 @@ static void before_incoming_commit(struct agent *a, struct vm *vm, const char *s
                           .source = xstrdup(source), .done = done, .arg = arg};
     h->next = c->handoffs;
     c->handoffs = h;
-    read_owner(h);
+    handoff_read_owner(h);
 }
 
 static void cancel_incoming_commit(struct agent *a, void *arg)
@@ -182,12 +182,14 @@ void handoff_install(struct cluster *c)
 {
     c->agent->hooks.before_incoming_commit = before_incoming_commit;
     c->agent->hooks.cancel_incoming_commit = cancel_incoming_commit;
+    c->agent->hooks.member_addr = owner_member_addr;
 }
 
 void handoff_remove(struct cluster *c)
 {
     c->agent->hooks.before_incoming_commit = NULL;
     c->agent->hooks.cancel_incoming_commit = NULL;
+    c->agent->hooks.member_addr = NULL;
     /* Their etcd calls are answered (with an error) when the client goes;
      * nobody is told any more. */
     for (struct handoff *h = c->handoffs; h; h = h->next)

@@ -33,7 +33,7 @@
 #define RETRY_MS 100            /* after a failed renewal */
 #define MAX_RENEWALS 3          /* in flight at once */
 
-static void schedule(struct event *ev, uint64_t in_ms)
+static void member_schedule(struct event *ev, uint64_t in_ms)
 {
     struct timeval tv = {(time_t)(in_ms / 1000), (suseconds_t)((in_ms % 1000) * 1000)};
     evtimer_add(ev, &tv);
@@ -46,7 +46,7 @@ static void arm_deadline_timer(struct cluster *c)
     evtimer_del(c->deadline_ev);
     if (!due)
         return;
-    schedule(c->deadline_ev, due > now ? (due - now) / NS_PER_MS + 1 : 0);
+    member_schedule(c->deadline_ev, due > now ? (due - now) / NS_PER_MS + 1 : 0);
 }
 
 void member_arm_fences(struct cluster *c)
@@ -80,7 +80,7 @@ static void lease_gone(struct cluster *c, const char *why)
     coord_reset(c);
 }
 
-static void ignore_answer(void *arg, json_t *reply, const char *err)
+static void member_ignore_answer(void *arg, json_t *reply, const char *err)
 {
     (void)arg;
     (void)reply;
@@ -106,7 +106,7 @@ static void publish_load(struct cluster *c)
     json_t *op = etcd_op_put(k, text, c->lease);
     json_t *body = json_incref(json_object_get(op, "request_put"));
     json_decref(op);
-    etcd_post(c->kv_etcd, "/v3/kv/put", body, 1000, ignore_answer, NULL);
+    etcd_post(c->kv_etcd, "/v3/kv/put", body, 1000, member_ignore_answer, NULL);
     free(k);
     free(text);
 }
@@ -186,7 +186,7 @@ static void renewed(void *arg, json_t *reply, const char *err)
         /* Try again soon, on the next member: the deadlines count from the
          * last good send, so every attempt that succeeds earlier helps. */
         if (!c->destroying)
-            schedule(c->renew_ev, RETRY_MS);
+            member_schedule(c->renew_ev, RETRY_MS);
         free(r);
         return;
     }
@@ -221,7 +221,7 @@ static void renew_tick(evutil_socket_t fd, short ev, void *arg)
     (void)fd;
     (void)ev;
     struct cluster *c = arg;
-    schedule(c->renew_ev, (uint64_t)c->keepalive_ms);
+    member_schedule(c->renew_ev, (uint64_t)c->keepalive_ms);
     if (c->state == MEMBER_UP && ++c->ticks % LOAD_EVERY == 0)
         publish_load(c);
     /* A renewal stuck on a dead member must not hold up one through a live
@@ -275,7 +275,7 @@ void member_start(struct cluster *c)
     c->agent->fence_kill_ns = 1;
     c->renew_ev = evtimer_new(base, renew_tick, c);
     c->deadline_ev = evtimer_new(base, deadline_tick, c);
-    schedule(c->renew_ev, 0);
+    member_schedule(c->renew_ev, 0);
 }
 
 void member_stop(struct cluster *c)

@@ -44,13 +44,13 @@ struct ha_start {
 
 bool owner_vm_is_ha(const struct vm *vm) { return vm->cfg.ha && vm->agent->cluster; }
 
-static void schedule(struct event *ev, int ms)
+static void owner_schedule(struct event *ev, int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(ev, &tv);
 }
 
-static void ignore_answer(void *arg, json_t *reply, const char *err)
+static void owner_ignore_answer(void *arg, json_t *reply, const char *err)
 {
     (void)arg;
     (void)reply;
@@ -128,7 +128,7 @@ static void owner_write(struct cluster *c, const char *uuid, int64_t rev, json_t
     json_array_insert_new(ops, 0, etcd_op_put(k, text, 0));
     json_t *cmp = json_pack("[o]", etcd_cmp(k, "MOD", "EQUAL", rev));
     etcd_post(c->kv_etcd, "/v3/kv/txn", etcd_txn_body(cmp, ops, NULL), CALL_MS,
-              done ? done : ignore_answer, arg);
+              done ? done : owner_ignore_answer, arg);
     free(text);
     free(k);
 }
@@ -405,14 +405,47 @@ static void owners_answered(void *arg, json_t *reply, const char *err)
     etcd_kvs_free(kvs, n);
 }
 
+static void members_answered(void *arg, json_t *reply, const char *err)
+{
+    struct cluster *c = arg;
+    (void)err;
+    if (!reply)
+        return;
+    struct etcd_kv *kvs;
+    size_t n = etcd_kvs(reply, &kvs);
+    json_t *addrs = json_object();
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = parse_value(kvs[i].value);
+        const char *addr = json_string_value(json_object_get(m, "addr"));
+        if (addr)
+            json_object_set_new(addrs, strrchr(kvs[i].key, '/') + 1, json_string(addr));
+        json_decref(m);
+    }
+    etcd_kvs_free(kvs, n);
+    json_decref(c->member_addrs);
+    c->member_addrs = addrs;
+}
+
+const char *owner_member_addr(struct agent *a, const char *host)
+{
+    if (!a->cluster || !strcmp(host, a->name))
+        return NULL;
+    return json_string_value(json_object_get(a->cluster->member_addrs, host));
+}
+
 static void owner_tick(evutil_socket_t fd, short ev, void *arg)
 {
     (void)fd;
     (void)ev;
     struct cluster *c = arg;
-    schedule(c->owner_ev, c->poll_ms);
+    owner_schedule(c->owner_ev, c->poll_ms);
     if (c->owner_busy || c->state != MEMBER_UP || !cluster_lease_fresh(c))
         return;
+    if (c->ticks % 10 == 0 || !c->member_addrs) {    /* the members' addresses, every 2.5 s */
+        char *mk = cluster_key(c, "members/");
+        etcd_post(c->kv_etcd, "/v3/kv/range", etcd_range_body(mk, true), CALL_MS, members_answered, c);
+        free(mk);
+    }
     c->owner_busy = true;
     char *k = cluster_key(c, "owners/");
     etcd_post(c->kv_etcd, "/v3/kv/range", etcd_range_body(k, true), CALL_MS, owners_answered, c);
@@ -422,7 +455,7 @@ static void owner_tick(evutil_socket_t fd, short ev, void *arg)
 void owner_start(struct cluster *c)
 {
     c->owner_ev = evtimer_new(c->agent->base, owner_tick, c);
-    schedule(c->owner_ev, c->poll_ms);
+    owner_schedule(c->owner_ev, c->poll_ms);
 }
 
 void owner_stop(struct cluster *c)

@@ -37,6 +37,9 @@ struct agent_hooks {
                                    agent_handoff_done_fn done, void *arg);
     /* The incoming migration (arg) went away first: done must not be called. */
     void (*cancel_incoming_commit)(struct agent *a, void *arg);
+    /* A cluster member's "IP:PORT" as it registered (NULL if none): moves
+     * between members need no `peer add`. */
+    const char *(*member_addr)(struct agent *a, const char *host);
 };
 
 struct agent {

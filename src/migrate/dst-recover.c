@@ -53,9 +53,7 @@ static void recover_tick(evutil_socket_t fd, short what, void *arg)
 
 void incoming_recover(struct agent *a)
 {
-    struct vm *next;
-    for (struct vm *vm = a->vms; vm; vm = next) {
-        next = vm->next;
+    VM_FOREACH_SAFE(a, vm, next) {
         const char *role = json_string_value(json_object_get(vm->migration, "role"));
         if (!role || strcmp(role, "incoming"))
             continue;

@@ -75,6 +75,13 @@ static json_t *resolve_target(struct agent *a, const char *to, const char **name
         *addr = to;
         return NULL;
     }
+    /* A member of this host's cluster: its certificate must still name it. */
+    const char *member = a->hooks.member_addr ? a->hooks.member_addr(a, to) : NULL;
+    if (member) {
+        *name = to;
+        *addr = member;
+        return NULL;
+    }
     return proto_error(ERR_NOT_FOUND, "add it with `vmove peer add HOST ADDR:PORT`, or give --to ADDR:PORT",
                        "host %s is not a known peer of %s", to, a->name);
 }

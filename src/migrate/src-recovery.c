@@ -44,7 +44,7 @@ static void on_recover_status(void *arg, const struct qmon_migrate_stats *s, con
 
 void migrate_recover(struct agent *a)
 {
-    for (struct vm *vm = a->vms; vm; vm = vm->next) {
+    VM_FOREACH(a, vm) {
         const char *role = json_string_value(json_object_get(vm->migration, "role"));
         if (!role || strcmp(role, "source"))
             continue;

@@ -79,7 +79,7 @@ static uint64_t read_deadline(const char *dir)
     return strtoull(buf, NULL, 10);
 }
 
-static void arm_deadline(int tfd, uint64_t ns)
+static void fence_arm(int tfd, uint64_t ns)
 {
     struct itimerspec its = {0};
     if (ns) {
@@ -99,7 +99,7 @@ static int wait_fenced(const char *dir, pid_t qemu, bool *fenced)
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     int status;
     if (fifo >= 0 && pfd >= 0 && tfd >= 0) {
-        arm_deadline(tfd, read_deadline(dir));
+        fence_arm(tfd, read_deadline(dir));
         for (;;) {
             struct pollfd p[3] = {{pfd, POLLIN, 0}, {fifo, POLLIN, 0}, {tfd, POLLIN, 0}};
             if (poll(p, 3, -1) < 0)
@@ -110,7 +110,7 @@ static int wait_fenced(const char *dir, pid_t qemu, bool *fenced)
                 char drain[64];
                 while (read(fifo, drain, sizeof drain) > 0)
                     ;
-                arm_deadline(tfd, read_deadline(dir));
+                fence_arm(tfd, read_deadline(dir));
             }
             uint64_t ticks, due;
             if (p[2].revents && read(tfd, &ticks, sizeof ticks) == sizeof ticks) {
@@ -121,7 +121,7 @@ static int wait_fenced(const char *dir, pid_t qemu, bool *fenced)
                     *fenced = true;
                     break;
                 }
-                arm_deadline(tfd, due);
+                fence_arm(tfd, due);
             }
         }
     }

@@ -548,7 +548,7 @@ static struct storage_move *sm_from_record(struct agent *a, struct vm *vm, struc
 
 void storage_recover(struct agent *a)
 {
-    for (struct vm *vm = a->vms; vm; vm = vm->next) {
+    VM_FOREACH(a, vm) {
         if (!vm->storage_move)
             continue;
         json_int_t id = json_integer_value(json_object_get(vm->storage_move, "job"));

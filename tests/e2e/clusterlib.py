@@ -141,7 +141,8 @@ def make_ha(request, n=3):
     ha.start = lambda i: tb.start_host(i, env=env)
     for i in range(1, n + 1):
         ha.start(i)
-    ha.configure()
+    # No `peer add`: cluster members find each other through etcd.
+    ha.configure(peers=False)
 
     def stop_cleanly():
         rep = getattr(request.node, "rep_call", None)

@@ -30,7 +30,7 @@ class Cluster:
         if sig == signal.SIGTERM:
             assert h.proc.returncode == 0, f"vmoved {h.name} exited {h.proc.returncode}:\n{self.tb.log_tail(i, 60)}"
 
-    def configure(self, networks=None):
+    def configure(self, networks=None, peers=True):
         nets = networks or [self.tb.subnet("mig")]
         for i in range(1, self.n + 1):
             # Root on the other hosts brings VMs in as user:root.
@@ -38,7 +38,8 @@ class Cluster:
             for j in range(1, self.n + 1):
                 if i != j:
                     other = self.tb.host(j)
-                    self.v(i, "peer", "add", other.name, f"{other.mgmt_ip}:{other.port}")
+                    if peers:
+                        self.v(i, "peer", "add", other.name, f"{other.mgmt_ip}:{other.port}")
                     self.v(i, "acl", "grant", f"host:{other.name}", "migrate.in", "migrate.out")
             # The path policy: the test bed's directories and the guest's kernel.
             args = ["host", "set", "--migration-incoming", "on", "--migration-outgoing", "on"]

@@ -226,7 +226,8 @@ def test_quorum_loss_fences_then_restarts_once(ha):
 def test_live_migration_moves_the_owner_record(ha):
     """The record moves to the destination in the move's commit step: the
     VM is never killed as a stray copy, and it fails over from its new
-    home."""
+    home.  The hosts have no `peer add`: members know each other."""
+    assert ha.v(1, "host", "show")["peers"] == {}
     ip = ha.create_ha_guest("ha8")
     oracle = start_oracle(ha, "ha8")
     gen = ha.owner("ha8")["gen"]
