@@ -54,6 +54,9 @@ struct incoming {
     json_t *created_disks;     /* shared-nothing: disk files made here (removed on abort) */
     struct qmon_owner owner;   /* QMP replies in flight; muted by abort, ended by migrate_dst_free */
     int nbd_port;
+    /* post-copy (dst-postcopy.c); tuning.postcopy: set up for it */
+    bool postcopy_armed;       /* the source is about to switch: commit on postcopy-active */
+    char recover_uri[96];      /* the last migrate-recover listener */
 };
 
 /* ---- incoming.c: bookkeeping ---- */
@@ -87,6 +90,17 @@ void migrate_dst_holder(char *buf, size_t len, const char *source, json_int_t jo
 /* Take the reservation out of the queue; true if it held a granted slot,
  * which then moves to the caller. */
 bool migrate_dst_take_reservation(struct agent *a, const char *source, json_int_t job);
+
+/* ---- dst-prepare.c ---- */
+/* A free TCP port on ip (bound and released), or -1. */
+int migrate_dst_free_port(const char *ip);
+
+/* ---- dst-postcopy.c: post-copy on the destination ---- */
+/* QEMU's MIGRATION event status st, for an incoming migration in post-copy. */
+void migrate_dst_postcopy_event(struct incoming *in, const char *st);
+/* The incoming QEMU exited; true if it was running the guest in post-copy
+ * (the VM is lost, and recorded so). */
+bool migrate_dst_postcopy_gone(struct incoming *in, const char *desc);
 
 /* ---- dst-finish.c: commit and resume ---- */
 void migrate_dst_stop_nbd_then_commit(struct incoming *in);

@@ -26,7 +26,8 @@ void migrate_src_end_failed(struct migration *m)
     }
     json_t *err = m->failure ? m->failure : proto_error(ERR_INTERNAL, NULL, "migration failed");
     m->failure = NULL;
-    json_object_set_new(err, "vm_host", json_string(m->agent->name));
+    if (!json_is_true(json_object_get(err, "vm_lost")))
+        json_object_set_new(err, "vm_host", json_string(m->agent->name));
     json_t *d = json_pack("{s:s, s:O}", "to", migrate_src_dest(m), "error", err);
     journal_event(m->agent->journal, m->name, "migration.failed", d);
     json_decref(d);

@@ -263,6 +263,12 @@ static void test_commands_emitted(void **state)
                              "\"port\": \"10810\"}}}", "{}", NULL, false, false},
         {"block-export-add", "{\"type\": \"nbd\", \"id\": \"nbd-vda\", \"node-name\": \"vda\", "
                              "\"writable\": true, \"name\": \"vda\"}", "{}", NULL, false, false},
+        {"migrate-start-postcopy", NULL, "{}", NULL, false, false},
+        {"migrate-pause", NULL, "{}", NULL, false, false},
+        {"migrate-recover", "{\"uri\": \"tcp:10.0.0.2:4445\"}", "{}", NULL, false, false},
+        {"migrate", "{\"uri\": \"tcp:10.0.0.2:4445\", \"resume\": true}", "{}", NULL, false, false},
+        {"migrate-set-capabilities", "{\"capabilities\": [{\"capability\": \"postcopy-ram\", \"state\": true}, "
+                                     "{\"capability\": \"postcopy-preempt\", \"state\": true}]}", "{}", NULL, false, false},
         {"quit", NULL, "{}", NULL, false, false},
     };
     start(t, x, ARRAY_LEN(x));
@@ -324,6 +330,12 @@ static void test_commands_emitted(void **state)
     n += !qmon_nbd_server_start(q, o, "10.0.0.2", 10809, "vmove-tls", 5000, on_done, t);
     n += !qmon_nbd_server_start(q, o, "10.0.0.2", 10810, NULL, 5000, on_done, t);
     n += !qmon_block_export_add(q, o, &(struct qmon_nbd_export){"nbd-vda", "vda", NULL, true}, 5000, on_done, t);
+    n += !qmon_migrate_start_postcopy(q, o, 5000, on_done, t);
+    n += !qmon_migrate_pause(q, o, 5000, on_done, t);
+    n += !qmon_migrate_recover(q, o, "tcp:10.0.0.2:4445", 5000, on_done, t);
+    n += !qmon_migrate_resume(q, o, "tcp:10.0.0.2:4445", 5000, on_done, t);
+    struct qmon_cap_state pc[] = {{QMON_CAP_POSTCOPY_RAM, true}, {QMON_CAP_POSTCOPY_PREEMPT, true}};
+    n += !qmon_migrate_set_capabilities(q, o, pc, 2, 5000, on_done, t);
     n += !qmon_quit(q, o, 5000, on_done, t);
     assert_int_equal(n, (int)ARRAY_LEN(x));
     assert_int_equal(t->owner.refs, 1 + n);   /* one reference per reply on its way */
