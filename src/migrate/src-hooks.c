@@ -53,8 +53,11 @@ void migrate_src_on_src_gone(void *arg, json_t *exit_info)
     vm_set_migration(vm, NULL);
     vm_set_state(vm, VM_CRASHED, "source QEMU exited during migration");
     m->vm = NULL;
+    /* This is what happened, whatever failure was being rolled back. */
+    json_decref(m->failure);
     m->failure = proto_error(ERR_QEMU, "`vmove vm show` has the log tail", "the source QEMU exited during the migration (%s)",
                              desc ? desc : "?");
+    m->restart_source = true;
     migrate_src_mp(m, "migrate.resolve", json_pack("{s:s}", "name", m->name), 10000, migrate_src_on_resolved_rollback);
 }
 

@@ -56,6 +56,7 @@ struct migration {
     json_t *failure;          /* error to report once rolled back */
     json_t *stats;
     bool transfer_done;       /* QEMU reported completed */
+    bool restart_source;      /* the source QEMU died in pre-copy: boot the guest again here */
     bool recovering;          /* after a restart: waiting for QMP to decide */
     char local_holder[48];    /* our live-migration slot on this host, once held */
     struct qmon_owner owner;  /* QMP and peer replies in flight; ended by migration_free */
