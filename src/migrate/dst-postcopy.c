@@ -170,6 +170,13 @@ static void on_recover_listening(void *arg, const qmp_error_t *err)
     struct incoming *in = call_incoming(c);
     if (!in)
         return;
+    if (err && strstr(err->desc, "paused")) {
+        /* "Migrate recover can only be run when postcopy is paused": our
+         * migrate-pause has not taken effect yet. */
+        recover_answer(c, NULL, proto_error(ERR_STATE, NULL, "post-copy on host %s is pausing; ask again",
+                                            in->agent->name));
+        return;
+    }
     if (err) {
         recover_answer(c, NULL, proto_error(ERR_QEMU, NULL, "migrate-recover on host %s failed: %s", in->agent->name,
                                             err->desc));
@@ -182,30 +189,21 @@ static void on_recover_listening(void *arg, const qmp_error_t *err)
     recover_answer(c, wire_recover_reply_to_json(&rep), NULL);
 }
 
-static void on_recover_status(void *arg, const struct qmon_migrate_stats *s, const qmp_error_t *err)
+/* Out of band only (query-migrate could not tell the state here): a vCPU
+ * waiting for a page the cut link will not bring may hold the big lock, so
+ * in-band QMP gets no answer until the recovery it would start; the first
+ * run of the link-cut test lost its VM that way.  So: pause this end (the
+ * source saw the link die; a cut cable tells our socket nothing; an error
+ * just means it is paused already), then listen. */
+static void on_recover_paused(void *arg, const qmp_error_t *err)
 {
     struct recover_call *c = arg;
     struct incoming *in = call_incoming(c);
     if (!in)
         return;
     struct agent *a = in->agent;
-    if (err) {
-        recover_answer(c, NULL, proto_error(ERR_UNAVAILABLE, NULL, "QEMU on host %s: %s", a->name, err->desc));
-        return;
-    }
-    if (s->status == QMON_MIG_POSTCOPY_ACTIVE) {
-        /* The source saw the link die; our socket may not know yet (a cut
-         * cable sends nothing).  Pause this end too, then listen. */
-        qmon_migrate_pause(migrate_dst_mon(in), NULL, 5000, NULL, NULL);
-        recover_answer(c, NULL, proto_error(ERR_STATE, NULL, "post-copy on host %s is pausing; ask again",
-                                            a->name));
-        return;
-    }
-    if (s->status != QMON_MIG_POSTCOPY_PAUSED) {
-        recover_answer(c, NULL, proto_error(ERR_STATE, NULL, "the incoming migration of %s on host %s is %s, not paused",
-                                            in->name, a->name, s->status_name));
-        return;
-    }
+    if (err)
+        log_info("incoming %s: migrate-pause: %s", in->name, err->desc);
     /* Any allowed migration network: the old address may be what broke. */
     char ip[64], why[512];
     if (migrate_net_pick_listen(&a->settings, in->ip, a->name, ip, sizeof ip, why, sizeof why) < 0) {
@@ -250,7 +248,7 @@ int incoming_postcopy_recover(struct agent *a, const char *source, const char *n
     c->source = xstrdup(source);
     c->done = done;
     c->arg = arg;
-    if (qmon_query_migrate(migrate_dst_mon(in), NULL, 10000, on_recover_status, c) < 0) {
+    if (qmon_migrate_pause(migrate_dst_mon(in), NULL, 5000, on_recover_paused, c) < 0) {
         free(c->name);
         free(c->source);
         free(c);

@@ -137,13 +137,16 @@ int qmon_migrate_start_postcopy(qmp_t *q, struct qmon_owner *o, int timeout_ms, 
 
 int qmon_migrate_pause(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_done_fn cb, void *arg)
 {
-    return qmon_send_simple(q, o, "migrate-pause", timeout_ms, cb, arg);
+    return qmon_send_done_oob(q, o, "migrate-pause", NULL, timeout_ms, cb, arg);
 }
 
 int qmon_migrate_recover(qmp_t *q, struct qmon_owner *o, const char *uri, int timeout_ms, qmon_done_fn cb,
                          void *arg)
 {
-    return qmon_send_done(q, o, "migrate-recover", json_pack("{s:s}", "uri", uri), timeout_ms, cb, arg);
+    json_t *args = json_pack("{s:s}", "uri", uri);
+    if (!args)
+        return -1;
+    return qmon_send_done_oob(q, o, "migrate-recover", args, timeout_ms, cb, arg);
 }
 
 int qmon_migrate_resume(qmp_t *q, struct qmon_owner *o, const char *uri, int timeout_ms, qmon_done_fn cb,

@@ -174,7 +174,11 @@ int qmon_migrate_cancel(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_don
  *    both sides go to postcopy-paused and keep their halves;
  *  - recover (destination, postcopy-paused): listen on uri for the source to
  *    resume; a second call replaces the listener;
- *  - resume (source, postcopy-paused): `migrate` with resume=true to uri. */
+ *  - resume (source, postcopy-paused): `migrate` with resume=true to uri.
+ * pause and recover go out of band: on a destination in post-copy a vCPU
+ * can hold the big lock while it waits for a page that a cut link will not
+ * bring, so in-band commands (query-migrate too) get no answer until the
+ * recovery they would start. */
 int qmon_migrate_start_postcopy(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_done_fn cb, void *arg);
 int qmon_migrate_pause(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_done_fn cb, void *arg);
 int qmon_migrate_recover(qmp_t *q, struct qmon_owner *o, const char *uri, int timeout_ms, qmon_done_fn cb,
