@@ -242,6 +242,13 @@ int incoming_postcopy_recover(struct agent *a, const char *source, const char *n
         done(arg, json_object(), NULL);
         return 0;
     }
+    if (in->loaded) {
+        /* Our QEMU got every page (its migration completed) and the cut
+         * only kept the source from hearing so: nothing to recover. */
+        log_info("incoming %s: the source asks to recover a post-copy that has completed here", in->name);
+        done(arg, wire_recover_reply_to_json(&(struct wire_recover_reply){.loaded = true}), NULL);
+        return 0;
+    }
     struct recover_call *c = xcalloc(1, sizeof *c);
     c->agent = a;
     c->name = xstrdup(name);

@@ -200,6 +200,28 @@ static void on_resumed(void *arg, const qmp_error_t *err)
         log_warn("%s: resuming the post-copy to %s failed: %s; retrying", m->name, migrate_src_dest(m), err->desc);
 }
 
+/* The destination's QEMU got every page (its migration completed) and only
+ * the end of the stream was cut: ours paused because its return path died
+ * before it heard.  Nothing is left to recover: finish as after
+ * "completed" (confirm then quits our QEMU, paused or not). */
+static void dest_has_every_page(struct migration *m)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "post-copy to %s had completed there when the link broke: nothing to recover",
+             migrate_src_dest(m));
+    log_info("%s: %s", m->name, msg);
+    json_array_append_new(m->actions, json_string(msg));
+    record(m, "migration.postcopy.completed", "%s", msg);
+    m->transfer_done = true;
+    m->stats = json_pack("{s:b, s:I, s:i, s:b}", "postcopy", true, "postcopy_ms",
+                         (json_int_t)(now_ms() - m->t_postcopy), "postcopy_recoveries", m->recoveries,
+                         "completed_while_paused", true);
+    json_object_set_new(m->stats, "tuning", tuning_to_json(&m->tuning));
+    migrate_src_set_phase(m, PH_SWITCHOVER);
+    migrate_src_mp(m, "migrate.finish", json_pack("{s:s}", "name", m->name), FINISH_TIMEOUT_MS,
+                   migrate_src_on_finished);
+}
+
 static void on_recover_answer(void *arg, json_t *result, json_t *error)
 {
     struct migration *m = arg;
@@ -224,6 +246,10 @@ static void on_recover_answer(void *arg, json_t *result, json_t *error)
         m->recover_inflight = false;
         log_warn("%s: %s", m->name, json_string_value(json_object_get(bad, "message")));
         json_decref(bad);
+        return;
+    }
+    if (rep.loaded) {
+        dest_has_every_page(m);
         return;
     }
     snprintf(m->dst_ip, sizeof m->dst_ip, "%s", rep.ip);

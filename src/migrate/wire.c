@@ -330,6 +330,8 @@ int wire_load_req_from_json(json_t *j, struct wire_load_req *m, json_t **err)
 
 json_t *wire_recover_reply_to_json(const struct wire_recover_reply *m)
 {
+    if (m->loaded)
+        return json_pack("{s:b}", "loaded", true);
     return json_pack("{s:s, s:i}", "ip", m->ip, "port", m->port);
 }
 
@@ -337,8 +339,11 @@ int wire_recover_reply_from_json(json_t *j, struct wire_recover_reply *m, json_t
 {
     struct reader rd;
     *m = (struct wire_recover_reply){0};
-    if (start(&rd, j, "reply to migrate.recover: ", "field", err) < 0 || copy_str(&rd, "ip", m->ip, sizeof m->ip) < 0 ||
-        read_port(&rd, "port", true, &m->port) < 0)
+    if (start(&rd, j, "reply to migrate.recover: ", "field", err) < 0 || read_bool(&rd, "loaded", false, &m->loaded) < 0)
+        return -1;
+    if (m->loaded)
+        return 0;
+    if (copy_str(&rd, "ip", m->ip, sizeof m->ip) < 0 || read_port(&rd, "port", true, &m->port) < 0)
         return -1;
     return 0;
 }

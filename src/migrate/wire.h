@@ -112,6 +112,7 @@ int wire_load_req_from_json(json_t *j, struct wire_load_req *m, json_t **err);
 struct wire_recover_reply {
     char ip[WIRE_IP_MAX];
     int port;              /* 1..65535 */
+    bool loaded;           /* the destination has every page: nothing to recover (no ip, port) */
 };
 json_t *wire_recover_reply_to_json(const struct wire_recover_reply *m);
 int wire_recover_reply_from_json(json_t *j, struct wire_recover_reply *m, json_t **err);

@@ -186,6 +186,14 @@ static void test_recover_reply(void **state)
     parse_fn f = p_recover_reply;
     expect_reject(f, &out, "{'port': 1}", "reply to migrate.recover: missing field \"ip\"");
     expect_reject(f, &out, "{'ip': 'x', 'port': 0}", "reply to migrate.recover: field \"port\" must be between 1 and 65535, not 0");
+    /* Nothing to recover: the destination has every page. */
+    j = wire_recover_reply_to_json(&(struct wire_recover_reply){.loaded = true});
+    assert_json(j, "{'loaded': true}");
+    assert_int_equal(wire_recover_reply_from_json(j, &out, &err), 0);
+    assert_true(out.loaded);
+    json_decref(j);
+    expect_reject(f, &out, "{'loaded': false}", "reply to migrate.recover: missing field \"ip\"");
+    expect_reject(f, &out, "{'loaded': 'yes'}", "reply to migrate.recover: field \"loaded\" must be true or false");
 }
 
 static void test_prepare_reply_roundtrip(void **state)
