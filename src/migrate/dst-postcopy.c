@@ -73,6 +73,23 @@ void migrate_dst_postcopy_event(struct incoming *in, const char *st)
     }
 }
 
+/* postcopy-active (the commit) comes when QEMU starts listening for pages,
+ * before it has loaded the device state that follows; a stream broken in
+ * between fails the incoming migration (QEMU pauses only a running
+ * post-copy).  RESUME is the guest actually running here: from then on a
+ * cut link pauses and can be recovered.  Journaled so that the job's
+ * watchers (and the tests) can tell the two apart. */
+void migrate_dst_postcopy_running(struct incoming *in)
+{
+    /* Committed in post-copy only: a pre-copy finish resumes the guest too. */
+    if (!in->vm || !migrate_dst_committed(in->vm) || in->running_logged ||
+        !json_is_true(json_object_get(in->vm->migration, "postcopy")))
+        return;
+    in->running_logged = true;
+    log_info("incoming %s: the guest runs here (device state loaded)", in->name);
+    event(in, "migration.incoming.postcopy.running", "the guest runs here: a cut link now pauses the post-copy");
+}
+
 bool migrate_dst_postcopy_gone(struct incoming *in, const char *desc)
 {
     if (in->postcopy_armed && !migrate_dst_committed(in->vm)) {

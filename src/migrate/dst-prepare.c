@@ -91,6 +91,8 @@ static void on_incoming_event(void *arg, const char *name, json_t *data)
                 migrate_dst_stop_nbd_then_commit(in);
             }
         }
+    } else if (!strcmp(name, "RESUME") && in->tuning.postcopy) {
+        migrate_dst_postcopy_running(in);
     }
 }
 

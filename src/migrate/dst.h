@@ -47,6 +47,7 @@ struct incoming {
     int port;
     bool finish_waiting;       /* finish arrived while QEMU was still loading */
     bool loaded;               /* QEMU reported the incoming migration completed */
+    bool running_logged;       /* post-copy: RESUME seen (migration.incoming.postcopy.running journaled) */
     struct event *finish_timer;
     char holder[96];           /* our live-migration slot */
     bool quick;                /* quick migration: the state comes from a file */
@@ -98,6 +99,8 @@ int migrate_dst_free_port(const char *ip);
 /* ---- dst-postcopy.c: post-copy on the destination ---- */
 /* QEMU's MIGRATION event status st, for an incoming migration in post-copy. */
 void migrate_dst_postcopy_event(struct incoming *in, const char *st);
+/* QEMU's RESUME in post-copy: the device state is loaded, the guest runs. */
+void migrate_dst_postcopy_running(struct incoming *in);
 /* The incoming QEMU exited; true if it was running the guest in post-copy
  * (the VM is lost, and recorded so). */
 bool migrate_dst_postcopy_gone(struct incoming *in, const char *desc);

@@ -39,13 +39,17 @@ def wait_phase(cl, i, jid, phase, timeout=120):
 
 
 def wait_guest_runs_on_h2(cl, name):
-    """The destination committed: its QEMU reported postcopy-active and the
-    guest runs there.  Until then the switch's device state is still on its
-    way (behind the pre-copy data queued on a slow link), and QEMU cannot
-    recover a stream broken before the destination entered post-copy."""
-    wait_for(lambda: "migration.incoming.postcopy" in
-             [e["kind"] for e in cl.v(2, "host", "events", "--vm", name)["events"]], 60, f"{name} running on h2",
-             interval=0.1)
+    """The destination committed (its QEMU reported postcopy-active) and the
+    guest runs there.  postcopy-active comes when the destination starts
+    listening for pages, before it has loaded the switch's device state
+    (behind the pre-copy data queued on a slow link); a stream broken in
+    between fails the incoming migration instead of pausing it (QEMU
+    recovers only once the guest runs), and the VM is lost.  So the fault
+    comes once h2's QEMU resumed the guest (its RESUME event, journaled)."""
+    def kinds():
+        return [e["kind"] for e in cl.v(2, "host", "events", "--vm", name)["events"]]
+    wait_for(lambda: "migration.incoming.postcopy" in kinds(), 60, f"{name} committed on h2", interval=0.1)
+    wait_for(lambda: "migration.incoming.postcopy.running" in kinds(), 60, f"{name} running on h2", interval=0.1)
 
 
 def flat_out_guest(cl, name, memory="512M", mem=256):
@@ -116,7 +120,8 @@ def test_postcopy_flat_out_guest(cl):
     cl.assert_only_on("pc1", 1)
     assert cl.verify("pc1", 1)
     kinds = [e["kind"] for e in cl.v(1, "host", "events", "--vm", "pc1")["events"]]
-    assert "migration.incoming.postcopy" in kinds and "migration.incoming.finished" in kinds, kinds
+    assert "migration.incoming.postcopy" in kinds and "migration.incoming.postcopy.running" in kinds, kinds
+    assert "migration.incoming.finished" in kinds, kinds
     # The plain-text CLI says it in so many words.
     p = cl.run(1, "move", "pc1", "--to", "h2", "--converge", "postcopy")
     assert p.returncode == 0, p.stderr
