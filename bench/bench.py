@@ -52,7 +52,8 @@ def log(msg):
 class Bed:
     """A fresh 2-host test bed with vmove configured for live migration."""
 
-    def __init__(self, n_hosts=2):
+    def __init__(self, n_hosts=2, postcopy=False):
+        self.postcopy = postcopy   # both hosts allow post-copy (scenario 2 --postcopy)
         self.tb = tbmod.Testbed(n_hosts=n_hosts, tls=True, vmoved=os.path.join(BIN, "vmoved"),
                                 vmove=os.path.join(BIN, "vmove"),
                                 keep=os.environ.get("VMOVE_TESTBED_KEEP") == "1")
@@ -78,6 +79,8 @@ class Bed:
                         for a in ("--allow-dir", f"{k}={os.path.realpath(d)}")]
                 tb.vmove(i, "host", "set", "--migration-incoming", "on", "--migration-outgoing", "on",
                          "--migration-network", tb.subnet("mig"), *dirs)
+                if self.postcopy:
+                    tb.vmove(i, "host", "set", "--postcopy", "allow")
         except BaseException:
             tb.down()
             raise
@@ -577,7 +580,10 @@ def scenario1(args, out):
 
 
 def scenario2(args, out):
-    with Bed() as bed:
+    variants = [("vmove", ()), ("peer", ())]
+    if args.postcopy:
+        variants.insert(1, ("vmove", ("--converge", "postcopy")))
+    with Bed(postcopy=args.postcopy) as bed:
         for link in args.links2:
             bed.set_link(link)
             for rate in args.rates:
@@ -586,7 +592,7 @@ def scenario2(args, out):
                 # not as fast as it can compute random page contents.
                 spec = base_spec(args, rate=rate, pattern="touch")
                 for rep in range(args.reps):
-                    pair(bed, spec, rep, [("vmove", ()), ("peer", ())], f"{link}, dirty {rate} MiB/s", out)
+                    pair(bed, spec, rep, variants, f"{link}, dirty {rate} MiB/s", out)
 
 
 def scenario3(args, out):
@@ -1102,6 +1108,8 @@ def main():
     ap.add_argument("--cap", type=float, default=None, help="seconds before a migration counts as not converging")
     ap.add_argument("--rates", default=None, help="scenario 2 dirty rates, MiB/s or max (default 64,256,max)")
     ap.add_argument("--links", default="10gbit,1gbit", help="scenario 2 links (default 10gbit,1gbit)")
+    ap.add_argument("--postcopy", action="store_true",
+                    help="scenario 2 also runs vmove --converge postcopy (both hosts allow post-copy)")
     ap.add_argument("--render", metavar="JSON", help="only rewrite JSON's .md (and latest.md) from its runs")
     args = ap.parse_args()
     if args.render:

@@ -74,6 +74,7 @@ static void host_show(struct api_req *r)
     if (a->settings.allow_insecure_migration)
         json_object_set_new(migration, "insecure_warning", json_string(
             "UNSAFE: plaintext migration streams allowed (with peers that allow them too)"));
+    json_object_set_new(migration, "postcopy", json_string(a->settings.allow_postcopy ? "allow" : "deny"));
     json_t *peers = json_incref(json_object_get(settings, "peers"));
     json_object_set(migration, "allow_delegation_from", json_object_get(settings, "allow_delegation_from"));
     json_decref(settings);
@@ -184,6 +185,13 @@ static void host_set(struct api_req *r)
             *(!strcmp(key, "migration_incoming")   ? &next.migration_incoming
               : !strcmp(key, "migration_outgoing") ? &next.migration_outgoing
                                                    : &next.allow_insecure_migration) = json_is_true(v);
+        } else if (!strcmp(key, "postcopy")) {
+            const char *pv = json_string_value(v);
+            if (!pv || (strcmp(pv, "allow") && strcmp(pv, "deny"))) {
+                api_failf(r, ERR_INVALID, NULL, "postcopy: expected allow or deny");
+                return;
+            }
+            next.allow_postcopy = !strcmp(pv, "allow");
         } else if (!strcmp(key, "max_live_migrations") || !strcmp(key, "max_storage_migrations")) {
             if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > MAX_SIMULTANEOUS_MIGRATIONS) {
                 api_failf(r, ERR_INVALID, NULL, "%s: expected a whole number from 1 to %d", key,

@@ -268,6 +268,41 @@ static void migrate_resolve(struct api_req *r)
     answer(r, res, err);
 }
 
+/* Post-copy: only the host the VM arrives from (incoming.c checks the name). */
+static void migrate_postcopy(struct api_req *r)
+{
+    struct wire_name_req m;
+    json_t *err = NULL;
+    if (!from_host(r))
+        return;
+    if (wire_name_req_from_json(r->params, &m, &err) < 0) {
+        api_fail(r, err);
+        return;
+    }
+    json_t *res = incoming_postcopy(r->agent, r->who.name, m.name, &err);
+    char who[96];
+    snprintf(who, sizeof who, "host:%s", r->who.name);
+    audit_record(r->agent, who, r->method, m.name, api_req_peer(r), res != NULL,
+                 res ? NULL : json_string_value(json_object_get(err, "message")));
+    answer(r, res, err);
+}
+
+static void migrate_recover(struct api_req *r)
+{
+    struct wire_name_req m;
+    json_t *err = NULL;
+    if (!from_host(r))
+        return;
+    if (wire_name_req_from_json(r->params, &m, &err) < 0) {
+        api_fail(r, err);
+        return;
+    }
+    bool abandon = json_is_true(json_object_get(r->params, "abandon"));
+    const char *why = json_string_value(json_object_get(r->params, "why"));
+    if (incoming_postcopy_recover(r->agent, r->who.name, m.name, abandon, why, answer_later, r, &err) < 0)
+        api_fail(r, err);
+}
+
 /* Free memory and whether this host takes VMs now; for the hosts (and users)
  * that may bring VMs in, without giving them vm.read. */
 static void migrate_capacity(struct api_req *r)
@@ -295,5 +330,7 @@ const struct api_method api_migrate_peer_methods[] = {
     {"migrate.probe", migrate_probe, 0, API_PEER},
     {"migrate.capacity", migrate_capacity, 0, API_PEER},
     {"migrate.unreserve", migrate_unreserve, 0, API_PEER},
+    {"migrate.postcopy", migrate_postcopy, 0, API_PEER},
+    {"migrate.recover", migrate_recover, 0, API_PEER},
     {NULL, NULL, 0, 0},
 };

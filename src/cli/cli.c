@@ -395,6 +395,7 @@ struct follow_state {
     bool tty;
     uint64_t last_print_ms;
     bool line_open;
+    bool postcopy_said;
 };
 
 static void print_progress(struct follow_state *st, json_t *p)
@@ -446,6 +447,13 @@ static void on_job_event(struct cli *c, const char *event, json_t *data, void *a
             fputc('\n', stderr);
         st->line_open = false;
         fprintf(stderr, "job %lld: %s\n", (long long)json_integer_value(json_object_get(data, "id")), phase);
+        if (!strcmp(phase, "postcopy") && !st->postcopy_said) {
+            /* The move's commit point: said plainly, once. */
+            const char *to = json_string_value(json_object_get(json_object_get(data, "params"), "to"));
+            fprintf(stderr, "entering post-copy: from now on the VM runs on %s; if %s or the link dies before the "
+                            "end, the VM is lost\n", to ? to : "the destination", to ? to : "it");
+            st->postcopy_said = true;
+        }
         snprintf(st->last_phase, sizeof st->last_phase, "%s", phase);
     }
     json_t *progress = json_object_get(data, "progress");
@@ -463,6 +471,18 @@ static void on_job_event(struct cli *c, const char *event, json_t *data, void *a
     }
     if (progress && kind && !strcmp(kind, "drain") && now_ms() - st->last_print_ms >= 1000) {
         print_drain_progress(progress);
+        st->last_print_ms = now_ms();
+        return;
+    }
+    if (progress && json_is_true(json_object_get(progress, "postcopy")) &&
+        (st->tty || now_ms() - st->last_print_ms >= 1000)) {
+        char rem[32];
+        fprintf(stderr, "%spostcopy  %5.1f%%  remaining %s (%lld pages)  page requests %lld%s", st->tty ? "\r\033[K" : "",
+                json_real_value(json_object_get(progress, "percent")),
+                fmt_bytes((double)json_integer_value(json_object_get(progress, "ram_remaining")), rem, sizeof rem),
+                (long long)json_integer_value(json_object_get(progress, "pages_remaining")),
+                (long long)json_integer_value(json_object_get(progress, "postcopy_requests")), st->tty ? "" : "\n");
+        st->line_open = st->tty;
         st->last_print_ms = now_ms();
         return;
     }

@@ -35,6 +35,11 @@ static void print_host(json_t *h)
     printf("encryption:  %s\n", json_is_true(json_object_get(m, "allow_insecure"))
                                      ? json_string_value(json_object_get(m, "insecure_warning"))
                                      : "migration and NBD streams use TLS (host certificates, peer verified)");
+    printf("post-copy:   %s\n", !strcmp(json_string_value(json_object_get(m, "postcopy")) ?
+                                             json_string_value(json_object_get(m, "postcopy")) : "deny", "allow")
+                                     ? "allowed (with peers that allow it too): a host or link dying during "
+                                       "post-copy loses the VM"
+                                     : "denied (vmove host set --postcopy allow)");
     json_t *live = json_object_get(m, "live"), *stor = json_object_get(m, "storage");
     printf("limits:      live migrations %lld/%lld, storage migrations %lld/%lld (in use/max)\n",
            (long long)json_integer_value(json_object_get(live, "in_use")),
@@ -90,6 +95,14 @@ static json_t *set_params(struct cli *c, const struct cli_args *a)
         json_decref(p);
         return NULL;
     }
+    const char *pc = cli_opt(a, "postcopy");
+    if (pc && strcmp(pc, "allow") && strcmp(pc, "deny")) {
+        cli_usage_error(c, a->cmd, "--postcopy: expected allow or deny, got \"%s\"", pc);
+        json_decref(p);
+        return NULL;
+    }
+    if (pc)
+        json_object_set_new(p, "postcopy", json_string(pc));
     json_t *nets = json_object_get(a->opts, "migration-network");
     if (nets)
         json_object_set(p, "migration_networks", nets);
@@ -240,6 +253,9 @@ static const struct cli_flag host_set_flags[] = {
     {"max-storage-migrations", 0, "N", NULL, NULL, "storage migrations at a time; more wait in a queue", 0},
     {"allow-insecure-migration", 0, "on|off", NULL, NULL,
      "let migration and NBD streams go without TLS (both hosts must allow it)", 0},
+    {"postcopy", 0, "allow|deny", "deny", NULL,
+     "let live migrations switch to post-copy (both hosts must allow it); a host or link dying during "
+     "post-copy loses the VM", 0},
     {"allow-delegation-from", 0, "host:NAME|group:NAME|none", NULL, NULL,
      "hosts that may act here for a user who signed a delegation token; the list replaces the old one",
      CLI_REPEAT},

@@ -36,7 +36,8 @@ static json_t *tuning_params(struct cli *c, const struct cli_args *a)
 {
     json_t *t = json_object();
     if (!int_opt(c, a, "downtime", t, "downtime_ms", 1) || !int_opt(c, a, "max-downtime", t, "max_downtime_ms", 1) ||
-        !int_opt(c, a, "max-duration", t, "max_duration_s", 1) || !int_opt(c, a, "parallel", t, "channels", 1) ||
+        !int_opt(c, a, "max-duration", t, "max_duration_s", 1) ||
+        !int_opt(c, a, "max-recover-wait", t, "max_recover_wait_s", 1) || !int_opt(c, a, "parallel", t, "channels", 1) ||
         !int_opt(c, a, "bandwidth", t, "bandwidth", 1000000 / 8)) {   /* --bandwidth in Mbit/s */
         json_decref(t);
         return NULL;
@@ -353,8 +354,11 @@ static const struct cli_flag move_flags[] = {
     {"compress", 0, "auto|none|zstd|zlib", "auto", NULL,
      "multifd compression (needs --parallel 2 or more); auto measures the link first", 0},
     {"bandwidth", 0, "MBIT", "unlimited", "Mbit/s", "cap the migration stream", 0},
-    {"converge", 0, "auto|throttle|downtime|cancel", "auto", NULL,
-     "what to do when the guest dirties memory faster than the link carries it", 0},
+    {"converge", 0, "auto|throttle|downtime|cancel|postcopy", "auto", NULL,
+     "what to do when the guest dirties memory faster than the link carries it; postcopy (both hosts must allow "
+     "it) switches to post-copy after the first pass: a host or link dying then loses the VM", 0},
+    {"max-recover-wait", 0, "S", XSTR(TUNING_DEFAULT_MAX_RECOVER_WAIT_S), "s",
+     "post-copy: how long a move paused by a broken link waits for it before the VM is declared lost", 0},
     {"probe", 0, "IP:PORT", NULL, NULL,
      "measure the downtime a client sees: a UDP echo to the guest every 1 ms, and the longest gap", 0},
     {"no-wait", 0, NULL, NULL, NULL, "print the job id at once; follow with `vmove jobs watch ID`", 0},

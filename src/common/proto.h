@@ -43,4 +43,5 @@ json_t *proto_error(const char *code, const char *hint, const char *fmt, ...)
 #define TUNING_DEFAULT_MAX_DOWNTIME_MS 500
 #define TUNING_DEFAULT_MAX_DURATION_S 600
 #define TUNING_DEFAULT_CHANNELS 4
+#define TUNING_DEFAULT_MAX_RECOVER_WAIT_S 300
 #endif

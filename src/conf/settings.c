@@ -354,6 +354,8 @@ int host_settings_from_json(json_t *j, struct host_settings *s, char *err, size_
             rc = parse_delegation(v, s, err, errlen);
         else if (!strcmp(key, "allowed_dirs"))
             rc = parse_allowed(v, s, err, errlen);
+        else if (!strcmp(key, "allow_postcopy"))
+            rc = parse_bool(v, key, &s->allow_postcopy, err, errlen);
         else {
             snprintf(err, errlen, "unknown field \"%s\"", key);
             rc = -1;
@@ -380,13 +382,15 @@ json_t *host_settings_to_json(const struct host_settings *s)
     json_t *deleg = json_array();
     for (int i = 0; i < s->n_delegation_from; i++)
         json_array_append_new(deleg, json_string(s->delegation_from[i]));
-    return json_pack("{s:i, s:s, s:b, s:b, s:o, s:o, s:i, s:i, s:b, s:b, s:o, s:o}", "version", HOST_SETTINGS_VERSION, "accel",
+    json_t *j = json_pack("{s:i, s:s, s:b, s:b, s:o, s:o, s:i, s:i, s:b, s:b, s:o, s:o}", "version", HOST_SETTINGS_VERSION, "accel",
                      accel_setting_name(s->accel), "migration_incoming", s->migration_incoming,
                      "migration_outgoing", s->migration_outgoing, "migration_networks", nets,
                      "peers", peers, "max_live_migrations", s->max_live_migrations,
                      "max_storage_migrations", s->max_storage_migrations, "drained", s->drained,
                      "allow_insecure_migration", s->allow_insecure_migration, "allow_delegation_from", deleg,
                      "allowed_dirs", allowed_to_json(s));
+    json_object_set_new(j, "allow_postcopy", json_boolean(s->allow_postcopy));
+    return j;
 }
 
 int host_settings_load(const char *path, struct host_settings *s, char *err, size_t errlen)

@@ -61,6 +61,9 @@ struct host_settings {
     bool drained;
     /* Plaintext migration/NBD streams: only when both hosts allow it. */
     bool allow_insecure_migration;
+    /* Post-copy splits a moving VM's memory between the two hosts (a dead
+     * host or link then loses it): only when both hosts allow it. */
+    bool allow_postcopy;
     /* Resource-based constrained delegation: the hosts (host:NAME or
      * group:NAME) this host lets act for users, with a user's token. */
     char delegation_from[MAX_PEERS][96];

@@ -120,6 +120,15 @@ void migrate_dst_stop_nbd_then_commit(struct incoming *in)
 static void on_finish_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct incoming *in = arg;
+    if (in->vm && migrate_dst_committed(in->vm)) {
+        /* Post-copy: the guest runs here already; never killed for being slow. */
+        event_free(in->finish_timer);
+        in->finish_timer = NULL;
+        in->finish_waiting = false;
+        migrate_dst_answer(in, NULL, proto_error(ERR_TIMEOUT, NULL, "the post-copy of %s on host %s is still loading",
+                                                 in->name, in->agent->name));
+        return;
+    }
     migrate_dst_abort(in, "the destination QEMU did not finish loading the VM within 30 s");
 }
 
@@ -141,7 +150,7 @@ static void on_finish_status(void *arg, const struct qmon_migrate_stats *s, cons
         migrate_dst_stop_nbd_then_commit(in);
         return;
     }
-    if (ms == QMON_MIG_ACTIVE || ms == QMON_MIG_DEVICE || ms == QMON_MIG_SETUP) {
+    if (ms == QMON_MIG_ACTIVE || ms == QMON_MIG_DEVICE || ms == QMON_MIG_SETUP || qmon_mig_status_postcopy(ms)) {
         /* The source has sent everything; QEMU here is still loading the
          * last of it.  Its MIGRATION event says when it is done. */
         migrate_dst_wait_loaded(in, 30);

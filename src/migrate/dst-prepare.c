@@ -48,10 +48,16 @@ static json_t *check_incoming(struct agent *a, const struct vm_config *c, const 
         json_array_append_new(problems, json_string(err));
     if (msg->quick)
         snprintf(ip, iplen, "-");
+    if (msg->postcopy == WIRE_POSTCOPY_REQUIRED && !a->settings.allow_postcopy) {
+        char *text = xasprintf("post-copy is not allowed on host %s (allow it there: vmove host set --postcopy allow)",
+                               a->name);
+        json_array_append_new(problems, json_string(text));
+        free(text);
+    }
     return problems;
 }
 
-static int free_port(const char *ip)
+int migrate_dst_free_port(const char *ip)
 {
     struct sockaddr_in sin = {.sin_family = AF_INET};
     inet_pton(AF_INET, ip, &sin.sin_addr);
@@ -72,6 +78,8 @@ static void on_incoming_event(void *arg, const char *name, json_t *data)
     if (!strcmp(name, "MIGRATION")) {
         const char *st = json_string_value(json_object_get(data, "status"));
         log_info("incoming %s: QEMU migration status %s", in->name, st ? st : "?");
+        if (st && in->tuning.postcopy)
+            migrate_dst_postcopy_event(in, st);
         if (st && !strcmp(st, "failed") && in->vm && !migrate_dst_committed(in->vm))
             migrate_dst_abort(in, "QEMU reported the incoming migration failed");
         else if (st && !strcmp(st, "completed")) {
@@ -83,6 +91,8 @@ static void on_incoming_event(void *arg, const char *name, json_t *data)
                 migrate_dst_stop_nbd_then_commit(in);
             }
         }
+    } else if (!strcmp(name, "RESUME") && in->tuning.postcopy) {
+        migrate_dst_postcopy_running(in);
     }
 }
 
@@ -90,6 +100,8 @@ static void on_incoming_gone(void *arg, json_t *exit_info)
 {
     struct incoming *in = arg;
     struct vm *vm = in->vm;
+    if (vm && migrate_dst_postcopy_gone(in, json_string_value(json_object_get(exit_info, "description"))))
+        return;
     if (vm && !migrate_dst_committed(vm)) {
         char *why = xasprintf("the destination QEMU exited (%s)",
                               json_string_value(json_object_get(exit_info, "description")));
@@ -110,7 +122,7 @@ static void on_migrate_incoming(void *arg, const qmp_error_t *err)
     }
     log_info("incoming %s: listening on %s:%d for host %s", in->name, in->ip, in->port, in->source);
     struct wire_prepare_reply rep = {.port = in->port, .tls = in->tls, .nbd_port = in->nbd_port,
-                                     .disks = in->created_disks};
+                                     .disks = in->created_disks, .postcopy = in->tuning.postcopy};
     snprintf(rep.ip, sizeof rep.ip, "%s", in->ip);
     snprintf(rep.host, sizeof rep.host, "%s", in->agent->name);
     migrate_dst_answer(in, wire_prepare_reply_to_json(&rep), NULL);
@@ -118,7 +130,7 @@ static void on_migrate_incoming(void *arg, const qmp_error_t *err)
 
 static void listen_for_migration(struct incoming *in)
 {
-    in->port = free_port(in->ip);
+    in->port = migrate_dst_free_port(in->ip);
     char *uri = xasprintf("tcp:%s:%d", in->ip, in->port);
     qmon_migrate_incoming(migrate_dst_mon(in), &in->owner, uri, 10000, on_migrate_incoming, in);
     free(uri);
@@ -140,7 +152,7 @@ static void on_nbd_served(void *arg, enum block_nbd_step failed, const qmp_error
 /* One export per disk, named after its node (the disk id). */
 static void start_nbd(struct incoming *in)
 {
-    in->nbd_port = free_port(in->ip);
+    in->nbd_port = migrate_dst_free_port(in->ip);
     const struct vm_config *c = &in->vm->cfg;
     const char **nodes = xcalloc(c->n_disks ? c->n_disks : 1, sizeof *nodes);
     for (size_t i = 0; i < c->n_disks; i++)
@@ -336,6 +348,9 @@ static void start_incoming(struct agent *a, const struct incoming_prepare_req *r
     }
     snprintf(in->holder, sizeof in->holder, "%s", holder);
     in->tuning = *tuning;
+    /* Post-copy only if both hosts allow it: the source asked, we allow. */
+    in->tuning.postcopy = req->msg->postcopy != WIRE_POSTCOPY_NO && a->settings.allow_postcopy && !in->quick &&
+                          !created;
     snprintf(in->ip, sizeof in->ip, "%s", ip);
     in->done = done;
     in->done_arg = arg;

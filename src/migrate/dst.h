@@ -48,6 +48,7 @@ struct incoming {
     bool finish_waiting;       /* finish arrived while QEMU was still loading */
     bool loaded;               /* QEMU reported the incoming migration completed */
     bool handoff_pending;      /* the cluster is moving the owner record here */
+    bool running_logged;       /* post-copy: RESUME seen (migration.incoming.postcopy.running journaled) */
     struct event *finish_timer;
     char holder[96];           /* our live-migration slot */
     bool quick;                /* quick migration: the state comes from a file */
@@ -55,6 +56,9 @@ struct incoming {
     json_t *created_disks;     /* shared-nothing: disk files made here (removed on abort) */
     struct qmon_owner owner;   /* QMP replies in flight; muted by abort, ended by migrate_dst_free */
     int nbd_port;
+    /* post-copy (dst-postcopy.c); tuning.postcopy: set up for it */
+    bool postcopy_armed;       /* the source is about to switch: commit on postcopy-active */
+    char recover_uri[96];      /* the last migrate-recover listener */
 };
 
 /* ---- incoming.c: bookkeeping ---- */
@@ -88,6 +92,19 @@ void migrate_dst_holder(char *buf, size_t len, const char *source, json_int_t jo
 /* Take the reservation out of the queue; true if it held a granted slot,
  * which then moves to the caller. */
 bool migrate_dst_take_reservation(struct agent *a, const char *source, json_int_t job);
+
+/* ---- dst-prepare.c ---- */
+/* A free TCP port on ip (bound and released), or -1. */
+int migrate_dst_free_port(const char *ip);
+
+/* ---- dst-postcopy.c: post-copy on the destination ---- */
+/* QEMU's MIGRATION event status st, for an incoming migration in post-copy. */
+void migrate_dst_postcopy_event(struct incoming *in, const char *st);
+/* QEMU's RESUME in post-copy: the device state is loaded, the guest runs. */
+void migrate_dst_postcopy_running(struct incoming *in);
+/* The incoming QEMU exited; true if it was running the guest in post-copy
+ * (the VM is lost, and recorded so). */
+bool migrate_dst_postcopy_gone(struct incoming *in, const char *desc);
 
 /* ---- dst-finish.c: commit and resume ---- */
 void migrate_dst_stop_nbd_then_commit(struct incoming *in);

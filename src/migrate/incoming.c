@@ -168,7 +168,9 @@ void incoming_source_lost(struct agent *a, const char *vm_name, const char *sour
         return;
     /* vm_name and source may belong to the watch: not used past here. */
     release_watch(in);
-    if (in->vm && !migrate_dst_committed(in->vm))
+    /* Armed for post-copy: the source may have switched, and it reconnects
+     * to recover or finish; killing this half could lose the VM. */
+    if (in->vm && !migrate_dst_committed(in->vm) && !in->postcopy_armed)
         migrate_dst_abort(in, "the source host's control connection closed");
 }
 

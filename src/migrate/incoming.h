@@ -22,6 +22,7 @@
 #ifndef VMOVE_INCOMING_H
 #define VMOVE_INCOMING_H
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "migrate/wire.h"
 
@@ -75,6 +76,16 @@ json_t *incoming_probe(struct agent *a, const char *via, json_t **err);
 /* The source's control connection of the incoming migration of vm_name
  * closed: the watch is released, and an uncommitted VM aborted. */
 void incoming_source_lost(struct agent *a, const char *vm_name, const char *source);
+
+/* Post-copy (the source host only): migrate.postcopy arms the incoming
+ * migration before the source switches (a {"armed": true} reply);
+ * migrate.recover, after the link broke, pauses this end if it has not
+ * noticed, listens with migrate-recover on an allowed migration address
+ * and answers a wire_recover_reply; abandon: the source gave up, the VM is
+ * lost, this host's half is killed.  ERR_NOT_FOUND: this half is gone. */
+json_t *incoming_postcopy(struct agent *a, const char *source, const char *name, json_t **err);
+int incoming_postcopy_recover(struct agent *a, const char *source, const char *name, bool abandon, const char *why,
+                              incoming_done_fn done, void *arg, json_t **err);
 
 void incoming_recover(struct agent *a);
 /* Shutdown: pending requests fail with "unavailable". */

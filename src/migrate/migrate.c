@@ -108,6 +108,10 @@ struct job *migrate_submit(struct agent *a, const char *name, const char *to, js
     else if (!a->settings.migration_outgoing)
         *err = proto_error(ERR_DENIED, "enable it: vmove host set --migration-outgoing on",
                            "outgoing migration is disabled on host %s", a->name);
+    else if (t.converge == CONVERGE_POSTCOPY && !a->settings.allow_postcopy)
+        *err = proto_error(ERR_DENIED, "allow it on both hosts: vmove host set --postcopy allow",
+                           "post-copy is not allowed on host %s (a host or link dying during post-copy loses the VM)",
+                           a->name);
     else if (!a->tls_client)
         *err = proto_error(ERR_UNAVAILABLE, "start vmoved with --listen and --tls-dir",
                            "host %s has no TLS identity to talk to other hosts", a->name);

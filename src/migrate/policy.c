@@ -43,6 +43,13 @@ static void raise_downtime(const struct migrate_policy_input *in, struct policy_
     act->state.passes_not_converging = 0;
 }
 
+static void switch_postcopy(const struct migrate_policy_input *in, struct policy_action *act, const char *why)
+{
+    act->postcopy = true;
+    snprintf(act->note, sizeof act->note, "switched to post-copy at pass %lld (%s): the VM runs on %s from now on",
+             (long long)in->pass, why, in->dest ? in->dest : "the destination");
+}
+
 static void cancel(struct policy_action *act, const char *hint, const char *reason)
 {
     act->cancel = true;
@@ -62,9 +69,20 @@ static void apply(const struct migrate_policy_input *in, struct policy_action *a
     case CONVERGE_DOWNTIME:
         raise_downtime(in, act, why);
         break;
+    case CONVERGE_POSTCOPY:
+        if (in->postcopy_ok) {
+            switch_postcopy(in, act, why);
+            break;
+        }
+        /* not set up for post-copy (never so in practice): as auto */
+        __attribute__((fallthrough));
     case CONVERGE_AUTO:
-        if (in->throttle_pct >= AUTO_THROTTLE_PCT || act->state.outrun_since_ms)
-            raise_downtime(in, act, why);
+        if (in->throttle_pct >= AUTO_THROTTLE_PCT || act->state.outrun_since_ms) {
+            if (in->postcopy_ok)
+                switch_postcopy(in, act, why);   /* instead of a longer pause */
+            else
+                raise_downtime(in, act, why);
+        }
         break;
     case CONVERGE_THROTTLE:
         break;
@@ -121,8 +139,15 @@ struct policy_action migrate_policy_decide(const struct migrate_policy_input *in
         check_convergence(in, &act);
     }
     /* Once the migration is being failed, nothing more is decided. */
-    if (in->failed || act.cancel)
+    if (in->failed || act.cancel || act.postcopy)
         return act;
+    if (in->converge == CONVERGE_POSTCOPY && in->postcopy_ok && in->pass >= 2) {
+        /* The first full pass sent every page once: what is left is what the
+         * guest keeps dirtying, which post-copy moves once, on demand. */
+        switch_postcopy(in, &act, "the first full pass is done");
+        act.state.last_policy_ms = in->now_ms;
+        return act;
+    }
     check_outrun(in, &act);
     if (!act.cancel)
         check_duration(in, &act);

@@ -13,6 +13,11 @@
  *   throttle  QEMU's auto-converge only: the policy never acts.
  *   downtime  the downtime limit doubles up to max-downtime.
  *   cancel    the migration is given up.
+ *   postcopy  switch to post-copy once the first full pass is done
+ *             (dirty-sync-count >= 2), or as soon as it is not converging.
+ * With post-copy set up on both hosts (postcopy_ok), auto switches to
+ * post-copy where it would raise the downtime limit; without it, postcopy
+ * acts as auto (the caller never lets that happen: the move is refused). 
  * "Not converging": the remaining RAM shrank by less than 10% over each of 3
  * passes, or the dirty rate stayed at 90% or more of the transfer rate for
  * 5 s (from the second pass on; at most one action per 5 s for that).
@@ -52,6 +57,7 @@ struct migrate_policy_input {
     const char *dest;                /* the destination, for the reason text */
     /* tuning */
     enum converge_policy converge;
+    bool postcopy_ok;                /* both hosts allow post-copy and QEMU is set up for it */
     int max_downtime_ms;
     int max_duration_s;
     struct migrate_policy_state state;
@@ -62,6 +68,7 @@ struct migrate_policy_input {
 struct policy_action {
     int downtime_ms;                 /* > 0: set QEMU's downtime-limit to this */
     char note[320];                  /* for the log and the job's policy_actions */
+    bool postcopy;                   /* switch to post-copy (note says why) */
     bool cancel;                     /* fail the migration (ERR_TIMEOUT) with: */
     const char *hint;
     char reason[512];

@@ -12,7 +12,7 @@
 #include "vm/vm.h"
 
 const char *const migrate_src_phase_names[] = {"prepare", "transfer", "switchover", "confirm", "rollback", "resolving",
-                                    "queued", "reserving", "mirror"};
+                                    "queued", "reserving", "mirror", "postcopy", "postcopy-paused"};
 
 static void really_free(void *obj)
 {

@@ -26,7 +26,8 @@ void migrate_src_end_failed(struct migration *m)
     }
     json_t *err = m->failure ? m->failure : proto_error(ERR_INTERNAL, NULL, "migration failed");
     m->failure = NULL;
-    json_object_set_new(err, "vm_host", json_string(m->agent->name));
+    if (!json_is_true(json_object_get(err, "vm_lost")))
+        json_object_set_new(err, "vm_host", json_string(m->agent->name));
     json_t *d = json_pack("{s:s, s:O}", "to", migrate_src_dest(m), "error", err);
     journal_event(m->agent->journal, m->name, "migration.failed", d);
     json_decref(d);
@@ -98,6 +99,40 @@ static void yank_links(struct migration *m)
 
 /* ---- rollback: the guest stays here ----------------------------------- */
 
+static const struct job_ops restart_ops = {"vm.start", NULL};
+
+/* The source QEMU died before the transfer completed: QEMU 10.0 does this
+ * when a destination dies during a multifd TLS transfer (its teardown sends
+ * the TLS goodbye while the channel threads still write; see
+ * docs/MIGRATION.md).  The destination never ran the guest (it commits only
+ * on our migrate.finish, not sent before "completed") and says so, so the
+ * shared disks hold the guest's last state: boot it again here rather than
+ * leave it down, and say so in the move's error. */
+static void restart_source(struct migration *m)
+{
+    struct vm *vm = vm_find(m->agent, m->name);
+    const char *msg = json_string_value(json_object_get(m->failure, "message"));
+    if (!vm || vm->state != VM_CRASHED || vm->job) {
+        log_warn("%s: not restarting it after its QEMU died: %s", m->name,
+                 !vm ? "it is gone" : vm->job ? "it has a job" : "it is no longer crashed");
+        return;
+    }
+    struct job *job = job_create(m->agent, &restart_ops, vm->name, NULL);
+    log_warn("%s: its QEMU died during the migration; restarting it here from its disks (job %lld)", m->name,
+             (long long)job->id);
+    char *text = xasprintf("%s; vmoved restarted it on %s from its disks (job %lld: a cold boot, what was only in "
+                           "its memory is lost)", msg ? msg : "the source QEMU exited", m->agent->name,
+                           (long long)job->id);
+    json_object_set_new(m->failure, "message", json_string(text));
+    json_object_set_new(m->failure, "vm_restarted", json_true());
+    json_object_set_new(m->failure, "restart_job", json_integer((json_int_t)job->id));
+    json_t *d = json_pack("{s:s, s:I}", "reason", text, "job", (json_int_t)job->id);
+    journal_event(m->agent->journal, m->name, "migration.source.restarted", d);
+    json_decref(d);
+    free(text);
+    vm_start(vm, job);
+}
+
 void migrate_src_on_resolved_rollback(void *arg, json_t *result, json_t *error)
 {
     struct migration *m = arg;
@@ -114,6 +149,8 @@ void migrate_src_on_resolved_rollback(void *arg, json_t *result, json_t *error)
     if (error)
         log_warn("%s: could not reach %s to abort its side (%s); it aborts by itself when our connection closes",
                  m->name, migrate_src_dest(m), json_string_value(json_object_get(error, "message")));
+    if (m->restart_source && !committed)
+        restart_source(m);
     migrate_src_end_failed(m);
 }
 

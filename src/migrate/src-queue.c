@@ -20,6 +20,7 @@
 
 static void on_local_slot(void *arg);
 static void send_prepare(struct migration *m);
+static json_t *postcopy_field(const struct migration *m);
 static const char *via_of(struct migration *m);
 static void on_probe_sink(void *arg, json_t *result, json_t *error);
 static void begin_migration(struct migration *m);
@@ -188,11 +189,20 @@ static void send_prepare(struct migration *m)
     json_t *cfg = vm_config_to_json(&m->vm->cfg);
     json_t *storage = m->tuning.with_storage[0] ? storage_request(m) : NULL;
     migrate_src_mp(m, "migrate.prepare",
-              json_pack("{s:o, s:o, s:s, s:s, s:I, s:b, s:o, s:s, s:b}", "config", cfg, "tuning", tuning_to_json(&m->tuning),
+              json_pack("{s:o, s:o, s:s, s:s, s:I, s:b, s:o, s:s, s:b, s:o*}", "config", cfg, "tuning", tuning_to_json(&m->tuning),
                         "accel", accel_kind_name(a->accel.kind), "via", via_of(m), "job", (json_int_t)m->job->id, "quick",
                         m->tuning.quick, "storage", storage ? storage : json_null(), "user", migrate_src_user_of(m),
-                        "insecure_ok", a->settings.allow_insecure_migration),
+                        "insecure_ok", a->settings.allow_insecure_migration, "postcopy", postcopy_field(m)),
               PREPARE_TIMEOUT_MS, on_prepared);
+}
+
+/* Post-copy: asked for only if this host allows it (the destination checks
+ * its own setting). */
+static json_t *postcopy_field(const struct migration *m)
+{
+    if (!m->agent->settings.allow_postcopy || !tuning_wants_postcopy(&m->tuning))
+        return NULL;
+    return json_string(m->tuning.converge == CONVERGE_POSTCOPY ? "required" : "optional");
 }
 
 /* ---- the destination's answer to prepare ------------------------------ */
@@ -226,8 +236,18 @@ static void on_prepared(void *arg, json_t *result, json_t *error)
     bool tls = rep.tls || !m->agent->settings.allow_insecure_migration;
     bool plaintext_offered = !rep.tls && !m->tuning.quick;
     snprintf(m->dst_name, sizeof m->dst_name, "%.*s", (int)sizeof m->dst_name - 1, rep.host);
+    /* Post-copy is set up on both ends only if both allow it. */
+    json_t *pc = postcopy_field(m);
+    m->tuning.postcopy = pc && rep.postcopy;
+    json_t *pc_problem = NULL;
+    if (!m->tuning.postcopy && m->tuning.converge == CONVERGE_POSTCOPY)
+        pc_problem = proto_error(ERR_DENIED, "allow it on both hosts: vmove host set --postcopy allow",
+                              "host %s did not set up post-copy, which --converge postcopy needs", m->dst_name);
+    if (pc && !rep.postcopy)
+        json_array_append_new(m->actions, json_string("post-copy not allowed by the destination: pre-copy only"));
+    json_decref(pc);
     wire_prepare_reply_clear(&rep);
-    problem = migrate_src_check_route(m);
+    problem = pc_problem ? pc_problem : migrate_src_check_route(m);
     if (!problem && tls && plaintext_offered)
         problem = proto_error(ERR_DENIED, "allow it on both hosts, or neither: vmove host set --allow-insecure-migration on|off",
                               "host %s offered an unencrypted migration stream, and host %s does not allow one",

@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 #include "common/proto.h"
+#include "common/util.h"
 #include "core/agent.h"
 #include "core/jobs.h"
 #include "core/journal.h"
@@ -26,8 +27,33 @@ void migrate_src_recover_wait_qmp(struct migration *m)
 static void on_recover_status(void *arg, const struct qmon_migrate_stats *s, const qmp_error_t *err)
 {
     struct migration *m = arg;
+    if (json_is_true(json_object_get(m->vm->migration, "postcopy")) && !(s && qmon_mig_status_active(s->status))) {
+        /* Switched to post-copy (or about to) before the restart: the
+         * source guest never runs again.  Follow the post-copy to its end. */
+        m->recovering = false;
+        m->postcopy = true;
+        m->t_postcopy = now_ms();
+        m->last_progress_ms = now_ms();
+        m->failure = NULL;
+        log_warn("%s: the migration to %s was in post-copy before the restart: following it", m->name,
+                 migrate_src_dest(m));
+        if (s && qmon_mig_status_postcopy(s->status)) {
+            migrate_src_set_phase(m, PH_POSTCOPY);
+            migrate_src_arm_timer(m, 0);
+        } else {
+            m->transfer_done = s && s->status == QMON_MIG_COMPLETED;
+            migrate_src_resolve_ambiguous(m);   /* committed: confirm; otherwise the VM is lost */
+        }
+        return;
+    }
     if (s && qmon_mig_status_active(s->status)) {
-        /* The old vmoved left QEMU migrating: stop it, then decide. */
+        /* The old vmoved left QEMU migrating: stop it, then decide.  Still
+         * pre-copy, so a post-copy marker was never acted on: withdrawn. */
+        if (json_object_get(m->vm->migration, "postcopy")) {
+            json_t *rec = json_deep_copy(m->vm->migration);
+            json_object_del(rec, "postcopy");
+            vm_set_migration(m->vm, rec);
+        }
         qmon_migrate_cancel(migrate_src_mon(m), &m->owner, 10000, NULL, NULL);
         migrate_src_arm_timer(m, 200);      /* recover_wait_qmp asks again */
         return;

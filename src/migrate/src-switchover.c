@@ -28,6 +28,11 @@ void migrate_src_on_resolved(void *arg, json_t *result, json_t *error)
         migrate_src_confirm(m);
         return;
     }
+    if (m->postcopy) {
+        /* Never resumed here after post-copy: our memory is stale. */
+        migrate_src_postcopy_lost(m, "the destination no longer has the VM it ran in post-copy");
+        return;
+    }
     /* The destination has aborted: run the guest here again. */
     m->transfer_done = false;
     if (!m->failure)
@@ -57,7 +62,7 @@ void migrate_src_on_finished(void *arg, json_t *result, json_t *error)
     const char *code = json_string_value(json_object_get(error, "code"));
     log_warn("%s: %s answered finish with %s: %s", m->name, migrate_src_dest(m), code ? code : "?",
              json_string_value(json_object_get(error, "message")));
-    if (code && (!strcmp(code, ERR_UNAVAILABLE) || !strcmp(code, ERR_TIMEOUT))) {
+    if (m->postcopy || (code && (!strcmp(code, ERR_UNAVAILABLE) || !strcmp(code, ERR_TIMEOUT)))) {
         /* We do not know whether the destination committed: ask until it answers. */
         migrate_src_resolve_ambiguous(m);
         return;

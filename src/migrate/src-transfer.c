@@ -42,7 +42,7 @@ static void run_policy(struct migration *m, const struct qmon_migrate_stats *s)
     struct migrate_policy_input in = {
         .now_ms = now_ms(), .elapsed_ms = now_ms() - m->t_start, .downtime_limit_ms = m->cur_downtime_ms,
         .failed = m->failure != NULL, .dest = migrate_src_dest(m), .converge = m->tuning.converge,
-        .max_downtime_ms = m->tuning.max_downtime_ms, .max_duration_s = m->tuning.max_duration_s,
+        .postcopy_ok = m->tuning.postcopy && !m->postcopy_starting, .max_downtime_ms = m->tuning.max_downtime_ms, .max_duration_s = m->tuning.max_duration_s,
         .state = m->policy,
     };
     migrate_policy_read_stats(s->raw, &in);
@@ -55,6 +55,8 @@ static void run_policy(struct migration *m, const struct qmon_migrate_stats *s)
         struct qmon_migrate_params p = {.has_downtime_limit = true, .downtime_limit = (uint64_t)act.downtime_ms};
         qmon_migrate_set_parameters(migrate_src_mon(m), &m->owner, &p, 5000, NULL, NULL);
     }
+    if (act.postcopy)
+        migrate_src_start_postcopy(m, act.note);
     if (act.cancel)
         migrate_src_fail(m, proto_error(ERR_TIMEOUT, act.hint, "%s", act.reason));
 }
@@ -78,6 +80,9 @@ void migrate_src_poll_now(evutil_socket_t fd, short what, void *arg)
     }
     if (m->phase == PH_TRANSFER && m->vm && m->vm->qmp)
         qmon_query_migrate(m->vm->qmp, &m->owner, 10000, migrate_src_on_poll, m);
+    if ((m->phase == PH_POSTCOPY || m->phase == PH_POSTCOPY_PAUSED) &&
+        qmon_query_migrate(migrate_src_mon(m), &m->owner, 10000, migrate_src_on_postcopy_poll, m) < 0)
+        migrate_src_arm_timer(m, POLL_MS);
 }
 
 /* QEMU stopped answering QMP while connected to a destination, or a failed

@@ -31,7 +31,7 @@
 #define RESERVE_RETRY_MS 500
 
 enum phase { PH_PREPARE, PH_TRANSFER, PH_SWITCHOVER, PH_CONFIRM, PH_ROLLBACK, PH_RESOLVE, PH_QUEUED, PH_RESERVING,
-             PH_MIRROR };
+             PH_MIRROR, PH_POSTCOPY, PH_POSTCOPY_PAUSED };
 
 struct migration {
     struct migration *next;
@@ -56,6 +56,7 @@ struct migration {
     json_t *failure;          /* error to report once rolled back */
     json_t *stats;
     bool transfer_done;       /* QEMU reported completed */
+    bool restart_source;      /* the source QEMU died in pre-copy: boot the guest again here */
     bool recovering;          /* after a restart: waiting for QMP to decide */
     char local_holder[48];    /* our live-migration slot on this host, once held */
     struct qmon_owner owner;  /* QMP and peer replies in flight; ended by migration_free */
@@ -69,6 +70,16 @@ struct migration {
     uint64_t fail_ms;           /* when fail() stopped a running transfer */
     struct block_mirror *mirror;   /* shared-nothing: the disk mirrors, once started */
     struct link_probe *probe; /* measuring the link before prepare */
+    /* post-copy (src-postcopy.c) */
+    bool postcopy_starting;   /* marker written, the destination being armed, QEMU being switched */
+    bool postcopy;            /* migrate-start-postcopy done: the destination runs the guest */
+    uint64_t t_postcopy;
+    uint64_t paused_ms;       /* postcopy-paused since then; 0: not paused */
+    uint64_t next_recover_ms;
+    bool recover_inflight;    /* migrate.recover / migrate resume on their way */
+    bool pause_sent;
+    bool recover_reconnect;   /* the last migrate.recover got no answer: a new connection */
+    int recoveries;
 };
 
 struct block_mirror;
@@ -116,6 +127,12 @@ void migrate_src_poll_now(evutil_socket_t fd, short what, void *arg);
 void migrate_src_end_mirrors(struct migration *m, bool force);
 char *migrate_src_mirror_node(struct migration *m, const char *disk, const char *what);
 void migrate_src_start_mirrors(struct migration *m);
+
+/* src-postcopy.c: post-copy, its pauses and recovery, the loss of the VM */
+void migrate_src_start_postcopy(struct migration *m, const char *note);
+void migrate_src_on_postcopy_poll(void *arg, const struct qmon_migrate_stats *s, const qmp_error_t *err);
+/* No way back: the job fails saying the VM is lost; the source QEMU ends. */
+void migrate_src_postcopy_lost(struct migration *m, const char *why);
 
 /* src-quick.c: quick migration */
 void migrate_src_quick_save(struct migration *m);

@@ -8,7 +8,8 @@
  * busy guest, never finish). */
 #define UNLIMITED_BANDWIDTH (1ULL << 40)
 
-static const char *policy_names[] = {"auto", "throttle", "downtime", "cancel"};
+static const char *policy_names[] = {"auto", "throttle", "downtime", "cancel", "postcopy"};
+#define N_POLICIES (sizeof policy_names / sizeof policy_names[0])
 
 const char *converge_policy_name(enum converge_policy p) { return policy_names[p]; }
 
@@ -21,6 +22,13 @@ void tuning_defaults(struct migrate_tuning *t)
     t->channels = TUNING_DEFAULT_CHANNELS;
     snprintf(t->compress, sizeof t->compress, "auto");
     t->converge = CONVERGE_AUTO;
+    t->max_recover_wait_s = TUNING_DEFAULT_MAX_RECOVER_WAIT_S;
+}
+
+bool tuning_wants_postcopy(const struct migrate_tuning *t)
+{
+    return !t->quick && !t->with_storage[0] &&
+           (t->converge == CONVERGE_POSTCOPY || (t->converge == CONVERGE_AUTO && t->channels == 1));
 }
 
 static int get_int(json_t *j, const char *key, int lo, int hi, int *out, char *err, size_t errlen)
@@ -44,7 +52,8 @@ int tuning_from_json(json_t *j, struct migrate_tuning *t, char *err, size_t errl
     if (get_int(j, "downtime_ms", 1, 60000, &t->downtime_ms, err, errlen) < 0 ||
         get_int(j, "max_downtime_ms", 1, 600000, &t->max_downtime_ms, err, errlen) < 0 ||
         get_int(j, "max_duration_s", 1, 86400, &t->max_duration_s, err, errlen) < 0 ||
-        get_int(j, "channels", 1, 64, &t->channels, err, errlen) < 0)
+        get_int(j, "channels", 1, 64, &t->channels, err, errlen) < 0 ||
+        get_int(j, "max_recover_wait_s", 1, 86400, &t->max_recover_wait_s, err, errlen) < 0)
         return -1;
     if (t->max_downtime_ms < t->downtime_ms)
         t->max_downtime_ms = t->downtime_ms;
@@ -67,13 +76,24 @@ int tuning_from_json(json_t *j, struct migrate_tuning *t, char *err, size_t errl
     const char *p = json_string_value(json_object_get(j, "converge"));
     if (p) {
         size_t i;
-        for (i = 0; i < 4 && strcmp(p, policy_names[i]); i++)
+        for (i = 0; i < N_POLICIES && strcmp(p, policy_names[i]); i++)
             ;
-        if (i == 4) {
-            snprintf(err, errlen, "converge must be auto, throttle, downtime or cancel");
+        if (i == N_POLICIES) {
+            snprintf(err, errlen, "converge must be auto, throttle, downtime, cancel or postcopy");
             return -1;
         }
         t->converge = (enum converge_policy)i;
+    }
+    if (t->converge == CONVERGE_POSTCOPY) {
+        /* QEMU 10.0 refuses post-copy together with multifd ("Postcopy is
+         * not yet compatible with multifd"; it arrives in 10.1). */
+        json_t *ch = json_object_get(j, "channels");
+        if (ch && !json_is_null(ch) && t->channels != 1) {
+            snprintf(err, errlen, "--converge postcopy needs a single stream (--parallel 1): QEMU 10.0 does not "
+                                  "combine post-copy with multifd");
+            return -1;
+        }
+        t->channels = 1;
     }
     t->quick = json_is_true(json_object_get(j, "quick"));
     const char *sd = json_string_value(json_object_get(j, "state_dir"));
@@ -93,6 +113,10 @@ int tuning_from_json(json_t *j, struct migrate_tuning *t, char *err, size_t errl
         snprintf(t->with_storage, sizeof t->with_storage, "%s", ws);
     }
     t->keep_source = json_is_true(json_object_get(j, "keep_source"));
+    if (t->converge == CONVERGE_POSTCOPY && (t->quick || json_is_string(json_object_get(j, "with_storage")))) {
+        snprintf(err, errlen, "--converge postcopy is for live migrations of memory (not --quick or --with-storage)");
+        return -1;
+    }
     if (t->quick && t->with_storage[0]) {
         snprintf(err, errlen, "--quick and --with-storage do not go together");
         return -1;
@@ -118,6 +142,7 @@ json_t *tuning_to_json(const struct migrate_tuning *t)
                           "max_downtime_ms", t->max_downtime_ms, "max_duration_s", t->max_duration_s,
                           "channels", t->channels, "compress", t->compress, "bandwidth",
                           (json_int_t)t->bandwidth, "converge", policy_names[t->converge]);
+    json_object_set_new(j, "max_recover_wait_s", json_integer(t->max_recover_wait_s));
     if (t->quick)
         json_object_set_new(j, "quick", json_true());
     if (t->state_dir[0])
@@ -141,6 +166,8 @@ json_t *tuning_qemu_capabilities(const struct migrate_tuning *t)
     json_array_append_new(caps, cap("multifd", t->channels > 1));
     json_array_append_new(caps, cap("auto-converge",
                                     t->converge == CONVERGE_AUTO || t->converge == CONVERGE_THROTTLE));
+    json_array_append_new(caps, cap("postcopy-ram", t->postcopy));
+    json_array_append_new(caps, cap("postcopy-preempt", t->postcopy));
     json_array_append_new(caps, cap("mapped-ram", t->quick));
     return json_pack("{s:o}", "capabilities", caps);
 }
@@ -173,7 +200,11 @@ size_t tuning_qmon_capabilities(const struct migrate_tuning *t, struct qmon_cap_
     caps[0] = (struct qmon_cap_state){QMON_CAP_EVENTS, true};
     caps[1] = (struct qmon_cap_state){QMON_CAP_MULTIFD, t->channels > 1};
     caps[2] = (struct qmon_cap_state){QMON_CAP_AUTO_CONVERGE, throttles(t)};
-    caps[3] = (struct qmon_cap_state){QMON_CAP_MAPPED_RAM, t->quick};
+    /* Preemption: page requests get a channel of their own, so a fault on
+     * the destination is not queued behind the background pages. */
+    caps[3] = (struct qmon_cap_state){QMON_CAP_POSTCOPY_RAM, t->postcopy};
+    caps[4] = (struct qmon_cap_state){QMON_CAP_POSTCOPY_PREEMPT, t->postcopy};
+    caps[5] = (struct qmon_cap_state){QMON_CAP_MAPPED_RAM, t->quick};
     return TUNING_N_CAPS;
 }
 

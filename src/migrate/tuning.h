@@ -15,6 +15,7 @@ enum converge_policy {
     CONVERGE_THROTTLE,   /* auto-converge only */
     CONVERGE_DOWNTIME,   /* raise the downtime limit only */
     CONVERGE_CANCEL,     /* give up when not converging */
+    CONVERGE_POSTCOPY,   /* switch to post-copy after the first full pass (both hosts must allow it) */
 };
 
 struct migrate_tuning {
@@ -29,6 +30,11 @@ struct migrate_tuning {
     char state_dir[256];     /* where a quick migration saves the state ("" = the first disk's directory) */
     char with_storage[256];  /* shared-nothing: copy the disks into this directory on the destination */
     bool keep_source;        /* shared-nothing: keep the source's disk files after success */
+    int max_recover_wait_s;  /* post-copy: how long a paused post-copy waits for the link before the VM is lost */
+    /* Decided, not requested: the move may switch to post-copy (both hosts
+     * allow it, a single stream).  Sets postcopy-ram and postcopy-preempt on
+     * both ends; travels in the prepare request's own field, not here. */
+    bool postcopy;
 };
 
 
@@ -37,12 +43,15 @@ void tuning_defaults(struct migrate_tuning *t);
 int tuning_from_json(json_t *j, struct migrate_tuning *t, char *err, size_t errlen);
 json_t *tuning_to_json(const struct migrate_tuning *t);
 const char *converge_policy_name(enum converge_policy p);
+/* The move may use post-copy if both hosts allow it: --converge postcopy,
+ * or auto with a single stream (QEMU 10.0 refuses post-copy with multifd). */
+bool tuning_wants_postcopy(const struct migrate_tuning *t);
 /* Arguments of migrate-set-capabilities and migrate-set-parameters. */
 json_t *tuning_qemu_capabilities(const struct migrate_tuning *t);
 json_t *tuning_qemu_parameters(const struct migrate_tuning *t);
 /* The same, typed for qmon_migrate_set_capabilities / _parameters (the
  * JSON forms stay for the untyped callers until they are gone). */
-#define TUNING_N_CAPS 4
+#define TUNING_N_CAPS 6
 size_t tuning_qmon_capabilities(const struct migrate_tuning *t, struct qmon_cap_state caps[TUNING_N_CAPS]);
 struct qmon_migrate_params tuning_qmon_parameters(const struct migrate_tuning *t);
 #endif

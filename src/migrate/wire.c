@@ -142,11 +142,16 @@ static int read_str_array(struct reader *rd, const char *key, json_t **out)
 
 /* ---- migrate.prepare ---------------------------------------------------- */
 
+static const char *const postcopy_names[] = {"no", "optional", "required"};
+
 json_t *wire_prepare_req_to_json(const struct wire_prepare_req *m)
 {
-    return json_pack("{s:O, s:O*, s:s*, s:s*, s:I, s:b, s:O, s:s*, s:b}", "config", m->config, "tuning", m->tuning,
+    json_t *j = json_pack("{s:O, s:O*, s:s*, s:s*, s:I, s:b, s:O, s:s*, s:b}", "config", m->config, "tuning", m->tuning,
                      "accel", m->accel, "via", m->via, "job", m->job, "quick", m->quick, "storage",
                      m->storage ? m->storage : json_null(), "user", m->user, "insecure_ok", m->insecure_ok);
+    if (m->postcopy != WIRE_POSTCOPY_NO)
+        json_object_set_new(j, "postcopy", json_string(postcopy_names[m->postcopy]));
+    return j;
 }
 
 int wire_prepare_req_from_json(json_t *j, struct wire_prepare_req *m, json_t **err)
@@ -161,6 +166,16 @@ int wire_prepare_req_from_json(json_t *j, struct wire_prepare_req *m, json_t **e
         read_str(&rd, "user", false, &m->user) < 0 || read_bool(&rd, "insecure_ok", false, &m->insecure_ok) < 0)
         return -1;
     m->job = job;
+    const char *pc = NULL;
+    if (read_str(&rd, "postcopy", false, &pc) < 0)
+        return -1;
+    for (int i = 0; pc && i < 3; i++)
+        if (!strcmp(pc, postcopy_names[i])) {
+            m->postcopy = (enum wire_postcopy)i;
+            pc = NULL;
+        }
+    if (pc)
+        return bad(&rd, "parameter \"postcopy\" must be \"no\", \"optional\" or \"required\"");
     return 0;
 }
 
@@ -173,6 +188,8 @@ json_t *wire_prepare_reply_to_json(const struct wire_prepare_reply *m)
         json_object_set_new(j, "nbd_port", json_integer(m->nbd_port));
         json_object_set(j, "disks", m->disks);
     }
+    if (m->postcopy)
+        json_object_set_new(j, "postcopy", json_true());
     return j;
 }
 
@@ -188,7 +205,8 @@ int wire_prepare_reply_from_json(json_t *j, struct wire_prepare_reply *m, json_t
         return 0;
     if (copy_str(&rd, "ip", m->ip, sizeof m->ip) < 0 || read_port(&rd, "port", true, &m->port) < 0 ||
         read_bool(&rd, "tls", true, &m->tls) < 0 || copy_str(&rd, "host", m->host, sizeof m->host) < 0 ||
-        read_port(&rd, "nbd_port", false, &m->nbd_port) < 0 || read_str_array(&rd, "disks", &disks) < 0)
+        read_port(&rd, "nbd_port", false, &m->nbd_port) < 0 || read_str_array(&rd, "disks", &disks) < 0 ||
+        read_bool(&rd, "postcopy", false, &m->postcopy) < 0)
         return -1;
     m->disks = json_incref(disks);
     return 0;
@@ -304,6 +322,28 @@ int wire_load_req_from_json(json_t *j, struct wire_load_req *m, json_t **err)
     *m = (struct wire_load_req){0};
     if (start(&rd, j, "", "parameter", err) < 0 || read_str(&rd, "name", true, &m->name) < 0 ||
         read_str(&rd, "path", true, &m->path) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- migrate.recover ---------------------------------------------------- */
+
+json_t *wire_recover_reply_to_json(const struct wire_recover_reply *m)
+{
+    if (m->loaded)
+        return json_pack("{s:b}", "loaded", true);
+    return json_pack("{s:s, s:i}", "ip", m->ip, "port", m->port);
+}
+
+int wire_recover_reply_from_json(json_t *j, struct wire_recover_reply *m, json_t **err)
+{
+    struct reader rd;
+    *m = (struct wire_recover_reply){0};
+    if (start(&rd, j, "reply to migrate.recover: ", "field", err) < 0 || read_bool(&rd, "loaded", false, &m->loaded) < 0)
+        return -1;
+    if (m->loaded)
+        return 0;
+    if (copy_str(&rd, "ip", m->ip, sizeof m->ip) < 0 || read_port(&rd, "port", true, &m->port) < 0)
         return -1;
     return 0;
 }

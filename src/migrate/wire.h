@@ -21,6 +21,11 @@
 #define WIRE_HOST_MAX 256     /* a DNS name fits */
 #define WIRE_IP_MAX 64
 
+/* Whether the move may switch to post-copy: no; optional (the destination
+ * says in its reply whether it allows it); required (--converge postcopy:
+ * a destination that does not allow it refuses the move). */
+enum wire_postcopy { WIRE_POSTCOPY_NO, WIRE_POSTCOPY_OPTIONAL, WIRE_POSTCOPY_REQUIRED };
+
 /* migrate.prepare: the VM and how to receive it. */
 struct wire_prepare_req {
     json_t *config;        /* object; vm_config_from_json checks its content */
@@ -32,6 +37,7 @@ struct wire_prepare_req {
     json_t *storage;       /* shared-nothing: {"dir", "sizes"}; NULL otherwise */
     const char *user;      /* whom the source acts for ("user:NAME"), or NULL */
     bool insecure_ok;      /* the source allows plaintext streams */
+    enum wire_postcopy postcopy;   /* "postcopy": "optional" | "required"; absent: no */
 };
 json_t *wire_prepare_req_to_json(const struct wire_prepare_req *m);
 int wire_prepare_req_from_json(json_t *j, struct wire_prepare_req *m, json_t **err);
@@ -46,6 +52,7 @@ struct wire_prepare_reply {
     char host[WIRE_HOST_MAX];
     int nbd_port;          /* shared-nothing: 1..65535; 0 otherwise */
     json_t *disks;         /* shared-nothing: the new paths (a reference); NULL otherwise */
+    bool postcopy;         /* the destination allows post-copy and set it up (sent only if true) */
 };
 json_t *wire_prepare_reply_to_json(const struct wire_prepare_reply *m);
 int wire_prepare_reply_from_json(json_t *j, struct wire_prepare_reply *m, json_t **err);
@@ -99,4 +106,14 @@ struct wire_load_req {
 };
 json_t *wire_load_req_to_json(const struct wire_load_req *m);
 int wire_load_req_from_json(json_t *j, struct wire_load_req *m, json_t **err);
+
+/* Reply to migrate.recover: the destination's QEMU listens there for the
+ * source to resume a paused post-copy (the request is a wire_name_req). */
+struct wire_recover_reply {
+    char ip[WIRE_IP_MAX];
+    int port;              /* 1..65535 */
+    bool loaded;           /* the destination has every page: nothing to recover (no ip, port) */
+};
+json_t *wire_recover_reply_to_json(const struct wire_recover_reply *m);
+int wire_recover_reply_from_json(json_t *j, struct wire_recover_reply *m, json_t **err);
 #endif

@@ -41,6 +41,10 @@ int qmon_send(qmp_t *q, struct qmon_owner *o, const struct qmon_cmd *cmd, qmon_d
  * json_pack refused them (a NULL string): -1, nothing sent. */
 int qmon_send_done(qmp_t *q, struct qmon_owner *o, const char *command, json_t *args, int timeout_ms,
                    qmon_done_fn cb, void *arg);
+/* The same, sent out of band (exec-oob; args NULL: none): for commands
+ * QEMU runs in its monitor thread even while its main loop is blocked. */
+int qmon_send_done_oob(qmp_t *q, struct qmon_owner *o, const char *command, json_t *args, int timeout_ms,
+                       qmon_done_fn cb, void *arg);
 /* The same for a command without arguments. */
 int qmon_send_simple(qmp_t *q, struct qmon_owner *o, const char *command, int timeout_ms, qmon_done_fn cb,
                      void *arg);

@@ -18,7 +18,7 @@ _Static_assert(ARRAY_LEN(mig_status_names) == QMON_MIG_UNKNOWN, "one name per mi
 
 static const char *const cap_names[] = {
     "events", "multifd", "auto-converge", "return-path", "postcopy-ram", "pause-before-switchover",
-    "switchover-ack", "zero-copy-send", "mapped-ram",
+    "switchover-ack", "zero-copy-send", "postcopy-preempt", "mapped-ram",
 };
 _Static_assert(ARRAY_LEN(cap_names) == QMON_CAP__COUNT, "one name per capability");
 
@@ -36,6 +36,12 @@ bool qmon_mig_status_active(enum qmon_mig_status s)
 {
     return s == QMON_MIG_SETUP || s == QMON_MIG_ACTIVE || s == QMON_MIG_PRE_SWITCHOVER || s == QMON_MIG_DEVICE ||
            s == QMON_MIG_WAIT_UNPLUG || s == QMON_MIG_CANCELLING;
+}
+
+bool qmon_mig_status_postcopy(enum qmon_mig_status s)
+{
+    return s == QMON_MIG_POSTCOPY_ACTIVE || s == QMON_MIG_POSTCOPY_PAUSED || s == QMON_MIG_POSTCOPY_RECOVER_SETUP ||
+           s == QMON_MIG_POSTCOPY_RECOVER;
 }
 
 /* ---- query-migrate ------------------------------------------------------- */
@@ -120,6 +126,34 @@ int qmon_migrate_incoming(qmp_t *q, struct qmon_owner *o, const char *uri, int t
 int qmon_migrate_cancel(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_done_fn cb, void *arg)
 {
     return qmon_send_simple(q, o, "migrate_cancel", timeout_ms, cb, arg);
+}
+
+/* ---- post-copy ----------------------------------------------------------- */
+
+int qmon_migrate_start_postcopy(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_done_fn cb, void *arg)
+{
+    return qmon_send_simple(q, o, "migrate-start-postcopy", timeout_ms, cb, arg);
+}
+
+int qmon_migrate_pause(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_done_fn cb, void *arg)
+{
+    return qmon_send_done_oob(q, o, "migrate-pause", NULL, timeout_ms, cb, arg);
+}
+
+int qmon_migrate_recover(qmp_t *q, struct qmon_owner *o, const char *uri, int timeout_ms, qmon_done_fn cb,
+                         void *arg)
+{
+    json_t *args = json_pack("{s:s}", "uri", uri);
+    if (!args)
+        return -1;
+    return qmon_send_done_oob(q, o, "migrate-recover", args, timeout_ms, cb, arg);
+}
+
+int qmon_migrate_resume(qmp_t *q, struct qmon_owner *o, const char *uri, int timeout_ms, qmon_done_fn cb,
+                        void *arg)
+{
+    return qmon_send_done(q, o, "migrate", json_pack("{s:s, s:b}", "uri", uri, "resume", true), timeout_ms, cb,
+                          arg);
 }
 
 /* ---- capabilities and parameters ----------------------------------------- */

@@ -119,6 +119,13 @@ int qmon_send_done(qmp_t *q, struct qmon_owner *o, const char *command, json_t *
     return qmon_send(q, o, &cmd, deliver_done, (qmon_any_fn)cb, arg);
 }
 
+int qmon_send_done_oob(qmp_t *q, struct qmon_owner *o, const char *command, json_t *args, int timeout_ms,
+                       qmon_done_fn cb, void *arg)
+{
+    struct qmon_cmd cmd = {command, args, -1, true, timeout_ms};
+    return qmon_send(q, o, &cmd, deliver_done, (qmon_any_fn)cb, arg);
+}
+
 int qmon_send_simple(qmp_t *q, struct qmon_owner *o, const char *command, int timeout_ms, qmon_done_fn cb,
                      void *arg)
 {

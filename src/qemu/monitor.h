@@ -153,6 +153,8 @@ typedef void (*qmon_migrate_stats_fn)(void *arg, const struct qmon_migrate_stats
 
 /* Still moving data (setup .. cancelling): neither ended nor idle. */
 bool qmon_mig_status_active(enum qmon_mig_status s);
+/* In post-copy: active, paused, or recovering from a pause. */
+bool qmon_mig_status_postcopy(enum qmon_mig_status s);
 
 int qmon_query_migrate(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_migrate_stats_fn cb, void *arg);
 /* The reply parser of qmon_query_migrate alone, without a connection (for
@@ -165,10 +167,28 @@ int qmon_migrate(qmp_t *q, struct qmon_owner *o, const char *uri, int timeout_ms
 int qmon_migrate_incoming(qmp_t *q, struct qmon_owner *o, const char *uri, int timeout_ms, qmon_done_fn cb,
                           void *arg);
 int qmon_migrate_cancel(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_done_fn cb, void *arg);
+/* Post-copy (needs the postcopy-ram capability on both ends):
+ *  - start_postcopy: the source switches to post-copy: the guest will run on
+ *    the destination, which fetches the pages it lacks from the source;
+ *  - pause: shut the (post-copy) migration's sockets down, on either end:
+ *    both sides go to postcopy-paused and keep their halves;
+ *  - recover (destination, postcopy-paused): listen on uri for the source to
+ *    resume; a second call replaces the listener;
+ *  - resume (source, postcopy-paused): `migrate` with resume=true to uri.
+ * pause and recover go out of band: on a destination in post-copy a vCPU
+ * can hold the big lock while it waits for a page that a cut link will not
+ * bring, so in-band commands (query-migrate too) get no answer until the
+ * recovery they would start. */
+int qmon_migrate_start_postcopy(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_done_fn cb, void *arg);
+int qmon_migrate_pause(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_done_fn cb, void *arg);
+int qmon_migrate_recover(qmp_t *q, struct qmon_owner *o, const char *uri, int timeout_ms, qmon_done_fn cb,
+                         void *arg);
+int qmon_migrate_resume(qmp_t *q, struct qmon_owner *o, const char *uri, int timeout_ms, qmon_done_fn cb,
+                        void *arg);
 
 enum qmon_capability {
     QMON_CAP_EVENTS, QMON_CAP_MULTIFD, QMON_CAP_AUTO_CONVERGE, QMON_CAP_RETURN_PATH, QMON_CAP_POSTCOPY_RAM,
-    QMON_CAP_PAUSE_BEFORE_SWITCHOVER, QMON_CAP_SWITCHOVER_ACK, QMON_CAP_ZERO_COPY_SEND,
+    QMON_CAP_PAUSE_BEFORE_SWITCHOVER, QMON_CAP_SWITCHOVER_ACK, QMON_CAP_ZERO_COPY_SEND, QMON_CAP_POSTCOPY_PREEMPT,
     QMON_CAP_MAPPED_RAM,      /* fixed offsets in a state file, written by multifd channels in parallel */
     QMON_CAP__COUNT,
 };

@@ -1,5 +1,6 @@
 """Live migration between two hosts in network namespaces, with the real
 guest writing checksummed data to memory and disk throughout."""
+import os
 import signal
 import time
 
@@ -144,17 +145,62 @@ def test_destination_qemu_killed_mid_transfer(cl):
     cl.create_guest("dk1", mem=128)
     cl.boot("dk1")
     cl.tb.shape(1, "mig", rate="100mbit")
+    src_qemu = cl.qemus(1)
     jid = start_move_no_wait(cl, "dk1", 1, 2)
     wait_transfer(cl, 1, jid)
     for pid in cl.qemus(2):
-        import os
         os.kill(pid, signal.SIGKILL)
     j = final_job(cl, 1, jid)
-    assert j["state"] == "failed" and "migration to h2 failed" in j["error"]["message"], j
+    assert j["state"] == "failed", j
+    msg = j["error"]["message"]
     cl.tb.unshape(1, "mig")
+    if "the source QEMU exited during the migration" in msg:
+        # QEMU 10.0's multifd TLS teardown can kill the source QEMU here
+        # (docs/MIGRATION.md, "A source QEMU that dies in pre-copy"): the
+        # guest was never run on h2, so vmoved boots it again on h1 from its
+        # disks and says so.
+        print(f"\nthe source QEMU died (QEMU 10.0 bug): {msg}")
+        assert "vmoved restarted it on h1 from its disks" in msg and j["error"]["vm_restarted"] is True, j
+        restart = final_job(cl, 1, j["error"]["restart_job"])
+        assert restart["state"] == "succeeded", restart
+        kinds = [e["kind"] for e in cl.v(1, "host", "events", "--vm", "dk1")["events"]]
+        assert "migration.source.restarted" in kinds, kinds
+        cl.wait_guest("dk1", 1)
+    else:
+        assert "migration to h2 failed" in msg, j
+        assert cl.qemus(1) == src_qemu, "the source QEMU changed although the job did not say so"
     wait_for(lambda: "dk1" not in cl.vm_names(2), 20, "h2 to forget the VM")
     cl.assert_only_on("dk1", 1)
     assert cl.verify("dk1", 1)
+
+
+def test_source_qemu_dies_mid_transfer(cl):
+    """What QEMU 10.0 sometimes does by itself when the destination dies
+    (test above), made certain: the source QEMU aborts in pre-copy.  The
+    guest never ran on h2, so vmoved boots it again on h1 from its disks,
+    and the job and the journal say so."""
+    cl.create_guest("sq1", mem=128)
+    cl.boot("sq1")
+    cl.tb.shape(1, "mig", rate="100mbit")
+    jid = start_move_no_wait(cl, "sq1", 1, 2)
+    wait_transfer(cl, 1, jid)
+    [pid] = cl.qemus(1)
+    os.kill(pid, signal.SIGABRT)
+    j = final_job(cl, 1, jid)
+    cl.tb.unshape(1, "mig")
+    assert j["state"] == "failed", j
+    msg = j["error"]["message"]
+    assert "the source QEMU exited during the migration (killed by signal 6" in msg, msg
+    assert "vmoved restarted it on h1 from its disks" in msg and j["error"]["vm_restarted"] is True, msg
+    restart = final_job(cl, 1, j["error"]["restart_job"])
+    assert restart["state"] == "succeeded", restart
+    cl.wait_guest("sq1", 1)
+    wait_for(lambda: cl.qemus(2) == [] and "sq1" not in cl.vm_names(2), 30, "h2 to drop its incoming VM")
+    cl.assert_only_on("sq1", 1)
+    assert cl.qemus(1) != [pid]
+    assert cl.verify("sq1", 1)
+    kinds = [e["kind"] for e in cl.v(1, "host", "events", "--vm", "sq1")["events"]]
+    assert "migration.failed" in kinds and "migration.source.restarted" in kinds, kinds
 
 
 def test_migration_link_cut_mid_transfer(cl):

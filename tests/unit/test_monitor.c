@@ -269,6 +269,10 @@ static void test_commands_emitted(void **state)
                         "\"target\": \"vdb-x3\", \"sync\": \"full\", \"auto-dismiss\": false, \"speed\": 1048576}}], "
                         "\"properties\": {\"completion-mode\": \"grouped\"}}", "{}", NULL, false, false},
         {"block-job-dismiss", "{\"id\": \"export-vda\"}", "{}", NULL, false, false},
+        {"migrate-start-postcopy", NULL, "{}", NULL, false, false},
+        {"migrate", "{\"uri\": \"tcp:10.0.0.2:4445\", \"resume\": true}", "{}", NULL, false, false},
+        {"migrate-set-capabilities", "{\"capabilities\": [{\"capability\": \"postcopy-ram\", \"state\": true}, "
+                                     "{\"capability\": \"postcopy-preempt\", \"state\": true}]}", "{}", NULL, false, false},
         {"quit", NULL, "{}", NULL, false, false},
     };
     start(t, x, ARRAY_LEN(x));
@@ -333,6 +337,10 @@ static void test_commands_emitted(void **state)
     struct qmon_backup bk[] = {{"export-vda", "vda", "vda-x3", 0}, {"export-vdb", "vdb-m2", "vdb-x3", 1048576}};
     n += !qmon_backup_transaction(q, o, bk, 2, 5000, on_done, t);
     n += !qmon_block_job_dismiss(q, o, "export-vda", 5000, on_done, t);
+    n += !qmon_migrate_start_postcopy(q, o, 5000, on_done, t);
+    n += !qmon_migrate_resume(q, o, "tcp:10.0.0.2:4445", 5000, on_done, t);
+    struct qmon_cap_state pc[] = {{QMON_CAP_POSTCOPY_RAM, true}, {QMON_CAP_POSTCOPY_PREEMPT, true}};
+    n += !qmon_migrate_set_capabilities(q, o, pc, 2, 5000, on_done, t);
     n += !qmon_quit(q, o, 5000, on_done, t);
     assert_int_equal(n, (int)ARRAY_LEN(x));
     assert_int_equal(t->owner.refs, 1 + n);   /* one reference per reply on its way */
@@ -343,6 +351,26 @@ static void test_commands_emitted(void **state)
     assert_int_equal(t->errors, 0);
     assert_int_equal(t->owner.refs, 1);
     assert_int_equal(t->released, 0);
+}
+
+/* Post-copy recovery goes out of band: a destination's vCPU waiting for a
+ * page may hold QEMU's big lock, and in-band commands would wait with it. */
+static void test_postcopy_recovery_out_of_band(void **state)
+{
+    struct t *t = *state;
+    static const struct exchange x[] = {
+        {"migrate-pause", NULL, "{}", NULL, true, false},
+        {"migrate-recover", "{\"uri\": \"tcp:10.0.0.2:4445\"}", "{}", NULL, true, false},
+    };
+    start(t, x, ARRAY_LEN(x));
+    assert_int_equal(qmon_migrate_recover(t->q, &t->owner, NULL, 5000, on_done, t), -1);   /* nothing sent */
+    assert_int_equal(qmon_migrate_pause(t->q, &t->owner, 5000, on_done, t), 0);
+    RUN_UNTIL(t, t->done == 1 || t->srv.err[0], WAIT_MS);
+    assert_int_equal(qmon_migrate_recover(t->q, &t->owner, "tcp:10.0.0.2:4445", 5000, on_done, t), 0);
+    RUN_UNTIL(t, t->done == 2 || t->srv.err[0], WAIT_MS);
+    finish(t);
+    assert_int_equal(t->done, 2);
+    assert_int_equal(t->errors, 0);
 }
 
 /* ---- queries: parsed results ---------------------------------------------- */
@@ -776,6 +804,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_commands_emitted),
+        T(test_postcopy_recovery_out_of_band),
         T(test_query_status),
         T(test_query_migrate),
         T(test_query_block_jobs),

@@ -225,6 +225,78 @@ static void test_auto_ramp_parameters(void **state)
     }
 }
 
+/* postcopy: after the first full pass, and only when set up for it. */
+static void test_postcopy_mode(void **state)
+{
+    struct migrate_policy_input in = poll_of(CONVERGE_POSTCOPY);
+    in.postcopy_ok = true;
+    struct policy_action act = step(&in);
+    assert_false(act.postcopy);           /* pass 1: the first full pass is still running */
+    assert_nothing(&act);
+    act = next_pass(&in, 1, 2);           /* pass 2, converging or not */
+    assert_true(act.postcopy);
+    assert_false(act.cancel);
+    assert_int_equal(act.downtime_ms, 0);
+    assert_string_equal(act.note, "switched to post-copy at pass 2 (the first full pass is done): "
+                                  "the VM runs on h2 from now on");
+    /* Not set up (a destination that does not allow it refuses the move
+     * before this): acts as auto, never switches. */
+    in = poll_of(CONVERGE_POSTCOPY);
+    in.throttle_pct = 50;
+    step(&in);
+    for (int p = 0; p < 3; p++)
+        act = next_pass(&in, 1, 1);
+    assert_false(act.postcopy);
+    assert_int_equal(act.downtime_ms, 2 * TUNING_DEFAULT_DOWNTIME_MS);
+    /* Failing already: no switch. */
+    in = poll_of(CONVERGE_POSTCOPY);
+    in.postcopy_ok = true;
+    in.pass = 3;
+    in.failed = true;
+    act = step(&in);
+    assert_false(act.postcopy);
+}
+
+/* auto with post-copy allowed: switches where it would raise the downtime. */
+static void test_auto_switches_instead_of_downtime(void **state)
+{
+    struct migrate_policy_input in = poll_of(CONVERGE_AUTO);
+    in.postcopy_ok = true;
+    in.throttle_pct = 30;
+    step(&in);
+    struct policy_action act;
+    for (int p = 0; p < 3; p++) {
+        act = next_pass(&in, 1, 1);
+        assert_false(act.postcopy);       /* converging as far as auto knows: throttle first */
+    }
+    in.throttle_pct = 50;
+    for (int p = 0; p < 3 && !act.postcopy; p++)
+        act = next_pass(&in, 1, 1);
+    assert_true(act.postcopy);
+    assert_int_equal(act.downtime_ms, 0);
+    assert_non_null(strstr(act.note, "switched to post-copy at pass"));
+    assert_non_null(strstr(act.note, "the remaining memory stopped shrinking"));
+    /* A converging guest is left alone, post-copy or not. */
+    in = poll_of(CONVERGE_AUTO);
+    in.postcopy_ok = true;
+    step(&in);
+    for (int p = 0; p < 10; p++) {
+        act = next_pass(&in, 1, 2);
+        assert_false(act.postcopy);
+        assert_nothing(&act);
+    }
+    /* The guest outrunning the link: a switch after 5 s, not a longer pause. */
+    in = poll_of(CONVERGE_AUTO);
+    in.postcopy_ok = true;
+    in.pass = 2;
+    in.dirty_rate_Bps = 200e6;
+    act = step(&in);
+    in.now_ms += 5000;
+    act = step(&in);
+    assert_true(act.postcopy);
+    assert_non_null(strstr(act.note, "faster than the link"));
+}
+
 static void test_throttle_mode_never_acts(void **state)
 {
     struct migrate_policy_input in = poll_of(CONVERGE_THROTTLE);
@@ -390,6 +462,8 @@ int main(void)
         cmocka_unit_test(test_auto_waits_for_throttle),
         cmocka_unit_test(test_auto_ramp_parameters),
         cmocka_unit_test(test_throttle_mode_never_acts),
+        cmocka_unit_test(test_postcopy_mode),
+        cmocka_unit_test(test_auto_switches_instead_of_downtime),
         cmocka_unit_test(test_outrun_detection),
         cmocka_unit_test(test_auto_outrun_raises),
         cmocka_unit_test(test_outrun_cancel_mode),

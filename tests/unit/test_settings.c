@@ -97,6 +97,22 @@ static void expect_from_json_error(const char *text, const char *needle)
 
 /* ---- defaults / to_json ---- */
 
+/* Post-copy is denied unless allowed, and the setting survives a round trip. */
+static void test_allow_postcopy(void **state)
+{
+    struct host_settings s, back;
+    char err[512];
+    host_settings_defaults(&s);
+    assert_false(s.allow_postcopy);
+    s.allow_postcopy = true;
+    json_t *j = host_settings_to_json(&s);
+    assert_true(json_is_true(json_object_get(j, "allow_postcopy")));
+    assert_int_equal(host_settings_from_json(j, &back, err, sizeof err), 0);
+    assert_true(back.allow_postcopy);
+    json_decref(j);
+    expect_from_json_error("{\"allow_postcopy\": \"yes\"}", "allow_postcopy");
+}
+
 static void test_defaults(void **state)
 {
     struct host_settings s;
@@ -340,6 +356,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_allow_postcopy),
         cmocka_unit_test(test_to_json_accel_values),
         cmocka_unit_test(test_from_json_valid),
         cmocka_unit_test(test_from_json_unknown_field),

@@ -172,8 +172,8 @@ static void test_bad_values(void **state)
     expect_refused("{\"bandwidth\": -1}", "bandwidth must be a number of bytes per second (0 = unlimited)");
     expect_refused("{\"bandwidth\": \"1G\"}", "bandwidth must be a number of bytes per second (0 = unlimited)");
     expect_refused("{\"compress\": \"lz4\"}", "compress must be auto, none, zstd or zlib");
-    expect_refused("{\"converge\": \"fast\"}", "converge must be auto, throttle, downtime or cancel");
-    expect_refused("{\"converge\": \"\"}", "converge must be auto, throttle, downtime or cancel");
+    expect_refused("{\"converge\": \"fast\"}", "converge must be auto, throttle, downtime, cancel or postcopy");
+    expect_refused("{\"converge\": \"\"}", "converge must be auto, throttle, downtime, cancel or postcopy");
     expect_refused("{\"state_dir\": \"relative/dir\"}", "state_dir must be an absolute path");
     expect_refused("{\"with_storage\": \"disks\"}", "--with-storage needs an absolute directory on the destination");
     expect_refused("{\"quick\": true, \"with_storage\": \"/d\"}", "--quick and --with-storage do not go together");
@@ -273,9 +273,10 @@ static void check_typed_matches(const struct migrate_tuning *t)
     json_t *caps = tuning_qemu_capabilities(t);
     struct qmon_cap_state typed[TUNING_N_CAPS];
     assert_int_equal(tuning_qmon_capabilities(t, typed), TUNING_N_CAPS);
-    static const char *const names[] = {"events", "multifd", "auto-converge", "mapped-ram"};
+    static const char *const names[] = {"events", "multifd", "auto-converge", "postcopy-ram", "postcopy-preempt",
+                                        "mapped-ram"};
     static const enum qmon_capability ids[] = {QMON_CAP_EVENTS, QMON_CAP_MULTIFD, QMON_CAP_AUTO_CONVERGE,
-                                               QMON_CAP_MAPPED_RAM};
+                                               QMON_CAP_POSTCOPY_RAM, QMON_CAP_POSTCOPY_PREEMPT, QMON_CAP_MAPPED_RAM};
     for (size_t i = 0; i < TUNING_N_CAPS; i++) {
         assert_int_equal(typed[i].cap, ids[i]);
         assert_int_equal(typed[i].on, cap_state(caps, names[i]));
@@ -317,12 +318,46 @@ static void test_typed_qemu_arguments(void **state)
     check_typed_matches(&t);
     snprintf(t.compress, sizeof t.compress, "zlib");
     check_typed_matches(&t);
+    t.channels = 1;
+    t.postcopy = true;
+    check_typed_matches(&t);
+}
+
+/* Post-copy: a single stream (QEMU 10.0 has no post-copy with multifd). */
+static void test_postcopy(void **state)
+{
+    struct migrate_tuning t;
+    char err[256];
+    assert_int_equal(parse("{\"converge\": \"postcopy\"}", &t, err, sizeof err), 0);
+    assert_int_equal(t.converge, CONVERGE_POSTCOPY);
+    assert_string_equal(converge_policy_name(t.converge), "postcopy");
+    assert_int_equal(t.channels, 1);
+    assert_string_equal(t.compress, "none");
+    assert_true(tuning_wants_postcopy(&t));
+    assert_false(t.postcopy);   /* decided with the destination, later */
+    assert_int_equal(t.max_recover_wait_s, TUNING_DEFAULT_MAX_RECOVER_WAIT_S);
+    assert_int_equal(parse("{\"converge\": \"postcopy\", \"channels\": 1, \"max_recover_wait_s\": 30}", &t, err,
+                           sizeof err), 0);
+    assert_int_equal(t.max_recover_wait_s, 30);
+    expect_refused("{\"converge\": \"postcopy\", \"channels\": 4}",
+                   "--converge postcopy needs a single stream (--parallel 1): QEMU 10.0 does not combine post-copy "
+                   "with multifd");
+    expect_refused("{\"converge\": \"postcopy\", \"quick\": true}",
+                   "--converge postcopy is for live migrations of memory (not --quick or --with-storage)");
+    /* auto may use it only with a single stream; the default keeps multifd. */
+    assert_int_equal(parse("{}", &t, err, sizeof err), 0);
+    assert_false(tuning_wants_postcopy(&t));
+    assert_int_equal(parse("{\"channels\": 1}", &t, err, sizeof err), 0);
+    assert_true(tuning_wants_postcopy(&t));
+    assert_int_equal(parse("{\"converge\": \"cancel\", \"channels\": 1}", &t, err, sizeof err), 0);
+    assert_false(tuning_wants_postcopy(&t));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_postcopy),
         cmocka_unit_test(test_every_field),
         cmocka_unit_test(test_quick),
         cmocka_unit_test(test_compress_auto_single_stream),

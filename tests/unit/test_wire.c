@@ -70,13 +70,14 @@ WRAP(resolve_reply)
 WRAP(reserve_req)
 WRAP(reserve_reply)
 WRAP(load_req)
+WRAP(recover_reply)
 
 /* ---- prepare ---- */
 
 static void test_prepare_req_roundtrip(void **state)
 {
     json_t *cfg = parse("{'name': 'web-1'}"), *tuning = parse("{'channels': 2}"), *storage = parse("{'dir': '/d'}");
-    struct wire_prepare_req in = {cfg, tuning, "kvm", "10.0.0.1", 42, false, storage, "user:ann", true};
+    struct wire_prepare_req in = {cfg, tuning, "kvm", "10.0.0.1", 42, false, storage, "user:ann", true, WIRE_POSTCOPY_NO};
     json_t *j = wire_prepare_req_to_json(&in);
     assert_json(j, "{'config': {'name': 'web-1'}, 'tuning': {'channels': 2}, 'accel': 'kvm', 'via': '10.0.0.1',"
                    " 'job': 42, 'quick': false, 'storage': {'dir': '/d'}, 'user': 'user:ann', 'insecure_ok': true}");
@@ -130,6 +131,69 @@ static void test_prepare_req_rejects(void **state)
     json_t *err = NULL;
     assert_int_equal(wire_prepare_req_from_json(NULL, &m, &err), -1);
     assert_invalid(err, "the message is not a JSON object");
+}
+
+/* Post-copy: asked for in the request, granted in the reply. */
+static void test_prepare_postcopy(void **state)
+{
+    json_t *cfg = parse("{'name': 'pc'}");
+    struct wire_prepare_req in = {.config = cfg, .postcopy = WIRE_POSTCOPY_REQUIRED};
+    json_t *j = wire_prepare_req_to_json(&in), *err = NULL;
+    assert_string_equal(json_string_value(json_object_get(j, "postcopy")), "required");
+    struct wire_prepare_req out;
+    assert_int_equal(wire_prepare_req_from_json(j, &out, &err), 0);
+    assert_int_equal(out.postcopy, WIRE_POSTCOPY_REQUIRED);
+    json_decref(j);
+    in.postcopy = WIRE_POSTCOPY_OPTIONAL;
+    j = wire_prepare_req_to_json(&in);
+    assert_int_equal(wire_prepare_req_from_json(j, &out, &err), 0);
+    assert_int_equal(out.postcopy, WIRE_POSTCOPY_OPTIONAL);
+    json_decref(j);
+    in.postcopy = WIRE_POSTCOPY_NO;   /* not sent at all: an older destination reads the same */
+    j = wire_prepare_req_to_json(&in);
+    assert_null(json_object_get(j, "postcopy"));
+    json_decref(j);
+    json_decref(cfg);
+    parse_fn f = p_prepare_req;
+    expect_reject(f, &out, "{'config': {}, 'postcopy': 'yes'}",
+                  "parameter \"postcopy\" must be \"no\", \"optional\" or \"required\"");
+    expect_reject(f, &out, "{'config': {}, 'postcopy': true}", "parameter \"postcopy\" must be a string");
+
+    struct wire_prepare_reply rin = {.port = 2, .postcopy = true};
+    strcpy(rin.ip, "10.0.0.2");
+    strcpy(rin.host, "dst");
+    j = wire_prepare_reply_to_json(&rin);
+    assert_json(j, "{'ip': '10.0.0.2', 'port': 2, 'tls': false, 'host': 'dst', 'postcopy': true}");
+    struct wire_prepare_reply rout;
+    assert_int_equal(wire_prepare_reply_from_json(j, &rout, &err), 0);
+    assert_true(rout.postcopy);
+    json_decref(j);
+    expect_reject(p_prepare_reply, &rout, "{'ip': 'x', 'port': 1, 'tls': true, 'host': 'h', 'postcopy': 1}",
+                  "reply to migrate.prepare: field \"postcopy\" must be true or false");
+}
+
+static void test_recover_reply(void **state)
+{
+    struct wire_recover_reply in = {.port = 40001};
+    strcpy(in.ip, "10.0.2.12");
+    json_t *j = wire_recover_reply_to_json(&in), *err = NULL;
+    assert_json(j, "{'ip': '10.0.2.12', 'port': 40001}");
+    struct wire_recover_reply out;
+    assert_int_equal(wire_recover_reply_from_json(j, &out, &err), 0);
+    assert_string_equal(out.ip, "10.0.2.12");
+    assert_int_equal(out.port, 40001);
+    json_decref(j);
+    parse_fn f = p_recover_reply;
+    expect_reject(f, &out, "{'port': 1}", "reply to migrate.recover: missing field \"ip\"");
+    expect_reject(f, &out, "{'ip': 'x', 'port': 0}", "reply to migrate.recover: field \"port\" must be between 1 and 65535, not 0");
+    /* Nothing to recover: the destination has every page. */
+    j = wire_recover_reply_to_json(&(struct wire_recover_reply){.loaded = true});
+    assert_json(j, "{'loaded': true}");
+    assert_int_equal(wire_recover_reply_from_json(j, &out, &err), 0);
+    assert_true(out.loaded);
+    json_decref(j);
+    expect_reject(f, &out, "{'loaded': false}", "reply to migrate.recover: missing field \"ip\"");
+    expect_reject(f, &out, "{'loaded': 'yes'}", "reply to migrate.recover: field \"loaded\" must be true or false");
 }
 
 static void test_prepare_reply_roundtrip(void **state)
@@ -338,6 +402,7 @@ static void test_load_req(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_prepare_postcopy), cmocka_unit_test(test_recover_reply),
         cmocka_unit_test(test_prepare_req_roundtrip),   cmocka_unit_test(test_prepare_req_defaults),
         cmocka_unit_test(test_prepare_req_rejects),     cmocka_unit_test(test_prepare_reply_roundtrip),
         cmocka_unit_test(test_prepare_reply_shared_nothing), cmocka_unit_test(test_prepare_reply_quick),
