@@ -54,7 +54,19 @@ static json_t *check_incoming(struct agent *a, const struct vm_config *c, const 
         json_array_append_new(problems, json_string(text));
         free(text);
     }
+    if (msg->postcopy == WIRE_POSTCOPY_REQUIRED && c->ha && a->hooks.before_incoming_commit)
+        json_array_append_new(problems, json_string("VM is an HA VM of a cluster: post-copy is not offered for it "
+                                                    "(its owner record must move before the guest runs here); "
+                                                    "move it without --converge postcopy"));
     return problems;
+}
+
+/* An HA VM of a cluster runs only where its owner record says, and the
+ * record moves in the commit step before `cont`.  Post-copy commits when
+ * QEMU starts running the guest here, with no such step: not offered. */
+static bool ha_in_cluster(const struct agent *a, const struct vm *vm)
+{
+    return vm->cfg.ha && a->hooks.before_incoming_commit;
 }
 
 int migrate_dst_free_port(const char *ip)
@@ -350,7 +362,7 @@ static void start_incoming(struct agent *a, const struct incoming_prepare_req *r
     in->tuning = *tuning;
     /* Post-copy only if both hosts allow it: the source asked, we allow. */
     in->tuning.postcopy = req->msg->postcopy != WIRE_POSTCOPY_NO && a->settings.allow_postcopy && !in->quick &&
-                          !created;
+                          !created && !ha_in_cluster(a, vm);
     snprintf(in->ip, sizeof in->ip, "%s", ip);
     in->done = done;
     in->done_arg = arg;
