@@ -15,6 +15,8 @@ extern const struct cli_cmd cmd_vm_create_entry, cmd_vm_list_entry, cmd_vm_show_
     cmd_vm_guest_entry;
 extern const struct cli_cmd cmd_jobs_list_entry, cmd_jobs_show_entry, cmd_jobs_watch_entry, cmd_jobs_cancel_entry;
 extern const struct cli_cmd cmd_pki_init_entry, cmd_pki_issue_host_entry, cmd_pki_issue_user_entry;
+extern const struct cli_cmd cmd_checkpoint_create_entry, cmd_checkpoint_list_entry, cmd_checkpoint_apply_entry,
+    cmd_checkpoint_delete_entry;
 extern const struct cli_cmd cmd_help_entry;
 
 /* Every command, in the order `vmove --help` lists them; NULL at the end. */

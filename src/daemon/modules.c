@@ -2,6 +2,7 @@
 
 #include <stddef.h>
 
+#include "checkpoint/checkpoint.h"
 #include "cluster/drain.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -38,6 +39,7 @@ static const struct daemon_module modules[] = {
     {"incoming migrations", incoming_recover, incoming_free_all},
     {"outgoing migrations", migrate_recover, migrate_free_all},
     {"storage moves", storage_recover, storage_free_all},
+    {"checkpoints", checkpoint_recover, checkpoint_free_all},
     /* Queued moves restart once the running ones are settled. */
     {"queued migrations", migrate_recover_queued, NULL},
     {"link probes", NULL, probes_stop},
