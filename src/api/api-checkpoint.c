@@ -24,7 +24,8 @@ static void run_op(struct api_req *r, ck_op_fn fn)
     if (!name || api_param_bool(r, "wait", true, &wait) < 0)
         return;
     json_t *err = NULL;
-    answer(r, fn(r->agent, vm, name, &err), err, wait);
+    struct job *job = fn(r->agent, vm, name, &err);   /* before err is read */
+    answer(r, job, err, wait);
 }
 
 static void api_checkpoint_create(struct api_req *r)
@@ -35,7 +36,8 @@ static void api_checkpoint_create(struct api_req *r)
     if (!name || api_param_bool(r, "wait", true, &wait) < 0 || api_param_bool(r, "memory", false, &memory) < 0)
         return;
     json_t *err = NULL;
-    answer(r, checkpoint_create(r->agent, vm, name, memory, &err), err, wait);
+    struct job *job = checkpoint_create(r->agent, vm, name, memory, &err);   /* before err is read */
+    answer(r, job, err, wait);
 }
 
 static void api_checkpoint_apply(struct api_req *r) { run_op(r, checkpoint_apply); }
@@ -48,7 +50,8 @@ static void api_checkpoint_delete(struct api_req *r)
     if (!name || api_param_bool(r, "wait", true, &wait) < 0 || api_param_int(r, "bandwidth", 0, &speed) < 0)
         return;
     json_t *err = NULL;
-    answer(r, checkpoint_delete(r->agent, vm, name, speed, &err), err, wait);
+    struct job *job = checkpoint_delete(r->agent, vm, name, speed, &err);   /* before err is read */
+    answer(r, job, err, wait);
 }
 
 static void api_checkpoint_list(struct api_req *r)
