@@ -253,3 +253,44 @@ def test_stopped_vm_and_bad_input(agent, root):
     assert "checkpoint" in msg and "flatten" in msg, msg
     assert os.listdir(dest) == []
     verify(agent, "st")
+
+
+@pytest.fixture
+def cl(request):
+    from migrationlib import make_cluster
+    return make_cluster(request)
+
+
+def test_live_migration_keeps_checkpoints(cl):
+    """Shared storage: the chain stays where it is, the tree travels in
+    vm.json, and the destination can list, merge and apply it."""
+    cl.create_guest("mv", mem=32, mem_rate=10, disk_rate=256)
+    cl.boot("mv")
+    base = cl.v(1, "vm", "show", "mv")["config"]["disks"][0]["path"]
+    for n in ("m1", "m2"):
+        assert cl.v(1, "checkpoint", "create", "mv", n)["state"] == "succeeded"
+        time.sleep(1)
+    before = cl.v(1, "checkpoint", "list", "mv")
+    # Shared-nothing would flatten the chain: refused, and the VM stays.
+    p = cl.run(1, "move", "mv", "--to", "h2", "--with-storage", cl.tb.shared_dir)
+    assert p.returncode != 0 and "checkpoint" in p.stderr and "flatten" in p.stderr, p.stderr
+    cl.assert_only_on("mv", 1)
+
+    p, done, _ = cl.move("mv", 1, 2)
+    assert done["job"]["state"] == "succeeded"
+    cl.assert_only_on("mv", 2)
+    cl.verify("mv", 2)
+    after = cl.v(2, "checkpoint", "list", "mv")
+    strip = lambda l: [{k: c[k] for k in ("name", "parent", "created_ms", "kind", "state")} for c in l["checkpoints"]]
+    assert after["current"] == "m2" and strip(after) == strip(before)
+    # Merge m2 live on h2 (active commit), then apply m1 there.
+    top = cl.v(2, "vm", "show", "mv")["config"]["disks"][0]["path"]
+    assert cl.v(2, "checkpoint", "delete", "mv", "m2")["state"] == "succeeded"
+    assert not os.path.exists(top)
+    cl.verify("mv", 2)
+    assert cl.v(2, "checkpoint", "apply", "mv", "m1")["state"] == "succeeded"
+    cl.wait_guest("mv", 2)
+    cl.verify("mv", 2)
+    lst = cl.v(2, "checkpoint", "list", "mv")
+    assert lst["current"] == "m1" and [c["name"] for c in lst["checkpoints"]] == ["m1"]
+    assert chain(cl.v(2, "vm", "show", "mv")["config"]["disks"][0]["path"])[1:] == [base]
