@@ -160,6 +160,26 @@ static char *claim_layer(const char *active, const char *id, char *err, size_t e
     return NULL;
 }
 
+/* The memory image goes next to the first disk's layers, so that it is on
+ * the same (shared) storage: DIR/VM.NAME.vmstate, claimed with O_EXCL. */
+static char *claim_vmstate(const struct vm *vm, const char *name, char *err, size_t errlen)
+{
+    char *dir = xstrdup(vm->cfg.disks[0].path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    char *p = xasprintf("%s/%s.%s.vmstate", dir, vm->name, name);
+    free(dir);
+    int fd = open(p, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create the memory image %s: %s", p, strerror(errno));
+        free(p);
+        return NULL;
+    }
+    close(fd);
+    return p;
+}
+
 /* An overlay on backing (same directory, named relatively) for each disk:
  * {id: path} of the new files, or NULL with err (nothing left behind). */
 static json_t *make_overlays(struct vm *vm, json_t *backing_of, bool unsafe, char *err, size_t errlen)
@@ -218,6 +238,14 @@ struct ck_create {
     int pending;
     json_t *error;
     uint64_t t0;
+    /* --memory: QEMU's background snapshot into vmstate */
+    bool memory, caps_on, disks_switched;
+    char *vmstate;
+    struct event *poll;
+    uint64_t t_stop, t_resume;       /* stop sent, cont answered: the guest's pause (an upper bound) */
+    bool resumed, seen_active;
+    uint64_t first_transferred;
+    json_int_t qemu_downtime_ms, mem_total_ms;
 };
 
 static const struct job_ops create_ops = {"checkpoint.create", NULL};
@@ -229,7 +257,9 @@ static void create_free(void *obj)
         free(c->top[i]), free(c->node[i]), free(c->file_node[i]);
     free(c->top), free(c->node), free(c->file_node);
     json_decref(c->old_tree), json_decref(c->old_paths), json_decref(c->overlays), json_decref(c->error);
-    free(c->vm), free(c->name);
+    if (c->poll)
+        event_free(c->poll);
+    free(c->vm), free(c->name), free(c->vmstate);
     free(c);
 }
 
@@ -243,6 +273,11 @@ static void create_end(struct ck_create *c, json_t *result)
 {
     struct job *job = c->job;
     c->job = NULL;
+    struct vm *vm = vm_find(c->agent, c->vm);
+    if (vm && vm->hooks.arg == c)
+        vm_set_hooks(vm, NULL);
+    if (c->vmstate && !result)
+        ck_unlink(c->vm, c->vmstate);
     if (result) {
         journal_event(c->agent->journal, c->vm, "checkpoint.created", result);
         job_succeed(job, result);
@@ -283,8 +318,19 @@ static void create_rollback(struct ck_create *c)
 
 static json_t *create_result(struct ck_create *c, const char *how)
 {
-    return json_pack("{s:s, s:s, s:s, s:O, s:I}", "vm", c->vm, "checkpoint", c->name, "how", how, "layers",
-                     c->overlays, "ms", (json_int_t)(now_ms() - c->t0));
+    json_t *r = json_pack("{s:s, s:s, s:s, s:s, s:O, s:I}", "vm", c->vm, "checkpoint", c->name, "kind",
+                          c->memory ? "memory" : "disk-only", "how", how, "layers", c->overlays, "ms",
+                          (json_int_t)(now_ms() - c->t0));
+    if (c->memory) {
+        /* The guest's pause: from vmoved sending stop to QEMU answering
+         * cont (an upper bound: QMP round trips included). */
+        json_object_set_new(r, "vmstate", json_string(c->vmstate));
+        json_object_set_new(r, "qemu_downtime_ms", json_integer(c->qemu_downtime_ms));
+        json_object_set_new(r, "paused_ms", json_integer(c->t_resume >= c->t_stop && c->t_stop ?
+                                                         (json_int_t)(c->t_resume - c->t_stop) : -1));
+        json_object_set_new(r, "memory_save_ms", json_integer(c->mem_total_ms));
+    }
+    return r;
 }
 
 static void create_commit(struct ck_create *c, const char *how)
@@ -296,14 +342,176 @@ static void create_commit(struct ck_create *c, const char *how)
     if (ck) {
         json_object_set_new(ck, "state", json_string("ok"));
         json_object_del(ck, "job");
+        if (c->memory && !c->error) {
+            json_object_set_new(ck, "kind", json_string("memory"));
+            json_object_set_new(ck, "vmstate", json_string(c->vmstate));
+        }
     }
     if (!ck || ck_save(vm, tree, NULL, err, sizeof err) < 0)
         log_warn("%s: checkpoint %s taken but its state not saved (%s); vmoved settles it at restart", c->vm,
                  c->name, err);
     json_decref(tree);
     log_info("%s: checkpoint %s created (%s)", c->vm, c->name, how);
-    create_end(c, create_result(c, how));
+    /* A memory save that failed after the disks switched: the checkpoint
+     * stays, disk-only, and the job says why it is not what was asked. */
+    create_end(c, c->error ? NULL : create_result(c, how));
 }
+
+/* ---- --memory: QEMU's background snapshot ---------------------------------- */
+
+static void set_bg_caps(struct ck_create *c, bool on, qmon_done_fn cb)
+{
+    /* Capabilities a background snapshot refuses to run with are off
+     * (an incoming migration may have left multifd on). */
+    struct qmon_cap_state caps[] = {{QMON_CAP_MULTIFD, false}, {QMON_CAP_POSTCOPY_RAM, false},
+                                    {QMON_CAP_MAPPED_RAM, false}, {QMON_CAP_AUTO_CONVERGE, false},
+                                    {QMON_CAP_BACKGROUND_SNAPSHOT, on}};
+    const struct qmon_cap_state *list = on ? caps : &caps[4];
+    size_t n = on ? ARRAY_LEN(caps) : 1;
+    if (qmon_migrate_set_capabilities(create_mon(c), cb ? &c->owner : NULL, list, n, QMP_TIMEOUT_MS, cb, c) < 0 && cb)
+        cb(c, &(qmp_error_t){.kind = QMP_ERR_DISCONNECTED, .desc = "monitor gone"});
+}
+
+static void mem_failed(struct ck_create *c, json_t *e)
+{
+    create_fail(c, e);
+    if (c->caps_on)
+        set_bg_caps(c, false, NULL);
+    struct vm *vm = vm_find(c->agent, c->vm);
+    if (vm && vm->qmp && vm->state == VM_PAUSED)
+        qmon_cont(vm->qmp, NULL, QMP_TIMEOUT_MS, NULL, NULL);   /* never leave the guest stopped */
+    if (c->disks_switched)
+        create_commit(c, "disks switched; memory not saved");
+    else
+        create_rollback(c);
+}
+
+static void poll_mem_later(struct ck_create *c);
+static void resume_guest(struct ck_create *c);
+
+static void on_mem_progress(void *arg, const struct qmon_migrate_stats *s, const qmp_error_t *err)
+{
+    struct ck_create *c = arg;
+    if (err || s->status == QMON_MIG_FAILED || s->status == QMON_MIG_CANCELLED) {
+        mem_failed(c, proto_error(ERR_QEMU, "it was kept as a disk-only checkpoint", "QEMU could not save the memory "
+                                  "of %s: %s", c->vm, err ? err->desc : s->error_desc ? s->error_desc : s->status_name));
+        return;
+    }
+    uint64_t sent = s->has_ram ? s->ram.transferred : 0;
+    bool iterating = c->seen_active && sent > c->first_transferred;
+    if (s->status == QMON_MIG_ACTIVE && !c->seen_active)
+        c->seen_active = true, c->first_transferred = sent;
+    if (!c->resumed && (iterating || s->status == QMON_MIG_COMPLETED)) {
+        resume_guest(c);
+        if (s->status != QMON_MIG_COMPLETED)
+            return;      /* polling goes on after cont */
+    }
+    if (s->status != QMON_MIG_COMPLETED || !c->resumed || !c->t_resume) {
+        poll_mem_later(c);
+        return;
+    }
+    c->qemu_downtime_ms = s->downtime;
+    c->mem_total_ms = s->total_time;
+    set_bg_caps(c, false, NULL);
+    c->caps_on = false;
+    create_commit(c, "live: background snapshot of memory, one blockdev-snapshot transaction for every disk");
+}
+
+/* QEMU 10 keeps a VM that was paused when the background snapshot began
+ * paused until the RAM is saved.  vmoved paused it (the disks switch at
+ * that instant), so it resumes the guest itself -- but only once RAM pages
+ * are flowing: the snapshot thread has then saved the devices' state and
+ * write-protected the RAM (userfaultfd), so the guest's writes from now on
+ * are copied before they land, and the image stays of the stop instant. */
+static void on_mem_cont(void *arg, const qmp_error_t *err)
+{
+    struct ck_create *c = arg;
+    if (err) {
+        mem_failed(c, proto_error(ERR_QEMU, NULL, "QEMU cannot resume the guest after the snapshot: %s", err->desc));
+        return;
+    }
+    c->t_resume = now_ms();
+    poll_mem_later(c);
+}
+
+static void resume_guest(struct ck_create *c)
+{
+    c->resumed = true;
+    if (qmon_cont(create_mon(c), &c->owner, QMP_TIMEOUT_MS, on_mem_cont, c) < 0)
+        on_mem_cont(c, &(qmp_error_t){.kind = QMP_ERR_DISCONNECTED, .desc = "monitor gone"});
+}
+
+static void on_mem_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct ck_create *c = arg;
+    if (qmon_query_migrate(create_mon(c), &c->owner, QMP_TIMEOUT_MS, on_mem_progress, c) < 0)
+        mem_failed(c, proto_error(ERR_UNAVAILABLE, NULL, "QEMU's monitor of %s is gone", c->vm));
+}
+
+static void poll_mem_later(struct ck_create *c)
+{
+    if (!c->poll)
+        c->poll = evtimer_new(c->agent->base, on_mem_poll, c);
+    struct timeval tv = {0, (c->resumed ? 50 : 2) * 1000};   /* the guest waits for the first */
+    evtimer_add(c->poll, &tv);
+}
+
+static void on_mem_migrate(void *arg, const qmp_error_t *err)
+{
+    struct ck_create *c = arg;
+    if (err) {
+        mem_failed(c, proto_error(ERR_QEMU, "it was kept as a disk-only checkpoint", "QEMU refused to save the memory "
+                                  "of %s: %s", c->vm, err->desc));
+        return;
+    }
+    poll_mem_later(c);
+}
+
+/* Disks switched while the vCPUs are stopped: now the RAM, from this
+ * instant, written while the guest runs again (QEMU resumes it). */
+static void on_mem_snapshot(void *arg, const qmp_error_t *err)
+{
+    struct ck_create *c = arg;
+    if (err) {
+        mem_failed(c, proto_error(ERR_QEMU, NULL, "QEMU refused the snapshot transaction: %s", err->desc));
+        return;
+    }
+    c->disks_switched = true;
+    char *uri = xasprintf("file:%s", c->vmstate);
+    if (qmon_migrate(create_mon(c), &c->owner, uri, QMP_TIMEOUT_MS, on_mem_migrate, c) < 0)
+        on_mem_migrate(c, &(qmp_error_t){.kind = QMP_ERR_DISCONNECTED, .desc = "monitor gone"});
+    free(uri);
+}
+
+static void on_mem_stopped(void *arg, const qmp_error_t *err)
+{
+    struct ck_create *c = arg;
+    if (err) {
+        mem_failed(c, proto_error(ERR_QEMU, NULL, "QEMU cannot stop the guest: %s", err->desc));
+        return;
+    }
+    struct qmon_snapshot *s = xcalloc(c->n, sizeof *s);
+    for (size_t i = 0; i < c->n; i++)
+        s[i] = (struct qmon_snapshot){c->top[i], c->node[i]};
+    if (qmon_blockdev_snapshot(create_mon(c), &c->owner, s, c->n, QMP_TIMEOUT_MS, on_mem_snapshot, c) < 0)
+        on_mem_snapshot(c, &(qmp_error_t){.kind = QMP_ERR_DISCONNECTED, .desc = "monitor gone"});
+    free(s);
+}
+
+static void on_bg_caps(void *arg, const qmp_error_t *err)
+{
+    struct ck_create *c = arg;
+    if (err) {
+        mem_failed(c, proto_error(ERR_QEMU, "take a disk-only checkpoint (without --memory)",
+                                  "QEMU cannot take a background snapshot here: %s", err->desc));
+        return;
+    }
+    c->caps_on = true;
+    c->t_stop = now_ms();
+    if (qmon_stop(create_mon(c), &c->owner, QMP_TIMEOUT_MS, on_mem_stopped, c) < 0)
+        on_mem_stopped(c, &(qmp_error_t){.kind = QMP_ERR_DISCONNECTED, .desc = "monitor gone"});
+}
+
 
 static void on_snapshot(void *arg, const qmp_error_t *err)
 {
@@ -325,6 +533,10 @@ static void on_node_added(void *arg, const qmp_error_t *err)
         return;
     if (c->error) {
         create_rollback(c);
+        return;
+    }
+    if (c->memory) {
+        set_bg_caps(c, true, on_bg_caps);
         return;
     }
     struct qmon_snapshot *s = xcalloc(c->n, sizeof *s);
@@ -409,19 +621,28 @@ struct job *checkpoint_create(struct agent *a, const char *name_vm, const char *
     struct vm *vm = find_vm(a, name_vm, err);
     if (!vm)
         return NULL;
-    if (memory) {
-        *err = proto_error(ERR_INVALID, "take a disk-only checkpoint (without --memory)",
-                           "memory checkpoints are not implemented yet");
-        return NULL;
-    }
     if ((*err = check_new_name(vm, name)) || (*err = ck_busy(a, vm)))
         return NULL;
+    if (memory && vm->state != VM_RUNNING) {
+        *err = proto_error(ERR_STATE, "start or resume it, or take a disk-only checkpoint (without --memory)",
+                           "VM %s is %s: a memory checkpoint saves a running guest", vm->name,
+                           vm_state_name(vm->state));
+        return NULL;
+    }
     char why[1024];
+    char *vmstate = NULL;
+    if (memory && !(vmstate = claim_vmstate(vm, name, why, sizeof why))) {
+        *err = proto_error(ERR_INTERNAL, NULL, "%s", why);
+        return NULL;
+    }
     json_t *old_paths = active_paths(vm);
     bool live = ck_vm_live(vm);
     json_t *overlays = make_overlays(vm, old_paths, live, why, sizeof why);
     if (!overlays) {
         json_decref(old_paths);
+        if (vmstate)
+            unlink(vmstate);
+        free(vmstate);
         *err = proto_error(ERR_INTERNAL, NULL, "%s", why);
         return NULL;
     }
@@ -440,6 +661,9 @@ struct job *checkpoint_create(struct agent *a, const char *name_vm, const char *
         json_t *v;
         json_object_foreach(overlays, k, v) unlink(json_string_value(v));
         json_decref(overlays), json_decref(tree), json_decref(old_tree), json_decref(old_paths);
+        if (vmstate)
+            unlink(vmstate);
+        free(vmstate);
         json_t *e = proto_error(ERR_INTERNAL, NULL, "cannot save vm.json: %s", why);
         job_fail(job, json_incref(e));
         *err = e;
@@ -449,6 +673,7 @@ struct job *checkpoint_create(struct agent *a, const char *name_vm, const char *
     struct ck_create *c = xcalloc(1, sizeof *c);
     c->agent = a, c->vm = xstrdup(vm->name), c->name = xstrdup(name), c->job = job;
     c->old_tree = old_tree, c->old_paths = old_paths, c->overlays = overlays, c->t0 = now_ms();
+    c->memory = memory, c->vmstate = vmstate;
     c->n = vm->cfg.n_disks;
     c->top = xcalloc(c->n, sizeof *c->top), c->node = xcalloc(c->n, sizeof *c->node);
     c->file_node = xcalloc(c->n, sizeof *c->file_node);
@@ -469,14 +694,108 @@ struct ck_apply {
     char *vm, *name;
     struct job *job;
     bool restart;
+    char *vmstate;               /* a memory checkpoint: QEMU loads it */
+    struct event *poll;
+    uint64_t t0;
 };
 
 static const struct job_ops apply_ops = {"checkpoint.apply", NULL};
 
 static void apply_free(struct ck_apply *p)
 {
-    free(p->vm), free(p->name);
+    if (p->poll)
+        event_free(p->poll);
+    free(p->vm), free(p->name), free(p->vmstate);
     free(p);
+}
+
+/* ---- a memory checkpoint: QEMU starts -incoming and loads the image -------- */
+
+static void apply_mem_failed(struct ck_apply *p, const char *what, const char *desc)
+{
+    struct vm *vm = vm_find(p->agent, p->vm);
+    if (vm) {
+        vm->stop_expected = true;   /* its exit is ours, not a crash */
+        vm_kill_qemu(vm);
+    }
+    job_fail(p->job, proto_error(ERR_QEMU, "the VM's disks are the checkpoint's; `vmove vm start` boots them fresh",
+                                 "%s of checkpoint %s: %s", what, p->name, desc));
+    apply_free(p);
+}
+
+static void on_apply_cont(void *arg, const qmp_error_t *err)
+{
+    struct ck_apply *p = arg;
+    struct vm *vm = vm_find(p->agent, p->vm);
+    if (err || !vm) {
+        apply_mem_failed(p, "cannot resume the guest", err ? err->desc : "the VM is gone");
+        return;
+    }
+    vm->started_ms = wall_ms();
+    vm_set_state(vm, VM_RUNNING, "resumed from a memory checkpoint");
+    json_t *res = json_pack("{s:s, s:s, s:b, s:I}", "vm", p->vm, "checkpoint", p->name, "resumed", 1, "ms",
+                            (json_int_t)(now_ms() - p->t0));
+    journal_event(p->agent->journal, p->vm, "checkpoint.applied", res);
+    job_succeed(p->job, res);
+    apply_free(p);
+}
+
+static void apply_poll_later(struct ck_apply *p);
+
+static void on_apply_load(void *arg, const struct qmon_migrate_stats *s, const qmp_error_t *err)
+{
+    struct ck_apply *p = arg;
+    if (err || s->status == QMON_MIG_FAILED || s->status == QMON_MIG_CANCELLED) {
+        apply_mem_failed(p, "QEMU could not load the memory", err ? err->desc : s->error_desc ? s->error_desc : "failed");
+        return;
+    }
+    if (s->status != QMON_MIG_COMPLETED) {
+        apply_poll_later(p);
+        return;
+    }
+    struct vm *vm = vm_find(p->agent, p->vm);
+    if (!vm || qmon_cont(vm->qmp, NULL, QMP_TIMEOUT_MS, on_apply_cont, p) < 0)
+        apply_mem_failed(p, "cannot resume the guest", "QEMU's monitor is gone");
+}
+
+static void on_apply_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct ck_apply *p = arg;
+    struct vm *vm = vm_find(p->agent, p->vm);
+    if (!vm || qmon_query_migrate(vm->qmp, NULL, QMP_TIMEOUT_MS, on_apply_load, p) < 0)
+        apply_mem_failed(p, "cannot follow the load", "QEMU's monitor is gone");
+}
+
+static void apply_poll_later(struct ck_apply *p)
+{
+    if (!p->poll)
+        p->poll = evtimer_new(p->agent->base, on_apply_poll, p);
+    struct timeval tv = {0, 100 * 1000};
+    evtimer_add(p->poll, &tv);
+}
+
+static void on_apply_incoming(void *arg, const qmp_error_t *err)
+{
+    struct ck_apply *p = arg;
+    if (err) {
+        apply_mem_failed(p, "QEMU refused to load the memory", err->desc);
+        return;
+    }
+    apply_poll_later(p);
+}
+
+static void on_apply_launched(struct vm *vm, json_t *error, void *arg)
+{
+    struct ck_apply *p = arg;
+    if (error) {
+        job_fail(p->job, json_incref(error));
+        apply_free(p);
+        return;
+    }
+    char *uri = xasprintf("file:%s", p->vmstate);
+    if (qmon_migrate_incoming(vm->qmp, NULL, uri, QMP_TIMEOUT_MS, on_apply_incoming, p) < 0)
+        apply_mem_failed(p, "cannot load the memory", "QEMU's monitor is gone");
+    free(uri);
 }
 
 /* QEMU is down: fresh overlays on the checkpoint's frozen images become
@@ -511,6 +830,16 @@ static void apply_offline(struct ck_apply *p)
         json_t *ev = json_pack("{s:s, s:O, s:b}", "checkpoint", p->name, "layers", overlays, "restarted", p->restart);
         journal_event(p->agent->journal, p->vm, "checkpoint.applied", ev);
         log_info("%s: checkpoint %s applied", p->vm, p->name);
+        const char *vmstate = json_string_value(json_object_get(ck, "vmstate"));
+        if (vmstate) {
+            /* The guest resumes where it was: QEMU starts waiting for the
+             * memory image, and nothing runs before it is loaded. */
+            p->vmstate = xstrdup(vmstate);
+            job_set_phase(job, "loading memory");
+            json_decref(ev), json_decref(old), json_decref(overlays), json_decref(tree);
+            vm_launch_incoming(vm, on_apply_launched, p);
+            return;
+        }
         if (p->restart)
             vm_start(vm, job);     /* a disk-only checkpoint boots fresh; the start ends the job */
         else
@@ -557,7 +886,7 @@ struct job *checkpoint_apply(struct agent *a, const char *name_vm, const char *n
     if (!vm || !find_ck(vm, name, err) || (*err = ck_busy(a, vm)))
         return NULL;
     struct ck_apply *p = xcalloc(1, sizeof *p);
-    p->agent = a, p->vm = xstrdup(vm->name), p->name = xstrdup(name);
+    p->agent = a, p->vm = xstrdup(vm->name), p->name = xstrdup(name), p->t0 = now_ms();
     p->restart = ck_vm_live(vm);
     p->job = job_create(a, &apply_ops, vm->name, json_pack("{s:s, s:b}", "checkpoint", name, "restart", p->restart));
     struct job *job = p->job;

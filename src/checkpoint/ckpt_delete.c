@@ -423,6 +423,7 @@ static void finish(struct ck_del *d)
     json_t *ck = ckpt_find(tree, d->name);
     json_t *parent = json_incref(json_object_get(ck, "parent"));
     json_t *frozen = json_incref(json_object_get(ck, "disks"));
+    char *vmstate = json_string_value(json_object_get(ck, "vmstate")) ? xstrdup(json_string_value(json_object_get(ck, "vmstate"))) : NULL;
     bool leaf = ckpt_children(tree, d->name, &x, &(bool){false}) == 0;
     only_child(tree, d->name, &x);
     if (x)
@@ -439,6 +440,9 @@ static void finish(struct ck_del *d)
     char err[512];
     int rc = ck_save(vm, tree, NULL, err, sizeof err);
     json_decref(tree), json_decref(parent);
+    if (vmstate && rc == 0)
+        ck_unlink(d->vm, vmstate);   /* its memory image goes with it */
+    free(vmstate);
     if (rc < 0) {
         json_decref(frozen);
         del_fail(d, proto_error(ERR_INTERNAL, NULL, "cannot save vm.json: %s", err));
