@@ -156,6 +156,7 @@ static int point_child_at_base(struct ck_del *d, char *err, size_t errlen)
         json_object_set_new(json_object_get(x, "disks"), id, json_string(d->base));
     else
         paths = json_pack("{s:s}", id, d->base);
+    json_object_del(ckpt_find(tree, d->name), "paused_for_pivot");   /* cont follows at once */
     int rc = ck_save(vm, tree, paths, err, errlen);
     json_decref(tree), json_decref(paths);
     return rc;
@@ -419,6 +420,10 @@ static void merge_offline(struct ck_del *d)
 static void finish(struct ck_del *d)
 {
     struct vm *vm = del_vm(d);
+    if (d->paused_for_pivot && vm && vm->qmp) {   /* a restart after the pivot, before cont */
+        qmon_cont(vm->qmp, NULL, QMP_TIMEOUT_MS, NULL, NULL);
+        d->paused_for_pivot = false;
+    }
     json_t *tree = ck_tree_copy(vm), *x;
     json_t *ck = ckpt_find(tree, d->name);
     json_t *parent = json_incref(json_object_get(ck, "parent"));
