@@ -262,6 +262,11 @@ def test_stopped_vm_and_bad_input(agent, root):
     s2_layers = frozen(listing(agent, "st"), "s2")
     assert agent.vmove("checkpoint", "apply", "st", "s1")["state"] == "succeeded"
     assert agent.vm("st")["state"] == "stopped"
+    # The human tree: s2 and the current state are both children of s1.
+    out = agent.run("checkpoint", "list", "st").stdout.splitlines()
+    print("\n".join(out))
+    assert out[0].startswith("s1  ") and "disk-only" in out[0]
+    assert sorted(l.split()[0] for l in out[1:]) == ["*", "s2"] and all(l.startswith("  ") for l in out[1:])
     # s1 has two children now (s2 and the current state): merging is refused.
     msg = refused(agent, "checkpoint", "delete", "st", "s1")
     assert "cannot be merged safely" in msg and "s2" in msg, msg
