@@ -277,6 +277,11 @@ static void on_nodes_after(void *arg, const struct qmon_named_node *nodes, size_
     struct chain_view v;
     d->verifying = false;
     read_chain(nodes, n, d->dev_node, d->top, d->base, &v);
+    if (!v.base_node) {
+        del_fail(d, proto_error(ERR_STATE, "nothing was deleted; see qemu.log", "QEMU's chain of disk %s does not "
+                                "reach %s after the merge", del_vm(d)->cfg.disks[d->disk].id, d->base));
+        return;
+    }
     if (v.has_top) {
         del_fail(d, proto_error(ERR_QEMU, "run the same delete again to retry; the VM's data is intact",
                                 "the merge of %s into %s did not complete (see qemu.log)", d->top, d->base));
@@ -366,14 +371,17 @@ static void on_nodes_before(void *arg, const struct qmon_named_node *nodes, size
     }
     struct chain_view v;
     read_chain(nodes, n, d->dev_node, d->top, d->base, &v);
+    /* Only a chain that reaches A can say T has left it: a walk that got
+     * lost must never make vmove delete a layer QEMU reads. */
+    if (!v.base_node) {
+        del_fail(d, proto_error(ERR_STATE, "nothing was changed", "QEMU does not read %s in the chain of disk %s",
+                                d->base, del_vm(d)->cfg.disks[d->disk].id));
+        return;
+    }
     if (!v.has_top) {   /* QEMU finished it before a restart */
         log_info("%s: %s is no longer in the chain: the merge was done", d->vm, d->top);
         drop_nodes(d, nodes, n);
         disk_merged(d, true);
-        return;
-    }
-    if (!v.base_node) {
-        del_fail(d, proto_error(ERR_STATE, NULL, "QEMU does not read %s below %s", d->base, d->top));
         return;
     }
     start_commit(d, &v);

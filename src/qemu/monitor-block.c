@@ -209,7 +209,7 @@ static void parse_device(struct qmon_parse *p, json_t *d, const char *w, void *o
 
 /* "json:{...,"file":{"driver":"file","filename":P}}" -> P (borrowed from
  * the parsed object, which the node's raw keeps alive). */
-static const char *json_pseudo_image(json_t *node, const char *file)
+static const char *json_pseudo_image(json_t *node, const char *file, const char *keep_as)
 {
     if (!file || strncmp(file, "json:", 5))
         return file;
@@ -219,7 +219,7 @@ static const char *json_pseudo_image(json_t *node, const char *file)
         json_decref(j);
         return NULL;
     }
-    json_object_set_new(node, "vmove-parsed-file", j);   /* keeps p valid with raw */
+    json_object_set_new(node, keep_as, j);   /* keeps p valid with raw */
     return p;
 }
 
@@ -229,8 +229,10 @@ static void parse_named_node(struct qmon_parse *p, json_t *j, const char *w, voi
     b->raw = j;
     b->node_name = qmon_str(p, j, w, "node-name", true);
     b->drv = qmon_str(p, j, w, "drv", true);
-    b->image = json_pseudo_image(j, qmon_str(p, j, w, "file", true));
-    b->backing_file = qmon_str(p, j, w, "backing_file", false);
+    b->image = json_pseudo_image(j, qmon_str(p, j, w, "file", true), "vmove-parsed-file");
+    /* The backing's name is a json: one too when the backing is such an
+     * overlay (a checkpoint layer frozen by a later checkpoint). */
+    b->backing_file = json_pseudo_image(j, qmon_str(p, j, w, "backing_file", false), "vmove-parsed-backing");
 }
 
 static void deliver_named_nodes(const struct qmon_call *c, json_t *ret, const qmp_error_t *err)

@@ -308,7 +308,7 @@ struct qmon_named_node {
     const char *node_name;
     const char *drv;                  /* "qcow2", "file", ... */
     const char *image;                /* the file of this node's image */
-    const char *backing_file;         /* as QEMU opened it, or NULL */
+    const char *backing_file;         /* the backing's image file (json: names resolved too), or NULL */
     json_t *raw;
 };
 typedef void (*qmon_named_nodes_fn)(void *arg, const struct qmon_named_node *nodes, size_t n,

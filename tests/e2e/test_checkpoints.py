@@ -170,7 +170,8 @@ def test_three_checkpoints_apply_and_live_deletes(agent, root):
         check_image(p, live=False)
 
 
-def test_vmoved_killed_mid_merge_finishes_it(agent, root):
+@pytest.mark.parametrize("kind", ["active", "intermediate"])
+def test_vmoved_killed_mid_merge_finishes_it(agent, root, kind):
     boot(agent, "kk", append="vmove.mem=32 vmove.disk=vda,vdb vmove.disk_rate=256")
     base = disks(agent, "kk")
     assert agent.vmove("checkpoint", "create", "kk", "k1")["state"] == "succeeded"
@@ -178,7 +179,10 @@ def test_vmoved_killed_mid_merge_finishes_it(agent, root):
     agent.guest("kk", "disk-rate", "4096")
     time.sleep(3)
     agent.guest("kk", "disk-rate", "256")
-    top = disks(agent, "kk")
+    top = disks(agent, "kk")   # the layer k1's delete merges (active, or frozen by k2)
+    if kind == "intermediate":
+        assert agent.vmove("checkpoint", "create", "kk", "k2")["state"] == "succeeded"
+        k2_copy = snapshot_copy(root, top, "k2")
     r = agent.vmove("checkpoint", "delete", "kk", "k1", "--bandwidth", "1", "--no-wait")
     jid = r["job"]
     wait_for(lambda: "merging" in (agent.vmove("jobs", "show", str(jid)).get("phase") or ""), 30, "the merge")
@@ -197,10 +201,20 @@ def test_vmoved_killed_mid_merge_finishes_it(agent, root):
     assert "finishing the delete of checkpoint k1" in log
     # QEMU went on merging while vmoved was dead: the restarted one took the job over.
     assert "adopting the job QEMU still runs" in log, log[-3000:]
-    assert listing(agent, "kk")["checkpoints"] == []
-    assert disks(agent, "kk") == base
     for p in top.values():
         assert not os.path.exists(p), f"{p} should be deleted"
+    if kind == "active":
+        assert listing(agent, "kk")["checkpoints"] == []
+        assert disks(agent, "kk") == base
+    else:
+        lst = listing(agent, "kk")
+        assert [(c["name"], c["parent"]) for c in lst["checkpoints"]] == [("k2", None)]
+        assert frozen(lst, "k2") == base
+        for d in base:
+            ok, out = same_data(k2_copy[d], base[d])
+            assert ok, f"k2's state of {d} changed by the merge: {out}"
+        assert agent.vmove("checkpoint", "delete", "kk", "k2")["state"] == "succeeded"
+        assert disks(agent, "kk") == base
     assert agent.vm("kk")["state"] == "running"
     verify(agent, "kk")
     agent.vmove("vm", "stop", "kk", "--force")

@@ -580,6 +580,9 @@ static void test_parse_named_nodes(void **state)
         "[{\"node-name\": \"vda-ck3\", \"drv\": \"qcow2\", \"file\": \"json:{\\\"backing\\\": {\\\"driver\\\": "
         "\\\"qcow2\\\"}, \\\"driver\\\": \\\"qcow2\\\", \\\"file\\\": {\\\"driver\\\": \\\"file\\\", "
         "\\\"filename\\\": \\\"/d/vda.ck1.qcow2\\\"}}\", \"backing_file\": \"/d/vda.qcow2\"}, "
+        "{\"node-name\": \"vda-ck4\", \"drv\": \"qcow2\", \"file\": \"/d/vda.ck2.qcow2\", \"backing_file\": "
+        "\"json:{\\\"driver\\\": \\\"qcow2\\\", \\\"file\\\": {\\\"driver\\\": \\\"file\\\", \\\"filename\\\": "
+        "\\\"/d/vda.ck1.qcow2\\\"}}\"}, "
         "{\"node-name\": \"#block1\", \"drv\": \"qcow2\", \"file\": \"/d/vda.qcow2\"}, "
         "{\"node-name\": \"vda-x\", \"drv\": \"qcow2\", \"file\": \"json:{\\\"driver\\\": \\\"nbd\\\"}\"}]",
         0, NULL);
@@ -588,12 +591,13 @@ static void test_parse_named_nodes(void **state)
     size_t n;
     char err[256];
     assert_int_equal(qmon_parse_named_nodes_reply(ret, &nodes, &n, err, sizeof err), 0);
-    assert_int_equal(n, 3);
+    assert_int_equal(n, 4);
     assert_string_equal(nodes[0].image, "/d/vda.ck1.qcow2");
     assert_string_equal(nodes[0].backing_file, "/d/vda.qcow2");
-    assert_string_equal(nodes[1].image, "/d/vda.qcow2");
-    assert_null(nodes[1].backing_file);
-    assert_null(nodes[2].image);   /* no file inside: not a path */
+    assert_string_equal(nodes[1].backing_file, "/d/vda.ck1.qcow2");   /* a json: backing name */
+    assert_string_equal(nodes[2].image, "/d/vda.qcow2");
+    assert_null(nodes[2].backing_file);
+    assert_null(nodes[3].image);   /* no file inside: not a path */
     free(nodes);
     json_decref(ret);
     /* a node without its name is a malformed reply */
