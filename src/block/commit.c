@@ -11,6 +11,7 @@
 
 #define QMP_TIMEOUT_MS 30000
 #define POLL_MS 200
+#define POLL_PIVOT_MS 5            /* after the pivot: the guest is paused until it ends */
 
 struct block_commit {
     struct event_base *base;
@@ -110,7 +111,7 @@ static void poll_later(struct block_commit *bc)
 {
     if (!bc->timer)
         bc->timer = evtimer_new(bc->base, on_poll, bc);
-    struct timeval tv = {0, POLL_MS * 1000};
+    struct timeval tv = {0, (bc->pivot_sent ? POLL_PIVOT_MS : POLL_MS) * 1000};
     evtimer_add(bc->timer, &tv);
 }
 
@@ -158,6 +159,8 @@ static void on_completed(void *arg, const qmp_error_t *err)
     struct block_commit *bc = arg;
     if (err)
         end(bc, err->desc);
+    else
+        poll_later(bc);
 }
 
 void block_commit_pivot(struct block_commit *bc)
@@ -165,6 +168,8 @@ void block_commit_pivot(struct block_commit *bc)
     if (bc->pivot_sent)
         return;
     bc->pivot_sent = true;
+    if (bc->timer)
+        event_del(bc->timer);   /* the next look comes right after the answer */
     if (qmon_block_job_complete(bc->ops->mon(bc->arg), bc->owner, bc->cfg.job_id, QMP_TIMEOUT_MS, on_completed,
                                 bc) < 0)
         end(bc, "QEMU's monitor is gone");
