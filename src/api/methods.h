@@ -18,6 +18,7 @@ extern const struct api_method api_storage_methods[];
 extern const struct api_method api_exchange_methods[];
 extern const struct api_method api_acl_methods[];
 extern const struct api_method api_audit_methods[];
+extern const struct api_method api_checkpoint_methods[];
 
 /* NULL-terminated. */
 extern const struct api_method *const api_method_tables[];

@@ -13,6 +13,8 @@
 #define INFO_TIMEOUT_MS 10000
 #define CHECK_TIMEOUT_MS 60000
 #define CONVERT_TIMEOUT_MS 600000
+/* A stopped VM's merge: bounded by the overlay's size on a slow disk. */
+#define COMMIT_TIMEOUT_MS 600000
 
 /* rc of run_capture, out its output: 0, or -1 with err = output. */
 static int finish_run(int rc, char *out, char *err, size_t errlen)
@@ -44,6 +46,35 @@ int image_create(const char *path, uint64_t size, const char *backing, const cha
     argv[n] = NULL;
     char *out = NULL;
     int rc = run_capture(argv, CREATE_TIMEOUT_MS, &out);   /* before out is read */
+    return finish_run(rc, out, err, errlen);
+}
+
+int image_create_overlay(const char *path, uint64_t size, const char *backing, const char *backing_fmt, char *err,
+                         size_t errlen)
+{
+    char sz[32];
+    snprintf(sz, sizeof sz, "%llu", (unsigned long long)size);
+    char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", (char *)backing, "-F",
+                    (char *)backing_fmt, (char *)path, sz, NULL};
+    char *out = NULL;
+    int rc = run_capture(argv, CREATE_TIMEOUT_MS, &out);
+    return finish_run(rc, out, err, errlen);
+}
+
+int image_commit(const char *top, const char *base, char *err, size_t errlen)
+{
+    char *argv[] = {"qemu-img", "commit", "-q", "-f", "qcow2", "-d", "-b", (char *)base, (char *)top, NULL};
+    char *out = NULL;
+    int rc = run_capture(argv, COMMIT_TIMEOUT_MS, &out);
+    return finish_run(rc, out, err, errlen);
+}
+
+int image_rebase_unsafe(const char *path, const char *backing, char *err, size_t errlen)
+{
+    char *argv[] = {"qemu-img", "rebase", "-q", "-u", "-f", "qcow2", "-b", (char *)backing, "-F", "qcow2",
+                    (char *)path, NULL};
+    char *out = NULL;
+    int rc = run_capture(argv, CREATE_TIMEOUT_MS, &out);
     return finish_run(rc, out, err, errlen);
 }
 

@@ -19,6 +19,19 @@
 int image_create(const char *path, uint64_t size, const char *backing, const char *backing_fmt, char *err,
                  size_t errlen);
 
+/* A checkpoint overlay: qemu-img create -q -f qcow2 -u -b BACKING -F
+ * BACKING_FMT PATH SIZE.  -u: the backing file is not opened (a running
+ * QEMU holds its lock), so size must be given; backing is written as given
+ * (a name relative to PATH's directory keeps the chain movable). */
+int image_create_overlay(const char *path, uint64_t size, const char *backing, const char *backing_fmt, char *err,
+                         size_t errlen);
+/* qemu-img commit -q -f qcow2 -d -b BASE TOP: TOP's data into BASE (TOP
+ * is left as it is; the caller deletes it).  Never on images QEMU has open. */
+int image_commit(const char *top, const char *base, char *err, size_t errlen);
+/* qemu-img rebase -q -u -f qcow2 -b BACKING -F qcow2 PATH: only the header
+ * changes (the caller guarantees BACKING holds the same data). */
+int image_rebase_unsafe(const char *path, const char *backing, char *err, size_t errlen);
+
 /* One image of a chain, top first. */
 struct image_layer {
     char *filename;

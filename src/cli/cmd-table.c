@@ -13,6 +13,8 @@ const struct cli_cmd *const cli_cmd_table[] = {
     &cmd_acl_grant_entry, &cmd_acl_revoke_entry, &cmd_acl_list_entry, &cmd_acl_group_entry,
     &cmd_audit_entry, &cmd_token_create_entry,
     &cmd_move_entry, &cmd_move_storage_entry,
+    &cmd_checkpoint_create_entry, &cmd_checkpoint_list_entry, &cmd_checkpoint_apply_entry,
+    &cmd_checkpoint_delete_entry,
     &cmd_vm_create_entry, &cmd_vm_list_entry, &cmd_vm_show_entry, &cmd_vm_start_entry, &cmd_vm_stop_entry,
     &cmd_vm_pause_entry, &cmd_vm_resume_entry, &cmd_vm_delete_entry, &cmd_vm_console_entry,
     &cmd_vm_guest_entry, &cmd_vm_export_entry, &cmd_vm_import_entry, &cmd_vm_set_entry, &cmd_vm_ha_clear_entry,

@@ -18,6 +18,8 @@ extern const struct cli_cmd cmd_pki_init_entry, cmd_pki_issue_host_entry, cmd_pk
 extern const struct cli_cmd cmd_vm_set_entry, cmd_vm_ha_clear_entry;
 extern const struct cli_cmd cmd_cluster_create_entry, cmd_cluster_join_entry, cmd_cluster_leave_entry,
     cmd_cluster_show_entry, cmd_cluster_events_entry;
+extern const struct cli_cmd cmd_checkpoint_create_entry, cmd_checkpoint_list_entry, cmd_checkpoint_apply_entry,
+    cmd_checkpoint_delete_entry;
 extern const struct cli_cmd cmd_help_entry;
 
 /* Every command, in the order `vmove --help` lists them; NULL at the end. */

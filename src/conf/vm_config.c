@@ -86,6 +86,8 @@ json_t *vm_config_to_json(const struct vm_config *c)
     json_t *boot = boot_to_json(&c->boot, &ok);   /* not inline: it writes ok */
     ok &= set(j, "boot", boot);
     ok &= set(j, "flags", flags);
+    if (vm_config_checkpoint_count(c))   /* none: a plain v1 VM any host runs */
+        ok &= set(j, "checkpoints", json_deep_copy(c->checkpoints));
     if (!ok) {
         json_decref(j);
         return NULL;
@@ -162,7 +164,13 @@ void vm_config_free(struct vm_config *c)
     free(c->boot.kernel);
     free(c->boot.initrd);
     free(c->boot.append);
+    json_decref(c->checkpoints);
     memset(c, 0, sizeof *c);
+}
+
+size_t vm_config_checkpoint_count(const struct vm_config *c)
+{
+    return json_array_size(json_object_get(c->checkpoints, "list"));
 }
 
 static char *dup_or_null(const char *s)
@@ -190,6 +198,7 @@ int vm_config_copy(struct vm_config *dst, const struct vm_config *src)
     dst->boot.kernel = dup_or_null(src->boot.kernel);
     dst->boot.initrd = dup_or_null(src->boot.initrd);
     dst->boot.append = dup_or_null(src->boot.append);
+    dst->checkpoints = src->checkpoints ? json_deep_copy(src->checkpoints) : NULL;
     return 0;
 }
 

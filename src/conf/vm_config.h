@@ -60,6 +60,11 @@ struct vm_config {
     size_t n_nics;              /* 0..8 */
     struct vm_boot boot;
     bool ha;                    /* restart on another host if this host dies (clusters) */
+    /* The checkpoint tree (src/checkpoint/, docs/CHECKPOINTS.md), NULL when
+     * the VM has none.  Opaque here: conf/ checks only that it is an object
+     * with a "list" array; it lives in vm.json so that it travels with the
+     * VM's config on every move. */
+    json_t *checkpoints;
 };
 
 /* Strict parse: unknown fields, wrong types and invalid values are errors
@@ -84,6 +89,8 @@ void vm_config_free(struct vm_config *c);
 int vm_config_copy(struct vm_config *dst, const struct vm_config *src);
 void vm_generate_uuid(char out[37]);    /* random v4 from getrandom() */
 void vm_generate_mac(char out[18]);     /* 52:54:00:xx:xx:xx random */
+/* How many checkpoints c has (0 without a tree). */
+size_t vm_config_checkpoint_count(const struct vm_config *c);
 /* NULL if no disk has that id. */
 const struct vm_disk *vm_config_find_disk(const struct vm_config *c, const char *id);
 #endif

@@ -3,6 +3,7 @@
 #include <stddef.h>
 
 #include "cluster/cluster.h"
+#include "checkpoint/checkpoint.h"
 #include "cluster/drain.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -41,6 +42,7 @@ static const struct daemon_module modules[] = {
     {"outgoing migrations", migrate_recover, migrate_free_all},
     {"storage moves", storage_recover, storage_free_all},
     {"exports", NULL, export_free_all},
+    {"checkpoints", checkpoint_recover, checkpoint_free_all},
     /* Queued moves restart once the running ones are settled. */
     {"queued migrations", migrate_recover_queued, NULL},
     {"link probes", NULL, probes_stop},

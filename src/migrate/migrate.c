@@ -118,6 +118,13 @@ struct job *migrate_submit(struct agent *a, const char *name, const char *to, js
     else if (vm->state != VM_RUNNING && vm->state != VM_PAUSED)
         *err = proto_error(ERR_STATE, NULL, "VM %s is %s; live migration moves a running VM", name,
                            vm_state_name(vm->state));
+    else if (t.with_storage[0] && vm_config_checkpoint_count(&vm->cfg))
+        /* The mirror copies the chain flattened: the checkpoints' frozen
+         * layers would not exist on the destination. */
+        *err = proto_error(ERR_STATE, "move it on shared storage (without --with-storage), or delete its checkpoints "
+                           "first (`vmove checkpoint delete`)", "VM %s has %zu checkpoint(s): a shared-nothing move "
+                           "would flatten their chain of disk layers, so it is refused", name,
+                           vm_config_checkpoint_count(&vm->cfg));
     else {
         struct job *busy = job_active_for_vm(a, name);
         if (busy)

@@ -38,6 +38,8 @@ static json_t *blockdev_json(const struct qmon_blockdev *b)
         break;
     case QMON_BLOCKDEV_QCOW2:
         a = json_pack("{s:s, s:s, s:s}", "driver", "qcow2", "node-name", b->node_name, "file", b->file);
+        if (a && b->no_backing)
+            json_object_set_new(a, "backing", json_null());
         break;
     case QMON_BLOCKDEV_NBD:
         a = nbd_node(b);
@@ -139,6 +141,46 @@ int qmon_block_job_dismiss(qmp_t *q, struct qmon_owner *o, const char *job, int 
     return qmon_send_done(q, o, "block-job-dismiss", json_pack("{s:s}", "id", job), timeout_ms, cb, arg);
 }
 
+int qmon_blockdev_snapshot(qmp_t *q, struct qmon_owner *o, const struct qmon_snapshot *s, size_t n,
+                           int timeout_ms, qmon_done_fn cb, void *arg)
+{
+    json_t *actions = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *a = json_pack("{s:s, s:{s:s, s:s}}", "type", "blockdev-snapshot", "data", "node", s[i].node,
+                              "overlay", s[i].overlay);
+        if (!a) {
+            json_decref(actions);
+            return -1;
+        }
+        json_array_append_new(actions, a);
+    }
+    return qmon_send_done(q, o, "transaction", json_pack("{s:o}", "actions", actions), timeout_ms, cb, arg);
+}
+
+static json_t *commit_json(const struct qmon_commit *c)
+{
+    json_t *a = json_pack("{s:s, s:s, s:s, s:s}", "job-id", c->job_id, "device", c->device, "top-node", c->top_node,
+                          "base-node", c->base_node);
+    if (a && c->backing_file)
+        json_object_set_new(a, "backing-file", json_string(c->backing_file));
+    if (a && c->has_auto_finalize)
+        json_object_set_new(a, "auto-finalize", json_boolean(c->auto_finalize));
+    if (a && c->speed > 0)
+        json_object_set_new(a, "speed", json_integer((json_int_t)c->speed));
+    return a;
+}
+
+int qmon_block_commit(qmp_t *q, struct qmon_owner *o, const struct qmon_commit *c, int timeout_ms,
+                      qmon_done_fn cb, void *arg)
+{
+    return qmon_send_done(q, o, "block-commit", commit_json(c), timeout_ms, cb, arg);
+}
+
+int qmon_job_finalize(qmp_t *q, struct qmon_owner *o, const char *id, int timeout_ms, qmon_done_fn cb, void *arg)
+{
+    return qmon_send_done(q, o, "job-finalize", json_pack("{s:s}", "id", id), timeout_ms, cb, arg);
+}
+
 /* ---- queries: one array of objects, each parsed into a struct ------------ */
 
 typedef void (*parse_item_fn)(struct qmon_parse *p, json_t *item, const char *where, void *out);
@@ -196,6 +238,67 @@ static void parse_device(struct qmon_parse *p, json_t *d, const char *w, void *o
     b->file = qmon_str(p, ins, wi, "file", true);
     b->drv = qmon_str(p, ins, wi, "drv", false);
     b->ro = qmon_bool(p, ins, wi, "ro", false);
+}
+
+/* "json:{...,"file":{"driver":"file","filename":P}}" -> P (borrowed from
+ * the parsed object, which the node's raw keeps alive). */
+static const char *json_pseudo_image(json_t *node, const char *file, const char *keep_as)
+{
+    if (!file || strncmp(file, "json:", 5))
+        return file;
+    json_t *j = json_loads(file + 5, 0, NULL);
+    const char *p = json_string_value(json_object_get(json_object_get(j, "file"), "filename"));
+    if (!p) {
+        json_decref(j);
+        return NULL;
+    }
+    json_object_set_new(node, keep_as, j);   /* keeps p valid with raw */
+    return p;
+}
+
+static void parse_named_node(struct qmon_parse *p, json_t *j, const char *w, void *out)
+{
+    struct qmon_named_node *b = out;
+    b->raw = j;
+    b->node_name = qmon_str(p, j, w, "node-name", true);
+    b->drv = qmon_str(p, j, w, "drv", true);
+    b->image = json_pseudo_image(j, qmon_str(p, j, w, "file", true), "vmove-parsed-file");
+    /* The backing's name is a json: one too when the backing is such an
+     * overlay (a checkpoint layer frozen by a later checkpoint). */
+    b->backing_file = json_pseudo_image(j, qmon_str(p, j, w, "backing_file", false), "vmove-parsed-backing");
+}
+
+static void deliver_named_nodes(const struct qmon_call *c, json_t *ret, const qmp_error_t *err)
+{
+    qmon_named_nodes_fn cb = (qmon_named_nodes_fn)c->cb;
+    if (err) {
+        cb(c->arg, NULL, 0, err);
+        return;
+    }
+    struct qmon_parse p = {c->command, ""};
+    size_t n;
+    struct qmon_named_node *nodes = parse_list(&p, ret, sizeof *nodes, parse_named_node, &n);
+    qmp_error_t perr = qmon_parse_error(&p);
+    if (qmon_parse_ok(&p))
+        cb(c->arg, nodes, n, NULL);
+    else
+        cb(c->arg, NULL, 0, &perr);
+    free(nodes);
+}
+
+int qmon_parse_named_nodes_reply(json_t *ret, struct qmon_named_node **nodes, size_t *n, char *err, size_t errlen)
+{
+    struct qmon_parse p = {"query-named-block-nodes", ""};
+    *nodes = parse_list(&p, ret, sizeof **nodes, parse_named_node, n);
+    snprintf(err, errlen, "%s", p.desc);
+    return qmon_parse_ok(&p) ? 0 : -1;
+}
+
+int qmon_query_named_block_nodes(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_named_nodes_fn cb,
+                                 void *arg)
+{
+    struct qmon_cmd cmd = {"query-named-block-nodes", json_pack("{s:b}", "flat", true), -1, false, timeout_ms};
+    return qmon_send(q, o, &cmd, deliver_named_nodes, (qmon_any_fn)cb, arg);
 }
 
 static void deliver_jobs(const struct qmon_call *c, json_t *ret, const qmp_error_t *err)

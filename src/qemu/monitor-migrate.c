@@ -18,7 +18,7 @@ _Static_assert(ARRAY_LEN(mig_status_names) == QMON_MIG_UNKNOWN, "one name per mi
 
 static const char *const cap_names[] = {
     "events", "multifd", "auto-converge", "return-path", "postcopy-ram", "pause-before-switchover",
-    "switchover-ack", "zero-copy-send", "postcopy-preempt", "mapped-ram",
+    "switchover-ack", "zero-copy-send", "postcopy-preempt", "mapped-ram", "background-snapshot",
 };
 _Static_assert(ARRAY_LEN(cap_names) == QMON_CAP__COUNT, "one name per capability");
 

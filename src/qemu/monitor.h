@@ -190,6 +190,7 @@ enum qmon_capability {
     QMON_CAP_EVENTS, QMON_CAP_MULTIFD, QMON_CAP_AUTO_CONVERGE, QMON_CAP_RETURN_PATH, QMON_CAP_POSTCOPY_RAM,
     QMON_CAP_PAUSE_BEFORE_SWITCHOVER, QMON_CAP_SWITCHOVER_ACK, QMON_CAP_ZERO_COPY_SEND, QMON_CAP_POSTCOPY_PREEMPT,
     QMON_CAP_MAPPED_RAM,      /* fixed offsets in a state file, written by multifd channels in parallel */
+    QMON_CAP_BACKGROUND_SNAPSHOT, /* save RAM as of the start while the guest runs (userfaultfd) */
     QMON_CAP__COUNT,
 };
 struct qmon_cap_state {
@@ -227,6 +228,7 @@ struct qmon_blockdev {
     bool discard_unmap;               /* discard=unmap: pass the guest's discards down */
     const char *filename;             /* file: the path */
     const char *file;                 /* qcow2: node-name of its file node */
+    bool no_backing;                  /* qcow2: "backing": null (a snapshot overlay attaches it) */
     const char *host;                 /* nbd: inet server */
     int port;
     const char *export_name;          /* nbd: export (NULL: the default) */
@@ -308,6 +310,50 @@ int qmon_parse_block_reply(json_t *ret, struct qmon_block_device **devs, size_t 
 /* The device whose qdev path has the component qdev_id ("vda-dev"), or NULL. */
 const struct qmon_block_device *qmon_block_by_qdev(const struct qmon_block_device *devs, size_t n,
                                                    const char *qdev_id);
+
+/* One transaction of blockdev-snapshot actions: every node gets its
+ * overlay (added with no_backing) at the same instant, or none does. */
+struct qmon_snapshot {
+    const char *node;                 /* the current top node of a disk */
+    const char *overlay;              /* the new qcow2 node on top of it */
+};
+int qmon_blockdev_snapshot(qmp_t *q, struct qmon_owner *o, const struct qmon_snapshot *s, size_t n,
+                           int timeout_ms, qmon_done_fn cb, void *arg);
+
+/* block-commit by node names.  top_node == device's top: an active commit
+ * (READY, then block-job-complete pivots to base_node); otherwise an
+ * intermediate one (backing_file rewritten into top's overlay, relative). */
+struct qmon_commit {
+    const char *job_id;
+    const char *device;               /* the disk's top node */
+    const char *top_node, *base_node;
+    const char *backing_file;         /* NULL: not sent (refused for an active commit) */
+    bool has_auto_finalize, auto_finalize;
+    int64_t speed;                    /* bytes/s; 0: unlimited (not sent) */
+};
+int qmon_block_commit(qmp_t *q, struct qmon_owner *o, const struct qmon_commit *c, int timeout_ms,
+                      qmon_done_fn cb, void *arg);
+/* A job in status "pending" (auto-finalize off) applies its graph change. */
+int qmon_job_finalize(qmp_t *q, struct qmon_owner *o, const char *id, int timeout_ms, qmon_done_fn cb,
+                      void *arg);
+
+/* query-named-block-nodes (flat): every node, with the image file it reads.
+ * image is the path even when QEMU reports a json: pseudo-filename (an
+ * overlay whose backing was attached later), NULL if none can be found. */
+struct qmon_named_node {
+    const char *node_name;
+    const char *drv;                  /* "qcow2", "file", ... */
+    const char *image;                /* the file of this node's image */
+    const char *backing_file;         /* the backing's image file (json: names resolved too), or NULL */
+    json_t *raw;
+};
+typedef void (*qmon_named_nodes_fn)(void *arg, const struct qmon_named_node *nodes, size_t n,
+                                    const qmp_error_t *err);
+int qmon_query_named_block_nodes(qmp_t *q, struct qmon_owner *o, int timeout_ms, qmon_named_nodes_fn cb,
+                                 void *arg);
+/* Its reply parser alone, as qmon_parse_block_jobs_reply. */
+int qmon_parse_named_nodes_reply(json_t *ret, struct qmon_named_node **nodes, size_t *n, char *err,
+                                 size_t errlen);
 
 /* NBD server on host:port (inet); tls_creds NULL for plain NBD. */
 int qmon_nbd_server_start(qmp_t *q, struct qmon_owner *o, const char *host, int port, const char *tls_creds,

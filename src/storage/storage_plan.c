@@ -52,6 +52,13 @@ static bool check_state(struct vm *vm, json_t *problems)
         problem(problems, "VM %s is busy with job %lld (%s)", vm->name, (long long)busy->id, busy->ops->kind);
         bad = true;
     }
+    if (vm_config_checkpoint_count(&vm->cfg)) {
+        /* The mirror writes one flattened file per disk: the checkpoints'
+         * frozen layers would be left behind and lost to the tree. */
+        problem(problems, "VM %s has %zu checkpoint(s): a storage move would flatten their chain of disk layers "
+                "(delete them first with `vmove checkpoint delete`)", vm->name, vm_config_checkpoint_count(&vm->cfg));
+        bad = true;
+    }
     if (!busy && (vm->migration || vm->storage_move)) {
         problem(problems, "VM %s still has an unsettled %s record", vm->name,
                 vm->migration ? "migration" : "storage move");

@@ -273,6 +273,19 @@ static void test_commands_emitted(void **state)
         {"migrate", "{\"uri\": \"tcp:10.0.0.2:4445\", \"resume\": true}", "{}", NULL, false, false},
         {"migrate-set-capabilities", "{\"capabilities\": [{\"capability\": \"postcopy-ram\", \"state\": true}, "
                                      "{\"capability\": \"postcopy-preempt\", \"state\": true}]}", "{}", NULL, false, false},
+        {"blockdev-add", "{\"driver\": \"qcow2\", \"node-name\": \"vda-ck3\", \"file\": \"vda-file-ck3\", "
+                         "\"backing\": null}", "{}", NULL, false, false},
+        {"transaction", "{\"actions\": [{\"type\": \"blockdev-snapshot\", \"data\": {\"node\": \"vda\", "
+                        "\"overlay\": \"vda-ck3\"}}, {\"type\": \"blockdev-snapshot\", \"data\": "
+                        "{\"node\": \"vdb-m2\", \"overlay\": \"vdb-ck3\"}}]}", "{}", NULL, false, false},
+        {"block-commit", "{\"job-id\": \"ckdel-vda\", \"device\": \"vda-ck3\", \"top-node\": \"#block12\", "
+                         "\"base-node\": \"#block9\", \"backing-file\": \"vda.qcow2\", \"auto-finalize\": false, "
+                         "\"speed\": 1048576}", "{}", NULL, false, false},
+        {"block-commit", "{\"job-id\": \"ckdel-vda\", \"device\": \"vda-ck3\", \"top-node\": \"vda-ck3\", "
+                         "\"base-node\": \"vda\"}", "{}", NULL, false, false},
+        {"job-finalize", "{\"id\": \"ckdel-vda\"}", "{}", NULL, false, false},
+        {"migrate-set-capabilities", "{\"capabilities\": [{\"capability\": \"background-snapshot\", "
+                                     "\"state\": true}]}", "{}", NULL, false, false},
         {"quit", NULL, "{}", NULL, false, false},
     };
     start(t, x, ARRAY_LEN(x));
@@ -341,6 +354,20 @@ static void test_commands_emitted(void **state)
     n += !qmon_migrate_resume(q, o, "tcp:10.0.0.2:4445", 5000, on_done, t);
     struct qmon_cap_state pc[] = {{QMON_CAP_POSTCOPY_RAM, true}, {QMON_CAP_POSTCOPY_PREEMPT, true}};
     n += !qmon_migrate_set_capabilities(q, o, pc, 2, 5000, on_done, t);
+    n += !qmon_blockdev_add(q, o, &(struct qmon_blockdev){.driver = QMON_BLOCKDEV_QCOW2, .node_name = "vda-ck3",
+                                                          .file = "vda-file-ck3", .no_backing = true},
+                            5000, on_done, t);
+    struct qmon_snapshot snaps[] = {{"vda", "vda-ck3"}, {"vdb-m2", "vdb-ck3"}};
+    n += !qmon_blockdev_snapshot(q, o, snaps, 2, 5000, on_done, t);
+    n += !qmon_block_commit(q, o, &(struct qmon_commit){.job_id = "ckdel-vda", .device = "vda-ck3",
+                                                        .top_node = "#block12", .base_node = "#block9",
+                                                        .backing_file = "vda.qcow2", .has_auto_finalize = true,
+                                                        .speed = 1048576}, 5000, on_done, t);
+    n += !qmon_block_commit(q, o, &(struct qmon_commit){.job_id = "ckdel-vda", .device = "vda-ck3",
+                                                        .top_node = "vda-ck3", .base_node = "vda"}, 5000, on_done, t);
+    n += !qmon_job_finalize(q, o, "ckdel-vda", 5000, on_done, t);
+    n += !qmon_migrate_set_capabilities(q, o, &(struct qmon_cap_state){QMON_CAP_BACKGROUND_SNAPSHOT, true}, 1, 5000,
+                                        on_done, t);
     n += !qmon_quit(q, o, 5000, on_done, t);
     assert_int_equal(n, (int)ARRAY_LEN(x));
     assert_int_equal(t->owner.refs, 1 + n);   /* one reference per reply on its way */
@@ -582,6 +609,42 @@ static void test_query_block(void **state)
     json_decref(want);
 }
 
+/* query-named-block-nodes: a json: pseudo-filename (an overlay whose
+ * backing was attached by blockdev-snapshot) still names its image. */
+static void test_parse_named_nodes(void **state)
+{
+    json_t *ret = json_loads(
+        "[{\"node-name\": \"vda-ck3\", \"drv\": \"qcow2\", \"file\": \"json:{\\\"backing\\\": {\\\"driver\\\": "
+        "\\\"qcow2\\\"}, \\\"driver\\\": \\\"qcow2\\\", \\\"file\\\": {\\\"driver\\\": \\\"file\\\", "
+        "\\\"filename\\\": \\\"/d/vda.ck1.qcow2\\\"}}\", \"backing_file\": \"/d/vda.qcow2\"}, "
+        "{\"node-name\": \"vda-ck4\", \"drv\": \"qcow2\", \"file\": \"/d/vda.ck2.qcow2\", \"backing_file\": "
+        "\"json:{\\\"driver\\\": \\\"qcow2\\\", \\\"file\\\": {\\\"driver\\\": \\\"file\\\", \\\"filename\\\": "
+        "\\\"/d/vda.ck1.qcow2\\\"}}\"}, "
+        "{\"node-name\": \"#block1\", \"drv\": \"qcow2\", \"file\": \"/d/vda.qcow2\"}, "
+        "{\"node-name\": \"vda-x\", \"drv\": \"qcow2\", \"file\": \"json:{\\\"driver\\\": \\\"nbd\\\"}\"}]",
+        0, NULL);
+    assert_non_null(ret);
+    struct qmon_named_node *nodes;
+    size_t n;
+    char err[256];
+    assert_int_equal(qmon_parse_named_nodes_reply(ret, &nodes, &n, err, sizeof err), 0);
+    assert_int_equal(n, 4);
+    assert_string_equal(nodes[0].image, "/d/vda.ck1.qcow2");
+    assert_string_equal(nodes[0].backing_file, "/d/vda.qcow2");
+    assert_string_equal(nodes[1].backing_file, "/d/vda.ck1.qcow2");   /* a json: backing name */
+    assert_string_equal(nodes[2].image, "/d/vda.qcow2");
+    assert_null(nodes[2].backing_file);
+    assert_null(nodes[3].image);   /* no file inside: not a path */
+    free(nodes);
+    json_decref(ret);
+    /* a node without its name is a malformed reply */
+    ret = json_loads("[{\"drv\": \"qcow2\", \"file\": \"/x\"}]", 0, NULL);
+    assert_int_equal(qmon_parse_named_nodes_reply(ret, &nodes, &n, err, sizeof err), -1);
+    assert_non_null(strstr(err, "node-name"));
+    free(nodes);
+    json_decref(ret);
+}
+
 /* ---- error paths ---------------------------------------------------------- */
 
 static void test_qemu_error(void **state)
@@ -799,6 +862,7 @@ static void test_real_qemu(void **state)
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define PLAIN(fn) cmocka_unit_test(fn)
 
 int main(void)
 {
@@ -817,6 +881,7 @@ int main(void)
         T(test_malformed_replies),
         T(test_refused),
         T(test_real_qemu),
+        PLAIN(test_parse_named_nodes),
     };
     return cmocka_run_group_tests_name("monitor", tests, NULL, NULL);
 }

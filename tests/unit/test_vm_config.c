@@ -171,6 +171,32 @@ static void test_minimal_defaults(void **state)
     vm_config_free(&c);
 }
 
+/* The checkpoint tree is carried opaquely, round-trips, is copied deeply,
+ * and is not written when it is empty (a plain v1 VM). */
+static void test_checkpoints_member(void **state)
+{
+    json_t *in = parse(MINIMAL);
+    json_object_set_new(in, "checkpoints", parse("{'current': 'c1', 'list': [{'name': 'c1', 'disks': {}}]}"));
+    struct vm_config c, copy;
+    char err[256] = "";
+    assert_int_equal(vm_config_from_json(in, &c, err, sizeof err), 0);
+    assert_int_equal(vm_config_checkpoint_count(&c), 1);
+    json_t *out = vm_config_to_json(&c);
+    assert_true(json_equal(json_object_get(in, "checkpoints"), json_object_get(out, "checkpoints")));
+    vm_config_copy(&copy, &c);
+    assert_ptr_not_equal(copy.checkpoints, c.checkpoints);
+    json_array_clear(json_object_get(copy.checkpoints, "list"));
+    assert_int_equal(vm_config_checkpoint_count(&c), 1);   /* the copy is deep */
+    json_t *out2 = vm_config_to_json(&copy);
+    assert_null(json_object_get(out2, "checkpoints"));
+    json_decref(out2);
+    json_decref(out);
+    json_decref(in);
+    vm_config_free(&copy);
+    vm_config_free(&c);
+    assert_int_equal(vm_config_checkpoint_count(&c), 0);
+}
+
 static void test_boot_from_disk(void **state)
 {
     json_t *in = parse(FULL);
@@ -267,6 +293,8 @@ static const struct err_case err_cases[] = {
     {"boot", "{'kind': 'disk', 'kernel': '/boot/vmlinuz'}", NULL, NULL,
      "boot.kernel: not allowed when boot.kind is \"disk\""},
     {"boot", "[]", NULL, NULL, "boot: expected an object, got an array"},
+    {"checkpoints", "[]", NULL, NULL, "checkpoints: expected an object, got an array"},
+    {"checkpoints", "{'current': null}", NULL, NULL, "checkpoints.list: missing or not an array"},
 };
 
 static void test_error_cases(void **state)
@@ -621,6 +649,7 @@ int main(void)
         cmocka_unit_test(test_full_roundtrip),
         cmocka_unit_test(test_minimal_defaults),
         cmocka_unit_test(test_boot_from_disk),
+        cmocka_unit_test(test_checkpoints_member),
         cmocka_unit_test(test_error_cases),
         cmocka_unit_test(test_not_an_object),
         cmocka_unit_test(test_too_many),

@@ -1,0 +1,32 @@
+/* What checkpoint.c (create, apply, list) and ckpt_delete.c share.
+ * Private to src/checkpoint/. */
+#ifndef VMOVE_CHECKPOINT_INTERNAL_H
+#define VMOVE_CHECKPOINT_INTERNAL_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct agent;
+struct vm;
+
+/* A deep copy of the VM's tree (an empty one if it has none). */
+json_t *ck_tree_copy(const struct vm *vm);
+/* vm.json with this tree and the disk paths in paths ({id: path}, may be
+ * NULL), written atomically; only then the config in memory changes. */
+int ck_save(struct vm *vm, json_t *tree, json_t *paths, char *err, size_t errlen);
+/* NULL if vm may start a checkpoint operation now, else the error. */
+json_t *ck_busy(struct agent *a, struct vm *vm);
+bool ck_vm_live(const struct vm *vm);          /* QEMU runs it (running or paused) */
+/* The file name part of path (borrowed). */
+const char *ck_base_name(const char *path);
+/* Remove a layer file; a failure is logged (the caller notes it). */
+int ck_unlink(const char *vm, const char *path);
+
+/* Run fn(arg) from the event loop, after the caller has answered its
+ * client with the job (a job ending at once would be freed under it). */
+void ck_defer(struct agent *a, void (*fn)(void *arg), void *arg);
+
+/* Continue an interrupted delete (ckpt_delete.c), called by recovery. */
+void ck_delete_resume(struct agent *a, struct vm *vm, json_t *ck);
+void ck_delete_free_all(void);
+#endif
