@@ -45,7 +45,7 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 MANPAGES := $(BUILD)/man/vmove.1 $(BUILD)/man/vmoved.8 $(BUILD)/man/vm.json.5
 
-.PHONY: all deps test-deps pkg-deps check layers unit e2e demo guest clean bench man install deb soak-cluster
+.PHONY: all deps test-deps pkg-deps check layers unit e2e demo guest clean bench man install deb soak soak-cluster
 all: $(BINS) man
 man: $(MANPAGES)
 
@@ -165,6 +165,15 @@ demo: deps
 	$(MAKE) MODE=release all
 	$(MAKE) guest
 	VMOVE_BIN=$(abspath build/release/bin) scripts/demo.sh
+
+# The slow end-to-end tests (marked slow: longer variants of what make check
+# shows), then the cluster soak.
+soak: test-deps
+	$(MAKE) guest
+	$(MAKE) MODE=asan all
+	VMOVE_BIN=$(abspath build/asan/bin) VMOVE_VMOVED=$(abspath build/asan/bin/vmoved) \
+	    VMOVE_VMOVE=$(abspath build/asan/bin/vmove) VMOVE_E2E_MARK=slow tests/e2e/run.sh
+	$(MAKE) soak-cluster
 
 # The cluster's faults in a loop (VMOVE_SOAK_ROUNDS, default 200): double
 # runs, false fences and RTO percentiles in bench/results/soak-cluster.json.

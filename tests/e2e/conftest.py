@@ -7,6 +7,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 import vmovelib  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: a long test that repeats what faster ones show; run by `make soak`, "
+        "not by `make check` (which must stay under 20 minutes on a 2-core machine)")
+
+
 @pytest.fixture
 def root():
     r = vmovelib.make_root()

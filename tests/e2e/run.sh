@@ -6,4 +6,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 # Namespaces left by an earlier, killed run of the test bed.
 /usr/bin/python3 "$here/../testbed/testbed.py" sweep >/dev/null 2>&1 || true
-exec /usr/bin/python3 -m pytest -p no:cacheprovider -v "$here" "$here/../testbed" "$@"
+# VMOVE_E2E_MARK: a pytest -m expression; `make check` leaves out the slow
+# tests (`make soak` runs them).
+exec /usr/bin/python3 -m pytest -p no:cacheprovider -v -m "${VMOVE_E2E_MARK:-not slow}" --durations=15 \
+    "$here" "$here/../testbed" "$@"

@@ -78,6 +78,7 @@ def cl3(request):
     return make_cluster(request, n=3)
 
 
+@pytest.mark.slow  # make soak: 27 s; queueing is also shown by the drain and restart tests in make check
 def test_limit_two_of_five(cl3):
     cl = cl3
     names = [f"q{k}" for k in range(5)]

@@ -254,6 +254,7 @@ def test_destination_vmoved_killed_mid_transfer(cl):
     assert cl.verify("dv1", 1)
 
 
+@pytest.mark.slow  # make soak: 95 s; the convergence policy is unit-tested (test_policy.c) and the bench runs slow links
 def test_not_converging_on_a_slow_link(cl):
     """The guest dirties memory much faster than a 50 Mbit/s link carries it."""
     cl.create_guest("nc1", mem=128, mem_rate=40)

@@ -138,6 +138,7 @@ def test_shared_nothing_cancel_mid_mirror(cl):
     assert cl.verify("sn3", 1)
 
 
+@pytest.mark.slow  # make soak: 40 s; the same faults in the mirror phase and in plain live migration run in make check
 def test_shared_nothing_faults_in_the_memory_phase(cl):
     """After the disks are in sync, while memory moves: the destination QEMU
     dies; the link is cut as the memory transfer starts (QEMU 7.2 can then
