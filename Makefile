@@ -145,7 +145,8 @@ layers:
 	tests/unit/layers_selftest.sh
 	scripts/check-layers.sh
 
-unit: layers $(UNITBIN) $(BUILD)/bin/vmove-probe
+unit: layers $(UNITBIN) $(BUILD)/bin/vmove-probe $(BUILD)/libvmove.a
+	scripts/check-namesakes.sh $(BUILD)
 	@set -e; for t in $(UNITBIN); do echo "== $$t"; $$t; done
 	tests/unit/probe_selftest.sh $(BUILD)/bin/vmove-probe
 	$(MAKE) MODE=release build/release/bin/vmove-guest

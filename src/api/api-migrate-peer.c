@@ -287,7 +287,7 @@ static void migrate_postcopy(struct api_req *r)
     answer(r, res, err);
 }
 
-static void migrate_recover(struct api_req *r)
+static void api_migrate_recover(struct api_req *r)
 {
     struct wire_name_req m;
     json_t *err = NULL;
@@ -331,6 +331,6 @@ const struct api_method api_migrate_peer_methods[] = {
     {"migrate.capacity", migrate_capacity, 0, API_PEER},
     {"migrate.unreserve", migrate_unreserve, 0, API_PEER},
     {"migrate.postcopy", migrate_postcopy, 0, API_PEER},
-    {"migrate.recover", migrate_recover, 0, API_PEER},
+    {"migrate.recover", api_migrate_recover, 0, API_PEER},
     {NULL, NULL, 0, 0},
 };

@@ -72,7 +72,7 @@ static void on_finalized(void *arg, const qmp_error_t *err)
 }
 
 /* A tracked job's status decides the next step; its absence ends it. */
-static void on_jobs(void *arg, const struct qmon_block_job *jobs, size_t n, const qmp_error_t *err)
+static void commit_on_jobs(void *arg, const struct qmon_block_job *jobs, size_t n, const qmp_error_t *err)
 {
     struct block_commit *bc = arg;
     if (err) {
@@ -103,7 +103,7 @@ static void on_jobs(void *arg, const struct qmon_block_job *jobs, size_t n, cons
 static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct block_commit *bc = arg;
-    if (qmon_query_block_jobs(bc->ops->mon(bc->arg), bc->owner, QMP_TIMEOUT_MS, on_jobs, bc) < 0)
+    if (qmon_query_block_jobs(bc->ops->mon(bc->arg), bc->owner, QMP_TIMEOUT_MS, commit_on_jobs, bc) < 0)
         end(bc, "QEMU's monitor is gone");
 }
 
@@ -138,7 +138,7 @@ static void on_first_jobs(void *arg, const struct qmon_block_job *jobs, size_t n
     if (block_jobs_get(&bc->jobs, bc->cfg.job_id)->listed) {
         log_info("block-commit %s: adopting the job QEMU still runs", bc->cfg.job_id);
         bc->started = true;
-        on_jobs(bc, jobs, n, NULL);
+        commit_on_jobs(bc, jobs, n, NULL);
         return;
     }
     struct qmon_commit c = {.job_id = bc->cfg.job_id, .device = bc->cfg.device, .top_node = bc->cfg.top_node,

@@ -549,7 +549,7 @@ static void on_node_added(void *arg, const qmp_error_t *err)
     free(s);
 }
 
-static void on_block(void *arg, const struct qmon_block_device *devs, size_t n, const qmp_error_t *err)
+static void ckpt_on_block(void *arg, const struct qmon_block_device *devs, size_t n, const qmp_error_t *err)
 {
     struct ck_create *c = arg;
     struct vm *vm = vm_find(c->agent, c->vm);
@@ -597,7 +597,7 @@ static void create_begin(void *arg)
     const char *st = json_string_value(json_object_get(ck, "state"));
     if (st && !strcmp(st, "ok"))
         create_commit(c, "offline: qemu-img create");
-    else if (!vm || !vm->qmp || qmon_query_block(vm->qmp, &c->owner, QMP_TIMEOUT_MS, on_block, c) < 0) {
+    else if (!vm || !vm->qmp || qmon_query_block(vm->qmp, &c->owner, QMP_TIMEOUT_MS, ckpt_on_block, c) < 0) {
         create_fail(c, proto_error(ERR_UNAVAILABLE, NULL, "QEMU's monitor of %s is not connected", c->vm));
         create_rollback(c);
     }

@@ -265,7 +265,7 @@ static void drop_nodes(struct ck_del *d, const struct qmon_named_node *nodes, si
 }
 
 static void start_commit(struct ck_del *d, const struct chain_view *v);
-static void on_block(void *arg, const struct qmon_block_device *devs, size_t n, const qmp_error_t *err);
+static void ckdel_on_block(void *arg, const struct qmon_block_device *devs, size_t n, const qmp_error_t *err);
 
 static void on_nodes_after(void *arg, const struct qmon_named_node *nodes, size_t n, const qmp_error_t *err)
 {
@@ -305,7 +305,7 @@ static void on_commit_done(void *arg, const char *error)
     d->verifying = true;
     step(d, "verifying");
     struct vm *vm = del_vm(d);
-    if (!vm || !vm->qmp || qmon_query_block(vm->qmp, &d->owner, QMP_TIMEOUT_MS, on_block, d) < 0)
+    if (!vm || !vm->qmp || qmon_query_block(vm->qmp, &d->owner, QMP_TIMEOUT_MS, ckdel_on_block, d) < 0)
         del_fail(d, proto_error(ERR_UNAVAILABLE, NULL, "QEMU's monitor of %s is gone", d->vm));
 }
 
@@ -387,7 +387,7 @@ static void on_nodes_before(void *arg, const struct qmon_named_node *nodes, size
     start_commit(d, &v);
 }
 
-static void on_block(void *arg, const struct qmon_block_device *devs, size_t n, const qmp_error_t *err)
+static void ckdel_on_block(void *arg, const struct qmon_block_device *devs, size_t n, const qmp_error_t *err)
 {
     struct ck_del *d = arg;
     struct vm *vm = del_vm(d);
@@ -425,7 +425,7 @@ static void merge_offline(struct ck_del *d)
 
 /* ---- the end ----------------------------------------------------------------------- */
 
-static void finish(struct ck_del *d)
+static void ckdel_finish(struct ck_del *d)
 {
     struct vm *vm = del_vm(d);
     if (d->paused_for_pivot && vm && vm->qmp) {   /* a restart after the pivot, before cont */
@@ -503,11 +503,11 @@ static void next_disk(struct ck_del *d)
             merge_offline(d);
             return;
         }
-        if (!vm->qmp || qmon_query_block(vm->qmp, &d->owner, QMP_TIMEOUT_MS, on_block, d) < 0)
+        if (!vm->qmp || qmon_query_block(vm->qmp, &d->owner, QMP_TIMEOUT_MS, ckdel_on_block, d) < 0)
             del_fail(d, proto_error(ERR_UNAVAILABLE, NULL, "QEMU's monitor of %s is not connected", d->vm));
         return;
     }
-    finish(d);
+    ckdel_finish(d);
 }
 
 static void next_disk_cb(void *arg) { next_disk(arg); }

@@ -107,7 +107,7 @@ static qmp_t *x_mon(struct vm_export *x)
     return vm && (vm->state == VM_RUNNING || vm->state == VM_PAUSED) ? vm->qmp : NULL;
 }
 
-static void set_phase(struct vm_export *x, enum phase ph)
+static void export_set_phase(struct vm_export *x, enum phase ph)
 {
     x->phase = ph;
     if (x->job)
@@ -122,7 +122,7 @@ static void arm(struct vm_export *x, int ms)
 
 /* ---- endings --------------------------------------------------------------- */
 
-static void end_failed(struct vm_export *x)
+static void export_end_failed(struct vm_export *x)
 {
     if (remove_tree(x->partial) < 0 && path_exists(x->partial))
         log_warn("%s: export: could not remove %s: %s", x->name, x->partial, strerror(errno));
@@ -244,19 +244,19 @@ static json_t *result_json(struct vm_export *x)
 
 /* Every disk copied and QEMU done with the targets: the files become the
  * export, in one rename. */
-static void finish(struct vm_export *x)
+static void export_finish(struct vm_export *x)
 {
-    set_phase(x, PH_FINISHING);
+    export_set_phase(x, PH_FINISHING);
     char err[1024];
     if (write_config(x, err, sizeof err) < 0 || write_manifest(x, err, sizeof err) < 0) {
         x->failure = proto_error(ERR_INTERNAL, NULL, "export of %s: %s", x->name, err);
-        end_failed(x);
+        export_end_failed(x);
         return;
     }
     if (rename(x->partial, x->dir) < 0) {
         x->failure = proto_error(ERR_INTERNAL, "remove it or choose another --to", "export of %s: cannot rename %s "
                                  "to %s: %s", x->name, x->partial, x->dir, strerror(errno));
-        end_failed(x);
+        export_end_failed(x);
         return;
     }
     fsync_dir_of(x->dir);
@@ -273,7 +273,7 @@ static void finish(struct vm_export *x)
 
 static void export_offline(struct vm_export *x)
 {
-    set_phase(x, PH_COPYING);
+    export_set_phase(x, PH_COPYING);
     x->t_copy = now_ms();
     for (size_t i = 0; i < x->n; i++) {
         char why[2048];
@@ -281,11 +281,11 @@ static void export_offline(struct vm_export *x)
         if (image_convert(x->disks[i].source, "qcow2", x->disks[i].target, why, sizeof why) < 0) {
             x->failure = proto_error(ERR_INTERNAL, NULL, "qemu-img convert of disk %s (%s) failed: %s",
                                      x->disks[i].id, x->disks[i].source, why);
-            end_failed(x);
+            export_end_failed(x);
             return;
         }
     }
-    finish(x);
+    export_finish(x);
 }
 
 /* ---- a running VM: the QEMU steps --------------------------------------------------------- */
@@ -306,7 +306,7 @@ static void on_reply(void *arg, const qmp_error_t *err)
 }
 
 /* Count a sent command; a refused send is a failure. */
-static void sent(struct vm_export *x, int rc, const char *what)
+static void export_sent(struct vm_export *x, int rc, const char *what)
 {
     if (rc == 0)
         x->pending++;
@@ -322,15 +322,15 @@ static void add_nodes(struct vm_export *x, qmp_t *q)
         struct qmon_blockdev file = {.driver = QMON_BLOCKDEV_FILE, .node_name = d->file_node, .filename = d->target};
         struct qmon_blockdev fmt = {.driver = QMON_BLOCKDEV_QCOW2, .node_name = d->node, .file = d->file_node};
         /* QMP runs commands in order: the qcow2 node finds its file node. */
-        sent(x, qmon_blockdev_add(q, &x->owner, &file, QMP_TIMEOUT_MS, on_reply, x), "blockdev-add");
+        export_sent(x, qmon_blockdev_add(q, &x->owner, &file, QMP_TIMEOUT_MS, on_reply, x), "blockdev-add");
         d->file_added = !x->failure;
-        sent(x, qmon_blockdev_add(q, &x->owner, &fmt, QMP_TIMEOUT_MS, on_reply, x), "blockdev-add");
+        export_sent(x, qmon_blockdev_add(q, &x->owner, &fmt, QMP_TIMEOUT_MS, on_reply, x), "blockdev-add");
         d->node_added = !x->failure;
     }
 }
 
 /* Each disk's current top node, from QEMU (a storage move renames it). */
-static void on_block(void *arg, const struct qmon_block_device *devs, size_t n, const qmp_error_t *err)
+static void export_on_block(void *arg, const struct qmon_block_device *devs, size_t n, const qmp_error_t *err)
 {
     struct vm_export *x = arg;
     x->pending--;
@@ -359,9 +359,9 @@ static void backup(struct vm_export *x, qmp_t *q)
     x->t_copy = now_ms();
     int rc = qmon_backup_transaction(q, &x->owner, b, x->n, QMP_TIMEOUT_MS, on_reply, x);
     free(b);
-    sent(x, rc, "transaction");
+    export_sent(x, rc, "transaction");
     x->jobs_started = rc == 0;   /* from here the jobs may exist in QEMU: cleanup asks */
-    set_phase(x, PH_COPYING);
+    export_set_phase(x, PH_COPYING);
 }
 
 static void publish_progress(struct vm_export *x)
@@ -385,7 +385,7 @@ static void publish_progress(struct vm_export *x)
 
 /* The jobs stay listed ("concluded", with "error" if they failed) until
  * dismissed (auto-dismiss off), so an ending is never missed. */
-static void on_jobs(void *arg, const struct qmon_block_job *jobs, size_t n, const qmp_error_t *err)
+static void export_on_jobs(void *arg, const struct qmon_block_job *jobs, size_t n, const qmp_error_t *err)
 {
     struct vm_export *x = arg;
     x->pending--;
@@ -473,7 +473,7 @@ static void step_next(struct vm_export *x)
             x->cleaning = true;
             x->step = x->jobs_started ? ST_CANCEL : ST_DEL_NODES;
             x->t_deadline = now_ms() + CANCEL_WAIT_MS;
-            set_phase(x, PH_CANCELLING);
+            export_set_phase(x, PH_CANCELLING);
         }
         switch (x->step) {
         case ST_ADD_NODES:
@@ -482,14 +482,14 @@ static void step_next(struct vm_export *x)
             break;
         case ST_FIND_NODES:
             x->step = ST_BACKUP;
-            sent(x, qmon_query_block(q, &x->owner, QMP_TIMEOUT_MS, on_block, x), "query-block");
+            export_sent(x, qmon_query_block(q, &x->owner, QMP_TIMEOUT_MS, export_on_block, x), "query-block");
             break;
         case ST_BACKUP:
             x->step = ST_POLL;
             backup(x, q);
             break;
         case ST_POLL:
-            sent(x, qmon_query_block_jobs(q, &x->owner, QMP_TIMEOUT_MS, on_jobs, x), "query-block-jobs");
+            export_sent(x, qmon_query_block_jobs(q, &x->owner, QMP_TIMEOUT_MS, export_on_jobs, x), "query-block-jobs");
             if (x->pending == 0)
                 continue;
             return;   /* on_jobs decides */
@@ -507,9 +507,9 @@ static void step_next(struct vm_export *x)
             break;
         case ST_DONE:
             if (x->failure)
-                end_failed(x);
+                export_end_failed(x);
             else
-                finish(x);
+                export_finish(x);
             return;
         }
     }
@@ -668,7 +668,7 @@ struct job *export_job(const struct vm_export *x) { return x->job; }
 /* From the event loop, so the client has its job id before anything ends. */
 void export_begin(struct vm_export *x)
 {
-    set_phase(x, PH_PREPARING);
+    export_set_phase(x, PH_PREPARING);
     log_info("%s: exporting to %s (%s)", x->name, x->dir, x->live ? "live" : "stopped VM");
     arm(x, 0);
 }
@@ -680,6 +680,6 @@ void export_free_all(struct agent *a)
         struct vm_export *x = exports;
         if (!x->failure)
             x->failure = proto_error(ERR_ABORTED, NULL, "export of %s interrupted: vmoved is stopping", x->name);
-        end_failed(x);
+        export_end_failed(x);
     }
 }

@@ -41,7 +41,7 @@ static void lost(struct incoming *in, const char *msg)
     audit_record(in->agent, who, "migrate.postcopy.lost", in->name, in->source, false, msg);
 }
 
-static void on_cont(void *arg, const qmp_error_t *err)
+static void postcopy_on_cont(void *arg, const qmp_error_t *err)
 {
     struct incoming *in = arg;
     if (err)
@@ -64,7 +64,7 @@ void migrate_dst_postcopy_event(struct incoming *in, const char *st)
                  in->source);
         log_warn("incoming %s: %s", in->name, msg);
         event(in, "migration.incoming.postcopy", msg);
-        qmon_cont(migrate_dst_mon(in), &in->owner, 10000, on_cont, in);
+        qmon_cont(migrate_dst_mon(in), &in->owner, 10000, postcopy_on_cont, in);
     } else if (!strcmp(st, "postcopy-paused")) {
         event(in, "migration.incoming.postcopy.paused", "post-copy paused: the migration link is down; "
                                                         "waiting for the source to recover it");
