@@ -150,7 +150,7 @@ static struct cluster *cluster_new(struct agent *a, const char *name, char **url
      * costs nothing; the 0.3 s before the lease can expire is for the
      * shim's SIGKILL and reap (milliseconds) and clock-rate error. */
     c->keepalive_ms = 250;
-    c->pause_margin_ms = 900;
+    c->pause_margin_ms = 900;     /* until the first renewal: then 30 % and 10 % of the TTL */
     c->kill_margin_ms = 300;
     c->poll_ms = 200;
     c->paused_by_fence = json_array();

@@ -31,7 +31,7 @@
 #define RENEW_TIMEOUT_MS 400
 #define LOAD_EVERY 8            /* renewals between two load reports */
 #define RETRY_MS 100            /* after a failed renewal */
-#define MAX_RENEWALS 3          /* in flight at once */
+#define MAX_RENEWALS 6          /* in flight at once: a fresh one at least every keepalive */
 
 static void member_schedule(struct event *ev, uint64_t in_ms)
 {
@@ -59,6 +59,10 @@ void member_arm_fences(struct cluster *c)
 static void set_deadlines(struct cluster *c, uint64_t sent_ns, int64_t ttl_s)
 {
     uint64_t ttl_ns = (uint64_t)ttl_s * 1000 * NS_PER_MS;
+    /* The margins scale with the TTL (30 % and 10 %: 0.9 s and 0.3 s at
+     * TTL 3), so a longer TTL also buys a longer stall before a kill. */
+    c->pause_margin_ms = (int)(ttl_s * 300);
+    c->kill_margin_ms = (int)(ttl_s * 100);
     c->last_renew_sent_ns = sent_ns;
     c->pause_ns = sent_ns + ttl_ns - (uint64_t)c->pause_margin_ms * NS_PER_MS;
     c->kill_ns = sent_ns + ttl_ns - (uint64_t)c->kill_margin_ms * NS_PER_MS;
