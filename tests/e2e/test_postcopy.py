@@ -92,6 +92,7 @@ def test_postcopy_refused_unless_both_hosts_allow(cl):
     assert cl.verify("pr1", 1)
 
 
+@pytest.mark.slow  # make soak: 21 s; the link-cut test moves a busy guest by post-copy too, and the bench runs flat out
 def test_postcopy_flat_out_guest(cl):
     allow(cl, 1, 2)
     flat_out_guest(cl, "pc1")

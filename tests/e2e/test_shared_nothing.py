@@ -118,6 +118,7 @@ def test_shared_nothing_fault_mid_mirror(cl, fault):
     assert cl.verify("sn2", 1)
 
 
+@pytest.mark.slow  # make soak: 23 s; cancel mid-mirror is also shown by test_storage.py and the shared-nothing fault tests
 def test_shared_nothing_cancel_mid_mirror(cl):
     """Cancel while the disk is being copied."""
     disk, ip = create_private_guest(cl, "sn3", size="512M")
