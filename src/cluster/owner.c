@@ -76,11 +76,13 @@ void owner_pause_ha_guests(struct cluster *c)
     VM_FOREACH(c->agent, vm) {
         if (!owner_vm_is_ha(vm) || vm->state != VM_RUNNING)
             continue;
-        json_t *err = vm_pause(vm, paused_done, xstrdup(vm->name));
-        if (err) {
+        char *name = xstrdup(vm->name);
+        json_t *err = vm_pause(vm, paused_done, name);
+        if (err) {        /* done is never called: the name is ours again */
             log_warn("cluster fence: cannot pause %s: %s", vm->name,
                      json_string_value(json_object_get(err, "message")));
             json_decref(err);
+            free(name);
             continue;
         }
         json_array_append_new(c->paused_by_fence, json_string(vm->name));
@@ -95,11 +97,13 @@ void owner_resume_ha_guests(struct cluster *c)
         struct vm *vm = vm_find(c->agent, json_string_value(name));
         if (!vm || vm->state != VM_PAUSED || !qemu_pid_alive(vm))
             continue;
-        json_t *err = vm_resume(vm, paused_done, xstrdup(vm->name));
-        if (err) {
+        char *vname = xstrdup(vm->name);
+        json_t *err = vm_resume(vm, paused_done, vname);
+        if (err) {        /* done is never called: the name is ours again */
             log_warn("cluster fence: cannot resume %s: %s", vm->name,
                      json_string_value(json_object_get(err, "message")));
             json_decref(err);
+            free(vname);
         }
     }
     json_array_clear(c->paused_by_fence);
