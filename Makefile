@@ -45,7 +45,7 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 MANPAGES := $(BUILD)/man/vmove.1 $(BUILD)/man/vmoved.8 $(BUILD)/man/vm.json.5
 
-.PHONY: all deps test-deps pkg-deps check layers unit e2e demo guest clean bench man install deb soak soak-cluster
+.PHONY: all deps test-deps pkg-deps check layers unit e2e demo guest clean bench man install deb soak soak-cluster valgrind-check
 all: $(BINS) man
 man: $(MANPAGES)
 
@@ -161,6 +161,15 @@ check: test-deps
 	$(MAKE) MODE=asan unit
 	$(MAKE) fuzz-ci
 	$(MAKE) MODE=asan e2e
+	$(MAKE) valgrind-check
+
+# The daemons under Valgrind (tests/e2e/test_valgrind.py): a build without
+# ASan, a live migration there and back, no error and no leak at exit.
+valgrind-check: test-deps
+	$(MAKE) MODE=release all
+	$(MAKE) guest
+	VMOVE_BIN=$(abspath build/release/bin) VMOVE_VMOVED=$(abspath build/release/bin/vmoved) \
+	    VMOVE_VMOVE=$(abspath build/release/bin/vmove) VMOVE_E2E_MARK=valgrind tests/e2e/run.sh
 
 demo: deps
 	$(MAKE) MODE=release all

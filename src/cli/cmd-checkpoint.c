@@ -134,7 +134,7 @@ static int cmd_ck_list_exec(struct cli *c, const struct cli_args *a)
 }
 
 static const struct cli_flag ck_create_flags[] = {
-    {"memory", 0, NULL, "disk-only", NULL, "also save the guest's memory at the same instant (not implemented yet: refused)", 0},
+    {"memory", 0, NULL, "disk-only", NULL, "also save the guest's memory at the same instant (QEMU background snapshot; the guest runs on)", 0},
     {"no-wait", 0, NULL, NULL, NULL, "print the job id at once; follow with `vmove jobs watch ID`", 0},
     {NULL, 0, NULL, NULL, NULL, NULL, 0},
 };

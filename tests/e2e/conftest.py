@@ -11,6 +11,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: a long test that repeats what faster ones show; run by `make soak`, "
         "not by `make check` (which must stay under 20 minutes on a 2-core machine)")
+    config.addinivalue_line(
+        "markers", "valgrind: runs the daemons under Valgrind; needs a build without ASan "
+        "(`make valgrind-check`, part of `make check`), so the ASan e2e run leaves it out")
 
 
 @pytest.fixture

@@ -139,9 +139,12 @@ class Cluster:
         return self.v(i, "jobs", "show", str(jid)).get("phase")
 
 
-def make_cluster(request, n=2):
+def make_cluster(request, n=2, vmoved_prefix=()):
+    """A started, configured n-host bed.  vmoved_prefix: an argv that runs
+    vmoved under another program (test_valgrind.py: Valgrind)."""
     tb = tbmod.make_testbed(request, n_hosts=n, tls=True,
-                            vmoved=os.path.join(BIN, "vmoved"), vmove=os.path.join(BIN, "vmove"))
+                            vmoved=list(vmoved_prefix) + [os.path.join(BIN, "vmoved")],
+                            vmove=os.path.join(BIN, "vmove"))
     c = Cluster(tb, n)
     for i in range(1, n + 1):
         c.start(i)
