@@ -1,6 +1,10 @@
 /* `vmove checkpoint delete`: merge a checkpoint's own layer into its
  * frozen image and delete the layer (see checkpoint/checkpoint.h).
  *
+ * Over 600 lines because the merge, its pivot and the take-over of a merge
+ * that a restarted vmoved finds running are one crash-safe machine whose
+ * invariants (below) must be read together.
+ *
  * Checkpoint C with frozen image A (per disk) and one child X (a
  * checkpoint, or "now"): X's image T has backing A and holds the changes
  * since C.  Deleting C commits T into A, points X (or vm.json's active

@@ -1,4 +1,5 @@
-/* What checkpoint.c (create, apply, list) and ckpt_delete.c share.
+/* What checkpoint.c (create), ckpt_apply.c (apply, list) and ckpt_delete.c
+ * share.
  * Private to src/checkpoint/. */
 #ifndef VMOVE_CHECKPOINT_INTERNAL_H
 #define VMOVE_CHECKPOINT_INTERNAL_H
@@ -21,6 +22,17 @@ bool ck_vm_live(const struct vm *vm);          /* QEMU runs it (running or pause
 const char *ck_base_name(const char *path);
 /* Remove a layer file; a failure is logged (the caller notes it). */
 int ck_unlink(const char *vm, const char *path);
+
+/* The VM named, or NULL with a not-found error for the client. */
+struct vm *ck_find_vm(struct agent *a, const char *name, json_t **err);
+/* The VM's checkpoint named (borrowed), or NULL with a not-found error. */
+json_t *ck_find(struct vm *vm, const char *name, json_t **err);
+/* An overlay on backing_of[id] for each disk (unsafe: without opening the
+ * backing file, which QEMU holds): {id: path} of the new files, or NULL with
+ * err and nothing left behind. */
+json_t *ck_make_overlays(struct vm *vm, json_t *backing_of, bool unsafe, char *err, size_t errlen);
+/* {id: path} of the VM's active layers (a new object). */
+json_t *ck_active_paths(const struct vm *vm);
 
 /* Run fn(arg) from the event loop, after the caller has answered its
  * client with the job (a job ending at once would be freed under it). */

@@ -1,5 +1,9 @@
 /* VM export (see exchange/export.h): the job, the QEMU side of a live
- * point-in-time copy, and the export directory. */
+ * point-in-time copy, and the export directory.
+ *
+ * Over 600 lines because the three share one cleanup rule (a failed or
+ * cancelled export leaves no directory and no QEMU node behind); the
+ * directory half could move to its own file once a second user needs it. */
 #include "exchange/export.h"
 
 #include <errno.h>
