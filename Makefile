@@ -45,7 +45,7 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 MANPAGES := $(BUILD)/man/vmove.1 $(BUILD)/man/vmoved.8 $(BUILD)/man/vm.json.5
 
-.PHONY: all deps test-deps pkg-deps check layers unit e2e demo guest clean bench man install deb soak soak-cluster valgrind-check
+.PHONY: all deps test-deps pkg-deps check layers unit e2e demo guest clean bench man install deb soak soak-cluster soak-moves valgrind-check
 all: $(BINS) man
 man: $(MANPAGES)
 
@@ -169,7 +169,7 @@ valgrind-check: test-deps
 	$(MAKE) MODE=release all
 	$(MAKE) guest
 	VMOVE_BIN=$(abspath build/release/bin) VMOVE_VMOVED=$(abspath build/release/bin/vmoved) \
-	    VMOVE_VMOVE=$(abspath build/release/bin/vmove) VMOVE_E2E_MARK=valgrind tests/e2e/run.sh
+	    VMOVE_VMOVE=$(abspath build/release/bin/vmove) VMOVE_E2E_MARK=valgrind VMOVE_E2E_JOBS=1 tests/e2e/run.sh
 
 demo: deps
 	$(MAKE) MODE=release all
@@ -184,6 +184,17 @@ soak: test-deps
 	VMOVE_BIN=$(abspath build/asan/bin) VMOVE_VMOVED=$(abspath build/asan/bin/vmoved) \
 	    VMOVE_VMOVE=$(abspath build/asan/bin/vmove) VMOVE_E2E_MARK=slow tests/e2e/run.sh
 	$(MAKE) soak-cluster
+	$(MAKE) soak-moves
+
+# Random moves of every type with random faults (tests/e2e/soak_moves.py):
+# VMOVE_SOAK_MINUTES (default 30), VMOVE_SOAK_SEED to replay a run; the
+# summary goes to bench/results/soak-moves.json.
+soak-moves: test-deps
+	$(MAKE) guest
+	$(MAKE) MODE=asan all
+	VMOVE_BIN=$(abspath build/asan/bin) VMOVE_VMOVED=$(abspath build/asan/bin/vmoved) \
+	    VMOVE_VMOVE=$(abspath build/asan/bin/vmove) /usr/bin/python3 -m pytest -p no:cacheprovider -v -s \
+	    tests/e2e/soak_moves.py
 
 # The cluster's faults in a loop (VMOVE_SOAK_ROUNDS, default 200): double
 # runs, false fences and RTO percentiles in bench/results/soak-cluster.json.
