@@ -139,12 +139,17 @@ class Cluster:
         return self.v(i, "jobs", "show", str(jid)).get("phase")
 
 
-def make_cluster(request, n=2, vmoved_prefix=()):
+def make_cluster(request, n=2, vmoved_prefix=(), before_start=None):
     """A started, configured n-host bed.  vmoved_prefix: an argv that runs
-    vmoved under another program (test_valgrind.py: Valgrind)."""
+    vmoved under another program (test_valgrind.py: Valgrind).
+    before_start(tb): called before any vmoved starts -- the place for
+    mounts, which each vmoved's mount namespace (`ip netns exec` makes one)
+    copies when it starts and never sees if made later."""
     tb = tbmod.make_testbed(request, n_hosts=n, tls=True,
                             vmoved=list(vmoved_prefix) + [os.path.join(BIN, "vmoved")],
                             vmove=os.path.join(BIN, "vmove"))
+    if before_start:
+        before_start(tb)
     c = Cluster(tb, n)
     for i in range(1, n + 1):
         c.start(i)
