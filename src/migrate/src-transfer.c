@@ -219,11 +219,32 @@ static void on_src_caps(void *arg, const qmp_error_t *err)
     free(id);
 }
 
-void migrate_src_set_capabilities(struct migration *m)
+static void on_src_params_reset(void *arg, const qmp_error_t *err)
 {
+    struct migration *m = arg;
+    if (err) {
+        m->failure = proto_error(ERR_QEMU, NULL, "QEMU refused to reset its migration parameters: %s", err->desc);
+        migrate_src_rollback(m);
+        return;
+    }
     struct qmon_cap_state caps[TUNING_N_CAPS];
     size_t n = tuning_qmon_capabilities(&m->tuning, caps);
     qmon_migrate_set_capabilities(migrate_src_mon(m), &m->owner, caps, n, 10000, on_src_caps, m);
+}
+
+/* QEMU keeps migration parameters for the life of the process, and checks a
+ * new capability against the parameters it holds, not against those that
+ * follow it.  A QEMU that arrived here by a TLS migration still holds that
+ * migration's tls-creds (and maybe its multifd compression), so enabling
+ * mapped-ram for a quick migration would be refused ("Mapped-ram only
+ * available for non-compressed non-TLS multifd migration").  Both are reset
+ * first; this move's own values are set after the capabilities. */
+void migrate_src_set_capabilities(struct migration *m)
+{
+    struct qmon_migrate_params reset = {
+        .has_multifd_compression = true, .multifd_compression = QMON_COMPRESS_NONE, .tls_creds = "",
+    };
+    qmon_migrate_set_parameters(migrate_src_mon(m), &m->owner, &reset, 10000, on_src_params_reset, m);
 }
 
 /* The route to the destination's migration address must leave through an

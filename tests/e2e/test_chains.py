@@ -63,3 +63,20 @@ def test_quick_then_storage_move_then_shared_nothing(cl):
     final = disk_path(cl, 2, "ch1")
     cl.v(2, "vm", "stop", "ch1", "--force")
     qemu_img_check(final)
+
+
+def test_live_then_quick_from_the_qemu_that_arrived(cl):
+    """Found by `make soak-moves` (seed 2): a QEMU that arrived by a TLS live
+    migration keeps that migration's tls-creds, and QEMU checks a new
+    mapped-ram capability against them, so a quick migration from it was
+    refused ("Mapped-ram only available for non-compressed non-TLS multifd
+    migration") until the source resets them first."""
+    cl.create_guest("ch2", mem=64, mem_rate=20, disk_rate=256)
+    cl.boot("ch2")
+    p, done, _ = cl.move("ch2", 1, 2)
+    assert done["job"]["state"] == "succeeded", done
+    cl.assert_only_on("ch2", 2)
+    p, done, _ = cl.move("ch2", 2, 1, "--quick", check=False)
+    assert done and done["job"]["state"] == "succeeded", (p.stderr, done)
+    cl.assert_only_on("ch2", 1)
+    assert cl.verify("ch2", 1)
