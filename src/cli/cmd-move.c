@@ -223,8 +223,8 @@ static int sign_move_token(struct cli *c, const char *vm, const char *src, const
 {
     char err[512];
     *token = NULL;
-    if (!c->identity)
-        return 0;
+    if (!c->identity || !token_identity_is_user(c->identity))
+        return 0;   /* vmoved says what is missing */
     if (!(*token = token_create(c->identity, "move", vm, src, dst, src, err, sizeof err))) {
         cli_error(c, "%s", err);
         return -1;
