@@ -1,0 +1,62 @@
+"""Slow helpers do not block vmoved (docs/SECURITY.md, "Slow helpers"):
+qemu-img runs as a child the event loop does not wait for.  A qemu-img that
+stalls on one image (a wrapper first in vmoved's PATH that sleeps for files
+named *stall*, as an image on a hung network filesystem would) holds only
+the request that named it: `host show` still answers within a second."""
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+import vmovelib
+from vmovelib import VMOVE
+
+STALL_S = 4
+
+
+@pytest.fixture
+def slow_agent(root, request, monkeypatch):
+    real = shutil.which("qemu-img")
+    wrap = os.path.join(root, "slow-bin")
+    os.makedirs(wrap)
+    with open(os.path.join(wrap, "qemu-img"), "w") as f:
+        f.write(f'#!/bin/sh\nfor a; do case "$a" in *stall*) sleep {STALL_S};; esac; done\nexec {real} "$@"\n')
+    os.chmod(os.path.join(wrap, "qemu-img"), 0o755)
+    monkeypatch.setattr(vmovelib, "ENV", dict(vmovelib.ENV, PATH=wrap + ":" + os.environ["PATH"]))
+    a = vmovelib.Agent(root, "h1").start()
+    yield a
+    try:
+        a.stop()
+    finally:
+        vmovelib.cleanup([a], root)
+
+
+def test_stalled_qemu_img_does_not_block_the_daemon(slow_agent):
+    a = slow_agent
+    disk = os.path.join(a.root, "stall.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "64M"], check=True)
+    t0 = time.monotonic()
+    create = subprocess.Popen([VMOVE, "-H", "unix:" + a.sock, "--json", "vm", "create", "s1", "--disk", disk],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=vmovelib.ENV)
+    time.sleep(0.5)   # the create is waiting for qemu-img now
+    slowest = 0.0
+    while create.poll() is None:
+        t = time.monotonic()
+        assert a.vmove("host", "show")["name"] == "h1"
+        slowest = max(slowest, time.monotonic() - t)
+        time.sleep(0.2)
+    out, err = create.communicate()
+    took = time.monotonic() - t0
+    assert create.returncode == 0, err
+    # The wrapper really stalled the create, and the daemon answered meanwhile.
+    assert took >= STALL_S, took
+    assert slowest < 1.0, slowest
+    assert a.vm("s1")["config"]["disks"][0]["path"] == disk
+    # A non-qcow2 image is still refused, after the same asynchronous check.
+    raw = os.path.join(a.root, "stall-raw.img")
+    with open(raw, "wb") as f:
+        f.truncate(1 << 20)
+    p = a.run("vm", "create", "s2", "--disk", raw, check=False)
+    assert p.returncode != 0 and f"disk {raw}: not a qcow2 image (raw)" in p.stderr, p.stderr
