@@ -200,6 +200,33 @@ void image_info_async_cancel(struct image_info_async *q)
     free(q);
 }
 
+struct image_check_async {
+    image_check_done_fn done;
+    void *arg;
+};
+
+static void on_check_done(void *arg, int rc, const char *out)
+{
+    struct image_check_async *q = arg;
+    q->done(q->arg, rc == 0 ? NULL : out && out[0] ? out : "?");
+    free(q);
+}
+
+void image_check_async(struct event_base *base, const char *path, const char *format, image_check_done_fn done,
+                       void *arg)
+{
+    char *argv[] = {"qemu-img", "check", "-q", "-f", (char *)format, (char *)path, NULL};
+    struct image_check_async *q = xcalloc(1, sizeof *q);
+    q->done = done;
+    q->arg = arg;
+    char *err = NULL;
+    if (!spawn_async(base, argv, CHECK_TIMEOUT_MS, on_check_done, q, &err)) {
+        free(q);
+        done(arg, err);
+        free(err);
+    }
+}
+
 int image_check(const char *path, const char *format, char *err, size_t errlen)
 {
     char *argv[] = {"qemu-img", "check", "-q", "-f", (char *)format, (char *)path, NULL};

@@ -64,6 +64,12 @@ typedef void (*image_info_done_fn)(void *arg, const struct image_info *info, con
 struct image_info_async *image_info_async(struct event_base *base, const char *path, const char *format,
                                           image_info_done_fn done, void *arg);
 void image_info_async_cancel(struct image_info_async *q);
+/* qemu-img check, likewise: done(arg, NULL) if the image is sound, else
+ * done(arg, qemu-img's output or why it could not run).  Called exactly once
+ * (before this returns if the child could not start). */
+typedef void (*image_check_done_fn)(void *arg, const char *err);
+void image_check_async(struct event_base *base, const char *path, const char *format, image_check_done_fn done,
+                       void *arg);
 /* Allocated bytes of the whole chain: what a flattening mirror copies. */
 uint64_t image_info_chain_actual(const struct image_info *info);
 
