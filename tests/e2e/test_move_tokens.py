@@ -95,6 +95,12 @@ def test_move_tokens(cl):
     assert any(x["who"] == "host:h1" and x["verdict"] == "denied" and "no move token" in (x.get("reason") or "")
                for x in audit(cl, 2))
 
+    # "user:root" (what earlier sources send for root's moves) is the host's own move.
+    r = call(cl, 1, 2, as_h1, "migrate.reserve", {"job": 90009, "vm": "mt1", "user": "user:root"})
+    assert r.get("result", {}).get("granted") is True, r
+    call(cl, 1, 2, as_h1, "migrate.unreserve", {"job": 90009})
+    assert not any(x["who"] == "user:root" for x in audit(cl, 2))
+
     # A token for VM mt1 cannot move another VM.
     tok = move_token(alice, "alice", "mt1", "h1", "h2")
     r = call(cl, 1, 2, as_h1, "migrate.reserve", {"job": 90002, "vm": "mt2", "user": "user:alice", "move_token": tok})
