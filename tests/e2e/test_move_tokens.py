@@ -99,7 +99,10 @@ def test_move_tokens(cl):
     r = call(cl, 1, 2, as_h1, "migrate.reserve", {"job": 90009, "vm": "mt1", "user": "user:root"})
     assert r.get("result", {}).get("granted") is True, r
     call(cl, 1, 2, as_h1, "migrate.unreserve", {"job": 90009})
-    assert not any(x["who"] == "user:root" for x in audit(cl, 2))
+    a2 = audit(cl, 2)
+    assert any(x["who"] == "host:h1" and x["action"] == "migrate.reserve" and x["verdict"] == "allowed"
+               and "own move" in (x.get("reason") or "") for x in a2), a2[-10:]
+    assert not any(x["who"] == "user:root" and x["action"].startswith("migrate.") for x in a2)
 
     # A token for VM mt1 cannot move another VM.
     tok = move_token(alice, "alice", "mt1", "h1", "h2")
