@@ -6,6 +6,7 @@
  * The source's control connection, held for the whole incoming migration,
  * is owned here: its hang-up is reported to the domain by name. */
 #include "api/api.h"
+#include "api/move_token.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -34,24 +35,27 @@ static bool from_host(struct api_req *r)
 }
 
 /* An incoming migration needs, here: the sending host with migrate.in (we
- * accept VMs from it) and the user it acts for with migrate.in.  The user is
- * the one the source host authenticated; the source vouches for it, which is
- * why it must hold migrate.in itself. */
-static bool incoming_authorized(struct api_req *r)
+ * accept VMs from it) and, for a user's move, that user with migrate.in.
+ * The user is the one whose signed move token the source forwards
+ * (api/move_token.h), never a name the source merely states; a move with no
+ * token is the source host's own (local root, a drain) and is checked and
+ * audited as host:SRC only.  job: the source's job id (0 for a call that
+ * belongs to no job); take: the move's last call with a token. */
+static bool incoming_authorized(struct api_req *r, long long job, bool take)
 {
     struct agent *a = r->agent;
     const char *vm = json_string_value(json_object_get(r->params, "vm"));
     if (!vm)
         vm = json_string_value(json_object_get(json_object_get(r->params, "config"), "name"));
-    char host[96];
+    char host[96], user[96];
     snprintf(host, sizeof host, "host:%s", r->who.name);
-    const char *user = json_string_value(json_object_get(r->params, "user"));
-    char who[96];
-    snprintf(who, sizeof who, "%s", user ? user : "user:?");
-    const char *check[] = {host, who};
-    for (size_t i = 0; i < 2; i++) {
+    if (!move_token_authorize(r, vm, job, take, user, sizeof user))
+        return false;
+    const char *check[] = {host, user};
+    for (size_t i = 0; i < 2 && check[i][0]; i++) {
         bool ok = acl_allows(a, check[i], RIGHT_MIGRATE_IN);
-        audit_record(a, check[i], r->method, vm, api_req_peer(r), ok, ok ? NULL : "lacks migrate.in");
+        const char *why = ok ? (user[0] ? NULL : "the source host's own move (no user)") : "lacks migrate.in";
+        audit_record(a, check[i], r->method, vm, api_req_peer(r), ok, why);
         if (!ok) {
             api_fail(r, acl_denial(a, check[i], RIGHT_MIGRATE_IN));
             return false;
@@ -179,7 +183,7 @@ static void migrate_reserve(struct api_req *r)
         api_fail(r, err);
         return;
     }
-    if (!incoming_authorized(r))
+    if (!incoming_authorized(r, m.job, false))
         return;
     json_t *res = incoming_reserve(r->agent, r->who.name, m.job, &err);
     answer(r, res, err);
@@ -197,6 +201,7 @@ static void migrate_unreserve(struct api_req *r)
         return;
     }
     incoming_unreserve(r->agent, r->who.name, m.job);
+    move_token_forget(r->agent, r->who.name, m.job);
     api_reply(r, json_object());
 }
 
@@ -204,12 +209,14 @@ static void migrate_prepare(struct api_req *r)
 {
     struct wire_prepare_req m;
     json_t *err = NULL;
-    if (!from_host(r) || !incoming_authorized(r))
+    if (!from_host(r))
         return;
     if (wire_prepare_req_from_json(r->params, &m, &err) < 0) {
         api_fail(r, err);
         return;
     }
+    if (!incoming_authorized(r, m.job, true))
+        return;
     if (!incoming_paths_allowed(r, &m))
         return;
     struct source_link *l = xcalloc(1, sizeof *l);
@@ -307,7 +314,7 @@ static void api_migrate_recover(struct api_req *r)
  * that may bring VMs in, without giving them vm.read. */
 static void migrate_capacity(struct api_req *r)
 {
-    if (!from_host(r) || !incoming_authorized(r))
+    if (!from_host(r) || !incoming_authorized(r, 0, false))
         return;
     api_reply(r, incoming_capacity(r->agent));
 }
@@ -315,7 +322,8 @@ static void migrate_capacity(struct api_req *r)
 static void migrate_probe(struct api_req *r)
 {
     json_t *err = NULL;
-    if (!from_host(r) || !incoming_authorized(r))
+    json_t *job = json_object_get(r->params, "job");
+    if (!from_host(r) || !incoming_authorized(r, json_is_integer(job) ? json_integer_value(job) : 0, false))
         return;
     json_t *res = incoming_probe(r->agent, json_string_value(json_object_get(r->params, "via")), &err);
     answer(r, res, err);

@@ -10,6 +10,7 @@
 
 #include "api/api.h"
 #include "api/delegate.h"
+#include "api/move_token.h"
 #include "common/proto.h"
 #include "core/acl.h"
 #include "core/agent.h"
@@ -48,10 +49,13 @@ static void vm_move(struct api_req *r)
     bool wait;
     if (!to || api_param_bool(r, "wait", true, &wait) < 0 || !state_dir_allowed(r, json_object_get(r->params, "tuning")))
         return;
-    json_t *err = NULL;
+    json_t *err = NULL, *token;
+    if (!move_token_check_submit(r, name, to, &token))
+        return;
     char who[96];
     principal_describe(&r->who, who, sizeof who);
-    struct job *job = migrate_submit(r->agent, name, to, json_object_get(r->params, "tuning"), who, &err);
+    struct job *job = migrate_submit(r->agent, name, to, json_object_get(r->params, "tuning"), who, token, &err);
+    json_decref(token);
     if (!job) {
         api_fail(r, err);
         return;

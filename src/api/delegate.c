@@ -173,6 +173,8 @@ void delegate_relay(struct api_req *r)
                   "moving a VM from another host needs a delegation token signed by the user");
         return;
     }
+    /* The user's move token (api/move_token.h) goes on to the source, which
+     * forwards it to the destination: this host only carries it. */
     struct relay *rl = xcalloc(1, sizeof *rl);
     rl->req = r;
     rl->timer = evtimer_new(a->base, relay_on_tick, rl);
@@ -180,8 +182,8 @@ void delegate_relay(struct api_req *r)
     log_info("relaying a move of %s from %s to %s for the user", json_string_value(json_object_get(r->params, "name")),
              from, json_string_value(json_object_get(r->params, "to")));
     peer_call(rl->peer, "vm.move",
-              json_pack("{s:O, s:O, s:O?, s:O, s:b}", "name", json_object_get(r->params, "name"), "to",
+              json_pack("{s:O, s:O, s:O?, s:O, s:b, s:O?}", "name", json_object_get(r->params, "name"), "to",
                         json_object_get(r->params, "to"), "tuning", json_object_get(r->params, "tuning"), "delegation",
-                        token, "wait", false),
+                        token, "wait", false, "move_token", json_object_get(r->params, "move_token")),
               30000, on_started, rl);
 }

@@ -157,6 +157,76 @@ int image_info(const char *path, const char *format, bool with_chain, struct ima
     return -1;
 }
 
+struct image_info_async {
+    struct spawn_async *child;
+    image_info_done_fn done;
+    void *arg;
+};
+
+static void on_info_done(void *arg, int rc, const char *out)
+{
+    struct image_info_async *q = arg;
+    struct image_info info = {0};
+    bool ok = rc == 0 && image_info_parse(out, &info) == 0;
+    q->done(q->arg, ok ? &info : NULL, ok ? NULL : out && out[0] ? out : "?");
+    image_info_free(&info);
+    free(q);
+}
+
+struct image_info_async *image_info_async(struct event_base *base, const char *path, const char *format,
+                                          image_info_done_fn done, void *arg)
+{
+    char *argv[] = {"qemu-img", "info", "-U", "--output=json", format ? "-f" : (char *)path,
+                    format ? (char *)format : NULL, format ? (char *)path : NULL, NULL};
+    struct image_info_async *q = xcalloc(1, sizeof *q);
+    q->done = done;
+    q->arg = arg;
+    char *err = NULL;
+    q->child = spawn_async(base, argv, INFO_TIMEOUT_MS, on_info_done, q, &err);
+    if (!q->child) {
+        free(q);
+        done(arg, NULL, err);
+        free(err);
+        return NULL;
+    }
+    return q;
+}
+
+void image_info_async_cancel(struct image_info_async *q)
+{
+    if (!q)
+        return;
+    spawn_async_cancel(q->child);
+    free(q);
+}
+
+struct image_check_async {
+    image_check_done_fn done;
+    void *arg;
+};
+
+static void on_check_done(void *arg, int rc, const char *out)
+{
+    struct image_check_async *q = arg;
+    q->done(q->arg, rc == 0 ? NULL : out && out[0] ? out : "?");
+    free(q);
+}
+
+void image_check_async(struct event_base *base, const char *path, const char *format, image_check_done_fn done,
+                       void *arg)
+{
+    char *argv[] = {"qemu-img", "check", "-q", "-f", (char *)format, (char *)path, NULL};
+    struct image_check_async *q = xcalloc(1, sizeof *q);
+    q->done = done;
+    q->arg = arg;
+    char *err = NULL;
+    if (!spawn_async(base, argv, CHECK_TIMEOUT_MS, on_check_done, q, &err)) {
+        free(q);
+        done(arg, err);
+        free(err);
+    }
+}
+
 int image_check(const char *path, const char *format, char *err, size_t errlen)
 {
     char *argv[] = {"qemu-img", "check", "-q", "-f", (char *)format, (char *)path, NULL};

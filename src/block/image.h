@@ -54,6 +54,22 @@ struct image_info {
 int image_info(const char *path, const char *format, bool with_chain, struct image_info *info, char *err,
                size_t errlen);
 void image_info_free(struct image_info *info);
+/* The same without blocking the loop (common/spawn.h): done(arg, info, err)
+ * once, from the loop, with info NULL and err qemu-img's output (or why it
+ * timed out) on failure; info is freed after done returns.  NULL if it could
+ * not start (then done is called before this returns, with the reason). */
+struct event_base;
+struct image_info_async;
+typedef void (*image_info_done_fn)(void *arg, const struct image_info *info, const char *err);
+struct image_info_async *image_info_async(struct event_base *base, const char *path, const char *format,
+                                          image_info_done_fn done, void *arg);
+void image_info_async_cancel(struct image_info_async *q);
+/* qemu-img check, likewise: done(arg, NULL) if the image is sound, else
+ * done(arg, qemu-img's output or why it could not run).  Called exactly once
+ * (before this returns if the child could not start). */
+typedef void (*image_check_done_fn)(void *arg, const char *err);
+void image_check_async(struct event_base *base, const char *path, const char *format, image_check_done_fn done,
+                       void *arg);
 /* Allocated bytes of the whole chain: what a flattening mirror copies. */
 uint64_t image_info_chain_actual(const struct image_info *info);
 

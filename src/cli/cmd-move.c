@@ -214,6 +214,24 @@ static int relay_host_name(struct cli *c, char *name, size_t len)
     return n ? 0 : -1;
 }
 
+/* The move token (src/api/move_token.h): the user's signature on this one
+ * move, which the source forwards so that the destination need not take its
+ * word for who asked.  Signed for every move a certificate user makes; root
+ * on the local socket moves as the host and signs nothing.  0, or -1 after
+ * the error is printed. */
+static int sign_move_token(struct cli *c, const char *vm, const char *src, const char *dst, json_t **token)
+{
+    char err[512];
+    *token = NULL;
+    if (!c->identity || !token_identity_is_user(c->identity))
+        return 0;   /* vmoved says what is missing */
+    if (!(*token = token_create(c->identity, "move", vm, src, dst, src, err, sizeof err))) {
+        cli_error(c, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 static int delegated_move(struct cli *c, const struct cli_args *a, json_t *tuning)
 {
     const char *name = a->argv[0], *from = cli_opt(a, "from"), *to = cli_opt(a, "to");
@@ -238,11 +256,17 @@ static int delegated_move(struct cli *c, const struct cli_args *a, json_t *tunin
         json_decref(tuning);
         return EXIT_USAGE;
     }
+    json_t *move_token;
+    if (sign_move_token(c, name, from, to, &move_token) < 0) {
+        json_decref(token);
+        json_decref(tuning);
+        return EXIT_USAGE;
+    }
     char last[64] = "";
     int code;
-    json_t *final = cli_call(c, "vm.move", json_pack("{s:s, s:s, s:s, s:o, s:o}", "name", name, "to", to, "from",
-                                                     from, "delegation", token, "tuning", tuning),
-                             on_relay_event, last, &code);
+    json_t *final = cli_call(c, "vm.move", json_pack("{s:s, s:s, s:s, s:o, s:o, s:o*}", "name", name, "to", to, "from",
+                                                     from, "delegation", token, "tuning", tuning, "move_token",
+                                                     move_token), on_relay_event, last, &code);
     if (!final)
         return code;
     const char *st = json_string_value(json_object_get(final, "state"));
@@ -297,15 +321,30 @@ static int cmd_move_exec(struct cli *c, const struct cli_args *a)
         return EXIT_USAGE;
     if (cli_opt(a, "from"))
         return delegated_move(c, a, tuning);
+    json_t *move_token = NULL;
+    char src[256];
+    if (strncmp(c->host, "unix:", 5)) {
+        if (relay_host_name(c, src, sizeof src) < 0) {
+            cli_error(c, "cannot learn the name of the host at %s, which the move token must name", c->host);
+            json_decref(tuning);
+            return EXIT_USAGE;
+        }
+        if (sign_move_token(c, a->argv[0], src, cli_opt(a, "to"), &move_token) < 0) {
+            json_decref(tuning);
+            return EXIT_USAGE;
+        }
+    }
     struct probe probe = {0};
     bool probing = cli_opt(a, "probe") != NULL;
     if (probing && probe_start(c, cli_opt(a, "probe"), &probe) < 0) {
         json_decref(tuning);
+        json_decref(move_token);
         return EXIT_FAIL;
     }
     int code;
-    json_t *r = cli_call(c, "vm.move", json_pack("{s:s, s:s, s:o, s:b}", "name", a->argv[0], "to", cli_opt(a, "to"),
-                                                 "tuning", tuning, "wait", false), NULL, NULL, &code);
+    json_t *r = cli_call(c, "vm.move", json_pack("{s:s, s:s, s:o, s:b, s:o*}", "name", a->argv[0], "to",
+                                                 cli_opt(a, "to"), "tuning", tuning, "wait", false, "move_token",
+                                                 move_token), NULL, NULL, &code);
     int rc = code;
     if (r && cli_flag_set(a, "no-wait")) {
         cli_print_accepted(c, r);

@@ -49,7 +49,7 @@ struct drain {
     struct event *timer;
     uint64_t t_start;
     json_t *tuning;
-    char user[96];             /* who asked for the drain: the moves run for them */
+    char user[96];             /* who asked for the drain (its moves run as this host) */
 };
 
 static void drain_free(struct drain *d)
@@ -186,7 +186,7 @@ static void start_moves(struct drain *d)
         d->cand[c].assigned_mib += it->mib;
         snprintf(it->to, sizeof it->to, "%s", d->cand[c].name);
         json_t *err = NULL;
-        struct job *child = migrate_submit(a, it->vm, d->cand[c].name, d->tuning, d->user, &err);
+        struct job *child = migrate_submit(a, it->vm, d->cand[c].name, d->tuning, d->user, NULL, &err);
         if (!child) {
             snprintf(it->state, sizeof it->state, "failed");
             it->error = err;
@@ -358,8 +358,9 @@ void drain_begin(struct agent *a)
         ref->c = &d->cand[i];
         d->cand[i].peer = peer_connect(a, d->cand[i].name, d->cand[i].addr, NULL, NULL);
         /* Asked as a would-be source of VMs: the candidate checks that we
-         * (and the user) may bring VMs in, as a migration would. */
-        peer_call(d->cand[i].peer, "migrate.capacity", json_pack("{s:s}", "user", d->user), 10000, on_candidate_ref,
+         * may bring VMs in, as a drain's migrations (this host's own moves,
+         * with no user token) will be checked. */
+        peer_call(d->cand[i].peer, "migrate.capacity", json_object(), 10000, on_candidate_ref,
                   ref);
     }
 }

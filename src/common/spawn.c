@@ -1,6 +1,7 @@
 #include "common/spawn.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -10,6 +11,8 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include "common/util.h"
 
@@ -90,4 +93,170 @@ int run_capture(char *const argv[], int timeout_ms, char **out)
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     return 128 + WTERMSIG(status);
+}
+
+/* ---- asynchronous ------------------------------------------------------ */
+
+struct spawn_async {
+    struct spawn_async *next;
+    pid_t pid;
+    int fd;
+    struct event *rd, *timer, *poll;
+    char *buf;
+    size_t len;
+    bool eof, exited;
+    int status;
+    int timeout_ms;
+    char *prog;
+    spawn_done_fn done;
+    void *arg;
+};
+
+/* Children are per process, and so is this list. */
+static struct spawn_async *pending;
+
+static void unlink_pending(struct spawn_async *s)
+{
+    for (struct spawn_async **pp = &pending; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            return;
+        }
+}
+
+static void async_free(struct spawn_async *s)
+{
+    unlink_pending(s);
+    event_free(s->rd);
+    event_free(s->timer);
+    event_free(s->poll);
+    if (s->fd >= 0)
+        close(s->fd);
+    free(s->buf);
+    free(s->prog);
+    free(s);
+}
+
+static void async_finish(struct spawn_async *s, int rc, const char *out)
+{
+    spawn_done_fn done = s->done;
+    void *arg = s->arg;
+    char *copy = xstrdup(out);
+    async_free(s);
+    done(arg, rc, copy);
+    free(copy);
+}
+
+static void async_try_end(struct spawn_async *s)
+{
+    if (!s->exited) {
+        int st;
+        pid_t r = waitpid(s->pid, &st, WNOHANG);
+        if (r == s->pid) {
+            s->exited = true;
+            s->status = st;
+        } else if (r < 0 && errno != EINTR && errno != ECHILD) {
+            s->exited = true;
+            s->status = 255 << 8;
+        }
+    }
+    if (!s->eof)
+        return;
+    if (!s->exited) {
+        /* Output closed, exit not seen yet: look again shortly. */
+        struct timeval tv = {0, 5000};
+        evtimer_add(s->poll, &tv);
+        return;
+    }
+    int st = s->status;
+    async_finish(s, WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1, s->buf);
+}
+
+static void on_async_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct spawn_async *s = arg;
+    char chunk[4096];
+    ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n > 0) {
+        append(&s->buf, &s->len, chunk, (size_t)n);
+        return;
+    }
+    s->eof = true;
+    event_del(s->rd);
+    async_try_end(s);
+}
+
+static void on_async_poll(evutil_socket_t fd, short what, void *arg) { async_try_end(arg); }
+
+static void on_async_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct spawn_async *s = arg;
+    kill(s->pid, SIGKILL);   /* reaped by spawn_reap_children, unrecorded */
+    char *msg = xasprintf("%s timed out after %d ms", s->prog, s->timeout_ms);
+    async_finish(s, -1, msg);
+    free(msg);
+}
+
+struct spawn_async *spawn_async(struct event_base *base, char *const argv[], int timeout_ms, spawn_done_fn done,
+                                void *arg, char **err)
+{
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        *err = xasprintf("cannot run %s: %s", argv[0], strerror(errno));
+        return NULL;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(pipefd[1]);
+    if (rc != 0) {
+        close(pipefd[0]);
+        *err = xasprintf("cannot run %s: %s", argv[0], strerror(rc));
+        return NULL;
+    }
+    fcntl(pipefd[0], F_SETFL, fcntl(pipefd[0], F_GETFL) | O_NONBLOCK);
+    struct spawn_async *s = xcalloc(1, sizeof *s);
+    s->pid = pid;
+    s->fd = pipefd[0];
+    s->buf = xstrdup("");
+    s->timeout_ms = timeout_ms;
+    s->prog = xstrdup(argv[0]);
+    s->done = done;
+    s->arg = arg;
+    s->rd = event_new(base, s->fd, EV_READ | EV_PERSIST, on_async_read, s);
+    s->timer = evtimer_new(base, on_async_timeout, s);
+    s->poll = evtimer_new(base, on_async_poll, s);
+    event_add(s->rd, NULL);
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    evtimer_add(s->timer, &tv);
+    s->next = pending;
+    pending = s;
+    return s;
+}
+
+void spawn_async_cancel(struct spawn_async *s)
+{
+    if (!s)
+        return;
+    kill(s->pid, SIGKILL);
+    async_free(s);
+}
+
+void spawn_reap_children(void)
+{
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+        for (struct spawn_async *s = pending; s; s = s->next)
+            if (s->pid == pid) {
+                s->exited = true;
+                s->status = st;
+            }
 }

@@ -96,6 +96,20 @@ out:
     return out;
 }
 
+bool token_identity_is_user(const char *dir)
+{
+    char *crtp = xasprintf("%s/user.crt", dir), ou[16] = "";
+    FILE *f = fopen(crtp, "r");
+    free(crtp);
+    X509 *crt = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    if (crt)
+        X509_NAME_get_text_by_NID(X509_get_subject_name(crt), NID_organizationalUnitName, ou, sizeof ou);
+    X509_free(crt);
+    return !strcmp(ou, "user");
+}
+
 static bool str_field(const json_t *payload, const char *key)
 {
     const char *v = json_string_value(json_object_get(payload, key));

@@ -12,6 +12,7 @@
 #ifndef VMOVE_TOKEN_H
 #define VMOVE_TOKEN_H
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define TOKEN_LIFETIME_S 300
@@ -21,6 +22,9 @@
 /* Signs with the user's Ed25519 key (identity dir: user.key, user.crt). */
 json_t *token_create(const char *identity_dir, const char *op, const char *vm, const char *src, const char *dst,
                      const char *via, char *err, size_t errlen);
+/* Whether the identity dir holds a user certificate (OU=user): only a user
+ * signs tokens (a host's identity used by the CLI acts as that host). */
+bool token_identity_is_user(const char *identity_dir);
 /* Checks the certificate against ca_path (chain, validity, OU=user), the
  * signature, every payload field's presence and type, the nonce, the issue
  * time and lifetime (at most TOKEN_LIFETIME_S, give or take the clock skew)

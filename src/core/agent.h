@@ -19,6 +19,7 @@ struct incoming;
 struct migration;
 struct limits;
 struct reservation;
+struct move_grant;
 struct drain;
 struct cluster;
 struct acl;
@@ -65,6 +66,7 @@ struct agent {
     struct migration *migrations; /* migrations leaving from here */
     struct limits *limits;    /* slots in use and the queue (host/limits.c) */
     struct reservation *reservations; /* sources queued for an incoming slot here */
+    struct move_grant *move_grants; /* users' move tokens bound to incoming jobs (api/move_token.c) */
     struct drain *drains;     /* at most one: this host being evacuated */
     struct cluster *cluster;  /* NULL unless this host is a cluster member (src/cluster/) */
     /* When the shims kill this host's HA guests unless the cluster lease is

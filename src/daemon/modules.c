@@ -3,6 +3,7 @@
 #include <stddef.h>
 
 #include "cluster/cluster.h"
+#include "api/move_token.h"
 #include "checkpoint/checkpoint.h"
 #include "cluster/drain.h"
 #include "common/log.h"
@@ -38,6 +39,7 @@ static const struct daemon_module modules[] = {
     /* Freed after every module that owns jobs, so their watchers get an answer. */
     {"jobs", NULL, jobs_free_all},
     {"incoming reservations", NULL, incoming_free_reservations},
+    {"move tokens bound to incoming jobs", NULL, move_token_free_all},
     {"incoming migrations", incoming_recover, incoming_free_all},
     {"outgoing migrations", migrate_recover, migrate_free_all},
     {"storage moves", storage_recover, storage_free_all},

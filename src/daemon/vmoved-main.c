@@ -17,6 +17,7 @@
 
 #include "common/log.h"
 #include "common/tls.h"
+#include "common/spawn.h"
 #include "common/util.h"
 #include "conf/daemon_conf.h"
 #include "core/acl.h"
@@ -130,10 +131,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct agent *a = arg;
     if (sig == SIGCHLD) {
-        /* Reap the QEMU supervisors we forked; QEMU's own exit status is
-         * recorded by the supervisor, not here. */
-        while (waitpid(-1, NULL, WNOHANG) > 0)
-            ;
+        /* Reap the QEMU supervisors we forked (QEMU's own exit status is
+         * recorded by the supervisor, not here), keeping the status of the
+         * helpers run asynchronously (common/spawn.h). */
+        spawn_reap_children();
         return;
     }
     agent_shutdown(a);

@@ -28,8 +28,15 @@ struct agent;
 struct import_plan;
 
 /* The plan and its report for params; NULL with *err only when params
- * themselves are unusable (a bad mode, answers of the wrong type). */
-struct import_plan *import_plan_make(struct agent *a, json_t *params, json_t **err);
+ * themselves are unusable (a bad mode, answers of the wrong type).
+ * checks: what `qemu-img check` said of each qcow2 source disk, by path
+ * (null: sound, a string: its complaint), learnt by the caller without
+ * blocking the loop; NULL: none yet, and the plan lists the disks to check
+ * (import_plan_pending_checks) instead of checking them. */
+struct import_plan *import_plan_make(struct agent *a, json_t *params, json_t *checks, json_t **err);
+/* The qcow2 source disks a plan made without checks wants checked (borrowed;
+ * empty if none). */
+json_t *import_plan_pending_checks(const struct import_plan *p);
 /* The report (report_version 1: compatible, incompatibilities, warnings,
  * answers, plan); borrowed. */
 json_t *import_plan_report(const struct import_plan *p);

@@ -348,7 +348,13 @@ static void check_image(struct agent *a, struct import_plan *p, struct import_di
         }
         return;
     }
-    if (image_check(d->source, "qcow2", why, sizeof why) < 0) {
+    if (!p->checks) {
+        json_array_append_new(p->pending_checks, json_string(d->source));
+        return;
+    }
+    json_t *verdict = json_object_get(p->checks, d->source);
+    if (!verdict || json_is_string(verdict)) {
+        snprintf(why, sizeof why, "%s", verdict ? json_string_value(verdict) : "changed while it was checked: check again");
         bool locked = strstr(why, "lock") != NULL;
         snprintf(msg, sizeof msg, "disk %s (%s): %s", d->id, d->source,
                  locked ? "in use by another process (its image lock is held)" : why);
@@ -632,7 +638,9 @@ static void check_config(struct agent *a, struct import_plan *p, json_t *ans)
     plan_targets(a, p);
 }
 
-struct import_plan *import_plan_make(struct agent *a, json_t *params, json_t **err)
+json_t *import_plan_pending_checks(const struct import_plan *p) { return p->pending_checks; }
+
+struct import_plan *import_plan_make(struct agent *a, json_t *params, json_t *checks, json_t **err)
 {
     const char *path = json_string_value(json_object_get(params, "path"));
     const char *mode = json_string_value(json_object_get(params, "mode"));
@@ -663,6 +671,8 @@ struct import_plan *import_plan_make(struct agent *a, json_t *params, json_t **e
         return NULL;
     }
     p->path = xstrdup(path);
+    p->checks = checks;
+    p->pending_checks = json_array();
     p->to = to ? xstrdup(to) : NULL;
     p->kind = "vm-config";
     p->errors = json_array();
@@ -686,6 +696,7 @@ void import_plan_free(struct import_plan *p)
     free(p->disks);
     vm_config_free(&p->cfg);
     json_decref(p->manifest);
+    json_decref(p->pending_checks);
     json_decref(p->errors), json_decref(p->warnings), json_decref(p->info), json_decref(p->report);
     free(p->path), free(p->to), free(p->src_dir), free(p->config_path), free(p->vm_dir), free(p->disk_dir);
     free(p);

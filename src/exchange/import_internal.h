@@ -33,5 +33,7 @@ struct import_plan {
     char *disk_dir;                /* copy modes: --to DIR/NAME, else vm_dir */
     json_t *errors, *warnings, *info;
     json_t *report;
+    json_t *checks;                /* qemu-img check's verdicts by path (borrowed), or NULL */
+    json_t *pending_checks;        /* without checks: the paths to check */
 };
 #endif

@@ -87,7 +87,7 @@ static json_t *resolve_target(struct agent *a, const char *to, const char **name
 }
 
 struct job *migrate_submit(struct agent *a, const char *name, const char *to, json_t *tuning_json, const char *user,
-                           json_t **err)
+                           json_t *move_token, json_t **err)
 {
     struct vm *vm = vm_find(a, name);
     if (!vm) {
@@ -134,8 +134,13 @@ struct job *migrate_submit(struct agent *a, const char *name, const char *to, js
     if (*err)
         return NULL;
     json_t *params = json_pack("{s:s, s:o, s:s}", "to", to, "tuning", tuning_to_json(&t), "user", user);
+    /* The token itself stays in memory (jobs are shown and journaled); a
+     * restart loses it, and the queued move with it (src-recovery.c). */
+    if (move_token)
+        json_object_set_new(params, "user_signed", json_true());
     struct job *job = job_create_in(a, &migrate_src_job_ops, name, params, JOB_QUEUED);
-    migrate_src_enqueue_migration(a, job, vm, peer_name, peer_addr, &t);
+    struct migration *m = migrate_src_enqueue_migration(a, job, vm, peer_name, peer_addr, &t);
+    m->move_token = json_incref(move_token);
     return job;
 }
 

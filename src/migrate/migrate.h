@@ -24,7 +24,11 @@ void migrate_recover(struct agent *a);
 void migrate_recover_queued(struct agent *a);
 void migrate_free_all(struct agent *a);
 /* Start (queue) a live migration of VM name to host `to` (peer name or
- * ADDR:PORT) for user ("user:alice").  NULL with *err on refusal. */
+ * ADDR:PORT) for user ("user:alice").  move_token: the user's signed token
+ * (api/move_token.h, checked by the caller), forwarded to the destination,
+ * which then checks the user's rights too; NULL: the move runs as this host
+ * (local root, a drain), and the destination checks this host only.  NULL
+ * with *err on refusal. */
 struct job *migrate_submit(struct agent *a, const char *name, const char *to, json_t *tuning, const char *user,
-                           json_t **err);
+                           json_t *move_token, json_t **err);
 #endif

@@ -22,6 +22,7 @@ static void really_free(void *obj)
     json_decref(m->failure);
     json_decref(m->stats);
     free(m->name);
+    json_decref(m->move_token);
     free(m->peer_name);
     free(m->peer_addr);
     free(m);
@@ -109,10 +110,21 @@ const char *migrate_src_dest(const struct migration *m) { return m->peer_name ? 
 
 /* The user the migration runs for ("user:alice"); the destination checks
  * that this user may bring VMs in. */
+/* The user named to the destination: only one whose token we forward. */
 const char *migrate_src_user_of(const struct migration *m)
 {
-    const char *u = json_string_value(json_object_get(m->job->params, "user"));
-    return u ? u : "user:root";
+    return m->move_token ? json_string_value(json_object_get(m->job->params, "user")) : NULL;
+}
+
+/* The fields that tell the destination whose move it is: the user and the
+ * token that proves it, or nothing for this host's own move. */
+json_t *migrate_src_with_user(const struct migration *m, json_t *params)
+{
+    if (m->move_token) {
+        json_object_set_new(params, "user", json_string(migrate_src_user_of(m)));
+        json_object_set(params, "move_token", m->move_token);
+    }
+    return params;
 }
 
 void migrate_src_set_phase(struct migration *m, enum phase ph)

@@ -87,7 +87,8 @@ void migrate_src_postcopy_lost(struct migration *m, const char *why)
                               "still on %s; neither host runs it now", m->name, why, migrate_src_dest(m), m->agent->name);
     log_error("%s: %s", m->name, msg);
     record(m, "migration.postcopy.lost", "%s", msg);
-    audit_record(m->agent, migrate_src_user_of(m), "migrate.postcopy.lost", m->name, migrate_src_dest(m), false, msg);
+    const char *who = json_string_value(json_object_get(m->job->params, "user"));
+    audit_record(m->agent, who ? who : "?", "migrate.postcopy.lost", m->name, migrate_src_dest(m), false, msg);
     /* The destination's half, if it still exists, cannot run on its own
      * either: told over a connection of its own, which outlives the job. */
     struct peer_conn *pc = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);

@@ -2,6 +2,7 @@
 #include "migrate/src.h"
 
 #include <string.h>
+#include <time.h>
 
 #include "block/image.h"
 #include "common/log.h"
@@ -27,8 +28,8 @@ static void begin_migration(struct migration *m);
 static void on_prepared(void *arg, json_t *result, json_t *error);
 
 /* Queued until this host has a free live-migration slot (host/limits.c). */
-void migrate_src_enqueue_migration(struct agent *a, struct job *job, struct vm *vm, const char *peer_name,
-                                   const char *peer_addr, const struct migrate_tuning *t)
+struct migration *migrate_src_enqueue_migration(struct agent *a, struct job *job, struct vm *vm, const char *peer_name,
+                                                const char *peer_addr, const struct migrate_tuning *t)
 {
     struct migration *m = migrate_src_migration_new(a, vm, job, peer_name, peer_addr);
     m->tuning = *t;
@@ -40,12 +41,34 @@ void migrate_src_enqueue_migration(struct agent *a, struct job *job, struct vm *
     int pos = limits_position(a, job);
     if (pos > limits_max(a, SLOT_LIVE) - limits_in_use(a, SLOT_LIVE))
         job_set_waiting(job, pos, a->name);
+    return m;
+}
+
+/* A user's move must reach the destination while its token lives: the
+ * destination binds the token to this job at the first reserve, and only
+ * the wait in this host's own queue can outlast it. */
+static bool token_expired(const struct migration *m, long long *ago)
+{
+    json_t *p = m->move_token ? json_loads(json_string_value(json_object_get(m->move_token, "payload")), 0, NULL) : NULL;
+    long long exp = json_integer_value(json_object_get(p, "exp"));
+    json_decref(p);
+    *ago = (long long)time(NULL) - exp;
+    return m->move_token && *ago > 0;
 }
 
 static void on_local_slot(void *arg)
 {
     struct migration *m = arg;
-    limits_job_holder(m->job, m->local_holder, sizeof m->local_holder);
+    long long ago;
+    limits_job_holder(m->job, m->local_holder, sizeof m->local_holder);   /* released by migration_free */
+    if (token_expired(m, &ago)) {
+        m->failure = proto_error(ERR_STATE, "move it again (or raise --max-live-migrations on this host)",
+                                 "the move of %s waited in host %s's queue until its user's move token expired "
+                                 "(%lld s ago); nothing was touched", m->name, m->agent->name, ago);
+        m->vm = NULL;
+        migrate_src_end_failed(m);
+        return;
+    }
     m->phase = PH_RESERVING;
     job_set_phase(m->job, "reserving");
     m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
@@ -123,8 +146,9 @@ static void on_reserved(void *arg, json_t *result, json_t *error)
 
 void migrate_src_reserve(struct migration *m)
 {
-    migrate_src_mp(m, "migrate.reserve", json_pack("{s:I, s:s, s:s}", "job", (json_int_t)m->job->id, "vm", m->name, "user",
-                                                   migrate_src_user_of(m)), 10000, on_reserved);
+    migrate_src_mp(m, "migrate.reserve",
+                   migrate_src_with_user(m, json_pack("{s:I, s:s}", "job", (json_int_t)m->job->id, "vm", m->name)), 10000,
+                   on_reserved);
 }
 
 /* Shared-nothing: where the destination puts the copies, and their sizes. */
@@ -166,8 +190,9 @@ static void begin_migration(struct migration *m)
     migrate_src_set_phase(m, PH_PREPARE);
     peer_set_closed_hook(m->peer, migrate_src_on_peer_closed, m);
     if (!strcmp(m->tuning.compress, "auto") && !m->tuning.quick) {
-        migrate_src_mp(m, "migrate.probe", json_pack("{s:s, s:s, s:s, s:I}", "via", via_of(m), "user", migrate_src_user_of(m), "vm", m->name,
-                                                     "job", (json_int_t)m->job->id), 10000, on_probe_sink);
+        migrate_src_mp(m, "migrate.probe",
+                       migrate_src_with_user(m, json_pack("{s:s, s:s, s:I}", "via", via_of(m), "vm", m->name, "job",
+                                                          (json_int_t)m->job->id)), 10000, on_probe_sink);
         return;
     }
     send_prepare(m);
@@ -189,11 +214,14 @@ static void send_prepare(struct migration *m)
     json_t *cfg = vm_config_to_json(&m->vm->cfg);
     json_t *storage = m->tuning.with_storage[0] ? storage_request(m) : NULL;
     migrate_src_mp(m, "migrate.prepare",
-              json_pack("{s:o, s:o, s:s, s:s, s:I, s:b, s:o, s:s, s:b, s:o*}", "config", cfg, "tuning", tuning_to_json(&m->tuning),
-                        "accel", accel_kind_name(a->accel.kind), "via", via_of(m), "job", (json_int_t)m->job->id, "quick",
-                        m->tuning.quick, "storage", storage ? storage : json_null(), "user", migrate_src_user_of(m),
-                        "insecure_ok", a->settings.allow_insecure_migration, "postcopy", postcopy_field(m)),
-              PREPARE_TIMEOUT_MS, on_prepared);
+                   migrate_src_with_user(m, json_pack("{s:o, s:o, s:s, s:s, s:I, s:b, s:o, s:b, s:o*}", "config", cfg,
+                                                      "tuning", tuning_to_json(&m->tuning), "accel",
+                                                      accel_kind_name(a->accel.kind), "via", via_of(m), "job",
+                                                      (json_int_t)m->job->id, "quick", m->tuning.quick, "storage",
+                                                      storage ? storage : json_null(), "insecure_ok",
+                                                      a->settings.allow_insecure_migration, "postcopy",
+                                                      postcopy_field(m))),
+                   PREPARE_TIMEOUT_MS, on_prepared);
 }
 
 /* Post-copy: asked for only if this host allows it (the destination checks

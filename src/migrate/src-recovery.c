@@ -123,6 +123,14 @@ void migrate_recover_queued(struct agent *a)
             job_fail(job, proto_error(ERR_STATE, NULL, "queued migration could not be resumed after a restart"));
             continue;
         }
+        if (json_is_true(json_object_get(job->params, "user_signed"))) {
+            /* Its user's move token was in memory only: resuming it as this
+             * host's own move would run it with other rights. */
+            job_fail(job, proto_error(ERR_STATE, "move it again", "the queued move of %s was for %s, whose signed "
+                                      "move token did not survive vmoved's restart", vm->name,
+                                      json_string_value(json_object_get(job->params, "user"))));
+            continue;
+        }
         log_info("job %lld: queued migration of %s to %s resumes its place in the queue", (long long)id,
                  vm->name, to);
         migrate_src_enqueue_migration(a, job, vm, p ? p->name : NULL, p ? p->addr : to, &t);

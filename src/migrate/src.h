@@ -70,6 +70,7 @@ struct migration {
     uint64_t fail_ms;           /* when fail() stopped a running transfer */
     struct block_mirror *mirror;   /* shared-nothing: the disk mirrors, once started */
     struct link_probe *probe; /* measuring the link before prepare */
+    json_t *move_token;       /* the user's signed move token (api/move_token.h); NULL: this host's own move */
     /* post-copy (src-postcopy.c) */
     bool postcopy_starting;   /* marker written, the destination being armed, QEMU being switched */
     bool postcopy;            /* migrate-start-postcopy done: the destination runs the guest */
@@ -99,6 +100,8 @@ qmp_t *migrate_src_mon(const struct migration *m);
 void migrate_src_mp(struct migration *m, const char *method, json_t *params, int timeout, peer_reply_fn cb);
 void migrate_src_set_phase(struct migration *m, enum phase ph);
 const char *migrate_src_user_of(const struct migration *m);
+/* Adds "user" and "move_token" to params for a user's move; returns params. */
+json_t *migrate_src_with_user(const struct migration *m, json_t *params);
 
 /* src-ending.c: ending and rollback */
 void migrate_src_confirm(struct migration *m);
@@ -147,7 +150,7 @@ struct migration *migrate_src_migration_new(struct agent *a, struct vm *vm, stru
 void migrate_src_on_unreserved(void *arg, json_t *result, json_t *error);
 
 /* src-queue.c: queueing, the prepare step and its answer, compression */
-void migrate_src_enqueue_migration(struct agent *a, struct job *job, struct vm *vm, const char *peer_name, const char *peer_addr, const struct migrate_tuning *t);
+struct migration *migrate_src_enqueue_migration(struct agent *a, struct job *job, struct vm *vm, const char *peer_name, const char *peer_addr, const struct migrate_tuning *t);
 void migrate_src_reserve(struct migration *m);
 
 /* src-recovery.c: recovery after a restart */

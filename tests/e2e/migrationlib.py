@@ -33,8 +33,6 @@ class Cluster:
     def configure(self, networks=None, peers=True):
         nets = networks or [self.tb.subnet("mig")]
         for i in range(1, self.n + 1):
-            # Root on the other hosts brings VMs in as user:root.
-            self.v(i, "acl", "grant", "user:root", "migrate.in")
             for j in range(1, self.n + 1):
                 if i != j:
                     other = self.tb.host(j)
