@@ -434,6 +434,20 @@ static json_t *call_import(struct cli *c, json_t *params, bool check, int *code)
     return cli_call(c, "vm.import", json_incref(params), NULL, NULL, code);
 }
 
+/* The report as the final document; an incompatible one is a failure
+ * ("ok": false, error code "incompatible", exit status 2: docs/JSON.md). */
+static void print_report_json(json_t *rep, bool compatible)
+{
+    if (!compatible) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "the import is not possible as asked: %zu problem(s) in \"incompatibilities\"",
+                 json_array_size(json_object_get(rep, "incompatibilities")));
+        json_object_set_new(rep, "error", json_pack("{s:s, s:s, s:s}", "code", "incompatible", "message", msg, "hint",
+                                                    "each problem lists its fixes: flags, or an edited --plan"));
+    }
+    cli_print_final(rep, compatible);
+}
+
 static int do_import(struct cli *c, json_t *params)
 {
     int code;
@@ -464,17 +478,17 @@ static int cmd_vm_import_exec(struct cli *c, const struct cli_args *a)
     if (!rep) {
         rc = code;
     } else if (cli_flag_set(a, "check")) {
+        rc = json_is_true(json_object_get(rep, "compatible")) ? 0 : EXIT_INCOMPATIBLE;
         if (c->json)
-            cli_print_json(rep);
+            print_report_json(rep, rc == 0);
         else
             print_report(rep);
-        rc = json_is_true(json_object_get(rep, "compatible")) ? 0 : EXIT_INCOMPATIBLE;
     } else if (json_is_true(json_object_get(rep, "compatible"))) {
         rc = do_import(c, params);
     } else if (c->json || !isatty(0) || !isatty(1)) {
         /* Not a conversation: the report says what to fix, nothing changed. */
         if (c->json)
-            cli_print_json(rep);
+            print_report_json(rep, false);
         else
             print_report(rep);
         fprintf(stderr, "vmove: error: nothing was imported: fix the items above (flags, or --plan)\n");
