@@ -300,7 +300,7 @@ class VmoveGuest:
                     events.append(json.loads(line))
                 except ValueError:
                     pass
-        done = next((e for e in events if e.get("event") == "done"), None)
+        done = next((e for e in events if "ok" in e), None)
         samples = []
         for e in events:
             pr = (e.get("data") or {}).get("progress")

@@ -1,7 +1,5 @@
 /* vm.create, vm.list, vm.show, vm.start, vm.stop, vm.pause, vm.resume,
- * vm.delete, vm.console, vm.guest.  Over 600 lines: one file per method
- * family (docs/ARCHITECTURE.md), and vm.create's plan, with its asynchronous
- * image check, is most of it; splitting it off would split the family. */
+ * vm.delete, vm.console, vm.guest */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,6 +11,7 @@
 #include "cluster/cluster.h"
 #include "common/proto.h"
 #include "api/methods.h"
+#include "api/vm_plan.h"
 #include "block/image.h"
 #include "common/util.h"
 #include "core/agent.h"
@@ -40,62 +39,15 @@ static struct vm *find_vm_or_fail(struct api_req *r)
 
 struct create_plan {
     struct vm_config cfg;
-    uint64_t *new_disk_sizes;      /* 0 = existing file attached by path */
+    struct vm_plan_disk *disks;    /* new_size 0 = existing file attached by path */
     char *dir;
 };
 
 static void plan_free(struct create_plan *p)
 {
     vm_config_free(&p->cfg);
-    free(p->new_disk_sizes);
+    free(p->disks);
     free(p->dir);
-}
-
-/* formats: what qemu-img said of each attached disk, by canonical path (a
- * format, or null if it could not read it), learnt before the plan without
- * blocking the loop (probe_formats below). */
-static int check_qcow2(const char *path, json_t *formats, char *err, size_t errlen)
-{
-    if (path[0] != '/') {
-        snprintf(err, errlen, "disk %s: give an absolute path or a size such as 10G", path);
-        return -1;
-    }
-    if (access(path, R_OK | W_OK) < 0) {
-        snprintf(err, errlen, "disk %s: %s", path, strerror(errno));
-        return -1;
-    }
-    const char *fmt = json_string_value(json_object_get(formats, path));
-    if (!fmt || strcmp(fmt, "qcow2") != 0) {
-        snprintf(err, errlen, "disk %s: not a qcow2 image (%s); convert it with qemu-img convert -O qcow2",
-                 path, fmt ? fmt : "qemu-img cannot read it");
-        return -1;
-    }
-    return 0;
-}
-
-/* An existing image attached by path: inside the images policy, a regular
- * file (checked before qemu-img opens it: a FIFO would hang it), and not
- * any other VM's disk under another spelling (compared by inode). */
-static int plan_attached_disk(struct agent *a, const char *spec, struct vm_disk *d, json_t *formats, char *err,
-                              size_t errlen)
-{
-    struct path_policy pol;
-    struct path_info pi;
-    char why[1024];
-    paths_policy_init(&pol, &a->settings, a->state_dir);
-    if (paths_check_file(&pol, DIR_IMAGES, spec, &pi, why, sizeof why) < 0) {
-        snprintf(err, errlen, "disk %s: %s", spec, why);
-        return -1;
-    }
-    struct vm *owner = vm_find_by_disk_file(a, pi.canonical);
-    if (owner) {
-        snprintf(err, errlen, "disk %s is already used by VM %s", spec, owner->name);
-        return -1;
-    }
-    if (check_qcow2(pi.canonical, formats, err, errlen) < 0)
-        return -1;
-    d->path = xstrdup(pi.canonical);
-    return 0;
 }
 
 static int plan_disks(struct agent *a, json_t *disks, struct create_plan *p, json_t *formats, char *err,
@@ -103,7 +55,7 @@ static int plan_disks(struct agent *a, json_t *disks, struct create_plan *p, jso
 {
     size_t n = json_array_size(disks);
     p->cfg.disks = xcalloc(n, sizeof *p->cfg.disks);
-    p->new_disk_sizes = xcalloc(n, sizeof *p->new_disk_sizes);
+    p->disks = xcalloc(n, sizeof *p->disks);
     for (size_t i = 0; i < n; i++) {
         const char *spec = json_string_value(json_array_get(disks, i));
         if (!spec) {
@@ -114,20 +66,8 @@ static int plan_disks(struct agent *a, json_t *disks, struct create_plan *p, jso
         p->cfg.n_disks = i + 1;
         d->id = xasprintf("vd%c", (char)('a' + i));
         d->bus = VM_DISK_BUS_VIRTIO;
-        const char *why;
-        uint64_t size;
-        if (spec[0] != '/' && parse_size(spec, &size, &why) == 0) {
-            if (size < (1ULL << 20)) {
-                snprintf(err, errlen, "disk size %s is too small (minimum 1M)", spec);
-                return -1;
-            }
-            p->new_disk_sizes[i] = size;
-            d->path = xasprintf("%s/%s.qcow2", p->dir, d->id);
-        } else if (spec[0] != '/') {
-            snprintf(err, errlen, "disk \"%s\": %s; give a size such as 10G or an absolute path to a qcow2 image",
-                     spec, why);
-            return -1;
-        } else if (plan_attached_disk(a, spec, d, formats, err, errlen) < 0)
+        p->disks[i].d = d;
+        if (vm_plan_disk(a, spec, p->dir, &p->cfg, formats, &p->disks[i], err, errlen) < 0)
             return -1;
     }
     return 0;
@@ -147,24 +87,6 @@ static int plan_nics(json_t *nics, struct create_plan *p, char *err, size_t errl
         p->cfg.nics[i].switch_name = xstrdup(sw);
         vm_generate_mac(p->cfg.nics[i].mac);
     }
-    return 0;
-}
-
-static int plan_memory(json_t *mem, struct create_plan *p, char *err, size_t errlen)
-{
-    uint64_t bytes;
-    const char *why;
-    if (json_is_integer(mem))
-        bytes = (uint64_t)json_integer_value(mem) << 20;
-    else if (!json_is_string(mem) || parse_size(json_string_value(mem), &bytes, &why) < 0) {
-        snprintf(err, errlen, "memory \"%s\": %s", json_is_string(mem) ? json_string_value(mem) : "?",
-                 json_is_string(mem) ? why : "expected a size such as 512M");
-        return -1;
-    } else if (bytes % (1ULL << 20)) {
-        snprintf(err, errlen, "memory must be a whole number of MiB");
-        return -1;
-    }
-    p->cfg.memory_mib = bytes >> 20;
     return 0;
 }
 
@@ -220,7 +142,7 @@ static int plan_create(struct api_req *r, const char *name, struct create_plan *
     json_t *mem = json_object_get(r->params, "memory");
     if (!mem)
         p->cfg.memory_mib = 512;
-    else if (plan_memory(mem, p, err, errlen) < 0)
+    else if (vm_plan_memory(mem, &p->cfg.memory_mib, err, errlen) < 0)
         return -1;
     if (plan_boot(r, p, err, errlen) < 0)
         return -1;
@@ -229,20 +151,6 @@ static int plan_create(struct api_req *r, const char *name, struct create_plan *
     if (plan_nics(json_object_get(r->params, "nics"), p, err, errlen) < 0)
         return -1;
     return vm_config_validate(&p->cfg, err, errlen) < 0 ? -1 : 0;
-}
-
-static int create_disks(struct create_plan *p, char *err, size_t errlen)
-{
-    for (size_t i = 0; i < p->cfg.n_disks; i++) {
-        if (!p->new_disk_sizes[i])
-            continue;
-        char why[512];
-        if (image_create(p->cfg.disks[i].path, p->new_disk_sizes[i], NULL, NULL, why, sizeof why) < 0) {
-            snprintf(err, errlen, "qemu-img create %s failed: %s", p->cfg.disks[i].path, why);
-            return -1;
-        }
-    }
-    return 0;
 }
 
 static void create_with_formats(struct api_req *r, json_t *formats)
@@ -287,10 +195,10 @@ static void create_with_formats(struct api_req *r, json_t *formats)
     }
     json_t *jerr = NULL;
     struct vm *vm = NULL;
-    if (create_disks(&p, err, sizeof err) < 0)
+    if (vm_plan_make_disks(p.disks, p.cfg.n_disks, err, sizeof err) < 0)
         jerr = proto_error(ERR_INTERNAL, NULL, "%s", err);
-    else
-        vm = vm_define(a, &p.cfg, p.dir, &jerr);
+    else if (!(vm = vm_define(a, &p.cfg, p.dir, &jerr)))
+        vm_plan_unmake_disks(p.disks, p.cfg.n_disks);   /* PATH,size= ones live outside p.dir */
     if (!vm) {
         remove_tree(p.dir);
         plan_free(&p);

@@ -19,6 +19,7 @@ extern const struct api_method api_exchange_methods[];
 extern const struct api_method api_acl_methods[];
 extern const struct api_method api_audit_methods[];
 extern const struct api_method api_checkpoint_methods[];
+extern const struct api_method api_vm_config_methods[];
 
 /* NULL-terminated. */
 extern const struct api_method *const api_method_tables[];

@@ -11,6 +11,7 @@
 
 #include "cli/client.h"
 #include "cli/help.h"
+#include "common/units.h"
 #include "common/util.h"
 
 static const struct cli_flag *find_long(const struct cli_flag *flags, const char *name, size_t len)
@@ -170,6 +171,26 @@ bool cli_opt_number(struct cli *c, const struct cli_args *a, const char *name, l
     return true;
 }
 
+bool cli_opt_units(struct cli *c, const struct cli_args *a, const char *name, int kind, uint64_t min,
+                   uint64_t *out)
+{
+    const char *v = cli_opt(a, name), *why;
+    uint64_t n;
+    if (!v)
+        return true;
+    if (units_parse(v, (enum unit_kind)kind, &n, &why) < 0) {
+        cli_usage_error(c, a->cmd, "--%s \"%s\": %s (a bare number is %s)", name, v, why,
+                        units_bare_name((enum unit_kind)kind));
+        return false;
+    }
+    if (n < min) {
+        cli_usage_error(c, a->cmd, "--%s \"%s\": must be more than 0", name, v);
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
 json_t *cli_absolute_path(const char *path)
 {
     if (path[0] == '/')
@@ -192,7 +213,7 @@ static void report_usage(struct cli *c, const struct cli_cmd *cmd, const char *t
     snprintf(hint, sizeof hint, "run 'vmove %s%s--help'", topic ? topic : "", topic ? " " : "");
     if (c && c->json) {
         json_t *e = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", "usage", "message", msg, "hint", hint);
-        cli_print_json(e);
+        cli_print_final(e, false);
         json_decref(e);
     }
     fprintf(stderr, "vmove: error: %s\n", msg);
@@ -247,7 +268,7 @@ static void print_daemon_error(struct cli *c, json_t *error)
 {
     if (c->json) {
         json_t *wrapped = json_pack("{s:O}", "error", error);
-        cli_print_json(wrapped);
+        cli_print_final(wrapped, false);
         json_decref(wrapped);
     }
     fprintf(stderr, "vmove: error: %s\n", json_string_value(json_object_get(error, "message")));
@@ -293,22 +314,45 @@ json_t *cli_call(struct cli *c, const char *method, json_t *params, cli_event_fn
     return result;
 }
 
-bool cli_event_json(struct cli *c, const char *event, json_t *data)
-{
-    if (!c->json)
-        return false;
-    json_t *line = json_pack("{s:s, s:O}", "event", event, "data", data);
-    cli_print_json(line);
-    json_decref(line);
-    return true;
-}
-
-void cli_print_json(json_t *j)
+/* One line of JSON on stdout, flushed: a stream line or the final document. */
+static void print_line(json_t *j)
 {
     char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
     printf("%s\n", s);
     fflush(stdout);
     free(s);
+}
+
+bool cli_event_json(struct cli *c, const char *event, json_t *data)
+{
+    if (!c->json)
+        return false;
+    json_t *line = json_pack("{s:s, s:O}", "event", event, "data", data);
+    print_line(line);
+    json_decref(line);
+    return true;
+}
+
+void cli_print_final(json_t *j, bool ok)
+{
+    if (json_is_object(j))
+        json_object_set_new(j, "ok", json_boolean(ok));
+    print_line(j);
+}
+
+void cli_print_move_final(json_t *job, json_t *probe, bool ok)
+{
+    json_t *out = json_deep_copy(job);
+    json_object_set(out, "job", job);
+    if (probe)
+        json_object_set(out, "probe", probe);
+    cli_print_final(out, ok);
+    json_decref(out);
+}
+
+void cli_print_json(json_t *j)
+{
+    cli_print_final(j, true);
 }
 
 void cli_print_accepted(struct cli *c, json_t *reply)
@@ -328,7 +372,7 @@ void cli_error(struct cli *c, const char *fmt, ...)
     va_end(ap);
     if (c && c->json) {
         json_t *e = json_pack("{s:{s:s, s:s}}", "error", "code", "client_error", "message", msg);
-        cli_print_json(e);
+        cli_print_final(e, false);
         json_decref(e);
     }
     fprintf(stderr, "vmove: error: %s\n", msg);
@@ -511,7 +555,7 @@ int cli_follow_job_result(struct cli *c, json_t *params, json_t **result)
     const char *state = json_string_value(json_object_get(final, "state"));
     int rc = state && !strcmp(state, "succeeded") ? 0 : EXIT_FAIL;
     if (c->json && !result)
-        cli_print_json(final);
+        cli_print_final(final, rc == 0);
     else if (rc != 0 && !c->json) {
         json_t *err = json_object_get(final, "error");
         fprintf(stderr, "vmove: error: job %lld %s: %s\n", (long long)json_integer_value(json_object_get(final, "id")),

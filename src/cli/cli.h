@@ -4,6 +4,7 @@
 #define VMOVE_CLI_H
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #define EXIT_FAIL 1      /* the operation failed */
 #define EXIT_USAGE 2     /* bad command line */
@@ -75,6 +76,12 @@ bool cli_flag_set(const struct cli_args *a, const char *name);
 /* The whole number given to flag `name`, at least `min`; false (after a
  * usage error) if it is not one.  *out is left alone without the flag. */
 bool cli_opt_number(struct cli *c, const struct cli_args *a, const char *name, long long min, long long *out);
+/* The size or rate given to flag `name`, by the one parser of
+ * common/units.h (bytes, or bit/s for UNIT_BITRATE); false (after a usage
+ * error naming the flag) if it is not one.  *out is left alone without the
+ * flag.  min: the least value accepted (0: any). */
+bool cli_opt_units(struct cli *c, const struct cli_args *a, const char *name, int kind, uint64_t min,
+                   uint64_t *out);
 /* The daemon may run elsewhere, in another directory: an absolute path. */
 json_t *cli_absolute_path(const char *path);
 
@@ -96,7 +103,17 @@ typedef void (*cli_event_fn)(struct cli *c, const char *event, json_t *data, voi
 json_t *cli_call(struct cli *c, const char *method, json_t *params, cli_event_fn on_event,
                  void *arg, int *exit_code);
 
-/* Output. */
+/* Output, by the contract of docs/JSON.md: with --json, stdout carries
+ * stream lines {"event": E, "data": {...}} while a command waits, then
+ * exactly one final document, an object whose "ok" says whether the command
+ * succeeded (its exit status is 0); with "ok": false it has "error":
+ * {"code", "message", "hint"?}.  cli_print_final sets "ok" in j. */
+void cli_print_final(json_t *j, bool ok);
+/* The final document of a move: the job's record (as every command that
+ * follows a job), with "probe" (--probe's measurement) and, for scripts
+ * written before docs/JSON.md, "job": the same record again. */
+void cli_print_move_final(json_t *job, json_t *probe, bool ok);
+/* The final document of a command that succeeded. */
 void cli_print_json(json_t *j);
 /* --no-wait: the accepted job, {"job": N, ...} with --json, else "job N". */
 void cli_print_accepted(struct cli *c, json_t *reply);

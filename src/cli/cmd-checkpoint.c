@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "common/units.h"
 #include "cli/cmd-table.h"
 #include "common/util.h"
 
@@ -29,7 +30,7 @@ static int run_job(struct cli *c, const char *method, json_t *params, const char
     json_t *final = NULL;
     int rc = cli_follow_job_result(c, json_pack("{s:I}", "id", id), &final);
     if (c->json && final)
-        cli_print_json(final);
+        cli_print_final(final, rc == 0);
     else if (rc != 0 && final) {
         json_t *err = json_object_get(final, "error");
         fprintf(stderr, "vmove: error: %s\n", json_string_value(json_object_get(err, "message")));
@@ -69,12 +70,12 @@ static int cmd_ck_apply_exec(struct cli *c, const struct cli_args *a)
 
 static int cmd_ck_delete_exec(struct cli *c, const struct cli_args *a)
 {
-    long long mib = 0;
-    if (!cli_opt_number(c, a, "bandwidth", 1, &mib))
+    uint64_t rate = 0;
+    if (!cli_opt_units(c, a, "bandwidth", UNIT_BYTERATE, 1, &rate))
         return EXIT_USAGE;
     json_t *p = params(a);
-    if (mib)
-        json_object_set_new(p, "bandwidth", json_integer(mib * 1024 * 1024));
+    if (rate)
+        json_object_set_new(p, "bandwidth", json_integer((json_int_t)rate));
     return run_job(c, "checkpoint.delete", p, "deleted checkpoint %s of %s (merged, files removed)",
                    cli_flag_set(a, "no-wait"));
 }
@@ -144,7 +145,7 @@ static const struct cli_flag ck_job_flags[] = {
 };
 
 static const struct cli_flag ck_delete_flags[] = {
-    {"bandwidth", 0, "MIB", "unlimited", "MiB/s", "cap a live merge (QEMU's commit speed); guest writes are never throttled", 0},
+    {"bandwidth", 0, "RATE", "unlimited", "MiB/s", "bytes/s, 100M or 1G (K, M, G: binary); a bare number is MiB/s: cap a live merge (QEMU's commit speed); guest writes are never throttled", 0},
     {"no-wait", 0, NULL, NULL, NULL, "print the job id at once; follow with `vmove jobs watch ID`", 0},
     {NULL, 0, NULL, NULL, NULL, NULL, 0},
 };

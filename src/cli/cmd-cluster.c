@@ -152,11 +152,24 @@ static void print_ha(json_t *r)
     printf("\n");
 }
 
+/* vm set: the config flags (a stopped VM, cmd-vm.c) or the HA ones (here). */
 static int cmd_vm_set_exec(struct cli *c, const struct cli_args *a)
 {
+    static const char *const config_flags[] = {"memory", "cpus", "add-disk", "remove-disk", "add-nic", "remove-nic"};
+    bool config = false;
+    for (size_t i = 0; i < sizeof config_flags / sizeof *config_flags; i++)
+        config |= cli_flag_set(a, config_flags[i]);
+    bool ha_flags = cli_flag_set(a, "ha") || cli_flag_set(a, "priority") || cli_flag_set(a, "preferred-hosts");
+    if (config && ha_flags) {
+        cli_usage_error(c, a->cmd, "--ha, --priority and --preferred-hosts go in a `vm set` of their own");
+        return EXIT_USAGE;
+    }
+    if (config)
+        return cli_vm_set_config(c, a);
     const char *ha = cli_opt(a, "ha");
     if (!ha || (strcmp(ha, "on") && strcmp(ha, "off"))) {
-        cli_usage_error(c, a->cmd, "--ha on or --ha off is needed");
+        cli_usage_error(c, a->cmd, "nothing to change: give --memory, --cpus, --add-disk, --remove-disk, --add-nic, "
+                                   "--remove-nic, or --ha on|off");
         return EXIT_USAGE;
     }
     json_t *p = json_pack("{s:s, s:b}", "name", a->argv[0], "ha", !strcmp(ha, "on"));
@@ -201,8 +214,17 @@ static const struct cli_flag create_flags[] = {
     {NULL, 0, NULL, NULL, NULL, NULL, 0},
 };
 static const struct cli_flag vm_set_flags[] = {
-    {"ha", 0, "on|off", NULL, NULL, "high availability: restart the VM on another member if its host dies",
-     CLI_REQUIRED},
+    {"memory", 'm', "SIZE", NULL, "MiB", "guest memory (stopped VM): 2G, 512M, or a bare number of MiB", 0},
+    {"cpus", 'c', "N", NULL, NULL, "virtual CPUs (stopped VM)", 0},
+    {"add-disk", 0, "SIZE|PATH|PATH,size=SIZE", NULL, NULL,
+     "add a disk (stopped VM): new qcow2 of SIZE in the VM's directory, an existing qcow2 at PATH, or a new one at "
+     "PATH", CLI_REPEAT},
+    {"remove-disk", 0, "ID|PATH", NULL, NULL, "detach a disk (stopped VM); its file stays", CLI_REPEAT},
+    {"add-nic", 0, "SWITCH", NULL, NULL, "add a NIC on the host's bridge SWITCH, with a new MAC (stopped VM)",
+     CLI_REPEAT},
+    {"remove-nic", 0, "MAC|ID|SWITCH", NULL, NULL, "remove a NIC (stopped VM): by MAC, id (net0) or its switch",
+     CLI_REPEAT},
+    {"ha", 0, "on|off", NULL, NULL, "high availability: restart the VM on another member if its host dies", 0},
     {"priority", 0, "high|medium|low|manual", "medium", NULL,
      "restart order after a failure; manual: not restarted automatically", 0},
     {"preferred-hosts", 0, "H1,H2,...", NULL, NULL, "where to restart it first, in order", 0},
@@ -231,7 +253,9 @@ const struct cli_cmd cmd_cluster_events_entry = {
     .fn = cmd_cluster_events_exec,
 };
 const struct cli_cmd cmd_vm_set_entry = {
-    .noun = "vm", .verb = "set", .summary = "change a VM's HA setting, restart priority and preferred hosts",
+    .noun = "vm", .verb = "set",
+    .summary = "change a stopped VM's memory, CPUs, disks and NICs, or a VM's HA setting, restart priority and "
+               "preferred hosts",
     .args = "NAME", .flags = vm_set_flags, .min_args = 1, .max_args = 1, .fn = cmd_vm_set_exec,
 };
 const struct cli_cmd cmd_vm_ha_clear_entry = {

@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "cli/cmd-table.h"
+#include "common/units.h"
 #include "common/util.h"
 
 #define EXIT_INCOMPATIBLE 2
@@ -48,13 +49,13 @@ static int cmd_vm_export_exec(struct cli *c, const struct cli_args *a)
     json_t *to = cli_absolute_path(cli_opt(a, "to"));
     json_t *params = json_pack("{s:s, s:o, s:b, s:b}", "name", a->argv[0], "to", to, "memory",
                                cli_flag_set(a, "memory"), "wait", false);
-    long long mib = 0;
-    if (!cli_opt_number(c, a, "bandwidth", 1, &mib)) {
+    uint64_t rate = 0;
+    if (!cli_opt_units(c, a, "bandwidth", UNIT_BYTERATE, 1, &rate)) {
         json_decref(params);
         return EXIT_USAGE;
     }
-    if (mib)
-        json_object_set_new(params, "bandwidth", json_integer(mib * 1024 * 1024));
+    if (rate)
+        json_object_set_new(params, "bandwidth", json_integer((json_int_t)rate));
     int code;
     json_t *r = cli_call(c, "vm.export", params, NULL, NULL, &code);
     if (!r)
@@ -67,7 +68,7 @@ static int cmd_vm_export_exec(struct cli *c, const struct cli_args *a)
     json_t *final = NULL;
     int rc = cli_follow_job_result(c, json_pack("{s:O}", "id", json_object_get(r, "job")), &final);
     if (final && c->json)
-        cli_print_json(final);
+        cli_print_final(final, rc == 0);
     else if (final && rc == 0)
         print_export_result(final);
     json_decref(final);
@@ -79,7 +80,7 @@ static const struct cli_flag vm_export_flags[] = {
     {"to", 0, "DIR", NULL, NULL, "the export directory to create (it must not exist; written as DIR.partial, then "
      "renamed)", CLI_REQUIRED},
     {"memory", 0, NULL, NULL, NULL, "also save the guest's memory (not supported yet: refused)", 0},
-    {"bandwidth", 0, "MIB", "unlimited", "MiB/s", "cap the copy of each disk of a running VM (QEMU's backup speed)", 0},
+    {"bandwidth", 0, "RATE", "unlimited", "MiB/s", "bytes/s, 100M or 1G (K, M, G: binary); a bare number is MiB/s: cap the copy of each disk of a running VM (QEMU's backup speed)", 0},
     {"no-wait", 0, NULL, NULL, NULL, "print the job id at once; follow with `vmove jobs watch ID`", 0},
     {"json", 0, NULL, NULL, NULL, "machine-readable output (as the global --json)", 0},
     {NULL, 0, NULL, NULL, NULL, NULL, 0},
@@ -99,17 +100,12 @@ static json_t *opt_list(const struct cli_args *a, const char *name)
     return !o ? json_array() : json_is_array(o) ? json_incref(o) : json_pack("[O]", o);
 }
 
-/* "512", "512M", "2G": MiB; -1 if not a size. */
+/* "512", "512M", "2G": MiB (common/units.h); -1 if not a whole number of MiB. */
 static long long parse_mib(const char *s)
 {
     uint64_t bytes;
     const char *why;
-    bool digits = s && *s;
-    for (const char *p = s; p && *p; p++)
-        digits &= isdigit((unsigned char)*p) != 0;
-    if (digits)
-        return atoll(s);
-    if (!s || parse_size(s, &bytes, &why) < 0 || bytes % (1ULL << 20))
+    if (units_parse(s, UNIT_MEMORY, &bytes, &why) < 0 || bytes % (1ULL << 20))
         return -1;
     return (long long)(bytes >> 20);
 }
@@ -438,6 +434,20 @@ static json_t *call_import(struct cli *c, json_t *params, bool check, int *code)
     return cli_call(c, "vm.import", json_incref(params), NULL, NULL, code);
 }
 
+/* The report as the final document; an incompatible one is a failure
+ * ("ok": false, error code "incompatible", exit status 2: docs/JSON.md). */
+static void print_report_json(json_t *rep, bool compatible)
+{
+    if (!compatible) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "the import is not possible as asked: %zu problem(s) in \"incompatibilities\"",
+                 json_array_size(json_object_get(rep, "incompatibilities")));
+        json_object_set_new(rep, "error", json_pack("{s:s, s:s, s:s}", "code", "incompatible", "message", msg, "hint",
+                                                    "each problem lists its fixes: flags, or an edited --plan"));
+    }
+    cli_print_final(rep, compatible);
+}
+
 static int do_import(struct cli *c, json_t *params)
 {
     int code;
@@ -468,17 +478,17 @@ static int cmd_vm_import_exec(struct cli *c, const struct cli_args *a)
     if (!rep) {
         rc = code;
     } else if (cli_flag_set(a, "check")) {
+        rc = json_is_true(json_object_get(rep, "compatible")) ? 0 : EXIT_INCOMPATIBLE;
         if (c->json)
-            cli_print_json(rep);
+            print_report_json(rep, rc == 0);
         else
             print_report(rep);
-        rc = json_is_true(json_object_get(rep, "compatible")) ? 0 : EXIT_INCOMPATIBLE;
     } else if (json_is_true(json_object_get(rep, "compatible"))) {
         rc = do_import(c, params);
     } else if (c->json || !isatty(0) || !isatty(1)) {
         /* Not a conversation: the report says what to fix, nothing changed. */
         if (c->json)
-            cli_print_json(rep);
+            print_report_json(rep, false);
         else
             print_report(rep);
         fprintf(stderr, "vmove: error: nothing was imported: fix the items above (flags, or --plan)\n");

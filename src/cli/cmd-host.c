@@ -236,7 +236,7 @@ static int cmd_host_drain_exec(struct cli *c, const struct cli_args *a)
     if (!res)
         res = json_object_get(json_object_get(final, "error"), "result");
     if (c->json && final)
-        cli_print_json(final);
+        cli_print_final(final, rc == 0);
     else if (res)
         print_drain(res);
     json_decref(final);

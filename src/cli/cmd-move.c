@@ -16,6 +16,7 @@
 #include "cli/cmd-table.h"
 #include "common/proto.h"
 #include "common/token.h"
+#include "common/units.h"
 #include "common/util.h"
 
 extern char **environ;
@@ -35,13 +36,16 @@ static bool int_opt(struct cli *c, const struct cli_args *a, const char *name, j
 static json_t *tuning_params(struct cli *c, const struct cli_args *a)
 {
     json_t *t = json_object();
+    uint64_t bits = 0;
     if (!int_opt(c, a, "downtime", t, "downtime_ms", 1) || !int_opt(c, a, "max-downtime", t, "max_downtime_ms", 1) ||
         !int_opt(c, a, "max-duration", t, "max_duration_s", 1) ||
         !int_opt(c, a, "max-recover-wait", t, "max_recover_wait_s", 1) || !int_opt(c, a, "parallel", t, "channels", 1) ||
-        !int_opt(c, a, "bandwidth", t, "bandwidth", 1000000 / 8)) {   /* --bandwidth in Mbit/s */
+        !cli_opt_units(c, a, "bandwidth", UNIT_BITRATE, 1, &bits)) {
         json_decref(t);
         return NULL;
     }
+    if (bits)   /* the daemon takes bytes/s */
+        json_object_set_new(t, "bandwidth", json_integer((json_int_t)(bits / 8 ? bits / 8 : 1)));
     if (cli_opt(a, "compress"))
         json_object_set_new(t, "compress", json_string(cli_opt(a, "compress")));
     if (cli_opt(a, "converge"))
@@ -271,11 +275,9 @@ static int delegated_move(struct cli *c, const struct cli_args *a, json_t *tunin
         return code;
     const char *st = json_string_value(json_object_get(final, "state"));
     int rc = st && !strcmp(st, "succeeded") ? 0 : EXIT_FAIL;
-    if (c->json) {
-        json_t *out = json_pack("{s:s, s:O}", "event", "done", "job", final);
-        cli_print_json(out);
-        json_decref(out);
-    } else if (rc == 0)
+    if (c->json)
+        cli_print_move_final(final, NULL, rc == 0);
+    else if (rc == 0)
         print_move_result(final, NULL);
     else
         fprintf(stderr, "vmove: error: the move on %s %s: %s\n", from, st ? st : "?",
@@ -354,11 +356,9 @@ static int cmd_move_exec(struct cli *c, const struct cli_args *a)
         rc = cli_follow_job_result(c, json_pack("{s:I}", "id", json_integer_value(json_object_get(r, "job"))), &final);
         json_t *pr = probing ? probe_finish(&probe) : NULL;
         probing = false;
-        if (final && c->json) {
-            json_t *out = json_pack("{s:s, s:O, s:O?}", "event", "done", "job", final, "probe", pr);
-            cli_print_json(out);
-            json_decref(out);
-        } else if (final && rc == 0)
+        if (final && c->json)
+            cli_print_move_final(final, pr, rc == 0);
+        else if (final && rc == 0)
             print_move_result(final, pr);
         json_decref(pr);
         json_decref(final);
@@ -392,7 +392,8 @@ static const struct cli_flag move_flags[] = {
     {"parallel", 0, "N", XSTR(TUNING_DEFAULT_CHANNELS), NULL, "multifd channels (1: QEMU's single stream)", 0},
     {"compress", 0, "auto|none|zstd|zlib", "auto", NULL,
      "multifd compression (needs --parallel 2 or more); auto measures the link first", 0},
-    {"bandwidth", 0, "MBIT", "unlimited", "Mbit/s", "cap the migration stream", 0},
+    {"bandwidth", 0, "RATE", "unlimited", "Mbit/s",
+     "cap the migration stream: a bit rate, 500M or 1G (K, M, G: 1000s of bit/s); a bare number is Mbit/s", 0},
     {"converge", 0, "auto|throttle|downtime|cancel|postcopy", "auto", NULL,
      "what to do when the guest dirties memory faster than the link carries it; postcopy (both hosts must allow "
      "it) switches to post-copy after the first pass: a host or link dying then loses the VM", 0},

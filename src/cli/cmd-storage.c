@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/cmd-table.h"
+#include "common/units.h"
 #include "common/util.h"
 
 /* {"vda": DIR|null, ...} from --disk ID or --disk ID=DIR (repeatable). */
@@ -42,13 +43,13 @@ static json_t *build_params(struct cli *c, const struct cli_args *a)
     json_t *sel = disk_selection(a);
     if (sel)
         json_object_set_new(p, "disks", sel);
-    long long mib = 0;
-    if (!cli_opt_number(c, a, "bandwidth", 1, &mib)) {
+    uint64_t rate = 0;
+    if (!cli_opt_units(c, a, "bandwidth", UNIT_BYTERATE, 1, &rate)) {
         json_decref(p);
         return NULL;
     }
-    if (mib)
-        json_object_set_new(p, "bandwidth", json_integer(mib * 1024 * 1024));
+    if (rate)
+        json_object_set_new(p, "bandwidth", json_integer((json_int_t)rate));
     return p;
 }
 
@@ -140,7 +141,7 @@ static int follow_storage_job(struct cli *c, json_int_t id)
     const char *state = json_string_value(json_object_get(final, "state"));
     int rc = state && !strcmp(state, "succeeded") ? 0 : EXIT_FAIL;
     if (c->json)
-        cli_print_json(final);
+        cli_print_final(final, rc == 0);
     else if (rc == 0)
         print_storage_result(final);
     else
@@ -172,7 +173,7 @@ static const struct cli_flag move_storage_flags[] = {
     {"disk", 'd', "ID[=DIR]", "every disk", NULL, "with any --disk, only the disks named move: disk ID to DIR, or to --to's DIR", CLI_REPEAT},
     {"config-to", 0, "DIR", NULL, NULL, "also move the VM's own files (its directory) to DIR/NAME once the disks are moved", 0},
     {"keep-source", 0, NULL, NULL, NULL, "do not delete the old files after the move", 0},
-    {"bandwidth", 0, "MIB", "unlimited", "MiB/s", "cap the background copy (QEMU's mirror speed); guest writes are never throttled", 0},
+    {"bandwidth", 0, "RATE", "unlimited", "MiB/s", "bytes/s, 100M or 1G (K, M, G: binary); a bare number is MiB/s: cap the background copy (QEMU's mirror speed); guest writes are never throttled", 0},
     {"no-wait", 0, NULL, NULL, NULL, "print the job id at once; follow with `vmove jobs watch ID`", 0},
     {NULL, 0, NULL, NULL, NULL, NULL, 0},
 };

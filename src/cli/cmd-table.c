@@ -15,7 +15,7 @@ const struct cli_cmd *const cli_cmd_table[] = {
     &cmd_move_entry, &cmd_move_storage_entry,
     &cmd_checkpoint_create_entry, &cmd_checkpoint_list_entry, &cmd_checkpoint_apply_entry,
     &cmd_checkpoint_delete_entry,
-    &cmd_vm_create_entry, &cmd_vm_list_entry, &cmd_vm_show_entry, &cmd_vm_start_entry, &cmd_vm_stop_entry,
+    &cmd_vm_create_entry, &cmd_vm_list_entry, &cmd_vm_info_entry, &cmd_vm_show_entry, &cmd_vm_start_entry, &cmd_vm_stop_entry,
     &cmd_vm_pause_entry, &cmd_vm_resume_entry, &cmd_vm_delete_entry, &cmd_vm_console_entry,
     &cmd_vm_guest_entry, &cmd_vm_export_entry, &cmd_vm_import_entry, &cmd_vm_set_entry, &cmd_vm_ha_clear_entry,
     &cmd_cluster_create_entry, &cmd_cluster_join_entry, &cmd_cluster_leave_entry, &cmd_cluster_show_entry,
@@ -36,6 +36,25 @@ const struct cli_flag cli_global_flags[] = {
      "machine-readable output: one JSON document, or JSON lines while waiting for a job", 0},
     {NULL, 0, NULL, NULL, NULL, NULL, 0},
 };
+
+FILE *cli_help_open(struct cli *c, struct cli_help_buf *h)
+{
+    h->text = NULL;
+    h->len = 0;
+    h->f = c && c->json ? open_memstream(&h->text, &h->len) : NULL;
+    return h->f ? h->f : stdout;
+}
+
+void cli_help_close(struct cli *c, struct cli_help_buf *h)
+{
+    if (!h->f)
+        return;
+    fclose(h->f);
+    json_t *j = json_pack("{s:s}", "help", h->text ? h->text : "");
+    cli_print_json(j);
+    json_decref(j);
+    free(h->text);
+}
 
 static bool noun_known(const char *noun)
 {
@@ -90,7 +109,9 @@ static int resolve(struct cli *c, int argc, char **argv, const struct cli_cmd **
     if ((*cmd = find_cmd(noun, NULL)))
         return RESOLVED;
     if (verb && cli_is_help_word(verb)) {
-        cli_print_family_help(stdout, noun);
+        struct cli_help_buf h;
+        cli_print_family_help(cli_help_open(c, &h), noun);
+        cli_help_close(c, &h);
         return RESOLVED_FAMILY_HELP;
     }
     /* `vmove jobs` and `vmove jobs --all` mean `vmove jobs list`. */
@@ -112,7 +133,9 @@ static int run_cmd(struct cli *c, const struct cli_cmd *cmd, int argc, char **ar
     struct cli_args a;
     int parsed = cli_parse(c, cmd, argc, argv, &a);
     if (parsed == CLI_PARSE_HELP) {
-        cli_print_command_help(stdout, cmd);
+        struct cli_help_buf h;
+        cli_print_command_help(cli_help_open(c, &h), cmd);
+        cli_help_close(c, &h);
         return 0;
     }
     if (parsed != CLI_PARSE_OK)
@@ -135,22 +158,27 @@ int cli_dispatch(struct cli *c, int argc, char **argv)
 /* vmove help [COMMAND [VERB]]: the same text as `vmove COMMAND [VERB] --help`. */
 static int cmd_help_exec(struct cli *c, const struct cli_args *a)
 {
+    struct cli_help_buf h;
     if (a->argc == 0) {
-        cli_print_overview(stdout);
+        cli_print_overview(cli_help_open(c, &h));
+        cli_help_close(c, &h);
         return 0;
     }
     const char *noun = a->argv[0], *verb = a->argc > 1 ? a->argv[1] : NULL;
     const struct cli_cmd *one_word = noun_known(noun) ? find_cmd(noun, NULL) : NULL;
-    if (one_word && !verb)
-        cli_print_command_help(stdout, one_word);
-    else if (!one_word && noun_known(noun) && !verb)
-        cli_print_family_help(stdout, noun);
-    else if (!one_word && verb && find_cmd(noun, verb))
-        cli_print_command_help(stdout, find_cmd(noun, verb));
-    else {
+    const struct cli_cmd *two_words = !one_word && verb && noun_known(noun) ? find_cmd(noun, verb) : NULL;
+    if (!(one_word && !verb) && !(!one_word && noun_known(noun) && !verb) && !two_words) {
         cli_usage_error(c, a->cmd, "no command \"%s%s%s\"", noun, verb ? " " : "", verb ? verb : "");
         return EXIT_USAGE;
     }
+    FILE *out = cli_help_open(c, &h);
+    if (one_word)
+        cli_print_command_help(out, one_word);
+    else if (two_words)
+        cli_print_command_help(out, two_words);
+    else
+        cli_print_family_help(out, noun);
+    cli_help_close(c, &h);
     return 0;
 }
 

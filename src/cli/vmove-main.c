@@ -84,11 +84,16 @@ int main(int argc, char **argv)
     if (i < 0)
         return EXIT_USAGE;
     if (i < argc && cli_is_help_word(argv[i])) {
-        cli_print_overview(stdout);
+        struct cli_help_buf h;
+        cli_print_overview(cli_help_open(&c, &h));
+        cli_help_close(&c, &h);
         return 0;
     }
     if (i >= argc) {
-        cli_print_overview(stderr);
+        if (c.json)
+            cli_topic_error(&c, NULL, "no command given");
+        else
+            cli_print_overview(stderr);
         return EXIT_USAGE;
     }
     int rc = cli_dispatch(&c, argc - i, argv + i);
