@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/log.h"
 #include "common/proto.h"
@@ -170,6 +171,17 @@ static int presented_name(SSL *ssl, char *buf, size_t len)
     return X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, buf, (int)len) > 0 ? 0 : -1;
 }
 
+/* The socket's own error: errno from the failed read or connect, else
+ * what the kernel still holds for it. */
+static int socket_error(struct bufferevent *bev)
+{
+    int err = EVUTIL_SOCKET_ERROR(), so = 0;
+    socklen_t n = sizeof so;
+    if (!err && getsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_ERROR, &so, &n) == 0)
+        err = so;
+    return err;
+}
+
 /* Why the connection failed, in words an administrator acts on
  * ("connection refused at 10.0.0.2:7070", "certificate names h3, expected
  * h2"), not a raw OpenSSL code: it is what a waiting job shows. */
@@ -186,12 +198,14 @@ static void peer_failure_words(struct peer_conn *p, struct bufferevent *bev, sho
     else if (e && vr != X509_V_OK)
         snprintf(why, len, "TLS with %s: %s (is the peer's certificate from our CA, with name %s?)", p->addr,
                  X509_verify_cert_error_string(vr), p->name);
-    else if (e) {
+    else if (e && ERR_GET_LIB(e)) {
         char ossl[256];
         ERR_error_string_n(e, ossl, sizeof ossl);
         snprintf(why, len, "TLS with %s failed: %s", p->addr, ossl);
-    } else if ((what & BEV_EVENT_ERROR) && EVUTIL_SOCKET_ERROR()) {
-        int err = EVUTIL_SOCKET_ERROR();
+    } else if ((what & BEV_EVENT_ERROR) && socket_error(bev)) {
+        /* A bare SSL_get_error code (libevent records SSL_ERROR_SYSCALL
+         * so) is the socket's failure. */
+        int err = socket_error(bev);
         if (err == ECONNREFUSED)
             snprintf(why, len, "connection refused at %s (is vmoved running there, listening on that port?)", p->addr);
         else if (err == EHOSTUNREACH || err == ENETUNREACH)

@@ -32,7 +32,7 @@ def test_waiting_move_says_why_and_gives_up(cl):
     assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
     assert "within --max-wait 4 s" in p.stderr and f"connection refused at {h2.mgmt_ip}:{h2.port + 1}" in p.stderr, \
         p.stderr
-    assert "queued (position 0, waiting for h9: connection refused" in p.stderr, p.stderr
+    assert "queued (position 0, waiting for h9: cannot reach host h9: connection refused" in p.stderr, p.stderr
     # One reserve call and one 2 s retry past the limit at most.
     assert took < 4 + 12, took
     print(f"\nmove to a host that is down failed after {took:.1f} s (--max-wait 4)")
