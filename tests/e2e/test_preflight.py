@@ -1,9 +1,10 @@
 """Moves that cannot start say why, in words, and stop waiting after
 --max-wait; flags that would do nothing are refused (issue 18, items 2-3)."""
+import os
 import time
 
-from migrationlib import make_cluster
-from vmovelib import wait_for
+from migrationlib import Cluster, make_cluster, tbmod
+from vmovelib import BIN, CACHE, allow_dir_args, wait_for
 
 import pytest
 
@@ -56,3 +57,37 @@ def test_waiting_move_says_why_and_gives_up(cl):
     p, done, _ = cl.move("pw1", 1, 2)
     assert done and done["job"]["state"] == "succeeded", p.stderr
     assert cl.verify("pw1", 2)
+
+
+def test_host_pair_makes_a_live_migration_work(request):
+    """Two fresh hosts, paired by one command: the first move works."""
+    tb = tbmod.make_testbed(request, n_hosts=2, tls=True,
+                            vmoved=os.path.join(BIN, "vmoved"), vmove=os.path.join(BIN, "vmove"))
+    cl = Cluster(tb, 2)
+    for i in (1, 2):
+        cl.start(i)
+        # The path policy is each host's own (docs/SECURITY.md), not pairing's.
+        cl.v(i, "host", "set", *allow_dir_args(tb.allowed_dirs() + [CACHE]))
+    request.addfinalizer(lambda: [cl.stop(i) for i in (1, 2) if tb.host(i).proc and tb.host(i).proc.poll() is None])
+    cl.create_guest("hp1")
+    cl.boot("hp1")
+    # Not paired yet: the move is refused and nothing moves.
+    p = cl.run(1, "move", "hp1", "--to", "h2")
+    assert p.returncode != 0, p.stdout
+    cl.assert_only_on("hp1", 1)
+
+    other = f"unix:{tb.host(2).sock}"
+    r = cl.v(1, "host", "pair", other, "--user", "root", "--migration-network", tb.subnet("mig"))
+    said = [(c["host"], c["change"]) for c in r["changed"]]
+    for host, peer in (("h1", "h2"), ("h2", "h1")):
+        assert (host, f"vmove acl grant host:{peer} migrate.in migrate.out") in said, said
+        assert (host, "vmove host set --migration-incoming on --migration-outgoing on") in said, said
+        assert any(h == host and c.startswith(f"vmove peer add {peer} ") for h, c in said), said
+    # Again: nothing left to change.
+    again = cl.run(1, "host", "pair", other, "--user", "root", "--migration-network", tb.subnet("mig"))
+    assert again.returncode == 0 and "nothing changed" in again.stdout, (again.stdout, again.stderr)
+
+    p, done, _ = cl.move("hp1", 1, 2)
+    assert done and done["job"]["state"] == "succeeded", p.stderr
+    cl.assert_only_on("hp1", 2)
+    assert cl.verify("hp1", 2)
