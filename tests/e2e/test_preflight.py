@@ -1,5 +1,6 @@
 """Moves that cannot start say why, in words, and stop waiting after
 --max-wait; flags that would do nothing are refused (issue 18, items 2-3)."""
+import json
 import os
 import time
 
@@ -76,15 +77,27 @@ def test_host_pair_makes_a_live_migration_work(request):
     assert p.returncode != 0, p.stdout
     cl.assert_only_on("hp1", 1)
 
-    other = f"unix:{tb.host(2).sock}"
-    r = cl.v(1, "host", "pair", other, "--user", "root", "--migration-network", tb.subnet("mig"))
+    # As README says: from h1's root, h2 over TLS with an identity that h2's
+    # root made an admin of h2.
+    h2 = tb.host(2)
+    ident = tb.issue_user("admin")
+    cl.v(2, "acl", "grant", "user:admin", "host.admin")
+    other = f"{h2.name}@{h2.mgmt_ip}:{h2.port}"
+
+    def pair(*json_flag):
+        argv = [os.path.join(BIN, "vmove"), "-H", f"unix:{tb.host(1).sock}", "--identity", ident, *json_flag,
+                "host", "pair", other, "--user", "root", "--migration-network", tb.subnet("mig")]
+        return tb.run_in(1, argv, check=False, timeout=60)
+    first = pair("--json")
+    assert first.returncode == 0, first.stderr
+    r = json.loads(first.stdout.splitlines()[-1])
     said = [(c["host"], c["change"]) for c in r["changed"]]
     for host, peer in (("h1", "h2"), ("h2", "h1")):
         assert (host, f"vmove acl grant host:{peer} migrate.in migrate.out") in said, said
         assert (host, "vmove host set --migration-incoming on --migration-outgoing on") in said, said
         assert any(h == host and c.startswith(f"vmove peer add {peer} ") for h, c in said), said
     # Again: nothing left to change.
-    again = cl.run(1, "host", "pair", other, "--user", "root", "--migration-network", tb.subnet("mig"))
+    again = pair()
     assert again.returncode == 0 and "nothing changed" in again.stdout, (again.stdout, again.stderr)
 
     p, done, _ = cl.move("hp1", 1, 2)
