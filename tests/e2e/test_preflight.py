@@ -81,7 +81,7 @@ def test_host_pair_makes_a_live_migration_work(request):
     # root made an admin of h2.
     h2 = tb.host(2)
     ident = tb.issue_user("admin")
-    cl.v(2, "acl", "grant", "user:admin", "host.admin")
+    cl.v(2, "acl", "grant", "user:admin", "host.admin", "vm.read")   # host.show needs vm.read
     other = f"{h2.name}@{h2.mgmt_ip}:{h2.port}"
 
     def pair(*json_flag):
