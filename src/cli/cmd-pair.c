@@ -100,8 +100,11 @@ static int pair__side(struct pair_side *s, const struct pair_side *o, const stru
         int n = snprintf(said, sizeof said, "vmove host set");
         size_t i;
         json_t *x;
-        json_array_foreach(nets, i, x) n += snprintf(said + n, sizeof said - (size_t)n, " --migration-network %s",
-                                                    json_string_value(x));
+        json_array_foreach(nets, i, x) {
+            if ((size_t)n >= sizeof said)
+                break;   /* the message is cut, the change is whole */
+            n += snprintf(said + n, sizeof said - (size_t)n, " --migration-network %s", json_string_value(x));
+        }
         rc = pair__apply(s, changes, "host.set", json_pack("{s:O}", "migration_networks", nets), said);
     } else if (!rc && !json_array_size(json_object_get(mig, "networks")) &&
                !json_is_true(json_object_get(mig, "unsafe_any_network"))) {
