@@ -408,6 +408,7 @@ void cli_print_job(const json_t *job, bool detail)
     json_t *prog = json_object_get(job, "progress");
     const char *waiting = json_string_value(json_object_get(prog, "waiting_for"));
     long long pos = json_integer_value(json_object_get(prog, "queue_position"));
+    const char *why = json_string_value(json_object_get(prog, "reason"));
     if (waiting && pos > 0)
         snprintf(st, sizeof st, "%s (position %lld, waiting for %s)", state ? state : "?", pos, waiting);
     else if (waiting)
@@ -420,6 +421,8 @@ void cli_print_job(const json_t *job, bool detail)
            json_string_value(json_object_get(job, "vm")) ? json_string_value(json_object_get(job, "vm")) : "-",
            st,
            json_string_value(json_object_get(job, "phase")) ? json_string_value(json_object_get(job, "phase")) : "-");
+    if (waiting && why)
+        printf("  waiting because: %s\n", why);
     json_t *err = json_object_get(job, "error");
     if (err)
         printf("  error: %s\n", json_string_value(json_object_get(err, "message")));
@@ -434,7 +437,7 @@ void cli_print_job(const json_t *job, bool detail)
 }
 
 struct follow_state {
-    char last_wait[128];
+    char last_wait[600];
     char last_phase[64];
     bool tty;
     uint64_t last_print_ms;
@@ -504,9 +507,11 @@ static void on_job_event(struct cli *c, const char *event, json_t *data, void *a
     const char *kind = json_string_value(json_object_get(data, "kind"));
     const char *waiting = json_string_value(json_object_get(progress, "waiting_for"));
     if (waiting) {
-        char w[128];
-        snprintf(w, sizeof w, "position %lld, waiting for %s",
-                 (long long)json_integer_value(json_object_get(progress, "queue_position")), waiting);
+        char w[600];
+        const char *why = json_string_value(json_object_get(progress, "reason"));
+        snprintf(w, sizeof w, "position %lld, waiting for %s%s%s",
+                 (long long)json_integer_value(json_object_get(progress, "queue_position")), waiting,
+                 why ? ": " : "", why ? why : "");
         if (strcmp(w, st->last_wait)) {
             fprintf(stderr, "job %lld: queued (%s)\n", (long long)json_integer_value(json_object_get(data, "id")), w);
             snprintf(st->last_wait, sizeof st->last_wait, "%s", w);

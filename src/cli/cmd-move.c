@@ -33,10 +33,69 @@ static bool int_opt(struct cli *c, const struct cli_args *a, const char *name, j
     return true;
 }
 
+/* --max-wait DURATION: seconds, or with a unit (90s, 10m, 1h). */
+static bool max_wait_opt(struct cli *c, const struct cli_args *a, json_t *tuning)
+{
+    const char *v = cli_opt(a, "max-wait");
+    if (!v)
+        return true;
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    long long mult = !*end || !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 : !strcmp(end, "h") ? 3600 : 0;
+    if (errno || end == v || n <= 0 || !mult || n * mult > 86400) {
+        cli_usage_error(c, &cmd_move_entry, "--max-wait %s: expected a duration from 1 s to 24 h, e.g. 90, 90s, 10m, 1h", v);
+        return false;
+    }
+    json_object_set_new(tuning, "max_wait_s", json_integer(n * mult));
+    return true;
+}
+
+/* A flag on the command line, with or without a value. */
+static bool move__given(const struct cli_args *a, const char *name)
+{
+    return cli_opt(a, name) || cli_flag_set(a, name);
+}
+
+/* Flags that would do nothing are refused, naming the flag: a user who
+ * typed one expects it to act. */
+static bool move_flags_sane(struct cli *c, const struct cli_args *a)
+{
+    static const struct { const char *flag, *needs, *why; } rules[] = {
+        {"state-dir", "quick", "only a quick migration saves a state"},
+        {"keep-source", "with-storage", "only a shared-nothing move copies the disks (move-storage has its own)"},
+        {"token-file", "from", "only a delegated move presents a token"},
+    };
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
+        if (move__given(a, rules[i].flag) && !move__given(a, rules[i].needs)) {
+            cli_usage_error(c, &cmd_move_entry, "--%s needs --%s: %s", rules[i].flag, rules[i].needs, rules[i].why);
+            return false;
+        }
+    if (cli_flag_set(a, "quick") && cli_opt(a, "with-storage")) {
+        cli_usage_error(c, &cmd_move_entry, "--quick and --with-storage exclude each other: a quick migration "
+                                            "needs shared storage, --with-storage is for hosts without it");
+        return false;
+    }
+    static const char *const not_delegated[] = {"probe", "no-wait"};
+    for (size_t i = 0; i < 2; i++)
+        if (cli_opt(a, "from") && move__given(a, not_delegated[i])) {
+            cli_usage_error(c, &cmd_move_entry, "--%s does nothing with --from (a delegated move is followed to its "
+                                                "end by the relaying host)", not_delegated[i]);
+            return false;
+        }
+    return true;
+}
+
 static json_t *tuning_params(struct cli *c, const struct cli_args *a)
 {
+    if (!move_flags_sane(c, a))
+        return NULL;
     json_t *t = json_object();
     uint64_t bits = 0;
+    if (!max_wait_opt(c, a, t)) {
+        json_decref(t);
+        return NULL;
+    }
     if (!int_opt(c, a, "downtime", t, "downtime_ms", 1) || !int_opt(c, a, "max-downtime", t, "max_downtime_ms", 1) ||
         !int_opt(c, a, "max-duration", t, "max_duration_s", 1) ||
         !int_opt(c, a, "max-recover-wait", t, "max_recover_wait_s", 1) || !int_opt(c, a, "parallel", t, "channels", 1) ||
@@ -399,6 +458,9 @@ static const struct cli_flag move_flags[] = {
      "it) switches to post-copy after the first pass: a host or link dying then loses the VM", 0},
     {"max-recover-wait", 0, "S", XSTR(TUNING_DEFAULT_MAX_RECOVER_WAIT_S), "s",
      "post-copy: how long a move paused by a broken link waits for it before the VM is declared lost", 0},
+    {"max-wait", 0, "DURATION", XSTR(TUNING_DEFAULT_MAX_WAIT_S) "s", NULL,
+     "fail, with the reason, if the destination does not take the move within this long (unreachable, wrong "
+     "certificate, or no free slot there): seconds, or 90s, 10m, 1h", 0},
     {"probe", 0, "IP:PORT", NULL, NULL,
      "measure the downtime a client sees: a UDP echo to the guest every 1 ms, and the longest gap", 0},
     {"no-wait", 0, NULL, NULL, NULL, "print the job id at once; follow with `vmove jobs watch ID`", 0},

@@ -8,7 +8,7 @@
 
 const struct cli_cmd *const cli_cmd_table[] = {
     &cmd_host_show_entry, &cmd_host_set_entry, &cmd_host_events_entry, &cmd_host_drain_entry,
-    &cmd_host_resume_entry,
+    &cmd_host_resume_entry, &cmd_host_pair_entry,
     &cmd_peer_add_entry, &cmd_peer_remove_entry, &cmd_peer_list_entry,
     &cmd_acl_grant_entry, &cmd_acl_revoke_entry, &cmd_acl_list_entry, &cmd_acl_group_entry,
     &cmd_audit_entry, &cmd_token_create_entry,

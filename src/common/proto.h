@@ -44,4 +44,6 @@ json_t *proto_error(const char *code, const char *hint, const char *fmt, ...)
 #define TUNING_DEFAULT_MAX_DURATION_S 600
 #define TUNING_DEFAULT_CHANNELS 4
 #define TUNING_DEFAULT_MAX_RECOVER_WAIT_S 300
+/* How long a move waits for the destination to take it (unreachable, or no free slot) before it fails. */
+#define TUNING_DEFAULT_MAX_WAIT_S 600
 #endif

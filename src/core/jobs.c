@@ -90,7 +90,12 @@ void job_set_running(struct job *j)
 
 void job_set_waiting(struct job *j, int position, const char *waiting_for)
 {
-    json_t *p = json_pack("{s:i, s:s}", "queue_position", position, "waiting_for", waiting_for);
+    job_set_waiting_why(j, position, waiting_for, NULL);
+}
+
+void job_set_waiting_why(struct job *j, int position, const char *waiting_for, const char *reason)
+{
+    json_t *p = json_pack("{s:i, s:s, s:s?}", "queue_position", position, "waiting_for", waiting_for, "reason", reason);
     if (j->progress && json_equal(j->progress, p)) {
         json_decref(p);
         return;

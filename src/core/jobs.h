@@ -50,6 +50,9 @@ struct job *job_create_in(struct agent *a, const struct job_ops *ops, const char
 void job_set_running(struct job *j);
 /* A queued job's place: position in the queue and the host it waits for. */
 void job_set_waiting(struct job *j, int position, const char *waiting_for);
+/* The same, with why it waits in words (the last peer error, e.g.
+ * "connection refused at 10.0.0.2:7070"), shown by move and jobs list/show. */
+void job_set_waiting_why(struct job *j, int position, const char *waiting_for, const char *reason);
 void job_set_phase(struct job *j, const char *phase);
 /* Progress is journaled at most once a second; watchers get every update. */
 void job_set_progress(struct job *j, json_t *progress);

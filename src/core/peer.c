@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/log.h"
 #include "common/proto.h"
@@ -97,8 +98,11 @@ static void complete(struct peer_conn *p, struct pending *q, json_t *result, jso
 static void fail_all(struct peer_conn *p, const char *reason, bool notify)
 {
     p->holds++;
-    json_t *err = proto_error(ERR_UNAVAILABLE, "check that vmoved runs on the peer and the network between the hosts",
-                              "connection to host %s (%s) lost: %s", p->name, p->addr, reason);
+    json_t *err = p->connected ? proto_error(ERR_UNAVAILABLE, "check that vmoved runs on the peer and the network "
+                                             "between the hosts", "connection to host %s (%s) lost: %s", p->name,
+                                             p->addr, reason)
+                               : proto_error(ERR_UNAVAILABLE, "check that vmoved runs on the peer and the network "
+                                             "between the hosts", "cannot reach host %s: %s", p->name, reason);
     while (p->pending && !p->free_requested)
         complete(p, p->pending, NULL, err);
     json_decref(err);
@@ -156,6 +160,61 @@ static void flush_queue(struct peer_conn *p)
         }
 }
 
+/* The name the peer's certificate carries, read from the chain it sent
+ * (its verification failed, so SSL_get0_peer_certificate has none). */
+static int presented_name(SSL *ssl, char *buf, size_t len)
+{
+    STACK_OF(X509) *chain = ssl ? SSL_get_peer_cert_chain(ssl) : NULL;
+    X509 *leaf = chain && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : NULL;
+    if (!leaf)
+        return -1;
+    return X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, buf, (int)len) > 0 ? 0 : -1;
+}
+
+/* The socket's own error: errno from the failed read or connect, else
+ * what the kernel still holds for it. */
+static int socket_error(struct bufferevent *bev)
+{
+    int err = EVUTIL_SOCKET_ERROR(), so = 0;
+    socklen_t n = sizeof so;
+    if (!err && getsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_ERROR, &so, &n) == 0)
+        err = so;
+    return err;
+}
+
+/* Why the connection failed, in words an administrator acts on
+ * ("connection refused at 10.0.0.2:7070", "certificate names h3, expected
+ * h2"), not a raw OpenSSL code: it is what a waiting job shows. */
+static void peer_failure_words(struct peer_conn *p, struct bufferevent *bev, short what, char *why, size_t len)
+{
+    snprintf(why, len, p->connected ? "connection closed by %s" : "%s closed the connection during the TLS handshake "
+             "(does it trust our CA, and know this host?)", p->addr);
+    unsigned long e = bufferevent_get_openssl_error(bev);
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    char cn[128];
+    if (e && vr == X509_V_ERR_HOSTNAME_MISMATCH && presented_name(ssl, cn, sizeof cn) == 0)
+        snprintf(why, len, "the certificate at %s names %s, expected %s", p->addr, cn, p->name);
+    else if (e && vr != X509_V_OK)
+        snprintf(why, len, "TLS with %s: %s (is the peer's certificate from our CA, with name %s?)", p->addr,
+                 X509_verify_cert_error_string(vr), p->name);
+    else if (e && ERR_GET_LIB(e)) {
+        char ossl[256];
+        ERR_error_string_n(e, ossl, sizeof ossl);
+        snprintf(why, len, "TLS with %s failed: %s", p->addr, ossl);
+    } else if ((what & BEV_EVENT_ERROR) && socket_error(bev)) {
+        /* A bare SSL_get_error code (libevent records SSL_ERROR_SYSCALL
+         * so) is the socket's failure. */
+        int err = socket_error(bev);
+        if (err == ECONNREFUSED)
+            snprintf(why, len, "connection refused at %s (is vmoved running there, listening on that port?)", p->addr);
+        else if (err == EHOSTUNREACH || err == ENETUNREACH)
+            snprintf(why, len, "no route to %s", p->addr);
+        else
+            snprintf(why, len, "%s: %s", p->addr, evutil_socket_error_to_string(err));
+    }
+}
+
 static void peer_on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct peer_conn *p = arg;
@@ -171,17 +230,8 @@ static void peer_on_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
-        char why[512] = "connection closed";
-        unsigned long e = bufferevent_get_openssl_error(bev);
-        if (e) {
-            ERR_error_string_n(e, why, sizeof why);
-            SSL *ssl = bufferevent_openssl_get_ssl(bev);
-            long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-            if (vr != X509_V_OK)
-                snprintf(why, sizeof why, "TLS: %s (is the peer's certificate from our CA, with name %s?)",
-                         X509_verify_cert_error_string(vr), p->name);
-        } else if ((what & BEV_EVENT_ERROR) && EVUTIL_SOCKET_ERROR())
-            snprintf(why, sizeof why, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        char why[512];
+        peer_failure_words(p, bev, what, why, sizeof why);
         mark_broken(p, why);
     }
 }

@@ -70,6 +70,7 @@ static void on_local_slot(void *arg)
         return;
     }
     m->phase = PH_RESERVING;
+    m->t_reserving = now_ms();
     job_set_phase(m->job, "reserving");
     m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
     migrate_src_reserve(m);
@@ -77,6 +78,23 @@ static void on_local_slot(void *arg)
     for (struct migration *o = m->agent->migrations; o; o = o->next)
         if (o->phase == PH_QUEUED)
             job_set_waiting(o->job, limits_position(o->agent, o->job), o->agent->name);
+}
+
+/* --max-wait: a reservation that has waited that long fails with the last
+ * reason it waited for; the VM was never touched. */
+static bool reserve_waited_too_long(struct migration *m, const char *why, bool queued_there)
+{
+    if (now_ms() - m->t_reserving < (uint64_t)m->tuning.max_wait_s * 1000)
+        return false;
+    if (queued_there)   /* our place in the destination's queue goes back */
+        migrate_src_mp(m, "migrate.unreserve", json_pack("{s:I}", "job", (json_int_t)m->job->id), 5000,
+                       migrate_src_on_unreserved);
+    m->failure = proto_error(ERR_TIMEOUT, "fix that, then move again (or raise --max-wait)",
+                             "host %s did not take the move of %s within --max-wait %d s: %s", migrate_src_dest(m),
+                             m->name, m->tuning.max_wait_s, why ? why : "no answer");
+    m->vm = NULL;
+    migrate_src_end_failed(m);
+    return true;
 }
 
 static void on_reserved(void *arg, json_t *result, json_t *error)
@@ -87,8 +105,12 @@ static void on_reserved(void *arg, json_t *result, json_t *error)
     if (error) {
         const char *code = json_string_value(json_object_get(error, "code"));
         if (code && (!strcmp(code, ERR_UNAVAILABLE) || !strcmp(code, ERR_TIMEOUT))) {
-            /* The destination is unreachable for now: keep our place, retry. */
-            job_set_waiting(m->job, 0, migrate_src_dest(m));
+            /* The destination is unreachable for now: keep our place, say
+             * why, and retry until --max-wait. */
+            const char *why = json_string_value(json_object_get(error, "message"));
+            if (reserve_waited_too_long(m, why, false))
+                return;
+            job_set_waiting_why(m->job, 0, migrate_src_dest(m), why);
             peer_close(m->peer);
             m->peer = peer_connect(m->agent, m->peer_name, m->peer_addr, NULL, NULL);
             migrate_src_arm_timer(m, 2000);
@@ -140,7 +162,12 @@ static void on_reserved(void *arg, json_t *result, json_t *error)
         begin_migration(m);
         return;
     }
-    job_set_waiting(m->job, rep.position, migrate_src_dest(m));
+    char why[128];
+    snprintf(why, sizeof why, "host %s has no free live-migration slot (position %d in its queue)",
+             migrate_src_dest(m), rep.position);
+    if (reserve_waited_too_long(m, why, true))
+        return;
+    job_set_waiting_why(m->job, rep.position, migrate_src_dest(m), why);
     migrate_src_arm_timer(m, RESERVE_RETRY_MS);
 }
 

@@ -46,6 +46,7 @@ struct migration {
     enum phase phase;
     struct event *timer;
     uint64_t t_start, t_transfer;
+    uint64_t t_reserving;     /* when the reservation at the destination began (--max-wait) */
     char dst_ip[64];
     int dst_port;
     /* progress and convergence */

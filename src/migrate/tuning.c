@@ -23,6 +23,7 @@ void tuning_defaults(struct migrate_tuning *t)
     snprintf(t->compress, sizeof t->compress, "auto");
     t->converge = CONVERGE_AUTO;
     t->max_recover_wait_s = TUNING_DEFAULT_MAX_RECOVER_WAIT_S;
+    t->max_wait_s = TUNING_DEFAULT_MAX_WAIT_S;
 }
 
 bool tuning_wants_postcopy(const struct migrate_tuning *t)
@@ -53,7 +54,8 @@ int tuning_from_json(json_t *j, struct migrate_tuning *t, char *err, size_t errl
         get_int(j, "max_downtime_ms", 1, 600000, &t->max_downtime_ms, err, errlen) < 0 ||
         get_int(j, "max_duration_s", 1, 86400, &t->max_duration_s, err, errlen) < 0 ||
         get_int(j, "channels", 1, 64, &t->channels, err, errlen) < 0 ||
-        get_int(j, "max_recover_wait_s", 1, 86400, &t->max_recover_wait_s, err, errlen) < 0)
+        get_int(j, "max_recover_wait_s", 1, 86400, &t->max_recover_wait_s, err, errlen) < 0 ||
+        get_int(j, "max_wait_s", 1, 86400, &t->max_wait_s, err, errlen) < 0)
         return -1;
     if (t->max_downtime_ms < t->downtime_ms)
         t->max_downtime_ms = t->downtime_ms;
@@ -143,6 +145,7 @@ json_t *tuning_to_json(const struct migrate_tuning *t)
                           "channels", t->channels, "compress", t->compress, "bandwidth",
                           (json_int_t)t->bandwidth, "converge", policy_names[t->converge]);
     json_object_set_new(j, "max_recover_wait_s", json_integer(t->max_recover_wait_s));
+    json_object_set_new(j, "max_wait_s", json_integer(t->max_wait_s));
     if (t->quick)
         json_object_set_new(j, "quick", json_true());
     if (t->state_dir[0])

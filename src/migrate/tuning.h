@@ -30,6 +30,7 @@ struct migrate_tuning {
     char state_dir[256];     /* where a quick migration saves the state ("" = the first disk's directory) */
     char with_storage[256];  /* shared-nothing: copy the disks into this directory on the destination */
     bool keep_source;        /* shared-nothing: keep the source's disk files after success */
+    int max_wait_s;          /* the reservation fails after waiting this long for the destination */
     int max_recover_wait_s;  /* post-copy: how long a paused post-copy waits for the link before the VM is lost */
     /* Decided, not requested: the move may switch to post-copy (both hosts
      * allow it, a single stream).  Sets postcopy-ram and postcopy-preempt on

@@ -353,11 +353,32 @@ static void test_postcopy(void **state)
     assert_false(tuning_wants_postcopy(&t));
 }
 
+/* --max-wait: 600 s unless given, 1 s to 24 h, and it survives the trip to
+ * the destination and back (delegated moves carry it in their tuning). */
+static void test_max_wait(void **state)
+{
+    struct migrate_tuning t;
+    char err[256];
+    assert_int_equal(parse("{}", &t, err, sizeof err), 0);
+    assert_int_equal(t.max_wait_s, TUNING_DEFAULT_MAX_WAIT_S);
+    assert_int_equal(parse("{\"max_wait_s\": 4}", &t, err, sizeof err), 0);
+    assert_int_equal(t.max_wait_s, 4);
+    json_t *j = tuning_to_json(&t);
+    struct migrate_tuning back;
+    assert_int_equal(tuning_from_json(j, &back, err, sizeof err), 0);
+    assert_int_equal(back.max_wait_s, 4);
+    json_decref(j);
+    expect_refused("{\"max_wait_s\": 0}", "max_wait_s must be an integer from 1 to 86400");
+    expect_refused("{\"max_wait_s\": 86401}", "max_wait_s must be an integer from 1 to 86400");
+    expect_refused("{\"max_wait_s\": \"10m\"}", "max_wait_s must be an integer from 1 to 86400");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_postcopy),
+        cmocka_unit_test(test_max_wait),
         cmocka_unit_test(test_every_field),
         cmocka_unit_test(test_quick),
         cmocka_unit_test(test_compress_auto_single_stream),
