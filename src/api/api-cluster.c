@@ -48,15 +48,9 @@ static void api_cluster_events(struct api_req *r) { cluster_events(r->agent, clu
 
 static void api_vm_set_ha(struct api_req *r)
 {
-    const char *name = api_param_str(r, "name", true);
-    if (!name)
+    struct vm *vm = api_param_vm(r);
+    if (!vm)
         return;
-    struct vm *vm = vm_find(r->agent, name);
-    if (!vm) {
-        api_failf(r, ERR_NOT_FOUND, "`vmove vm list` shows the VMs on this host",
-                  "no VM named \"%s\" on host %s", name, r->agent->name);
-        return;
-    }
     cluster_vm_set_ha(r->agent, vm, r->params, cluster_answer, r);
 }
 

@@ -22,18 +22,6 @@
 #include "qemu/qemu_argv.h"
 #include "vm/vm.h"
 
-static struct vm *config_vm_or_fail(struct api_req *r)
-{
-    const char *name = api_param_str(r, "name", true);
-    if (!name)
-        return NULL;
-    struct vm *vm = vm_find(r->agent, name);
-    if (!vm)
-        api_failf(r, ERR_NOT_FOUND, "`vmove vm list` shows the VMs on this host", "no VM named \"%s\" on host %s",
-                  name, r->agent->name);
-    return vm;
-}
-
 /* ---- info --------------------------------------------------------------- */
 
 static json_t *disk_info(const struct vm_disk *d)
@@ -81,7 +69,7 @@ static json_t *checkpoints_info(const struct vm_config *c)
 
 static void vm_info_api(struct api_req *r)
 {
-    struct vm *vm = config_vm_or_fail(r);
+    struct vm *vm = api_param_vm(r);
     if (!vm)
         return;
     json_t *j = vm_to_json(vm, false);
@@ -315,7 +303,7 @@ static bool set_allowed(struct api_req *r, struct vm *vm)
 
 static void vm_set_api(struct api_req *r)
 {
-    struct vm *vm = config_vm_or_fail(r);
+    struct vm *vm = api_param_vm(r);
     if (!vm || !set_allowed(r, vm))
         return;
     struct set_plan p = {0};

@@ -23,18 +23,6 @@
 
 #define CONSOLE_CHUNK_MAX (256 * 1024)
 
-static struct vm *find_vm_or_fail(struct api_req *r)
-{
-    const char *name = api_param_str(r, "name", true);
-    if (!name)
-        return NULL;
-    struct vm *vm = vm_find(r->agent, name);
-    if (!vm)
-        api_failf(r, ERR_NOT_FOUND, "`vmove vm list` shows the VMs on this host",
-                  "no VM named \"%s\" on host %s", name, r->agent->name);
-    return vm;
-}
-
 /* ---- create ----------------------------------------------------------- */
 
 struct create_plan {
@@ -278,7 +266,7 @@ static void vm_list(struct api_req *r)
 
 static void vm_show(struct api_req *r)
 {
-    struct vm *vm = find_vm_or_fail(r);
+    struct vm *vm = api_param_vm(r);
     if (vm)
         api_reply(r, vm_to_json(vm, true));
 }
@@ -322,7 +310,7 @@ static void start_claimed(void *arg, json_t *result, json_t *error)
         api_fail(r, error);
         return;
     }
-    struct vm *vm = find_vm_or_fail(r);
+    struct vm *vm = api_param_vm(r);
     if (!vm)
         return;
     if ((vm->state != VM_STOPPED && vm->state != VM_CRASHED) || !check_no_job(r, vm)) {
@@ -337,7 +325,7 @@ static void start_claimed(void *arg, json_t *result, json_t *error)
 
 static void vm_start_api(struct api_req *r)
 {
-    struct vm *vm = find_vm_or_fail(r);
+    struct vm *vm = api_param_vm(r);
     bool wait;
     if (!vm || api_param_bool(r, "wait", true, &wait) < 0)
         return;
@@ -370,7 +358,7 @@ static void vm_start_api(struct api_req *r)
 
 static void vm_stop_api(struct api_req *r)
 {
-    struct vm *vm = find_vm_or_fail(r);
+    struct vm *vm = api_param_vm(r);
     bool wait, force;
     long long timeout;
     if (!vm || api_param_bool(r, "wait", true, &wait) < 0 || api_param_bool(r, "force", false, &force) < 0 ||
@@ -428,7 +416,7 @@ static void answer_now_or_later(struct api_req *r, json_t *error)
 
 static void vm_pause_api(struct api_req *r)
 {
-    struct vm *vm = find_vm_or_fail(r);
+    struct vm *vm = api_param_vm(r);
     if (!vm)
         return;
     if (vm->state != VM_RUNNING) {
@@ -440,7 +428,7 @@ static void vm_pause_api(struct api_req *r)
 
 static void vm_resume_api(struct api_req *r)
 {
-    struct vm *vm = find_vm_or_fail(r);
+    struct vm *vm = api_param_vm(r);
     if (!vm)
         return;
     if (vm->state != VM_PAUSED) {
@@ -452,7 +440,7 @@ static void vm_resume_api(struct api_req *r)
 
 static void vm_delete_api(struct api_req *r)
 {
-    struct vm *vm = find_vm_or_fail(r);
+    struct vm *vm = api_param_vm(r);
     bool keep;
     if (!vm || api_param_bool(r, "keep_disks", false, &keep) < 0)
         return;
@@ -487,7 +475,7 @@ static void sanitize(char *buf, size_t n)
 
 static void vm_console(struct api_req *r)
 {
-    struct vm *vm = find_vm_or_fail(r);
+    struct vm *vm = api_param_vm(r);
     long long offset, max;
     if (!vm || api_param_int(r, "offset", 0, &offset) < 0 || api_param_int(r, "max", 65536, &max) < 0)
         return;
@@ -519,7 +507,7 @@ static void vm_console(struct api_req *r)
 
 static void vm_guest(struct api_req *r)
 {
-    struct vm *vm = find_vm_or_fail(r);
+    struct vm *vm = api_param_vm(r);
     long long timeout;
     if (!vm || api_param_int(r, "timeout_ms", 60000, &timeout) < 0)
         return;

@@ -11,6 +11,7 @@
 #include "core/acl.h"
 
 struct agent;
+struct vm;
 
 /* A client connection as the transport (src/server/) gives it to the API:
  * the unix socket and the TLS port today, HTTP later.  The API layer only
@@ -63,6 +64,9 @@ void api_sink_on_close(struct api_sink *s, void (*hook)(void *arg), void *arg);
  * request with an invalid_argument error and return NULL / -1. */
 const char *api_param_str(struct api_req *r, const char *key, bool required);
 int api_param_int(struct api_req *r, const char *key, long long def, long long *out);
+/* The VM named by the "name" parameter, or NULL with the request answered
+ * (a missing name, or not_found naming this host). */
+struct vm *api_param_vm(struct api_req *r);
 int api_param_bool(struct api_req *r, const char *key, bool def, bool *out);
 /* A list's "limit" (audit.list, jobs.list, host.events): 1..API_LIMIT_MAX,
  * else answered with invalid_argument and -1.  Unchecked, a negative limit

@@ -11,6 +11,7 @@
 #include "core/acl.h"
 #include "core/agent.h"
 #include "core/audit.h"
+#include "vm/vm.h"
 #include "api/delegate.h"
 #include "api/methods.h"
 
@@ -86,6 +87,18 @@ void api_event(struct api_req *r, const char *event, json_t *data)
 bool api_req_connected(const struct api_req *r) { return r->sink->ops->is_open(r->sink); }
 
 const char *api_req_peer(const struct api_req *r) { return r->sink->ops->peer(r->sink); }
+
+struct vm *api_param_vm(struct api_req *r)
+{
+    const char *name = api_param_str(r, "name", true);
+    if (!name)
+        return NULL;
+    struct vm *vm = vm_find(r->agent, name);
+    if (!vm)
+        api_failf(r, ERR_NOT_FOUND, "`vmove vm list` shows the VMs on this host", "no VM named \"%s\" on host %s",
+                  name, r->agent->name);
+    return vm;
+}
 
 const char *api_param_str(struct api_req *r, const char *key, bool required)
 {
