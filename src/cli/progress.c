@@ -13,7 +13,7 @@
 
 #define LOG_INTERVAL_MS 1000   /* plain lines in a log: one a second */
 
-static const char *str(json_t *o, const char *k)
+static const char *pstr(json_t *o, const char *k)
 {
     const char *s = json_string_value(json_object_get(o, k));
     return s ? s : "";
@@ -94,7 +94,7 @@ void progress_migration(struct progress *pr, json_t *p)
     snprintf(line, sizeof line,
              "%-9s %5.1f%%  elapsed %s  ETA %s  sent %s  rate %s/s  remaining %s  dirty %s/s  pass %lld  "
              "exp.downtime %lld ms%s",
-             str(p, "phase"), progress_monotonic(pr, str(p, "phase"), json_real_value(json_object_get(p, "percent"))),
+             pstr(p, "phase"), progress_monotonic(pr, pstr(p, "phase"), json_real_value(json_object_get(p, "percent"))),
              progress_elapsed(pr, p, el, sizeof el), eta,
              fmt_bytes((double)num(p, "bytes_sent"), sent, sizeof sent),
              fmt_bytes(json_real_value(json_object_get(p, "rate_Bps")), rate, sizeof rate),
@@ -188,9 +188,9 @@ void progress_drain(struct progress *pr, json_t *p)
     size_t i;
     json_t *v;
     json_array_foreach(json_object_get(p, "vms"), i, v) {
-        const char *wait = str(v, "waiting_for");
-        snprintf(line, sizeof line, "  %-16s -> %-8s %-10s %-10s %5.1f%%%s%s", str(v, "vm"), str(v, "to"),
-                 str(v, "state"), str(v, "phase"), json_real_value(json_object_get(v, "percent")),
+        const char *wait = pstr(v, "waiting_for");
+        snprintf(line, sizeof line, "  %-16s -> %-8s %-10s %-10s %5.1f%%%s%s", pstr(v, "vm"), pstr(v, "to"),
+                 pstr(v, "state"), pstr(v, "phase"), json_real_value(json_object_get(v, "percent")),
                  *wait ? "  waiting for " : "", wait);
         fprintf(stderr, "%s%.*s\n", pr->tty ? "\r\033[K" : "", cols - 1, line);
         lines++;
@@ -216,7 +216,7 @@ void progress_print_move_result(json_t *job, json_t *probe)
     json_t *r = json_object_get(job, "result");
     char a[32], b[32], d[32];
     bool quick = json_is_true(json_object_get(json_object_get(r, "tuning"), "quick"));
-    printf("%s %s to %s\n", quick ? "quick-migrated" : "migrated", str(job, "vm"), str(r, "to"));
+    printf("%s %s to %s\n", quick ? "quick-migrated" : "migrated", pstr(job, "vm"), pstr(r, "to"));
     printf("  total time:        %s\n", fmt_duration_ms(total_ms(job), a, sizeof a));
     if (quick)   /* the guest was paused the whole time its state was saved and loaded: that is its downtime */
         printf("  downtime (guest):  %s (paused, saved to shared storage, loaded and resumed)\n",
@@ -246,12 +246,12 @@ static void print_storage_result(json_t *job)
 {
     json_t *r = json_object_get(job, "result");
     char a[32], b[32];
-    printf("moved the storage of %s in %s\n", str(job, "vm"), fmt_duration_ms(total_ms(job), a, sizeof a));
+    printf("moved the storage of %s in %s\n", pstr(job, "vm"), fmt_duration_ms(total_ms(job), a, sizeof a));
     size_t i;
     json_t *d;
     json_array_foreach(json_object_get(r, "disks"), i, d)
-        printf("  %s: %s -> %s  (%s mirrored in %lld ms, pivot %lld ms)\n", str(d, "id"), str(d, "from"),
-               str(d, "to"), fmt_bytes((double)num(d, "bytes"), b, sizeof b), num(d, "mirror_ms"),
+        printf("  %s: %s -> %s  (%s mirrored in %lld ms, pivot %lld ms)\n", pstr(d, "id"), pstr(d, "from"),
+               pstr(d, "to"), fmt_bytes((double)num(d, "bytes"), b, sizeof b), num(d, "mirror_ms"),
                num(d, "pivot_ms"));
     printf("  source files %s\n", json_is_true(json_object_get(r, "kept_source")) ? "kept" : "deleted");
     json_array_foreach(json_object_get(r, "notes"), i, d) printf("  note: %s\n", json_string_value(d));
@@ -259,7 +259,7 @@ static void print_storage_result(json_t *job)
 
 void progress_print_result(json_t *job)
 {
-    const char *state = str(job, "state"), *kind = str(job, "kind");
+    const char *state = pstr(job, "state"), *kind = pstr(job, "kind");
     char a[32];
     if (!strcmp(state, "succeeded") && !strcmp(kind, "migrate"))
         progress_print_move_result(job, NULL);
@@ -269,9 +269,9 @@ void progress_print_result(json_t *job)
         printf("job %lld %s %s after %s\n", num(job, "id"), kind, state, fmt_duration_ms(total_ms(job), a, sizeof a));
         json_t *err = json_object_get(job, "error");
         if (err)
-            printf("  error: %s\n", str(err, "message"));
-        if (*str(err, "hint"))
-            printf("  hint: %s\n", str(err, "hint"));
+            printf("  error: %s\n", pstr(err, "message"));
+        if (*pstr(err, "hint"))
+            printf("  hint: %s\n", pstr(err, "hint"));
     }
 }
 
