@@ -377,6 +377,8 @@ void cli_print_job(const json_t *job, bool detail)
            json_string_value(json_object_get(job, "vm")) ? json_string_value(json_object_get(job, "vm")) : "-",
            st,
            json_string_value(json_object_get(job, "phase")) ? json_string_value(json_object_get(job, "phase")) : "-");
+    char times[96];
+    printf("  %s\n", progress_job_times((json_t *)job, times, sizeof times));
     json_t *err = json_object_get(job, "error");
     if (err)
         printf("  error: %s\n", json_string_value(json_object_get(err, "message")));

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -198,6 +199,27 @@ void progress_drain(struct progress *pr, json_t *p)
     pr->table_lines = pr->tty ? lines : 0;
     pr->line_open = false;
     pr->last_print_ms = now_ms();
+}
+
+const char *progress_fmt_time(long long wall_ms, char *buf, size_t len)
+{
+    time_t t = (time_t)(wall_ms / 1000);
+    struct tm tm;
+    if (wall_ms <= 0 || !localtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm))
+        snprintf(buf, len, "-");
+    return buf;
+}
+
+const char *progress_job_times(json_t *job, char *buf, size_t len)
+{
+    char t[32], d[32];
+    long long c = num(job, "created_ms"), f = num(job, "finished_ms");
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long end = f ? f : (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    snprintf(buf, len, "started %s, %s %s", progress_fmt_time(c, t, sizeof t), f ? "took" : "running for",
+             fmt_duration_ms(end > c ? (double)(end - c) : 0, d, sizeof d));
+    return buf;
 }
 
 /* ---- summaries ---------------------------------------------------------- */

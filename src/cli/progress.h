@@ -37,6 +37,10 @@ void progress_drain(struct progress *pr, json_t *p);
 
 /* "12.3 s", "4m05s" */
 const char *progress_elapsed(const struct progress *pr, json_t *p, char *buf, size_t len);
+/* A wall-clock time in ms since the epoch as local "YYYY-MM-DD HH:MM:SS". */
+const char *progress_fmt_time(long long wall_ms, char *buf, size_t len);
+/* "started T, took D" or "started T, running for D" for a job record. */
+const char *progress_job_times(json_t *job, char *buf, size_t len);
 /* The summary of a finished job (move, storage move, other) on stdout. */
 void progress_print_move_result(json_t *job, json_t *probe);
 void progress_print_result(json_t *job);

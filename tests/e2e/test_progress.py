@@ -83,6 +83,12 @@ def test_progress_on_a_terminal(cl):
     assert "migrated pg1 to h2" in show.stdout and "downtime (QEMU):" in show.stdout, show.stdout
     assert re.search(r"bytes sent:\s+[\d.]+ \S+ in \d+ passes", show.stdout), show.stdout
 
+    # jobs list and host events show readable times and durations.
+    listing = cl.run(1, "jobs", "list", "--all").stdout
+    assert re.search(rf"job {jid} .*\n  started \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d, took [\d.]+ (ms|s)", listing), listing
+    events = cl.run(1, "host", "events", "--limit", "3").stdout
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  ", events), events
+
     # Ctrl-C during the move back: the client says the job goes on and how to cancel it; the job ends by itself.
     d1 = private_dir(cl, 1)
     pane = Pane(cl, vmove_argv(cl, 2, "move", "pg1", "--to", "h1", "--with-storage", d1))
