@@ -380,7 +380,8 @@ void cli_print_job(const json_t *job, bool detail)
     char times[96];
     printf("  %s\n", progress_job_times((json_t *)job, times, sizeof times));
     json_t *err = json_object_get(job, "error");
-    if (err)
+    /* An ended job shown in detail gets its error and hint in its result. */
+    if (err && !(detail && json_object_get(job, "finished_ms")))
         printf("  error: %s\n", json_string_value(json_object_get(err, "message")));
     if (detail) {
         json_t *progress = json_object_get(job, "progress");
