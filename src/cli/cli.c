@@ -11,6 +11,7 @@
 
 #include "cli/client.h"
 #include "cli/help.h"
+#include "cli/progress.h"
 #include "common/units.h"
 #include "common/util.h"
 
@@ -423,8 +424,11 @@ void cli_print_job(const json_t *job, bool detail)
            json_string_value(json_object_get(job, "phase")) ? json_string_value(json_object_get(job, "phase")) : "-");
     if (waiting && why)
         printf("  waiting because: %s\n", why);
+    char times[96];
+    printf("  %s\n", progress_job_times((json_t *)job, times, sizeof times));
     json_t *err = json_object_get(job, "error");
-    if (err)
+    /* An ended job shown in detail gets its error and hint in its result. */
+    if (err && !(detail && json_object_get(job, "finished_ms")))
         printf("  error: %s\n", json_string_value(json_object_get(err, "message")));
     if (detail) {
         json_t *progress = json_object_get(job, "progress");
@@ -436,63 +440,14 @@ void cli_print_job(const json_t *job, bool detail)
     }
 }
 
-struct follow_state {
-    char last_wait[600];
-    char last_phase[64];
-    bool tty;
-    uint64_t last_print_ms;
-    bool line_open;
-    bool postcopy_said;
-};
-
-static void print_progress(struct follow_state *st, json_t *p)
+void cli_on_job_event(struct cli *c, const char *event, json_t *data, void *arg)
 {
-    char sent[32], rate[32], rem[32], dirty[32];
-    char eta[32] = "-";
-    if (json_real_value(json_object_get(p, "rate_Bps")) > 0)
-        snprintf(eta, sizeof eta, "%.1f s", json_real_value(json_object_get(p, "eta_s")));
-    fprintf(stderr, "%s%-9s %5.1f%%  sent %s  rate %s/s  remaining %s  dirty %s/s  pass %lld  exp.downtime %lld ms%s%s  ETA %s%s",
-            st->tty ? "\r\033[K" : "",
-            json_string_value(json_object_get(p, "phase")), json_real_value(json_object_get(p, "percent")),
-            fmt_bytes((double)json_integer_value(json_object_get(p, "bytes_sent")), sent, sizeof sent),
-            fmt_bytes(json_real_value(json_object_get(p, "rate_Bps")), rate, sizeof rate),
-            fmt_bytes((double)json_integer_value(json_object_get(p, "ram_remaining")), rem, sizeof rem),
-            fmt_bytes(json_real_value(json_object_get(p, "dirty_rate_Bps")), dirty, sizeof dirty),
-            (long long)json_integer_value(json_object_get(p, "pass")),
-            (long long)json_integer_value(json_object_get(p, "expected_downtime_ms")),
-            json_integer_value(json_object_get(p, "throttle_pct")) ? "  throttle " : "",
-            json_integer_value(json_object_get(p, "throttle_pct")) ? "on" : "",
-            eta, st->tty ? "" : "\n");
-    st->line_open = st->tty;
-}
-
-static void print_drain_progress(json_t *p)
-{
-    fprintf(stderr, "drain: %lld/%lld done, %lld running, %.1f s\n", (long long)json_integer_value(json_object_get(p, "done")),
-            (long long)json_integer_value(json_object_get(p, "total")),
-            (long long)json_integer_value(json_object_get(p, "running")),
-            (double)json_integer_value(json_object_get(p, "elapsed_ms")) / 1000);
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_object_get(p, "vms"), i, v) {
-        const char *wait = json_string_value(json_object_get(v, "waiting_for"));
-        fprintf(stderr, "  %-16s -> %-8s %-10s %-10s %5.1f%%%s%s\n", json_string_value(json_object_get(v, "vm")),
-                json_string_value(json_object_get(v, "to")), json_string_value(json_object_get(v, "state")),
-                json_string_value(json_object_get(v, "phase")) ? json_string_value(json_object_get(v, "phase")) : "",
-                json_real_value(json_object_get(v, "percent")), wait ? "  waiting for " : "", wait ? wait : "");
-    }
-}
-
-static void on_job_event(struct cli *c, const char *event, json_t *data, void *arg)
-{
-    struct follow_state *st = arg;
+    struct cli_follow *st = arg;
     if (cli_event_json(c, event, data))
         return;
     const char *phase = json_string_value(json_object_get(data, "phase"));
     if (phase && strcmp(phase, st->last_phase) != 0) {
-        if (st->line_open)
-            fputc('\n', stderr);
-        st->line_open = false;
+        progress_break(&st->pr);
         fprintf(stderr, "job %lld: %s\n", (long long)json_integer_value(json_object_get(data, "id")), phase);
         if (!strcmp(phase, "postcopy") && !st->postcopy_said) {
             /* The move's commit point: said plainly, once. */
@@ -513,34 +468,32 @@ static void on_job_event(struct cli *c, const char *event, json_t *data, void *a
                  (long long)json_integer_value(json_object_get(progress, "queue_position")), waiting,
                  why ? ": " : "", why ? why : "");
         if (strcmp(w, st->last_wait)) {
+            progress_break(&st->pr);
             fprintf(stderr, "job %lld: queued (%s)\n", (long long)json_integer_value(json_object_get(data, "id")), w);
             snprintf(st->last_wait, sizeof st->last_wait, "%s", w);
         }
         return;
     }
-    if (progress && kind && !strcmp(kind, "drain") && now_ms() - st->last_print_ms >= 1000) {
-        print_drain_progress(progress);
-        st->last_print_ms = now_ms();
+    if (!progress || !progress_due(&st->pr))
         return;
-    }
-    if (progress && json_is_true(json_object_get(progress, "postcopy")) &&
-        (st->tty || now_ms() - st->last_print_ms >= 1000)) {
-        char rem[32];
-        fprintf(stderr, "%spostcopy  %5.1f%%  remaining %s (%lld pages)  page requests %lld%s", st->tty ? "\r\033[K" : "",
-                json_real_value(json_object_get(progress, "percent")),
-                fmt_bytes((double)json_integer_value(json_object_get(progress, "ram_remaining")), rem, sizeof rem),
-                (long long)json_integer_value(json_object_get(progress, "pages_remaining")),
-                (long long)json_integer_value(json_object_get(progress, "postcopy_requests")), st->tty ? "" : "\n");
-        st->line_open = st->tty;
-        st->last_print_ms = now_ms();
-        return;
-    }
-    /* Live on a terminal; once a second in a log. */
-    if (progress && !strcmp(phase ? phase : "", "transfer") &&
-        (st->tty || now_ms() - st->last_print_ms >= 1000)) {
-        print_progress(st, progress);
-        st->last_print_ms = now_ms();
-    }
+    const char *pphase = json_string_value(json_object_get(progress, "phase"));
+    if (kind && !strcmp(kind, "drain"))
+        progress_drain(&st->pr, progress);
+    else if (kind && !strcmp(kind, "storage.move") && !strcmp(phase ? phase : "", "mirroring"))
+        progress_storage(&st->pr, progress);
+    else if (json_is_true(json_object_get(progress, "postcopy"))) {
+        char line[256], rem[32], el[32];
+        snprintf(line, sizeof line, "postcopy  %5.1f%%  elapsed %s  remaining %s (%lld pages)  page requests %lld",
+                 progress_monotonic(&st->pr, "postcopy", json_real_value(json_object_get(progress, "percent"))),
+                 progress_elapsed(&st->pr, progress, el, sizeof el),
+                 fmt_bytes((double)json_integer_value(json_object_get(progress, "ram_remaining")), rem, sizeof rem),
+                 (long long)json_integer_value(json_object_get(progress, "pages_remaining")),
+                 (long long)json_integer_value(json_object_get(progress, "postcopy_requests")));
+        progress_emit(&st->pr, line);
+    } else if (pphase && !strcmp(pphase, "mirror"))
+        progress_mirror(&st->pr, progress);   /* move --with-storage: the disk copy */
+    else if (!strcmp(phase ? phase : "", "transfer"))
+        progress_migration(&st->pr, progress);
 }
 
 int cli_follow_job(struct cli *c, json_t *params)
@@ -550,11 +503,13 @@ int cli_follow_job(struct cli *c, json_t *params)
 
 int cli_follow_job_result(struct cli *c, json_t *params, json_t **result)
 {
-    struct follow_state st = {.tty = isatty(2)};
+    struct cli_follow st = {0};
+    progress_init(&st.pr, isatty(2));
+    progress_on_interrupt((long long)json_integer_value(json_object_get(params, "id")), c->host);
     int code;
-    json_t *final = cli_call(c, "jobs.watch", params, on_job_event, &st, &code);
-    if (st.line_open)
-        fputc('\n', stderr);
+    json_t *final = cli_call(c, "jobs.watch", params, cli_on_job_event, &st, &code);
+    progress_interrupt_off();
+    progress_break(&st.pr);
     if (!final)
         return code;
     const char *state = json_string_value(json_object_get(final, "state"));

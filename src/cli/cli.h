@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cli/progress.h"
+
 #define EXIT_FAIL 1      /* the operation failed */
 #define EXIT_USAGE 2     /* bad command line */
 #define EXIT_CONNECT 3   /* cannot reach vmoved */
@@ -128,6 +130,16 @@ const char *fmt_duration_ms(double ms, char *buf, size_t len);
 int cli_follow_job(struct cli *c, json_t *params_with_id);
 /* The same, handing the final job record to the caller (it frees it). */
 int cli_follow_job_result(struct cli *c, json_t *params_with_id, json_t **result);
+/* What following a job remembers between its events. */
+struct cli_follow {
+    char last_wait[600];      /* "position N, waiting for H: REASON" */
+    char last_phase[64];
+    struct progress pr;      /* progress_init() it first */
+    bool postcopy_said;
+};
+/* A cli_event_fn for a job's events (arg: a struct cli_follow): phases,
+ * queueing and progress lines, or JSON lines with --json. */
+void cli_on_job_event(struct cli *c, const char *event, json_t *data, void *arg);
 /* Print a job record in human form. */
 void cli_print_job(const json_t *job, bool detail);
 

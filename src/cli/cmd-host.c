@@ -143,7 +143,9 @@ static int host_call(struct cli *c, const char *method, json_t *params, bool pri
         json_t *e;
         json_array_foreach(json_object_get(r, "events"), i, e) {
             char *d = json_dumps(json_object_get(e, "detail"), JSON_COMPACT | JSON_ENCODE_ANY);
-            printf("%lld  %-10s %-12s %s\n", (long long)json_integer_value(json_object_get(e, "ts_ms")),
+            char when[32];
+            printf("%s  %-10s %-12s %s\n",
+                   progress_fmt_time((long long)json_integer_value(json_object_get(e, "ts_ms")), when, sizeof when),
                    json_string_value(json_object_get(e, "vm")) ? json_string_value(json_object_get(e, "vm")) : "-",
                    json_string_value(json_object_get(e, "kind")), d);
             free(d);

@@ -46,8 +46,11 @@ static int cmd_jobs_show_exec(struct cli *c, const struct cli_args *a)
     json_t *r = cli_call(c, "jobs.show", json_pack("{s:I}", "id", id), NULL, NULL, &code);
     if (r && c->json)
         cli_print_json(r);
-    else if (r)
+    else if (r) {
         cli_print_job(r, true);
+        if (json_object_get(r, "finished_ms"))   /* ended: what it did, as the command that ran it said */
+            progress_print_result(r);
+    }
     json_decref(r);
     return code;
 }
@@ -57,7 +60,14 @@ static int cmd_jobs_watch_exec(struct cli *c, const struct cli_args *a)
     json_int_t id;
     if (!job_id(c, a, &id))
         return EXIT_USAGE;
-    return cli_follow_job(c, json_pack("{s:I}", "id", id));
+    json_t *final = NULL;
+    int rc = cli_follow_job_result(c, json_pack("{s:I}", "id", id), &final);
+    if (final && c->json)
+        cli_print_json(final);
+    else if (final && rc == 0)
+        progress_print_result(final);   /* the same summary as the command that started it */
+    json_decref(final);
+    return rc;
 }
 
 static int cmd_jobs_cancel_exec(struct cli *c, const struct cli_args *a)

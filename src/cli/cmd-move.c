@@ -207,55 +207,6 @@ static json_t *probe_finish(struct probe *p)
 
 /* ---- output ------------------------------------------------------------ */
 
-static void print_move_result(json_t *job, json_t *probe)
-{
-    json_t *r = json_object_get(job, "result");
-    char a[32], b[32], d[32];
-    bool quick = json_is_true(json_object_get(json_object_get(r, "tuning"), "quick"));
-    printf("%s %s to %s\n", quick ? "quick-migrated" : "migrated", json_string_value(json_object_get(job, "vm")),
-           json_string_value(json_object_get(r, "to")));
-    if (quick)
-        printf("  pause time:        %s (paused, saved to shared storage, loaded and resumed)\n",
-               fmt_duration_ms((double)json_integer_value(json_object_get(r, "pause_ms")), a, sizeof a));
-    printf("  total time:        %s\n", fmt_duration_ms((double)json_integer_value(json_object_get(r, "total_ms")), a, sizeof a));
-    printf("  downtime (QEMU):   %s (limit %lld ms)\n",
-           fmt_duration_ms((double)json_integer_value(json_object_get(r, "qemu_downtime_ms")), b, sizeof b),
-           (long long)json_integer_value(json_object_get(r, "downtime_limit_ms")));
-    if (probe) {
-        double sw = json_real_value(json_object_get(probe, "switchover_gap_ms"));
-        printf("  downtime (client): %.1f ms (longest gap in a 1 ms UDP echo; %lld of %lld answered)\n",
-               json_real_value(json_object_get(probe, "max_gap_ms")),
-               (long long)json_integer_value(json_object_get(probe, "received")),
-               (long long)json_integer_value(json_object_get(probe, "sent")));
-        if (sw > 0)
-            printf("  at switch-over:    %.1f ms (longest gap in the last %d ms of the move)\n", sw,
-                   SWITCHOVER_WINDOW_MS);
-        else
-            printf("  at switch-over:    < 20 ms (no gap of 20 ms or more in the last %d ms of the move)\n",
-                   SWITCHOVER_WINDOW_MS);
-    }
-    printf("  bytes sent:        %s in %lld passes\n",
-           fmt_bytes((double)json_integer_value(json_object_get(r, "bytes_sent")), d, sizeof d),
-           (long long)json_integer_value(json_object_get(r, "passes")));
-    size_t i;
-    json_t *act;
-    json_array_foreach(json_object_get(r, "policy_actions"), i, act) printf("  policy:            %s\n",
-                                                                            json_string_value(act));
-}
-
-static void on_relay_event(struct cli *c, const char *event, json_t *data, void *arg)
-{
-    char *last = arg;
-    if (cli_event_json(c, event, data))
-        return;
-    const char *phase = json_string_value(json_object_get(data, "phase"));
-    if (phase && strcmp(phase, last)) {
-        fprintf(stderr, "job %lld on %s: %s\n", (long long)json_integer_value(json_object_get(data, "id")),
-                json_string_value(json_object_get(json_object_get(data, "params"), "to")) ? "the source" : "?", phase);
-        snprintf(last, 64, "%s", phase);
-    }
-}
-
 /* --from HOST: this host relays the move to HOST with a token signed by the
  * user (constrained delegation). */
 /* The name of the host this CLI talks to: the one that relays a delegated
@@ -325,11 +276,13 @@ static int delegated_move(struct cli *c, const struct cli_args *a, json_t *tunin
         json_decref(tuning);
         return EXIT_USAGE;
     }
-    char last[64] = "";
+    struct cli_follow fl = {0};
+    progress_init(&fl.pr, isatty(2));
     int code;
     json_t *final = cli_call(c, "vm.move", json_pack("{s:s, s:s, s:s, s:o, s:o, s:o*}", "name", name, "to", to, "from",
                                                      from, "delegation", token, "tuning", tuning, "move_token",
-                                                     move_token), on_relay_event, last, &code);
+                                                     move_token), cli_on_job_event, &fl, &code);
+    progress_break(&fl.pr);
     if (!final)
         return code;
     const char *st = json_string_value(json_object_get(final, "state"));
@@ -337,7 +290,7 @@ static int delegated_move(struct cli *c, const struct cli_args *a, json_t *tunin
     if (c->json)
         cli_print_move_final(final, NULL, rc == 0);
     else if (rc == 0)
-        print_move_result(final, NULL);
+        progress_print_move_result(final, NULL);
     else
         fprintf(stderr, "vmove: error: the move on %s %s: %s\n", from, st ? st : "?",
                 json_string_value(json_object_get(json_object_get(final, "error"), "message")));
@@ -418,7 +371,7 @@ static int cmd_move_exec(struct cli *c, const struct cli_args *a)
         if (final && c->json)
             cli_print_move_final(final, pr, rc == 0);
         else if (final && rc == 0)
-            print_move_result(final, pr);
+            progress_print_move_result(final, pr);
         json_decref(pr);
         json_decref(final);
     }

@@ -53,68 +53,7 @@ static json_t *build_params(struct cli *c, const struct cli_args *a)
     return p;
 }
 
-/* ---- following the job --------------------------------------------------- */
-
-struct follow {
-    char last_phase[64];
-    bool tty, line_open;
-    uint64_t last_print_ms;
-};
-
-static void print_mirror(struct follow *st, json_t *p)
-{
-    fprintf(stderr, "%smirroring %5.1f%%", st->tty ? "\r\033[K" : "", json_real_value(json_object_get(p, "percent")));
-    size_t i;
-    json_t *d;
-    json_array_foreach(json_object_get(p, "disks"), i, d) {
-        char done[32], total[32], rate[32];
-        fprintf(stderr, "  %s %s/%s %s/s%s", json_string_value(json_object_get(d, "id")),
-                fmt_bytes((double)json_integer_value(json_object_get(d, "done")), done, sizeof done),
-                fmt_bytes((double)json_integer_value(json_object_get(d, "total")), total, sizeof total),
-                fmt_bytes(json_real_value(json_object_get(d, "rate_Bps")), rate, sizeof rate),
-                json_is_true(json_object_get(d, "ready")) ? " ready" : "");
-    }
-    fputs(st->tty ? "" : "\n", stderr);
-    st->line_open = st->tty;
-}
-
-static void on_storage_event(struct cli *c, const char *event, json_t *data, void *arg)
-{
-    struct follow *st = arg;
-    if (cli_event_json(c, event, data))
-        return;
-    const char *phase = json_string_value(json_object_get(data, "phase"));
-    if (phase && strcmp(phase, st->last_phase)) {
-        if (st->line_open)
-            fputc('\n', stderr);
-        st->line_open = false;
-        fprintf(stderr, "job %lld: %s\n", (long long)json_integer_value(json_object_get(data, "id")), phase);
-        snprintf(st->last_phase, sizeof st->last_phase, "%s", phase);
-    }
-    json_t *progress = json_object_get(data, "progress");
-    if (progress && phase && !strcmp(phase, "mirroring") && (st->tty || now_ms() - st->last_print_ms >= 1000)) {
-        print_mirror(st, progress);
-        st->last_print_ms = now_ms();
-    }
-}
-
-static void print_storage_result(json_t *job)
-{
-    json_t *r = json_object_get(job, "result");
-    char a[32], b[32];
-    printf("moved the storage of %s in %s\n", json_string_value(json_object_get(job, "vm")),
-           fmt_duration_ms((double)json_integer_value(json_object_get(r, "total_ms")), a, sizeof a));
-    size_t i;
-    json_t *d;
-    json_array_foreach(json_object_get(r, "disks"), i, d)
-        printf("  %s: %s -> %s  (%s mirrored in %lld ms, pivot %lld ms)\n", json_string_value(json_object_get(d, "id")),
-               json_string_value(json_object_get(d, "from")), json_string_value(json_object_get(d, "to")),
-               fmt_bytes((double)json_integer_value(json_object_get(d, "bytes")), b, sizeof b),
-               (long long)json_integer_value(json_object_get(d, "mirror_ms")),
-               (long long)json_integer_value(json_object_get(d, "pivot_ms")));
-    printf("  source files %s\n", json_is_true(json_object_get(r, "kept_source")) ? "kept" : "deleted");
-    json_array_foreach(json_object_get(r, "notes"), i, d) printf("  note: %s\n", json_string_value(d));
-}
+/* ---- following the job: progress.c draws it ------------------------------ */
 
 static void print_storage_failure(json_t *job)
 {
@@ -131,11 +70,13 @@ static void print_storage_failure(json_t *job)
 
 static int follow_storage_job(struct cli *c, json_int_t id)
 {
-    struct follow st = {.tty = isatty(2)};
+    struct cli_follow st = {0};
+    progress_init(&st.pr, isatty(2));
+    progress_on_interrupt((long long)id, c->host);
     int code;
-    json_t *final = cli_call(c, "jobs.watch", json_pack("{s:I}", "id", id), on_storage_event, &st, &code);
-    if (st.line_open)
-        fputc('\n', stderr);
+    json_t *final = cli_call(c, "jobs.watch", json_pack("{s:I}", "id", id), cli_on_job_event, &st, &code);
+    progress_interrupt_off();
+    progress_break(&st.pr);
     if (!final)
         return code;
     const char *state = json_string_value(json_object_get(final, "state"));
@@ -143,7 +84,7 @@ static int follow_storage_job(struct cli *c, json_int_t id)
     if (c->json)
         cli_print_final(final, rc == 0);
     else if (rc == 0)
-        print_storage_result(final);
+        progress_print_result(final);
     else
         print_storage_failure(final);
     json_decref(final);
