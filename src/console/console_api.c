@@ -99,7 +99,7 @@ static void sse_write(struct evhttp_request *req, const char *event, json_t *dat
 }
 
 /* The answer: the request's last word, after which it is libevent's again. */
-static void answer(struct http_call *h, json_t *msg)
+static void call_answer(struct http_call *h, json_t *msg)
 {
     json_t *err = json_object_get(msg, "error");
     h->answered = true;
@@ -127,7 +127,7 @@ static void answer(struct http_call *h, json_t *msg)
     call_unref(h);       /* the bridge's own reference */
 }
 
-static void sink_send(struct api_sink *s, json_t *msg)
+static void http_sink_send(struct api_sink *s, json_t *msg)
 {
     struct http_call *h = call_of(s);
     if (!h->answered) {
@@ -135,24 +135,24 @@ static void sink_send(struct api_sink *s, json_t *msg)
             if (h->stream && !h->browser_gone)
                 sse_write(h->req, json_string_value(json_object_get(msg, "event")), json_object_get(msg, "data"));
         } else
-            answer(h, msg);
+            call_answer(h, msg);
     }
     json_decref(msg);
 }
 
-static bool sink_is_open(const struct api_sink *s) { return !call_of(s)->answered && !call_of(s)->browser_gone; }
-static const char *sink_peer(const struct api_sink *s) { return call_of(s)->peer; }
-static void sink_ref(struct api_sink *s) { call_of(s)->refs++; }
-static void sink_unref(struct api_sink *s) { call_unref(call_of(s)); }
-static void sink_on_close(struct api_sink *s, void (*hook)(void *arg), void *arg)
+static bool http_sink_is_open(const struct api_sink *s) { return !call_of(s)->answered && !call_of(s)->browser_gone; }
+static const char *http_sink_peer(const struct api_sink *s) { return call_of(s)->peer; }
+static void http_sink_ref(struct api_sink *s) { call_of(s)->refs++; }
+static void http_sink_unref(struct api_sink *s) { call_unref(call_of(s)); }
+static void http_sink_on_close(struct api_sink *s, void (*hook)(void *arg), void *arg)
 {
     call_of(s)->close_hook = hook;
     call_of(s)->close_arg = arg;
 }
 
 static const struct api_sink_ops http_sink_ops = {
-    .send = sink_send, .is_open = sink_is_open, .peer = sink_peer,
-    .ref = sink_ref,   .unref = sink_unref,     .on_close = sink_on_close,
+    .send = http_sink_send, .is_open = http_sink_is_open, .peer = http_sink_peer,
+    .ref = http_sink_ref,   .unref = http_sink_unref,     .on_close = http_sink_on_close,
 };
 
 /* A POST's body: a JSON object (or nothing: no parameters). */
@@ -260,7 +260,7 @@ void console_api_end_all(struct console *c)
         run_close_hook(h);   /* a follower lets go (and may answer, which unlinks it) */
         if (!h->answered) {
             json_t *msg = json_pack("{s:o}", "error", proto_error(ERR_UNAVAILABLE, NULL, "the console stopped"));
-            answer(h, msg);
+            call_answer(h, msg);
             json_decref(msg);
         }
         call_unref(h);
