@@ -93,6 +93,7 @@ def metric(text, name, **labels):
 def fill_wizard(b, vm, to):
     b.goto(b.eval("location.origin") + "/#move")
     b.wait(f"[...document.querySelectorAll('#w-vm option')].some(o => o.value === '{vm}')", what="the wizard's VMs")
+    b.wait(f"[...document.querySelectorAll('#w-to option')].some(o => o.value === '{to}')", what="the wizard's hosts")
     b.eval(f"document.getElementById('w-vm').value = '{vm}'; "
            "document.querySelector('input[value=\"live\"]').checked = true; "
            f"document.getElementById('w-to').value = '{to}'; true")
