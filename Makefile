@@ -43,6 +43,7 @@ SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+CONSOLEDIR ?= $(PREFIX)/share/vmove/console
 MANPAGES := $(BUILD)/man/vmove.1 $(BUILD)/man/vmoved.8 $(BUILD)/man/vm.json.5
 
 .PHONY: all deps test-deps pkg-deps check layers unit e2e demo guest clean bench man install deb soak soak-cluster soak-moves valgrind-check
@@ -54,7 +55,7 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 # Only the entry points print the version: only they are rebuilt when it changes.
-$(MAINS:%.c=$(BUILD)/%.o): CFLAGS += -DVMOVE_VERSION='"$(VERSION)"'
+$(MAINS:%.c=$(BUILD)/%.o): CFLAGS += -DVMOVE_VERSION='"$(VERSION)"' -DVMOVE_CONSOLE_DIR='"$(CONSOLEDIR)"'
 $(MAINS:%.c=$(BUILD)/%.o): debian/changelog
 
 $(BUILD)/libvmove.a: $(LIBOBJ)
@@ -118,6 +119,8 @@ install: $(BUILD)/bin/vmoved $(BUILD)/bin/vmove $(MANPAGES) $(BUILD)/vmoved.serv
 	install -D -m 0644 dist/vmoved.conf $(DESTDIR)$(SYSCONFDIR)/vmove/vmoved.conf
 	install -d -m 0700 $(DESTDIR)/var/lib/vmove
 	install -D -m 0644 docs/OPERATIONS.md $(DESTDIR)$(DOCDIR)/OPERATIONS.md
+	install -d -m 0755 $(DESTDIR)$(CONSOLEDIR)
+	install -m 0644 share/console/* $(DESTDIR)$(CONSOLEDIR)/
 
 # The Debian package, built from a copy of the work tree (uncommitted
 # changes included) so that dpkg-buildpackage's output lands in build/deb.

@@ -10,7 +10,7 @@
 #   scripts/check-layers.sh [SRC_DIR]     exit 0: clean; 1: violations listed
 set -eu
 SRC=${1:-src}
-LAYERS=${LAYERS:-"common conf qemu core vm block migrate,storage,exchange,checkpoint cluster api server daemon"}
+LAYERS=${LAYERS:-"common conf qemu core vm block migrate,storage,exchange,checkpoint cluster api console server daemon"}
 
 rank_of() {
     i=0

@@ -18,7 +18,7 @@ QEMU_MIN_MAJOR=10
 # scdoc builds the manual pages in every build; the rest builds and checks
 # the Debian package (test_packaging.py runs in `make check`).
 PKG="scdoc debhelper dpkg-dev fakeroot lintian python3 man-db bash-completion"
-TEST="libcmocka-dev python3-pytest python3-pytest-xdist tcpdump openssl iperf3 util-linux etcd-server etcd-client valgrind $PKG"
+TEST="libcmocka-dev python3-pytest python3-pytest-xdist chromium prometheus curl tcpdump openssl iperf3 util-linux etcd-server etcd-client valgrind $PKG"
 BENCH="iperf3 gnuplot-nox"
 FUZZ="clang libclang-rt-14-dev"
 

@@ -94,7 +94,23 @@ static void acl_group_api(struct api_req *r, bool add)
 static void api_acl_group_add(struct api_req *r) { acl_group_api(r, true); }
 static void api_acl_group_remove(struct api_req *r) { acl_group_api(r, false); }
 
+/* The caller's own rights here, so that a client (the console) offers only
+ * what would be allowed.  Any principal may ask about itself. */
+static void api_acl_whoami(struct api_req *r)
+{
+    static const unsigned all[] = {RIGHT_VM_READ, RIGHT_VM_MANAGE, RIGHT_MIGRATE_OUT, RIGHT_MIGRATE_IN,
+                                   RIGHT_STORAGE_MOVE, RIGHT_HOST_ADMIN};
+    json_t *rights = json_array();
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (acl_allows_who(r->agent, &r->who, all[i]))
+            json_array_append_new(rights, json_string(right_name(all[i])));
+    char who[96];
+    api_reply(r, json_pack("{s:s, s:s, s:o}", "principal", principal_describe(&r->who, who, sizeof who), "host",
+                           r->agent->name, "rights", rights));
+}
+
 const struct api_method api_acl_methods[] = {
+    {"acl.whoami", api_acl_whoami, 0, 0},
     {"acl.grant", api_acl_grant, RIGHT_HOST_ADMIN, 0},
     {"acl.revoke", api_acl_revoke, RIGHT_HOST_ADMIN, 0},
     {"acl.list", api_acl_list, RIGHT_HOST_ADMIN, 0},

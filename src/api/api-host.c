@@ -76,14 +76,17 @@ static void host_show(struct api_req *r)
             "UNSAFE: plaintext migration streams allowed (with peers that allow them too)"));
     json_object_set_new(migration, "postcopy", json_string(a->settings.allow_postcopy ? "allow" : "deny"));
     json_t *peers = json_incref(json_object_get(settings, "peers"));
+    /* The server (src/server/) applies a change within a second. */
+    json_t *console = json_pack("{s:b, s:i, s:b}", "enabled", a->settings.console, "port", a->settings.console_port,
+                                "available", a->tls_server != NULL && a->listen_addr != NULL);
     json_object_set(migration, "allow_delegation_from", json_object_get(settings, "allow_delegation_from"));
     json_decref(settings);
-    api_reply(r, json_pack("{s:s, s:s, s:s?, s:b, s:o, s:o, s:o, s:i, s:i, s:I, s:o, s:o, s:o}", "name", a->name,
+    api_reply(r, json_pack("{s:s, s:s, s:s?, s:b, s:o, s:o, s:o, s:i, s:i, s:I, s:o, s:o, s:o, s:o}", "name", a->name,
                            "state_dir", a->state_dir, "listen", a->listen_addr, "tls",
                            a->tls_server != NULL, "accel", accel, "qemu", qemu, "memory",
                            memory_json(), "vms", n_vms, "vms_running", n_running, "uptime_ms",
                            (json_int_t)(now_ms() - a->started_ms), "migration", migration, "peers", peers, "allowed_dirs",
-                           allowed_dirs_json(a)));
+                           allowed_dirs_json(a), "console", console));
 }
 
 /* One setting through the host.json parser, so that `host set` and the
@@ -200,6 +203,16 @@ static void host_set(struct api_req *r)
             }
             *(!strcmp(key, "max_live_migrations") ? &next.max_live_migrations : &next.max_storage_migrations) =
                 (int)json_integer_value(v);
+        } else if (!strcmp(key, "console") || !strcmp(key, "console_port")) {
+            struct host_settings tmp;
+            if (parse_one_setting(key, v, &tmp, err, sizeof err) < 0) {
+                api_failf(r, ERR_INVALID, NULL, "%s", err);
+                return;
+            }
+            if (!strcmp(key, "console"))
+                next.console = tmp.console;
+            else
+                next.console_port = tmp.console_port;
         } else if (!strcmp(key, "allow_delegation_from")) {
             struct host_settings tmp;
             if (parse_one_setting(key, v, &tmp, err, sizeof err) < 0) {

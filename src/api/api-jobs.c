@@ -109,6 +109,28 @@ static void jobs_watch(struct api_req *r)
     api_job_watch(r->agent, id, r);
 }
 
+/* Every job's changes as "job" events until the client goes away: the
+ * console's live jobs page (Server-Sent Events).  It never replies. */
+static void follow_update(void *arg, const struct job *j)
+{
+    struct api_req *r = arg;
+    if (api_req_connected(r))
+        api_event(r, "job", job_to_json(j));
+}
+
+static void follow_closed(void *arg)
+{
+    struct api_req *r = arg;
+    jobs_unobserve(follow_update, r);
+    api_fail(r, proto_error(ERR_UNAVAILABLE, NULL, "the client went away"));   /* dropped: closed */
+}
+
+static void jobs_follow(struct api_req *r)
+{
+    jobs_observe(follow_update, r);
+    api_sink_on_close(r->sink, follow_closed, r);
+}
+
 static void jobs_cancel(struct api_req *r)
 {
     long long id;
@@ -145,6 +167,7 @@ const struct api_method api_job_methods[] = {
     {"jobs.list", jobs_list, RIGHT_VM_READ, 0},
     {"jobs.show", jobs_show, 0, API_HOST_OK},   /* a relaying host follows its job */
     {"jobs.watch", jobs_watch, RIGHT_VM_READ, 0},
+    {"jobs.follow", jobs_follow, RIGHT_VM_READ, 0},
     {"jobs.cancel", jobs_cancel, RIGHT_VM_MANAGE, 0},
     {NULL, NULL, 0, 0},
 };

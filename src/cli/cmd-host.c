@@ -46,6 +46,11 @@ static void print_host(json_t *h)
            (long long)json_integer_value(json_object_get(live, "max")),
            (long long)json_integer_value(json_object_get(stor, "in_use")),
            (long long)json_integer_value(json_object_get(stor, "max")));
+    json_t *con = json_object_get(h, "console");
+    printf("console:     %s\n", !json_is_true(json_object_get(con, "enabled")) ? "off (vmove host set --console on)"
+                               : json_is_true(json_object_get(con, "available")) ? "on" : "on, but not served: needs --listen");
+    if (json_is_true(json_object_get(con, "enabled")))
+        printf("             https port %lld (vmove ui login)\n", (long long)json_integer_value(json_object_get(con, "port")));
     json_t *dl = json_object_get(m, "allow_delegation_from");
     if (json_array_size(dl)) {
         printf("delegation:  hosts that may act for users here:");
@@ -91,7 +96,8 @@ static json_t *set_params(struct cli *c, const struct cli_args *a)
         json_object_set_new(p, "accel", json_string(cli_opt(a, "accel")));
     if (on_off(c, a, "migration-incoming", p, "migration_incoming") < 0 ||
         on_off(c, a, "migration-outgoing", p, "migration_outgoing") < 0 ||
-        on_off(c, a, "allow-insecure-migration", p, "allow_insecure_migration") < 0) {
+        on_off(c, a, "allow-insecure-migration", p, "allow_insecure_migration") < 0 ||
+        on_off(c, a, "console", p, "console") < 0) {
         json_decref(p);
         return NULL;
     }
@@ -114,8 +120,8 @@ static json_t *set_params(struct cli *c, const struct cli_args *a)
         if (json_object_get(a->opts, dirs[i][0]))
             json_object_set(p, dirs[i][1], json_object_get(a->opts, dirs[i][0]));
     const char *lim[][2] = {{"max-live-migrations", "max_live_migrations"},
-                            {"max-storage-migrations", "max_storage_migrations"}};
-    for (size_t i = 0; i < 2; i++) {
+                            {"max-storage-migrations", "max_storage_migrations"}, {"console-port", "console_port"}};
+    for (size_t i = 0; i < 3; i++) {
         /* Any number: vmoved says which range it takes. */
         long long n = LLONG_MIN;
         if (!cli_opt_number(c, a, lim[i][0], LLONG_MIN, &n)) {
@@ -266,6 +272,9 @@ static const struct cli_flag host_set_flags[] = {
      "(move-storage, --with-storage targets) or state (--state-dir); a kind never set allows STATE/images and "
      "/srv/vmove", CLI_REPEAT},
     {"disallow-dir", 0, "KIND=DIR", NULL, NULL, "remove DIR from KIND's allowed directories", CLI_REPEAT},
+    {"console", 0, "on|off", "off", NULL,
+     "serve the web console and /metrics over HTTPS on the --listen address (docs/CONSOLE.md; `vmove ui login`)", 0},
+    {"console-port", 0, "N", "7443", NULL, "the web console's TCP port", 0},
     {NULL, 0, NULL, NULL, NULL, NULL, 0},
 };
 static const struct cli_flag host_events_flags[] = {

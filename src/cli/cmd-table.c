@@ -22,6 +22,7 @@ const struct cli_cmd *const cli_cmd_table[] = {
     &cmd_cluster_events_entry,
     &cmd_jobs_list_entry, &cmd_jobs_show_entry, &cmd_jobs_watch_entry, &cmd_jobs_cancel_entry,
     &cmd_pki_init_entry, &cmd_pki_issue_host_entry, &cmd_pki_issue_user_entry,
+    &cmd_ui_login_entry,
     &cmd_help_entry,
     NULL,
 };

@@ -22,6 +22,7 @@ extern const struct cli_cmd cmd_cluster_create_entry, cmd_cluster_join_entry, cm
     cmd_cluster_show_entry, cmd_cluster_events_entry;
 extern const struct cli_cmd cmd_checkpoint_create_entry, cmd_checkpoint_list_entry, cmd_checkpoint_apply_entry,
     cmd_checkpoint_delete_entry;
+extern const struct cli_cmd cmd_ui_login_entry;
 extern const struct cli_cmd cmd_help_entry;
 
 /* Every command, in the order `vmove --help` lists them; NULL at the end. */

@@ -235,3 +235,51 @@ out:
     free(sig);
     return payload;
 }
+
+/* base64url without padding (RFC 4648 section 5): safe in a URL as it is. */
+char *token_to_url(const json_t *token)
+{
+    char *text = json_dumps(token, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!text)
+        return NULL;
+    char *s = b64((const unsigned char *)text, strlen(text));
+    free(text);
+    size_t n = strlen(s);
+    while (n && s[n - 1] == '=')
+        s[--n] = 0;
+    for (char *p = s; *p; p++)
+        *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+    return s;
+}
+
+json_t *token_from_url(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 16384)
+        return NULL;
+    char *std = xmalloc(n + 4);
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!(ch >= 'A' && ch <= 'Z') && !(ch >= 'a' && ch <= 'z') && !(ch >= '0' && ch <= '9') && ch != '-' &&
+            ch != '_') {
+            free(std);
+            return NULL;
+        }
+        std[i] = ch == '-' ? '+' : ch == '_' ? '/' : ch;
+    }
+    while (n % 4)
+        std[n++] = '=';
+    std[n] = 0;
+    size_t len;
+    unsigned char *raw = unb64(std, &len);
+    free(std);
+    if (!raw)
+        return NULL;
+    json_t *t = json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, NULL);
+    free(raw);
+    if (t && !json_is_object(t)) {
+        json_decref(t);
+        return NULL;
+    }
+    return t;
+}

@@ -34,4 +34,9 @@ json_t *token_verify(json_t *token, const char *ca_path, const char *presented_b
 /* The payload's checks alone (unit tests and token_verify): 0 or -1. */
 int token_check_payload(const json_t *payload, const char *signer, const char *presented_by, long long now,
                         char *err, size_t errlen);
+/* A token as one URL-safe word (base64url of its JSON, no padding), for the
+ * console's one-time login URL (`vmove ui login`), and back (NULL if it is
+ * not one).  Callers free / decref. */
+char *token_to_url(const json_t *token);
+json_t *token_from_url(const char *s);
 #endif

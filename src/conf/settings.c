@@ -14,6 +14,17 @@ void host_settings_defaults(struct host_settings *s)
     s->accel = ACCEL_AUTO;
     s->max_live_migrations = DEFAULT_MAX_LIVE_MIGRATIONS;
     s->max_storage_migrations = DEFAULT_MAX_STORAGE_MIGRATIONS;
+    s->console_port = DEFAULT_CONSOLE_PORT;
+}
+
+static int parse_port(json_t *v, const char *key, int *out, char *err, size_t errlen)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65535) {
+        snprintf(err, errlen, "%s: expected a TCP port from 1 to 65535", key);
+        return -1;
+    }
+    *out = (int)json_integer_value(v);
+    return 0;
 }
 
 static int parse_limit(json_t *v, const char *key, int *out, char *err, size_t errlen)
@@ -356,6 +367,10 @@ int host_settings_from_json(json_t *j, struct host_settings *s, char *err, size_
             rc = parse_allowed(v, s, err, errlen);
         else if (!strcmp(key, "allow_postcopy"))
             rc = parse_bool(v, key, &s->allow_postcopy, err, errlen);
+        else if (!strcmp(key, "console"))
+            rc = parse_bool(v, key, &s->console, err, errlen);
+        else if (!strcmp(key, "console_port"))
+            rc = parse_port(v, key, &s->console_port, err, errlen);
         else {
             snprintf(err, errlen, "unknown field \"%s\"", key);
             rc = -1;
@@ -390,6 +405,8 @@ json_t *host_settings_to_json(const struct host_settings *s)
                      "allow_insecure_migration", s->allow_insecure_migration, "allow_delegation_from", deleg,
                      "allowed_dirs", allowed_to_json(s));
     json_object_set_new(j, "allow_postcopy", json_boolean(s->allow_postcopy));
+    json_object_set_new(j, "console", json_boolean(s->console));
+    json_object_set_new(j, "console_port", json_integer(s->console_port));
     return j;
 }
 

@@ -70,7 +70,12 @@ struct host_settings {
     int n_delegation_from;
     /* Where disks, kernels, storage moves and saved states may be. */
     struct allowed_dirs allowed[N_DIR_KINDS];
+    /* The web console (docs/CONSOLE.md): off unless enabled; HTTPS with the
+     * host's certificate on the --listen address at console_port. */
+    bool console;
+    int console_port;
 };
+#define DEFAULT_CONSOLE_PORT 7443
 
 #define DEFAULT_MAX_LIVE_MIGRATIONS 2
 #define DEFAULT_MAX_STORAGE_MIGRATIONS 2

@@ -52,6 +52,7 @@ struct agent {
     char *listen_addr;        /* "ADDR:PORT" or NULL */
     char *tls_dir;
     char *qemu_tls_dir;       /* STATE/qemu-tls: QEMU's x509 credentials */
+    char *console_dir;        /* the web console's files (--console-dir; docs/CONSOLE.md) */
     SSL_CTX *tls_server;      /* NULL without --tls-dir */
     SSL_CTX *tls_client;      /* for calls to peers, same identity */
     struct server *server;

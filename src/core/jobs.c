@@ -8,6 +8,7 @@
 #include "common/util.h"
 #include "core/agent.h"
 #include "core/journal.h"
+#include "core/metrics.h"
 
 struct job_watcher {
     struct job_watcher *next;
@@ -40,10 +41,48 @@ static void journal_write(struct job *j)
     j->last_journal_ms = now_ms();
 }
 
+/* Followers of every job (the console's live jobs page, `jobs.follow`). */
+struct job_observer {
+    struct job_observer *next;
+    void (*fn)(void *arg, const struct job *j);
+    void *arg;
+};
+static struct job_observer *observers;
+
+void jobs_observe(void (*fn)(void *arg, const struct job *j), void *arg)
+{
+    struct job_observer *o = xcalloc(1, sizeof *o);
+    o->fn = fn;
+    o->arg = arg;
+    o->next = observers;
+    observers = o;
+}
+
+void jobs_unobserve(void (*fn)(void *arg, const struct job *j), void *arg)
+{
+    for (struct job_observer **p = &observers; *p; p = &(*p)->next)
+        if ((*p)->fn == fn && (*p)->arg == arg) {
+            struct job_observer *o = *p;
+            *p = o->next;
+            free(o);
+            return;
+        }
+}
+
+/* An observer may unobserve itself (its client went away) while told. */
+static void tell_observers(const struct job *j)
+{
+    for (struct job_observer *o = observers, *next; o; o = next) {
+        next = o->next;
+        o->fn(o->arg, j);
+    }
+}
+
 static void notify(struct job *j)
 {
     for (struct job_watcher *w = j->watchers; w; w = w->next)
         w->ops->update(w->arg, j);
+    tell_observers(j);
 }
 
 struct job *job_create(struct agent *a, const struct job_ops *ops, const char *vm, json_t *params)
@@ -67,6 +106,8 @@ struct job *job_create_in(struct agent *a, const struct job_ops *ops, const char
     json_decref(rec);
     j->next = a->jobs;
     a->jobs = j;
+    metrics_job_started(j);
+    tell_observers(j);
     log_info("job %lld (%s%s%s) started", (long long)j->id, ops->kind, vm ? " " : "", vm ? vm : "");
     return j;
 }
@@ -142,6 +183,8 @@ static void job_finish_in(struct job *j, enum job_state st)
     journal_write(j);
     log_info("job %lld (%s) %s", (long long)j->id, j->ops->kind, job_state_name(st));
     unlink_job(j);
+    metrics_job_ended(j);
+    tell_observers(j);
     struct job_watcher *w = j->watchers;
     j->watchers = NULL;
     while (w) {

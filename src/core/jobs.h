@@ -86,4 +86,8 @@ struct job *job_adopt(struct agent *a, const struct job_ops *ops, int64_t id);
  * no module adopted: marked failed. */
 void jobs_recover(struct agent *a);
 void jobs_free_all(struct agent *a);
+/* Told of every job's creation, change and end (with the job's record at
+ * that moment); fn may unobserve itself while it is told. */
+void jobs_observe(void (*fn)(void *arg, const struct job *j), void *arg);
+void jobs_unobserve(void (*fn)(void *arg, const struct job *j), void *arg);
 #endif

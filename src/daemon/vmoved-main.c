@@ -50,6 +50,7 @@ static void usage(FILE *f)
             "  --name HOST         this host's name (default: the system host name)\n"
             "  --listen ADDR:PORT  TCP address for peers and remote users (TLS 1.3, mutual auth)\n"
             "  --tls-dir DIR       holds ca.crt, host.crt and host.key (see `vmove pki`)\n"
+            "  --console-dir DIR   the web console's files (default " VMOVE_CONSOLE_DIR ")\n"
             "  --foreground        do not detach; log to stderr (the journal under systemd)\n"
             "  --log-file FILE     log to FILE (default: stderr, or syslog once detached)\n"
             "  --debug             log debug messages too\n"
@@ -58,7 +59,7 @@ static void usage(FILE *f)
 }
 
 struct options {
-    const char *config, *state_dir, *socket, *name, *listen, *tls_dir, *log_file;
+    const char *config, *state_dir, *socket, *name, *listen, *tls_dir, *log_file, *console_dir;
     bool foreground, debug;
     struct daemon_conf file;   /* what the config file said; owns its strings */
 };
@@ -92,7 +93,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"tls-dir", required_argument, NULL, 't'},   {"foreground", no_argument, NULL, 'f'},
         {"log-file", required_argument, NULL, 'L'},  {"debug", no_argument, NULL, 'd'},
         {"config", required_argument, NULL, 'c'},    {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
+        {"help", no_argument, NULL, 'h'},            {"console-dir", required_argument, NULL, 'C'},
+        {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -105,6 +107,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'L': o->log_file = optarg; break;
         case 'd': o->debug = true; break;
         case 'c': o->config = optarg; break;
+        case 'C': o->console_dir = optarg; break;
         case 'V': printf("vmoved %s\n", VMOVE_VERSION); exit(0);
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
@@ -160,6 +163,7 @@ static int agent_init(struct agent *a, const struct options *o, char *err, size_
     a->socket_path = absolute(o->socket);
     a->listen_addr = o->listen ? xstrdup(o->listen) : NULL;
     a->tls_dir = o->tls_dir ? absolute(o->tls_dir) : NULL;
+    a->console_dir = absolute(o->console_dir ? o->console_dir : VMOVE_CONSOLE_DIR);
     a->started_ms = now_ms();
     /* Guests' disks, consoles and configs, the journal and QEMU's TLS keys
      * live below: root's alone.  An older vmove made these 0755; tighten
@@ -242,6 +246,7 @@ static void agent_free(struct agent *a)
     free(a->socket_path);
     free(a->listen_addr);
     free(a->tls_dir);
+    free(a->console_dir);
     free(a->qemu_tls_dir);
     if (a->lock_fd > 0)
         close(a->lock_fd);

@@ -25,6 +25,7 @@
 #include "common/util.h"
 #include "core/agent.h"
 #include "api/api.h"
+#include "console/console.h"
 
 struct server {
     struct agent *agent;
@@ -35,6 +36,7 @@ struct server {
     struct event *sweep;         /* once a second: handshake and idle timeouts */
     struct event *resume_accept; /* accept() back-off after EMFILE and friends */
     struct ratelimit refusals;   /* rate of "refused" log lines */
+    struct console *console;     /* the web console, served while the host setting says so */
 };
 
 static const struct api_sink_ops conn_sink_ops;
@@ -160,6 +162,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         next = c->next;
         sweep_conn(c, now);
     }
+    console_sync(s->console);
 }
 
 static void on_resume_accept(evutil_socket_t fd, short what, void *arg)
@@ -541,6 +544,8 @@ struct server *server_start(struct agent *a, char *err, size_t errlen)
         }
         evconnlistener_set_error_cb(s->tcp_listener, on_accept_error);
     }
+    s->console = console_new(a, a->console_dir);
+    console_sync(s->console);
     return s;
 fail:
     server_stop(s);
@@ -551,6 +556,7 @@ void server_stop(struct server *s)
 {
     if (!s)
         return;
+    console_free(s->console);
     while (s->conns)
         conn_close(s->conns);
     if (s->unix_listener) {
