@@ -99,6 +99,11 @@ def fill_wizard(b, vm, to):
            f"document.getElementById('w-to').value = '{to}'; true")
 
 
+# make soak, not make check: in about one run in three, a fetch() from the
+# page fails in Chromium ("Failed to fetch") on a connection the console
+# (libevent's evhttp over OpenSSL) has kept alive; the cause is not found yet
+# (docs/CONSOLE.md, "Known problems").
+@pytest.mark.slow
 def test_console(cl):
     tb = cl.tb
     cl.v(1, "host", "set", "--console", "on", "--console-port", str(PORT))

@@ -65,6 +65,7 @@ def cases(root):
         (["host", "resume"], [], EITHER), (["host", "resume"], ["a", "b", "c"], FAIL),
         (["peer", "add"], ["h9", "127.0.0.1:1"], EITHER), (["peer", "add"], [], FAIL),
         (["peer", "list"], [], OK), (["peer", "list"], ["x"], FAIL),
+        (["ui", "login"], [], FAIL), (["ui", "login"], ["extra"], FAIL),   # no --identity over the local socket
         (["host", "pair"], [], FAIL), (["host", "pair"], ["h9@127.0.0.1:1"], FAIL),   # nothing listens there
         (["peer", "remove"], ["h9"], EITHER), (["peer", "remove"], ["nosuchpeer"], FAIL),
         (["acl", "grant"], ["user:bob", "vm.read"], OK), (["acl", "grant"], ["user:bob", "no.such.right"], FAIL),
