@@ -31,8 +31,8 @@ static void console_addr(struct cli *c, json_t *show, char *addr, size_t len)
 static int cmd_ui_login_exec(struct cli *c, const struct cli_args *a)
 {
     if (!c->identity) {
-        cli_error(c, "the console login is signed with your user key: give --identity DIR (or VMOVE_IDENTITY; "
-                     "`vmove pki issue-user` makes one)");
+        cli_usage_error(c, &cmd_ui_login_entry, "the console login is signed with your user key: give --identity DIR "
+                                                "(or VMOVE_IDENTITY; `vmove pki issue-user` makes one)");
         return EXIT_USAGE;
     }
     int code;
