@@ -137,39 +137,30 @@ static void disk_copy_line(struct progress *pr, json_t *p, const char *label, do
     progress_emit(pr, line);
 }
 
-/* move --with-storage: the disks go first, over NBD, before the memory. */
-void progress_mirror(struct progress *pr, json_t *p)
+/* The disks' copy line: the sum of each disk's done_key of total_key (the
+ * two moves name them differently: docs/PROGRESS.md). */
+static void disks_line(struct progress *pr, json_t *p, const char *label, const char *done_key,
+                       const char *total_key)
 {
     double done = 0, total = 0;
     char disks[256] = "";
     size_t i, n = 0;
     json_t *d;
     json_array_foreach(json_object_get(p, "disks"), i, d) {
-        done += (double)num(d, "offset");
-        total += (double)num(d, "len");
+        done += (double)num(d, done_key);
+        total += (double)num(d, total_key);
         n += json_is_true(json_object_get(d, "ready"));
     }
     if (n)
         snprintf(disks, sizeof disks, "  %zu of %zu disks in sync", n, json_array_size(json_object_get(p, "disks")));
-    disk_copy_line(pr, p, "disk copy", done, total, disks);
+    disk_copy_line(pr, p, label, done, total, disks);
 }
 
+/* move --with-storage: the disks go first, over NBD, before the memory. */
+void progress_mirror(struct progress *pr, json_t *p) { disks_line(pr, p, "disk copy", "offset", "len"); }
+
 /* move-storage: the same line, with its own keys. */
-void progress_storage(struct progress *pr, json_t *p)
-{
-    double done = 0, total = 0;
-    char disks[256] = "";
-    size_t i, n = 0;
-    json_t *d;
-    json_array_foreach(json_object_get(p, "disks"), i, d) {
-        done += (double)num(d, "done");
-        total += (double)num(d, "total");
-        n += json_is_true(json_object_get(d, "ready"));
-    }
-    if (n)
-        snprintf(disks, sizeof disks, "  %zu of %zu disks in sync", n, json_array_size(json_object_get(p, "disks")));
-    disk_copy_line(pr, p, "mirroring", done, total, disks);
-}
+void progress_storage(struct progress *pr, json_t *p) { disks_line(pr, p, "mirroring", "done", "total"); }
 
 /* The drain table: redrawn in place on a terminal (cursor up over the last
  * table), a new table every second in a log. */

@@ -29,20 +29,28 @@ static void append(char **buf, size_t *len, const char *data, size_t n)
     *buf = nb;
 }
 
-int run_capture(char *const argv[], int timeout_ms, char **out)
+/* argv in a child with stdin /dev/null and stdout and stderr into
+ * pipefd[1] (closed here); posix_spawnp's result (0 or an errno). */
+static int spawn_piped(char *const argv[], int pipefd[2], pid_t *pid)
 {
-    int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) < 0)
-        return -1;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-    pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    int rc = posix_spawnp(pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     close(pipefd[1]);
+    return rc;
+}
+
+int run_capture(char *const argv[], int timeout_ms, char **out)
+{
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid;
+    int rc = spawn_piped(argv, pipefd, &pid);
     char *buf = xstrdup("");
     size_t len = 0;
     if (rc != 0) {
@@ -207,15 +215,8 @@ struct spawn_async *spawn_async(struct event_base *base, char *const argv[], int
         *err = xasprintf("cannot run %s: %s", argv[0], strerror(errno));
         return NULL;
     }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
     pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(pipefd[1]);
+    int rc = spawn_piped(argv, pipefd, &pid);
     if (rc != 0) {
         close(pipefd[0]);
         *err = xasprintf("cannot run %s: %s", argv[0], strerror(rc));
