@@ -402,6 +402,20 @@ const char *fmt_duration_ms(double ms, char *buf, size_t len)
     return buf;
 }
 
+int cli_call_and_print(struct cli *c, const char *method, json_t *params, void (*print)(json_t *result))
+{
+    int code;
+    json_t *r = cli_call(c, method, params, NULL, NULL, &code);
+    if (!r)
+        return code;
+    if (c->json)
+        cli_print_json(r);
+    else
+        print(r);
+    json_decref(r);
+    return 0;
+}
+
 void cli_print_job(const json_t *job, bool detail)
 {
     const char *state = json_string_value(json_object_get(job, "state"));

@@ -104,6 +104,9 @@ typedef void (*cli_event_fn)(struct cli *c, const char *event, json_t *data, voi
  * the error; *exit_code says why. */
 json_t *cli_call(struct cli *c, const char *method, json_t *params, cli_event_fn on_event,
                  void *arg, int *exit_code);
+/* One request whose result is printed: as JSON with --json, else by print.
+ * Returns the exit code. */
+int cli_call_and_print(struct cli *c, const char *method, json_t *params, void (*print)(json_t *result));
 
 /* Output, by the contract of docs/JSON.md: with --json, stdout carries
  * stream lines {"event": E, "data": {...}} while a command waits, then

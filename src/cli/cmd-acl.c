@@ -29,20 +29,6 @@ static void print_acl(json_t *r)
     }
 }
 
-static int call_print(struct cli *c, const char *method, json_t *params)
-{
-    int code;
-    json_t *r = cli_call(c, method, params, NULL, NULL, &code);
-    if (!r)
-        return code;
-    if (c->json)
-        cli_print_json(r);
-    else
-        print_acl(r);
-    json_decref(r);
-    return 0;
-}
-
 /* grant and revoke: PRINCIPAL RIGHT... */
 static json_t *rights_params(const struct cli_args *a)
 {
@@ -54,17 +40,17 @@ static json_t *rights_params(const struct cli_args *a)
 
 static int cmd_acl_grant_exec(struct cli *c, const struct cli_args *a)
 {
-    return call_print(c, "acl.grant", rights_params(a));
+    return cli_call_and_print(c, "acl.grant", rights_params(a), print_acl);
 }
 
 static int cmd_acl_revoke_exec(struct cli *c, const struct cli_args *a)
 {
-    return call_print(c, "acl.revoke", rights_params(a));
+    return cli_call_and_print(c, "acl.revoke", rights_params(a), print_acl);
 }
 
 static int cmd_acl_list_exec(struct cli *c, const struct cli_args *a)
 {
-    return call_print(c, "acl.list", NULL);
+    return cli_call_and_print(c, "acl.list", NULL, print_acl);
 }
 
 static int cmd_acl_group_exec(struct cli *c, const struct cli_args *a)
@@ -74,8 +60,8 @@ static int cmd_acl_group_exec(struct cli *c, const struct cli_args *a)
         cli_usage_error(c, a->cmd, "expected add or remove, got \"%s\"", op);
         return EXIT_USAGE;
     }
-    return call_print(c, !strcmp(op, "add") ? "acl.group-add" : "acl.group-remove",
-                      json_pack("{s:s, s:s}", "group", a->argv[1], "member", a->argv[2]));
+    return cli_call_and_print(c, !strcmp(op, "add") ? "acl.group-add" : "acl.group-remove",
+                              json_pack("{s:s, s:s}", "group", a->argv[1], "member", a->argv[2]), print_acl);
 }
 
 #define RIGHTS "vm.read vm.manage migrate.out migrate.in storage.move host.admin"

@@ -409,16 +409,7 @@ static void print_info(json_t *r)
 
 static int cmd_vm_info_exec(struct cli *c, const struct cli_args *a)
 {
-    int code;
-    json_t *r = cli_call(c, "vm.info", json_pack("{s:s}", "name", a->argv[0]), NULL, NULL, &code);
-    if (!r)
-        return code;
-    if (c->json)
-        cli_print_json(r);
-    else
-        print_info(r);
-    json_decref(r);
-    return 0;
+    return cli_call_and_print(c, "vm.info", json_pack("{s:s}", "name", a->argv[0]), print_info);
 }
 
 /* The words of a repeated flag as given. */
