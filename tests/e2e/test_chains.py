@@ -2,11 +2,11 @@
 storage move (until QEMU restarts); every later move must ask QEMU for the
 current node instead of assuming the original one."""
 import os
-import subprocess
 
 import pytest
 
 from migrationlib import make_cluster
+from vmovelib import qemu_img_check
 
 
 @pytest.fixture
@@ -20,11 +20,6 @@ def local_dir(cl, i, name):
     d = os.path.join(cl.tb.root, cl.tb.host(i).name, name)
     os.makedirs(d, exist_ok=True)
     return d
-
-
-def qemu_img_check(path):
-    p = subprocess.run(["qemu-img", "check", "-q", path], capture_output=True, text=True)
-    assert p.returncode == 0, f"qemu-img check {path}: {p.stdout}{p.stderr}"
 
 
 def disk_path(cl, i, name):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from vmovelib import VmoveError, wait_for
+from vmovelib import VmoveError, check_images_paused, qemu_img_check, wait_for
 
 APPEND = "vmove.mem=32 vmove.disk=vda,vdb vmove.disk_rate=512"
 
@@ -38,19 +38,8 @@ def chain(path):
     return [l["filename"] for l in json.loads(p.stdout)]
 
 
-def check_image(path, live=True):
-    """qemu-img check.  With QEMU writing (-U), clusters it allocated but
-    whose metadata is not written yet show as leaks (exit 3); corruption
-    (exit 2) is never accepted; after QEMU stopped, nothing is."""
-    p = subprocess.run(["qemu-img", "check", "-U", path], capture_output=True, text=True)
-    assert p.returncode in ((0, 3) if live else (0,)), p.stdout + p.stderr
-    assert "ERROR" not in p.stdout + p.stderr, p.stdout + p.stderr
-
-
-def check_all_layers(agent, name, live=True):
-    for path in disks(agent, name).values():
-        for layer in chain(path):
-            check_image(layer, live=live)
+def all_layers(agent, name):
+    return [layer for path in disks(agent, name).values() for layer in chain(path)]
 
 
 def listing(agent, name):
@@ -140,7 +129,7 @@ def test_three_checkpoints_apply_and_live_deletes(agent, root):
     # c3 is on another branch now: its layer was rebased onto the base.
     for d, p in c3_layers.items():
         assert chain(p) == [p, base[d]]
-    check_all_layers(agent, "ck")
+    check_images_paused(agent.vmove, "ck", all_layers(agent, "ck"))
     verify(agent, "ck")
 
     # Delete c3 (a leaf of the abandoned branch): its layers go.
@@ -167,7 +156,7 @@ def test_three_checkpoints_apply_and_live_deletes(agent, root):
     agent.vmove("vm", "stop", "ck", "--force")
     for p in base.values():
         assert chain(p) == [p]
-        check_image(p, live=False)
+        qemu_img_check(p)
 
 
 @pytest.mark.parametrize("kind", ["active", "intermediate"])
@@ -219,7 +208,7 @@ def test_vmoved_killed_mid_merge_finishes_it(agent, root, kind):
     verify(agent, "kk")
     agent.vmove("vm", "stop", "kk", "--force")
     for p in base.values():
-        check_image(p, live=False)
+        qemu_img_check(p)
 
 
 def test_memory_checkpoint_resumes_where_it_was(agent, root):
@@ -250,7 +239,7 @@ def test_memory_checkpoint_resumes_where_it_was(agent, root):
     assert agent.vmove("checkpoint", "delete", "mm", "mem1")["state"] == "succeeded"
     assert not os.path.exists(res["vmstate"])
     verify(agent, "mm")
-    check_all_layers(agent, "mm")
+    check_images_paused(agent.vmove, "mm", all_layers(agent, "mm"))
 
 
 def refused(agent, *args):
@@ -294,7 +283,7 @@ def test_stopped_vm_and_bad_input(agent, root):
         assert not os.path.exists(p)
     for p in base.values():
         assert chain(p) == [p]
-        check_image(p, live=False)
+        qemu_img_check(p)
 
     # Storage moves would flatten the chain: refused with the reason.
     agent.vmove("vm", "start", "st")

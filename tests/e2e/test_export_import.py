@@ -32,7 +32,7 @@ import zlib
 import pytest
 
 import vmovelib
-from vmovelib import VMOVE, ENV, wait_for
+from vmovelib import VMOVE, ENV, qemu_img_check, wait_for
 
 APPEND = "vmove.mem=16 vmove.disk=vda,vdb vmove.disk_rate=512"
 BLOCK = 4096
@@ -71,11 +71,6 @@ def sha256(path):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def qemu_img_check(path):
-    p = subprocess.run(["qemu-img", "check", "-f", "qcow2", path], capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout + p.stderr
 
 
 def blocks_of(image, tmpdir):

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from migrationlib import make_cluster, GUEST_ECHO_PORT
-from vmovelib import KERNEL, INITRD, wait_for
+from vmovelib import KERNEL, INITRD, check_images_paused, wait_for
 
 
 @pytest.fixture
@@ -40,12 +40,6 @@ def create_private_guest(cl, name, size="128M", backing=False):
     return disk, ip
 
 
-def qemu_img_check(path):
-    p = subprocess.run(["qemu-img", "check", "-U", path], capture_output=True, text=True)
-    assert p.returncode in (0, 3), f"qemu-img check {path}: {p.returncode} {p.stdout} {p.stderr}"   # 3: leaks only
-    return p
-
-
 def inject_and_wait(cl, jid, fault):
     """Kills h2's QEMU ("kill") or silently cuts h1's migration link
     ("cut"), then waits for move jid to end; the link is restored whatever
@@ -76,7 +70,7 @@ def test_shared_nothing_there_and_back(cl):
     new = os.path.join(d2, "sn1.qcow2")
     assert cl.v(2, "vm", "show", "sn1")["config"]["disks"][0]["path"] == new
     assert not os.path.exists(disk), "source disk removed after success"
-    qemu_img_check(new)
+    check_images_paused(lambda *a: cl.v(2, *a), "sn1", [new])
     # The base image's data came along: the new file stands alone (flattened).
     info = subprocess.run(["qemu-img", "info", "-U", "--output=json", new], capture_output=True, text=True).stdout
     assert "backing-filename" not in info
@@ -89,7 +83,7 @@ def test_shared_nothing_there_and_back(cl):
     cl.assert_only_on("sn1", 1)
     assert cl.verify("sn1", 1)
     assert os.path.exists(new), "--keep-source keeps the source's files"
-    qemu_img_check(os.path.join(d1, "sn1.qcow2"))
+    check_images_paused(lambda *a: cl.v(1, *a), "sn1", [os.path.join(d1, "sn1.qcow2")])
 
 
 @pytest.mark.parametrize("fault", ["kill", "cut"])

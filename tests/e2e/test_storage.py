@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from vmovelib import VmoveError, wait_for
+from vmovelib import VmoveError, check_images_paused, qemu_img_check, wait_for
 
 APPEND = "vmove.mem=32 vmove.disk=vda,vdb vmove.disk_rate=512"
 
@@ -43,17 +43,6 @@ def qemu_cmdline(pid):
         return f.read().decode(errors="replace")
 
 
-def check_image(path, live=True):
-    """qemu-img check.  On an image QEMU has open (-U), clusters it has
-    allocated but whose metadata it has not written yet show as leaked
-    (exit 3): harmless, and expected while the guest writes.  Corruption
-    (exit 2) is never accepted; after QEMU stopped, nothing is."""
-    p = subprocess.run(["qemu-img", "check", "-U", path], capture_output=True, text=True)
-    ok = (0, 3) if live else (0,)
-    assert p.returncode in ok, p.stdout + p.stderr
-    assert "ERROR" not in p.stdout + p.stderr, p.stdout + p.stderr
-
-
 def verify(agent, name):
     reply = agent.guest(name, "verify")
     assert reply.startswith("ok"), reply
@@ -77,14 +66,13 @@ def test_move_all_disks_under_load_then_restart(agent, root):
         assert not os.path.exists(p), f"{p} should be deleted"
     assert agent.vm("s1")["state"] == "running"
     verify(agent, "s1")
-    for p in new.values():
-        check_image(p)
+    check_images_paused(agent.vmove, "s1", new.values())
     assert "storage_move" not in json.load(open(os.path.join(vm["dir"], "runtime.json")))
 
     # The next boot uses the new files (vm.json), and the data is intact.
     agent.vmove("vm", "stop", "s1", "--force")
     for p in new.values():
-        check_image(p, live=False)
+        qemu_img_check(p)
     agent.vmove("vm", "start", "s1")
     cmd = qemu_cmdline(agent.vm("s1")["pid"])
     for p in new.values():
@@ -108,7 +96,7 @@ def test_move_one_disk_keep_source(agent, root):
     assert os.path.exists(old["vdb"]), "--keep-source keeps the old file"
     assert os.listdir(dest) == [os.path.basename(old["vdb"])]
     verify(agent, "s2")
-    check_image(now["vdb"])
+    check_images_paused(agent.vmove, "s2", [now["vdb"]])
 
     # Again, per-disk directory syntax; the node names of the last move are
     # in use now, and a second move must cope with them.
