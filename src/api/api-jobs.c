@@ -153,7 +153,7 @@ static void jobs_cancel(struct api_req *r)
         return;
     }
     /* The record as it was when asked: the cancel may finish the job. */
-    j->cancel_requested = true;
+    job_mark_cancel_requested(j);
     json_t *rec = job_to_json(j), *err = NULL;
     if (job_request_cancel(j, &err) < 0) {
         json_decref(rec);
