@@ -18,7 +18,8 @@ static void finish_done(struct incoming *in)
 {
     struct agent *a = in->agent;
     struct vm *vm = in->vm;
-    vm->started_ms = wall_ms();
+    /* The guest's uptime carries on: it did not boot here. */
+    vm->started_ms = in->booted_ms ? in->booted_ms : wall_ms();
     vm_set_migration(vm, NULL);
     vm_set_state(vm, VM_RUNNING, "incoming migration finished");
     json_t *d = json_pack("{s:s}", "source", in->source);

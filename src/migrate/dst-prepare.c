@@ -349,6 +349,9 @@ static void start_incoming(struct agent *a, const struct incoming_prepare_req *r
     in->name = xstrdup(vm->name);
     in->source = xstrdup(req->source);
     in->job = req->msg->job;
+    uint64_t now = wall_ms();
+    if (req->msg->uptime_ms > 0 && (uint64_t)req->msg->uptime_ms < now)
+        in->booted_ms = now - (uint64_t)req->msg->uptime_ms;
     in->quick = req->msg->quick;
     /* Plaintext only when both ends allow it; a quick migration's state goes
      * through shared storage, not the network. */

@@ -38,6 +38,7 @@ struct incoming {
     char *name;
     char *source;
     json_int_t job;
+    uint64_t booted_ms;        /* wall clock here when the guest booted, from the source's uptime; 0: unknown */
     incoming_done_fn done;     /* pending prepare, finish or load; NULL: none */
     void *done_arg;
     struct incoming_watch watch; /* the source's control connection */

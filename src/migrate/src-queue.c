@@ -21,7 +21,7 @@
 
 static void on_local_slot(void *arg);
 static void send_prepare(struct migration *m);
-static json_t *postcopy_field(const struct migration *m);
+static enum wire_postcopy postcopy_wanted(const struct migration *m);
 static const char *via_of(struct migration *m);
 static void on_probe_sink(void *arg, json_t *result, json_t *error);
 static void begin_migration(struct migration *m);
@@ -238,26 +238,33 @@ static void send_prepare(struct migration *m)
     struct agent *a = m->agent;
     if (!strcmp(m->tuning.compress, "auto"))
         snprintf(m->tuning.compress, sizeof m->tuning.compress, "none");
-    json_t *cfg = vm_config_to_json(&m->vm->cfg);
-    json_t *storage = m->tuning.with_storage[0] ? storage_request(m) : NULL;
-    migrate_src_mp(m, "migrate.prepare",
-                   migrate_src_with_user(m, json_pack("{s:o, s:o, s:s, s:s, s:I, s:b, s:o, s:b, s:o*}", "config", cfg,
-                                                      "tuning", tuning_to_json(&m->tuning), "accel",
-                                                      accel_kind_name(a->accel.kind), "via", via_of(m), "job",
-                                                      (json_int_t)m->job->id, "quick", m->tuning.quick, "storage",
-                                                      storage ? storage : json_null(), "insecure_ok",
-                                                      a->settings.allow_insecure_migration, "postcopy",
-                                                      postcopy_field(m))),
-                   PREPARE_TIMEOUT_MS, on_prepared);
+    struct wire_prepare_req msg = {
+        .config = vm_config_to_json(&m->vm->cfg),
+        .tuning = tuning_to_json(&m->tuning),
+        .accel = accel_kind_name(a->accel.kind),
+        .via = via_of(m),
+        .job = (json_int_t)m->job->id,
+        .quick = m->tuning.quick,
+        .storage = m->tuning.with_storage[0] ? storage_request(m) : NULL,
+        .insecure_ok = a->settings.allow_insecure_migration,
+        .postcopy = postcopy_wanted(m),
+        /* A duration, not a time: the hosts' clocks need not agree. */
+        .uptime_ms = m->vm->started_ms ? (json_int_t)(wall_ms() - m->vm->started_ms) : 0,
+    };
+    json_t *params = wire_prepare_req_to_json(&msg);
+    json_decref(msg.config);
+    json_decref(msg.tuning);
+    json_decref(msg.storage);
+    migrate_src_mp(m, "migrate.prepare", migrate_src_with_user(m, params), PREPARE_TIMEOUT_MS, on_prepared);
 }
 
 /* Post-copy: asked for only if this host allows it (the destination checks
  * its own setting). */
-static json_t *postcopy_field(const struct migration *m)
+static enum wire_postcopy postcopy_wanted(const struct migration *m)
 {
     if (!m->agent->settings.allow_postcopy || !tuning_wants_postcopy(&m->tuning))
-        return NULL;
-    return json_string(m->tuning.converge == CONVERGE_POSTCOPY ? "required" : "optional");
+        return WIRE_POSTCOPY_NO;
+    return m->tuning.converge == CONVERGE_POSTCOPY ? WIRE_POSTCOPY_REQUIRED : WIRE_POSTCOPY_OPTIONAL;
 }
 
 /* ---- the destination's answer to prepare ------------------------------ */
@@ -292,7 +299,7 @@ static void on_prepared(void *arg, json_t *result, json_t *error)
     bool plaintext_offered = !rep.tls && !m->tuning.quick;
     snprintf(m->dst_name, sizeof m->dst_name, "%.*s", (int)sizeof m->dst_name - 1, rep.host);
     /* Post-copy is set up on both ends only if both allow it. */
-    json_t *pc = postcopy_field(m);
+    bool pc = postcopy_wanted(m) != WIRE_POSTCOPY_NO;
     m->tuning.postcopy = pc && rep.postcopy;
     json_t *pc_problem = NULL;
     if (!m->tuning.postcopy && m->tuning.converge == CONVERGE_POSTCOPY)
@@ -300,7 +307,6 @@ static void on_prepared(void *arg, json_t *result, json_t *error)
                               "host %s did not set up post-copy, which --converge postcopy needs", m->dst_name);
     if (pc && !rep.postcopy)
         json_array_append_new(m->actions, json_string("post-copy not allowed by the destination: pre-copy only"));
-    json_decref(pc);
     wire_prepare_reply_clear(&rep);
     problem = pc_problem ? pc_problem : migrate_src_check_route(m);
     if (!problem && tls && plaintext_offered)

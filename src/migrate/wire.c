@@ -151,21 +151,25 @@ json_t *wire_prepare_req_to_json(const struct wire_prepare_req *m)
                      m->storage ? m->storage : json_null(), "user", m->user, "insecure_ok", m->insecure_ok);
     if (m->postcopy != WIRE_POSTCOPY_NO)
         json_object_set_new(j, "postcopy", json_string(postcopy_names[m->postcopy]));
+    if (m->uptime_ms > 0)
+        json_object_set_new(j, "uptime_ms", json_integer(m->uptime_ms));
     return j;
 }
 
 int wire_prepare_req_from_json(json_t *j, struct wire_prepare_req *m, json_t **err)
 {
     struct reader rd;
-    long long job;
+    long long job, uptime;
     *m = (struct wire_prepare_req){0};
     if (start(&rd, j, "", "parameter", err) < 0 || read_obj(&rd, "config", true, &m->config) < 0 ||
         read_obj(&rd, "tuning", false, &m->tuning) < 0 || read_str(&rd, "accel", false, &m->accel) < 0 ||
         read_str(&rd, "via", false, &m->via) < 0 || read_int(&rd, "job", false, 0, LLONG_MIN, LLONG_MAX, &job) < 0 ||
         read_bool(&rd, "quick", false, &m->quick) < 0 || read_obj(&rd, "storage", false, &m->storage) < 0 ||
-        read_str(&rd, "user", false, &m->user) < 0 || read_bool(&rd, "insecure_ok", false, &m->insecure_ok) < 0)
+        read_str(&rd, "user", false, &m->user) < 0 || read_bool(&rd, "insecure_ok", false, &m->insecure_ok) < 0 ||
+        read_int(&rd, "uptime_ms", false, 0, 1, WIRE_UPTIME_MAX_MS, &uptime) < 0)
         return -1;
     m->job = job;
+    m->uptime_ms = uptime;
     const char *pc = NULL;
     if (read_str(&rd, "postcopy", false, &pc) < 0)
         return -1;

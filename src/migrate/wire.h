@@ -20,6 +20,7 @@
 
 #define WIRE_HOST_MAX 256     /* a DNS name fits */
 #define WIRE_IP_MAX 64
+#define WIRE_UPTIME_MAX_MS (100LL * 365 * 24 * 3600 * 1000)   /* a century: anything longer is a lie */
 
 /* Whether the move may switch to post-copy: no; optional (the destination
  * says in its reply whether it allows it); required (--converge postcopy:
@@ -38,6 +39,7 @@ struct wire_prepare_req {
     const char *user;      /* whom the source acts for ("user:NAME"), or NULL */
     bool insecure_ok;      /* the source allows plaintext streams */
     enum wire_postcopy postcopy;   /* "postcopy": "optional" | "required"; absent: no */
+    json_int_t uptime_ms;  /* how long the guest has run, as the source sends it; 0: not sent */
 };
 json_t *wire_prepare_req_to_json(const struct wire_prepare_req *m);
 int wire_prepare_req_from_json(json_t *j, struct wire_prepare_req *m, json_t **err);

@@ -77,7 +77,7 @@ WRAP(recover_reply)
 static void test_prepare_req_roundtrip(void **state)
 {
     json_t *cfg = parse("{'name': 'web-1'}"), *tuning = parse("{'channels': 2}"), *storage = parse("{'dir': '/d'}");
-    struct wire_prepare_req in = {cfg, tuning, "kvm", "10.0.0.1", 42, false, storage, "user:ann", true, WIRE_POSTCOPY_NO};
+    struct wire_prepare_req in = {cfg, tuning, "kvm", "10.0.0.1", 42, false, storage, "user:ann", true, WIRE_POSTCOPY_NO, 0};
     json_t *j = wire_prepare_req_to_json(&in);
     assert_json(j, "{'config': {'name': 'web-1'}, 'tuning': {'channels': 2}, 'accel': 'kvm', 'via': '10.0.0.1',"
                    " 'job': 42, 'quick': false, 'storage': {'dir': '/d'}, 'user': 'user:ann', 'insecure_ok': true}");
@@ -94,10 +94,30 @@ static void test_prepare_req_roundtrip(void **state)
     assert_int_equal(out.job, 42);
     assert_false(out.quick);
     assert_true(out.insecure_ok);
+    assert_int_equal(out.uptime_ms, 0);   /* not sent */
     json_decref(j);
     json_decref(cfg);
     json_decref(tuning);
     json_decref(storage);
+}
+
+/* The guest's uptime travels as a duration (the clocks need not agree). */
+static void test_prepare_req_uptime(void **state)
+{
+    json_t *cfg = parse("{'name': 'up'}");
+    struct wire_prepare_req in = {.config = cfg, .uptime_ms = 86400123};
+    json_t *j = wire_prepare_req_to_json(&in), *err = NULL;
+    struct wire_prepare_req out;
+    assert_int_equal(wire_prepare_req_from_json(j, &out, &err), 0);
+    assert_int_equal(out.uptime_ms, 86400123);
+    json_decref(j);
+    json_decref(cfg);
+    struct wire_prepare_req m;
+    expect_reject(p_prepare_req, &m, "{'config': {}, 'uptime_ms': -5}",
+                  "parameter \"uptime_ms\" must be between 1 and 3153600000000, not -5");
+    expect_reject(p_prepare_req, &m, "{'config': {}, 'uptime_ms': 1e3}", "parameter \"uptime_ms\" must be an integer");
+    expect_reject(p_prepare_req, &m, "{'config': {}, 'uptime_ms': 4000000000000000}",
+                  "parameter \"uptime_ms\" must be between 1 and 3153600000000, not 4000000000000000");
 }
 
 static void test_prepare_req_defaults(void **state)
@@ -404,6 +424,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prepare_postcopy), cmocka_unit_test(test_recover_reply),
         cmocka_unit_test(test_prepare_req_roundtrip),   cmocka_unit_test(test_prepare_req_defaults),
+        cmocka_unit_test(test_prepare_req_uptime),
         cmocka_unit_test(test_prepare_req_rejects),     cmocka_unit_test(test_prepare_reply_roundtrip),
         cmocka_unit_test(test_prepare_reply_shared_nothing), cmocka_unit_test(test_prepare_reply_quick),
         cmocka_unit_test(test_prepare_reply_rejects),   cmocka_unit_test(test_name_req),
