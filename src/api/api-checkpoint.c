@@ -68,9 +68,9 @@ static void api_checkpoint_list(struct api_req *r)
 }
 
 const struct api_method api_checkpoint_methods[] = {
-    {"checkpoint.create", api_checkpoint_create, RIGHT_VM_MANAGE, 0},
+    {"checkpoint.create", api_checkpoint_create, RIGHT_VM_MANAGE, API_JOB},
     {"checkpoint.list", api_checkpoint_list, RIGHT_VM_READ, 0},
-    {"checkpoint.apply", api_checkpoint_apply, RIGHT_VM_MANAGE, 0},
-    {"checkpoint.delete", api_checkpoint_delete, RIGHT_VM_MANAGE, 0},
+    {"checkpoint.apply", api_checkpoint_apply, RIGHT_VM_MANAGE, API_JOB},
+    {"checkpoint.delete", api_checkpoint_delete, RIGHT_VM_MANAGE, API_JOB},
     {NULL, NULL, 0, 0},
 };

@@ -61,7 +61,7 @@ static void api_host_resume(struct api_req *r)
 }
 
 const struct api_method api_drain_methods[] = {
-    {"host.drain", api_host_drain, RIGHT_HOST_ADMIN, 0},
+    {"host.drain", api_host_drain, RIGHT_HOST_ADMIN, API_JOB},
     {"host.resume", api_host_resume, RIGHT_HOST_ADMIN, 0},
     {NULL, NULL, 0, 0},
 };

@@ -107,7 +107,7 @@ static void api_vm_import(struct api_req *r)
 }
 
 const struct api_method api_exchange_methods[] = {
-    {"vm.export", api_vm_export, RIGHT_VM_MANAGE, 0},
+    {"vm.export", api_vm_export, RIGHT_VM_MANAGE, API_JOB},
     {"vm.import", api_vm_import, RIGHT_VM_MANAGE, 0},
     {NULL, NULL, 0, 0},
 };

@@ -5,17 +5,108 @@
 #include <string.h>
 
 #include "common/proto.h"
+#include "common/util.h"
 #include "core/agent.h"
 #include "core/acl.h"
 #include "api/api.h"
 #include "core/jobs.h"
 #include "core/journal.h"
 
+/* ---- streams: requests that stay open while jobs change ------------------ */
+
+/* Every open stream (jobs.watch, a job-starting request that waits, and
+ * jobs.follow), for the quotas.  One agent per process. */
+struct stream {
+    struct stream *next;
+    struct api_req *r;
+};
+static struct stream *streams;
+
+static void stream_add(struct api_req *r)
+{
+    struct stream *s = xcalloc(1, sizeof *s);
+    s->r = r;
+    s->next = streams;
+    streams = s;
+}
+
+static void stream_remove(struct api_req *r)
+{
+    for (struct stream **p = &streams; *p; p = &(*p)->next)
+        if ((*p)->r == r) {
+            struct stream *s = *p;
+            *p = s->next;
+            free(s);
+            return;
+        }
+}
+
+/* Open streams: all (who NULL), or those of who. */
+static int streams_count(const struct principal *who)
+{
+    int n = 0;
+    for (const struct stream *s = streams; s; s = s->next)
+        n += !who || (s->r->who.kind == who->kind && !strcmp(s->r->who.name, who->name));
+    return n;
+}
+
+static bool over(struct api_req *r, int have, int max, const char *fmt, const char *subject, const char *hint)
+{
+    if (have < max)
+        return false;
+    char msg[400];
+    snprintf(msg, sizeof msg, fmt, subject, have, max);
+    /* The CLI starts a job, then watches it: say that the job is not lost. */
+    json_t *id = json_object_get(r->params, "id");
+    struct job *j = !strcmp(r->method, "jobs.watch") && json_is_integer(id) ? job_find(r->agent, json_integer_value(id)) : NULL;
+    if (j)
+        api_failf(r, ERR_UNAVAILABLE, hint, "%s; job %lld (%s) goes on, unfollowed: `vmove jobs show %lld` tells "
+                  "how it ends", msg, (long long)j->id, j->ops->kind, (long long)j->id);
+    else
+        api_fail(r, proto_error(ERR_UNAVAILABLE, hint, "%s", msg));
+    return true;
+}
+
+bool api_quota_admit(struct api_req *r, unsigned flags)
+{
+    if (r->who.kind == PRINCIPAL_LOCAL_ROOT)
+        return true;   /* the host's admin: counted, never refused */
+    const struct agent_quotas *q = &r->agent->quotas;
+    char who[96], host[96];
+    principal_describe(&r->who, who, sizeof who);
+    snprintf(host, sizeof host, "host %s", r->agent->name);
+    static const char jobs_hint[] = "wait for some to end, or cancel one: `vmove jobs list`, `vmove jobs cancel ID`";
+    static const char streams_hint[] = "close a `vmove jobs watch` (or a command waiting for its job), or run "
+                                       "the command with --no-wait and follow it with `vmove jobs show ID`";
+    if ((flags & API_JOB) &&
+        (over(r, jobs_count(r->agent, NULL), q->max_jobs,
+              "%s has %d jobs queued or running, the most it takes (%d)", host, jobs_hint) ||
+         over(r, jobs_count(r->agent, who), q->max_jobs_per_principal,
+              "%s has %d jobs queued or running here, the most one principal may (%d)", who, jobs_hint)))
+        return false;
+    bool stream = (flags & API_STREAM) || ((flags & API_JOB) && !json_is_false(json_object_get(r->params, "wait")));
+    return !stream ||
+           !(over(r, streams_count(NULL), q->max_streams,
+                  "%s has %d job streams open, the most it serves (%d)", host, streams_hint) ||
+             over(r, streams_count(&r->who), q->max_streams_per_principal,
+                  "%s has %d job streams open here, the most one principal may (%d)", who, streams_hint));
+}
+
 /* ---- following a job: a client's request as a job subscriber ------------ */
 
 static void watcher_update(void *arg, const struct job *j) { api_event(arg, "job", job_to_json(j)); }
-static void watcher_ended(void *arg, const struct job *j) { api_reply(arg, job_to_json(j)); }
-static void watcher_dropped(void *arg, json_t *error) { api_fail(arg, error); }
+
+static void watcher_ended(void *arg, const struct job *j)
+{
+    stream_remove(arg);
+    api_reply(arg, job_to_json(j));
+}
+
+static void watcher_dropped(void *arg, json_t *error)
+{
+    stream_remove(arg);
+    api_fail(arg, error);
+}
 
 static const struct job_subscriber_ops request_watcher = {
     .update = watcher_update,
@@ -36,11 +127,15 @@ void api_job_watch(struct agent *a, int64_t id, struct api_req *r)
         return;
     }
     job_subscribe(j, &request_watcher, r);
+    stream_add(r);
     api_event(r, "job", job_to_json(j));
 }
 
 void api_job_answer(struct job *j, struct api_req *r, bool wait)
 {
+    char who[96];
+    principal_describe(&r->who, who, sizeof who);
+    job_set_owner(j, who);
     if (wait)
         api_job_watch(j->agent, j->id, r);
     else
@@ -122,12 +217,14 @@ static void follow_closed(void *arg)
 {
     struct api_req *r = arg;
     jobs_unobserve(follow_update, r);
+    stream_remove(r);
     api_fail(r, proto_error(ERR_UNAVAILABLE, NULL, "the client went away"));   /* dropped: closed */
 }
 
 static void jobs_follow(struct api_req *r)
 {
     jobs_observe(follow_update, r);
+    stream_add(r);
     api_sink_on_close(r->sink, follow_closed, r);
 }
 
@@ -166,8 +263,8 @@ static void jobs_cancel(struct api_req *r)
 const struct api_method api_job_methods[] = {
     {"jobs.list", jobs_list, RIGHT_VM_READ, 0},
     {"jobs.show", jobs_show, 0, API_HOST_OK},   /* a relaying host follows its job */
-    {"jobs.watch", jobs_watch, RIGHT_VM_READ, 0},
-    {"jobs.follow", jobs_follow, RIGHT_VM_READ, 0},
+    {"jobs.watch", jobs_watch, RIGHT_VM_READ, API_STREAM},
+    {"jobs.follow", jobs_follow, RIGHT_VM_READ, API_STREAM},
     {"jobs.cancel", jobs_cancel, RIGHT_VM_MANAGE, 0},
     {NULL, NULL, 0, 0},
 };

@@ -67,6 +67,6 @@ static void vm_move(struct api_req *r)
 }
 
 const struct api_method api_migrate_methods[] = {
-    {"vm.move", vm_move, RIGHT_MIGRATE_OUT, 0},
+    {"vm.move", vm_move, RIGHT_MIGRATE_OUT, API_JOB},
     {NULL, NULL, 0, 0},
 };

@@ -25,6 +25,6 @@ static void api_vm_move_storage(struct api_req *r)
 }
 
 const struct api_method api_storage_methods[] = {
-    {"vm.move-storage", api_vm_move_storage, RIGHT_STORAGE_MOVE, 0},
+    {"vm.move-storage", api_vm_move_storage, RIGHT_STORAGE_MOVE, API_JOB},
     {NULL, NULL, 0, 0},
 };

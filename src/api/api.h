@@ -83,6 +83,8 @@ typedef void (*api_handler_fn)(struct api_req *r);
 enum api_method_flags {
     API_PEER = 1u << 0,      /* host-to-host only (migrate.*): no user may call it */
     API_HOST_OK = 1u << 1,   /* a host may also call it as itself (the handler checks why) */
+    API_JOB = 1u << 2,       /* starts a job, and follows it unless "wait" is false: counted in the quotas */
+    API_STREAM = 1u << 3,    /* stays open, streaming events (jobs.watch, jobs.follow): counted in the quotas */
 };
 
 struct api_method {
@@ -100,4 +102,8 @@ struct job;
 void api_job_watch(struct agent *a, int64_t id, struct api_req *r);
 /* Reply to r right away with {"job": id} (--no-wait), or watch until done. */
 void api_job_answer(struct job *j, struct api_req *r, bool wait);
+/* Room under the quotas of struct agent_quotas for what a method of these
+ * flags would hold (a job, a stream)?  If not, r is answered "unavailable"
+ * with the limit and what to do, and false.  Root's local socket always has. */
+bool api_quota_admit(struct api_req *r, unsigned flags);
 #endif

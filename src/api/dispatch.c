@@ -195,5 +195,7 @@ void api_dispatch(struct api_req *r)
     /* Root's own reads on its own host are not decisions worth a record. */
     if (m->right && (m->right != RIGHT_VM_READ || r->who.kind != PRINCIPAL_LOCAL_ROOT))
         audit_record(r->agent, who, r->method, vm, api_req_peer(r), true, NULL);
+    if ((m->flags & (API_JOB | API_STREAM)) && !api_quota_admit(r, m->flags))
+        return;
     m->fn(r);
 }

@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #define PROTO_MAX_MESSAGE (16u << 20)
+#define PROTO_MAX_MESSAGE_TEXT "16 MiB"   /* the same, for messages */
 #define VMOVE_DEFAULT_PORT 7070
 
 /* Error codes (the "code" field).  Stable: scripts match on them. */

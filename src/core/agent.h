@@ -43,6 +43,23 @@ struct agent_hooks {
     const char *(*member_addr)(struct agent *a, const char *host);
 };
 
+/* What remote principals may hold on this host (docs/SECURITY.md, "Resource
+ * limits"): jobs queued or running that they asked for, streams (a `jobs
+ * watch`, a move or start waiting for its job, the console's live pages),
+ * in all and per principal; and how long one request may take to arrive.
+ * Root on the local socket is counted but never refused.  vmoved-main.c
+ * sets the defaults; VMOVE_TEST_LIMITS lowers them for the tests only. */
+#define AGENT_MAX_JOBS 256
+#define AGENT_MAX_JOBS_PER_PRINCIPAL 32
+#define AGENT_MAX_STREAMS 256
+#define AGENT_MAX_STREAMS_PER_PRINCIPAL 32
+#define AGENT_REQUEST_TIMEOUT_S 30
+struct agent_quotas {
+    int max_jobs, max_jobs_per_principal;
+    int max_streams, max_streams_per_principal;
+    int request_timeout_s;
+};
+
 struct agent {
     struct event_base *base;
     char *name;               /* host name (from --name, else hostname) */
@@ -60,6 +77,7 @@ struct agent {
     struct host_settings settings;
     struct accel_choice accel;
     struct qemu_caps caps;
+    struct agent_quotas quotas;
     struct vm *vms;           /* owned by src/vm/inventory.c, sorted by name: elsewhere use
                                  vm_find, VM_FOREACH/VM_FOREACH_SAFE, vm_count (vm/vm.h) */
     struct job *jobs;         /* active (unfinished) jobs, linked list */
@@ -87,6 +105,9 @@ struct agent {
 /* Persist settings (STATE/host.json) and re-derive what depends on them. */
 int agent_save_settings(struct agent *a, char *err, size_t errlen);
 void agent_update_accel(struct agent *a);
+/* The default quotas, then those spec ("max_jobs=3,...", VMOVE_TEST_LIMITS;
+ * NULL: none) lowers.  -1 with why in err. */
+int agent_quotas_init(struct agent_quotas *q, const char *spec, char *err, size_t errlen);
 /* Exit the event loop (SIGTERM).  Running VMs are left running. */
 void agent_shutdown(struct agent *a);
 #endif

@@ -24,8 +24,8 @@ const char *job_state_name(enum job_state s)
 
 json_t *job_to_json(const struct job *j)
 {
-    return json_pack("{s:I, s:s, s:s*, s:s, s:s*, s:O*, s:O*, s:O*, s:O*, s:I, s:o*, s:b}",
-                     "id", (json_int_t)j->id, "kind", j->ops->kind, "vm", j->vm,
+    return json_pack("{s:I, s:s, s:s*, s:s*, s:s, s:s*, s:O*, s:O*, s:O*, s:O*, s:I, s:o*, s:b}",
+                     "id", (json_int_t)j->id, "kind", j->ops->kind, "vm", j->vm, "owner", j->owner,
                      "state", job_state_name(j->state), "phase", j->phase,
                      "params", j->params, "progress", j->progress, "result", j->result,
                      "error", j->error, "created_ms", (json_int_t)j->created_ms,
@@ -165,9 +165,25 @@ static void unlink_job(struct job *j)
         }
 }
 
+void job_set_owner(struct job *j, const char *owner)
+{
+    free(j->owner);
+    j->owner = owner ? xstrdup(owner) : NULL;
+    journal_write(j);
+}
+
+int jobs_count(struct agent *a, const char *owner)
+{
+    int n = 0;
+    for (const struct job *j = a->jobs; j; j = j->next)
+        n += !owner || (j->owner && !strcmp(j->owner, owner));
+    return n;
+}
+
 static void job_free(struct job *j)
 {
     free(j->vm);
+    free(j->owner);
     free(j->phase);
     json_decref(j->params);
     json_decref(j->progress);
@@ -261,6 +277,8 @@ struct job *job_adopt(struct agent *a, const struct job_ops *ops, int64_t id)
     j->id = id;
     const char *vm = json_string_value(json_object_get(rec, "vm"));
     j->vm = vm ? xstrdup(vm) : NULL;
+    const char *owner = json_string_value(json_object_get(rec, "owner"));
+    j->owner = owner ? xstrdup(owner) : NULL;
     j->state = !strcmp(state, "queued") ? JOB_QUEUED : JOB_RUNNING;
     j->phase = xstrdup(j->state == JOB_QUEUED ? "queued" : "recovering");
     j->params = json_incref(json_object_get(rec, "params"));

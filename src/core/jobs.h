@@ -30,6 +30,7 @@ struct job {
     const struct job_ops *ops;
     void *priv;
     char *vm;
+    char *owner;                      /* who asked for it ("user:alice"), NULL for the host's own work */
     enum job_state state;
     char *phase;
     json_t *params;
@@ -59,6 +60,10 @@ void job_set_progress(struct job *j, json_t *progress);
 void job_succeed(struct job *j, json_t *result);
 void job_fail(struct job *j, json_t *error);
 json_t *job_to_json(const struct job *j);
+/* The principal a job counts against (docs/SECURITY.md, "Resource limits"). */
+void job_set_owner(struct job *j, const char *owner);
+/* Jobs queued or running: all of them (owner NULL), or those of owner. */
+int jobs_count(struct agent *a, const char *owner);
 const char *job_state_name(enum job_state s);
 
 struct job *job_find(struct agent *a, int64_t id);

@@ -194,6 +194,8 @@ static int agent_init(struct agent *a, const struct options *o, char *err, size_
     if (rc < 0)
         return -1;
     agent_update_accel(a);
+    if (agent_quotas_init(&a->quotas, getenv("VMOVE_TEST_LIMITS"), err, errlen) < 0)
+        return -1;
     const char *qemu = getenv("VMOVE_QEMU");
     if (qemu_caps_probe(&a->caps, qemu ? qemu : "qemu-system-x86_64", err, errlen) < 0)
         return -1;

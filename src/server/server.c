@@ -56,6 +56,7 @@ struct conn {
     bool counted_handshake;      /* counted in server->n_handshaking */
     char ip[64];                 /* TCP peers: the address alone, for per-address caps */
     uint64_t opened_ms, last_read_ms;
+    uint64_t partial_since_ms;   /* when the unfinished request in the input began to arrive; 0: none */
     void (*close_hook)(void *arg);
     void *close_hook_arg;
     char peer[96];
@@ -137,12 +138,24 @@ static size_t input_buffered(const struct server *s)
 }
 
 static void conn_close(struct conn *c);
+static void conn_reject(struct conn *c, const char *code, const char *msg);
 
 static void sweep_conn(struct conn *c, uint64_t now)
 {
     if (c->tls && !c->authenticated && now - c->opened_ms > SERVER_HANDSHAKE_TIMEOUT_S * 1000ull) {
         log_refusal(c->server, "closing %s: no TLS handshake in time", c->peer);
         conn_close(c);
+        return;
+    }
+    /* Slowloris: a byte now and then keeps the connection from looking
+     * idle, so an unfinished request gets a deadline of its own. */
+    int limit_s = c->agent->quotas.request_timeout_s;
+    if (c->authenticated && !c->closing && c->partial_since_ms && now - c->partial_since_ms > limit_s * 1000ull) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "request not complete after %d s (%zu bytes and no newline so far): a request "
+                 "must arrive within %d s", limit_s, evbuffer_get_length(bufferevent_get_input(c->bev)), limit_s);
+        log_refusal(c->server, "closing %s: an unfinished request for too long", c->peer);
+        conn_reject(c, ERR_TIMEOUT, msg);
         return;
     }
     /* Idle: nothing read for long, and nothing in flight (a request, a job
@@ -301,18 +314,25 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
         return;
     }
     conn_ref(c);
+    bool whole = false;          /* a request ended in this read: what is left began in it */
     while (c->open && !c->closing) {
         size_t n;
         char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
         if (!line) {
             if (evbuffer_get_length(in) > PROTO_MAX_MESSAGE)
-                conn_reject(c, ERR_INVALID, "request too large");
+                conn_reject(c, ERR_INVALID, "request too large: over " PROTO_MAX_MESSAGE_TEXT " without a newline "
+                            "(one request is one line of at most " PROTO_MAX_MESSAGE_TEXT ")");
             break;
         }
+        whole = true;
         if (n > 0)
             handle_line(c, line);
         free(line);
     }
+    if (c->open && !evbuffer_get_length(in))
+        c->partial_since_ms = 0;
+    else if (c->open && (whole || !c->partial_since_ms))
+        c->partial_since_ms = c->last_read_ms;
     conn_unref(c);
 }
 

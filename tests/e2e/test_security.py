@@ -9,47 +9,25 @@ import subprocess
 
 import pytest
 
-from vmovelib import Agent, VMOVE, ENV, cleanup, wait_for
-
-
-def pki(*args):
-    subprocess.run([VMOVE, "pki", *args], check=True, capture_output=True, text=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from vmovelib import VMOVE, ENV, call, cleanup, pki, remote, start_tls_agent, tls_session, wait_for
 
 
 @pytest.fixture
 def tls_agent(root):
     ca, other = os.path.join(root, "ca"), os.path.join(root, "otherca")
-    pki("init", ca)
+    a = start_tls_agent(root, users=("alice",))
     pki("init", other)
-    pki("issue-host", "h1", "--ca", ca, "--out", os.path.join(root, "h1tls"))
-    pki("issue-user", "alice", "--ca", ca, "--out", os.path.join(root, "alice"))
     pki("issue-user", "mallory", "--ca", other, "--out", os.path.join(root, "mallory"))
     # Mallory trusts our CA (so her client accepts the server) but her own
     # certificate comes from another CA: the server must refuse her.
     shutil.copy(os.path.join(ca, "ca.crt"), os.path.join(root, "mallory", "ca.crt"))
     pki("issue-user", "old", "--ca", ca, "--out", os.path.join(root, "old"), "--days", "1",
         "--not-before-offset", str(-10 * 86400))
-    port = free_port()
-    a = Agent(root, "h1", extra=["--listen", f"127.0.0.1:{port}", "--tls-dir", os.path.join(root, "h1tls")]).start()
-    a.port = port
     yield a
     try:
         a.stop()
     finally:
         cleanup([a], root)
-
-
-def remote(agent, identity, *args):
-    cmd = [VMOVE, "-H", f"h1@127.0.0.1:{agent.port}", "--identity", identity, "--json", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=ENV)
 
 
 def test_pki_files_and_modes(root):
@@ -182,22 +160,6 @@ def test_state_files_private_to_root(agent, root):
                         "cat", disk], capture_output=True)
     assert p.returncode != 0 and b"Permission denied" in p.stderr
     agent.vmove("vm", "stop", "p1", "--force")
-
-
-def tls_session(agent, identity):
-    """A mutual-TLS connection to agent as the user in identity."""
-    import ssl
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_verify_locations(os.path.join(identity, "ca.crt"))
-    ctx.load_cert_chain(os.path.join(identity, "user.crt"), os.path.join(identity, "user.key"))
-    raw = socket.create_connection(("127.0.0.1", agent.port), timeout=10)
-    return ctx.wrap_socket(raw, server_hostname="h1")
-
-
-def call(s, method, params=None, rid=1):
-    s.sendall((json.dumps({"id": rid, "method": method, "params": params or {}}) + "\n").encode())
-    return json.loads(s.makefile().readline())
 
 
 def test_connection_flood_leaves_root_and_log_alone(tls_agent):

@@ -44,8 +44,9 @@ def wait_for(pred, timeout, what, interval=0.2):
 class Agent:
     """One vmoved with its own state dir and socket."""
 
-    def __init__(self, root, name="h1", extra=None, netns=None):
+    def __init__(self, root, name="h1", extra=None, netns=None, env=None):
         self.root = root
+        self.env = dict(ENV, **(env or {}))
         self.name = name
         self.state_dir = os.path.join(root, name, "state")
         self.sock = os.path.join(root, name, "vmoved.sock")
@@ -61,7 +62,7 @@ class Agent:
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns] + cmd
         self.log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=ENV)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         wait_for(lambda: self.proc.poll() is not None or self.try_call("host", "show"), 30,
                  f"vmoved {self.name} to answer")
         if self.proc.poll() is not None:
@@ -153,6 +154,65 @@ class Agent:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+# ---- TLS: a vmoved on a TLS port, and raw mutual-TLS sessions with it ------
+
+def pki(*args):
+    subprocess.run([VMOVE, "pki", *args], check=True, capture_output=True, text=True)
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_tls_agent(root, users=("alice",), env=None):
+    """vmoved h1 on a TLS port of 127.0.0.1 (agent.port), with a CA in
+    ROOT/ca and a user identity ROOT/NAME for each of users."""
+    ca = os.path.join(root, "ca")
+    pki("init", ca)
+    pki("issue-host", "h1", "--ca", ca, "--out", os.path.join(root, "h1tls"))
+    for u in users:
+        pki("issue-user", u, "--ca", ca, "--out", os.path.join(root, u))
+    port = free_port()
+    a = Agent(root, "h1", extra=["--listen", f"127.0.0.1:{port}", "--tls-dir", os.path.join(root, "h1tls")],
+              env=env).start()
+    a.port = port
+    return a
+
+
+def remote(agent, identity, *args, timeout=30):
+    """The vmove CLI against agent's TLS port as the user in identity."""
+    cmd = [VMOVE, "-H", f"h1@127.0.0.1:{agent.port}", "--identity", identity, "--json", *[str(x) for x in args]]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
+def tls_session(agent, identity, timeout=10):
+    """A raw mutual-TLS connection to agent as the user in identity (the
+    wire protocol by hand: attacks and limits the CLI would not make)."""
+    import socket
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_verify_locations(os.path.join(identity, "ca.crt"))
+    ctx.load_cert_chain(os.path.join(identity, "user.crt"), os.path.join(identity, "user.key"))
+    raw = socket.create_connection(("127.0.0.1", agent.port), timeout=timeout)
+    return ctx.wrap_socket(raw, server_hostname="h1")
+
+
+def send_request(s, method, params=None, rid=1):
+    s.sendall((json.dumps({"id": rid, "method": method, "params": params or {}}) + "\n").encode())
+
+
+def call(s, method, params=None, rid=1):
+    """One request on a raw session and its reply (the first line read)."""
+    send_request(s, method, params, rid)
+    return json.loads(s.makefile().readline())
 
 
 PATH_KINDS = ("images", "kernels", "storage", "state")

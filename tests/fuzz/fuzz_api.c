@@ -149,6 +149,7 @@ static void agent_setup(void)
         die("acl.json");
     char err[1024];
     baseline_settings();
+    agent_quotas_init(&A.quotas, NULL, err, sizeof err);
     fill_caps(&A.caps);
     if (acl_load(&A, err, sizeof err) < 0 || audit_open(&A, err, sizeof err) < 0)
         die(err);
