@@ -1,3 +1,10 @@
+/* The transport: accepting, TLS, reading request lines, writing replies
+ * and the resource limits of server.h, for the unix socket and TCP alike.
+ *
+ * Over 600 lines: the limits (caps, timeouts, budgets, back-off) are checked
+ * where the bytes arrive and leave, so they stay beside the reads and writes
+ * they bound; splitting them out would spread one connection's life over
+ * two files. */
 #include "server/server.h"
 
 #include <errno.h>
