@@ -1,4 +1,7 @@
-/* qemu-img create, info and check (see block/image.h). */
+/* qemu-img create, info, check, convert, commit and rebase (see
+ * block/image.h).  Each command is built once (a struct img_cmd) and then
+ * run either way: run_sync waits for it, image_op_start hands it to
+ * spawn_async, whose one completion (on_op_done) answers every kind. */
 #include "block/image.h"
 
 #include <jansson.h>
@@ -16,6 +19,69 @@
 /* A stopped VM's merge: bounded by the overlay's size on a slow disk. */
 #define COMMIT_TIMEOUT_MS 600000
 
+/* One qemu-img command line; refused (argv[0] NULL) with why set when the
+ * arguments are unusable. */
+struct img_cmd {
+    char *argv[16];
+    char size[32];
+    int timeout_ms;
+    const char *why;
+};
+
+static void img_cmd_push(struct img_cmd *c, size_t *n, char *arg) { c->argv[(*n)++] = arg; }
+
+static void img_cmd_create(struct img_cmd *c, const char *path, uint64_t size, const char *backing,
+                       const char *backing_fmt, bool unsafe)
+{
+    *c = (struct img_cmd){.timeout_ms = CREATE_TIMEOUT_MS};
+    if (backing && !backing_fmt) {
+        c->why = "a backing file needs its format";
+        return;
+    }
+    snprintf(c->size, sizeof c->size, "%llu", (unsigned long long)size);
+    size_t n = 0;
+    char *head[] = {"qemu-img", "create", "-q", "-f", "qcow2"};
+    for (size_t i = 0; i < ARRAY_LEN(head); i++)
+        img_cmd_push(c, &n, head[i]);
+    if (unsafe)
+        img_cmd_push(c, &n, "-u");
+    if (backing) {
+        img_cmd_push(c, &n, "-b"), img_cmd_push(c, &n, (char *)backing);
+        img_cmd_push(c, &n, "-F"), img_cmd_push(c, &n, (char *)backing_fmt);
+    }
+    img_cmd_push(c, &n, (char *)path);
+    if (!backing || size || unsafe)
+        img_cmd_push(c, &n, c->size);
+}
+
+static void img_cmd_info(struct img_cmd *c, const char *path, const char *format, bool with_chain)
+{
+    *c = (struct img_cmd){.timeout_ms = INFO_TIMEOUT_MS};
+    size_t n = 0;
+    img_cmd_push(c, &n, "qemu-img"), img_cmd_push(c, &n, "info"), img_cmd_push(c, &n, "-U");
+    if (with_chain)
+        img_cmd_push(c, &n, "--backing-chain");
+    img_cmd_push(c, &n, "--output=json");
+    if (format)
+        img_cmd_push(c, &n, "-f"), img_cmd_push(c, &n, (char *)format);
+    img_cmd_push(c, &n, (char *)path);
+}
+
+static void img_cmd_check(struct img_cmd *c, const char *path, const char *format)
+{
+    *c = (struct img_cmd){{"qemu-img", "check", "-q", "-f", (char *)format, (char *)path}, "", CHECK_TIMEOUT_MS, NULL};
+}
+
+static void img_cmd_convert(struct img_cmd *c, const char *src, const char *src_fmt, const char *dst)
+{
+    *c = (struct img_cmd){{"qemu-img", "convert", "-q", "-f", (char *)src_fmt, "-O", "qcow2", (char *)src,
+                           (char *)dst}, "", CONVERT_TIMEOUT_MS, NULL};
+    if (!src_fmt) {
+        c->argv[0] = NULL;
+        c->why = "the source format must be given (vmove never lets qemu-img probe one)";
+    }
+}
+
 /* rc of run_capture, out its output: 0, or -1 with err = output. */
 static int finish_run(int rc, char *out, char *err, size_t errlen)
 {
@@ -25,58 +91,62 @@ static int finish_run(int rc, char *out, char *err, size_t errlen)
     return rc == 0 ? 0 : -1;
 }
 
+static int run_sync(const struct img_cmd *c, char *err, size_t errlen)
+{
+    if (c->why) {
+        snprintf(err, errlen, "%s", c->why);
+        return -1;
+    }
+    char *out = NULL;
+    int rc = run_capture((char *const *)c->argv, c->timeout_ms, &out);   /* before out is read */
+    return finish_run(rc, out, err, errlen);
+}
+
 int image_create(const char *path, uint64_t size, const char *backing, const char *backing_fmt, char *err,
                  size_t errlen)
 {
-    if (backing && !backing_fmt) {
-        snprintf(err, errlen, "a backing file needs its format");
-        return -1;
-    }
-    char sz[32];
-    snprintf(sz, sizeof sz, "%llu", (unsigned long long)size);
-    char *argv[12];
-    size_t n = 0;
-    argv[n++] = "qemu-img", argv[n++] = "create", argv[n++] = "-q", argv[n++] = "-f", argv[n++] = "qcow2";
-    if (backing) {
-        argv[n++] = "-b", argv[n++] = (char *)backing, argv[n++] = "-F", argv[n++] = (char *)backing_fmt;
-    }
-    argv[n++] = (char *)path;
-    if (!backing || size)
-        argv[n++] = sz;
-    argv[n] = NULL;
-    char *out = NULL;
-    int rc = run_capture(argv, CREATE_TIMEOUT_MS, &out);   /* before out is read */
-    return finish_run(rc, out, err, errlen);
+    struct img_cmd c;
+    img_cmd_create(&c, path, size, backing, backing_fmt, false);
+    return run_sync(&c, err, errlen);
 }
 
 int image_create_overlay(const char *path, uint64_t size, const char *backing, const char *backing_fmt, char *err,
                          size_t errlen)
 {
-    char sz[32];
-    snprintf(sz, sizeof sz, "%llu", (unsigned long long)size);
-    char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", (char *)backing, "-F",
-                    (char *)backing_fmt, (char *)path, sz, NULL};
-    char *out = NULL;
-    int rc = run_capture(argv, CREATE_TIMEOUT_MS, &out);
-    return finish_run(rc, out, err, errlen);
+    struct img_cmd c;
+    img_cmd_create(&c, path, size, backing, backing_fmt, true);
+    return run_sync(&c, err, errlen);
 }
 
 int image_commit(const char *top, const char *base, char *err, size_t errlen)
 {
-    char *argv[] = {"qemu-img", "commit", "-q", "-f", "qcow2", "-d", "-b", (char *)base, (char *)top, NULL};
-    char *out = NULL;
-    int rc = run_capture(argv, COMMIT_TIMEOUT_MS, &out);
-    return finish_run(rc, out, err, errlen);
+    struct img_cmd c = {{"qemu-img", "commit", "-q", "-f", "qcow2", "-d", "-b", (char *)base, (char *)top}, "",
+                        COMMIT_TIMEOUT_MS, NULL};
+    return run_sync(&c, err, errlen);
 }
 
 int image_rebase_unsafe(const char *path, const char *backing, char *err, size_t errlen)
 {
-    char *argv[] = {"qemu-img", "rebase", "-q", "-u", "-f", "qcow2", "-b", (char *)backing, "-F", "qcow2",
-                    (char *)path, NULL};
-    char *out = NULL;
-    int rc = run_capture(argv, CREATE_TIMEOUT_MS, &out);
-    return finish_run(rc, out, err, errlen);
+    struct img_cmd c = {{"qemu-img", "rebase", "-q", "-u", "-f", "qcow2", "-b", (char *)backing, "-F", "qcow2",
+                         (char *)path}, "", CREATE_TIMEOUT_MS, NULL};
+    return run_sync(&c, err, errlen);
 }
+
+int image_check(const char *path, const char *format, char *err, size_t errlen)
+{
+    struct img_cmd c;
+    img_cmd_check(&c, path, format);
+    return run_sync(&c, err, errlen);
+}
+
+int image_convert(const char *src, const char *src_fmt, const char *dst, char *err, size_t errlen)
+{
+    struct img_cmd c;
+    img_cmd_convert(&c, src, src_fmt, dst);
+    return run_sync(&c, err, errlen);
+}
+
+/* ---- qemu-img info's JSON ------------------------------------------------ */
 
 static char *dup_str(json_t *o, const char *key)
 {
@@ -136,18 +206,10 @@ int image_info(const char *path, const char *format, bool with_chain, struct ima
                size_t errlen)
 {
     *info = (struct image_info){0};
-    char *argv[10];
-    size_t n = 0;
-    argv[n++] = "qemu-img", argv[n++] = "info", argv[n++] = "-U";
-    if (with_chain)
-        argv[n++] = "--backing-chain";
-    argv[n++] = "--output=json";
-    if (format)
-        argv[n++] = "-f", argv[n++] = (char *)format;
-    argv[n++] = (char *)path;
-    argv[n] = NULL;
+    struct img_cmd c;
+    img_cmd_info(&c, path, format, with_chain);
     char *out = NULL;
-    int rc = run_capture(argv, INFO_TIMEOUT_MS, &out);
+    int rc = run_capture(c.argv, c.timeout_ms, &out);
     if (rc == 0 && image_info_parse(out, info) == 0) {
         free(out);
         return 0;
@@ -157,93 +219,79 @@ int image_info(const char *path, const char *format, bool with_chain, struct ima
     return -1;
 }
 
-struct image_info_async {
+/* ---- asynchronous -------------------------------------------------------- */
+
+struct image_op {
     struct spawn_async *child;
-    image_info_done_fn done;
+    image_done_fn done;             /* every kind but info */
+    image_info_done_fn info_done;   /* info */
     void *arg;
 };
 
-static void on_info_done(void *arg, int rc, const char *out)
+/* The one completion of every asynchronous qemu-img run. */
+static void on_op_done(void *arg, int rc, const char *out)
 {
-    struct image_info_async *q = arg;
-    struct image_info info = {0};
-    bool ok = rc == 0 && image_info_parse(out, &info) == 0;
-    q->done(q->arg, ok ? &info : NULL, ok ? NULL : out && out[0] ? out : "?");
-    image_info_free(&info);
-    free(q);
-}
-
-struct image_info_async *image_info_async(struct event_base *base, const char *path, const char *format,
-                                          image_info_done_fn done, void *arg)
-{
-    char *argv[] = {"qemu-img", "info", "-U", "--output=json", format ? "-f" : (char *)path,
-                    format ? (char *)format : NULL, format ? (char *)path : NULL, NULL};
-    struct image_info_async *q = xcalloc(1, sizeof *q);
-    q->done = done;
-    q->arg = arg;
-    char *err = NULL;
-    q->child = spawn_async(base, argv, INFO_TIMEOUT_MS, on_info_done, q, &err);
-    if (!q->child) {
-        free(q);
-        done(arg, NULL, err);
-        free(err);
-        return NULL;
+    struct image_op *op = arg;
+    const char *why = out && out[0] ? out : "?";
+    if (op->info_done) {
+        struct image_info info = {0};
+        bool ok = rc == 0 && image_info_parse(out, &info) == 0;
+        op->info_done(op->arg, ok ? &info : NULL, ok ? NULL : why);
+        image_info_free(&info);
+    } else {
+        op->done(op->arg, rc == 0 ? NULL : why);
     }
-    return q;
+    free(op);
 }
 
-void image_info_async_cancel(struct image_info_async *q)
+static struct image_op *op_start(struct event_base *base, const struct img_cmd *c, image_done_fn done,
+                                 image_info_done_fn info_done, void *arg)
 {
-    if (!q)
+    struct image_op *op = xcalloc(1, sizeof *op);
+    op->done = done;
+    op->info_done = info_done;
+    op->arg = arg;
+    op->child = c->why ? spawn_async_fail(base, c->why, on_op_done, op)
+                       : spawn_async(base, (char *const *)c->argv, c->timeout_ms, on_op_done, op);
+    return op;
+}
+
+void image_op_cancel(struct image_op *op)
+{
+    if (!op)
         return;
-    spawn_async_cancel(q->child);
-    free(q);
+    spawn_async_cancel(op->child);
+    free(op);
 }
 
-struct image_check_async {
-    image_check_done_fn done;
-    void *arg;
-};
-
-static void on_check_done(void *arg, int rc, const char *out)
+struct image_op *image_info_async(struct event_base *base, const char *path, const char *format,
+                                  image_info_done_fn done, void *arg)
 {
-    struct image_check_async *q = arg;
-    q->done(q->arg, rc == 0 ? NULL : out && out[0] ? out : "?");
-    free(q);
+    struct img_cmd c;
+    img_cmd_info(&c, path, format, false);
+    return op_start(base, &c, NULL, done, arg);
 }
 
-void image_check_async(struct event_base *base, const char *path, const char *format, image_check_done_fn done,
-                       void *arg)
+struct image_op *image_check_async(struct event_base *base, const char *path, const char *format,
+                                   image_done_fn done, void *arg)
 {
-    char *argv[] = {"qemu-img", "check", "-q", "-f", (char *)format, (char *)path, NULL};
-    struct image_check_async *q = xcalloc(1, sizeof *q);
-    q->done = done;
-    q->arg = arg;
-    char *err = NULL;
-    if (!spawn_async(base, argv, CHECK_TIMEOUT_MS, on_check_done, q, &err)) {
-        free(q);
-        done(arg, err);
-        free(err);
-    }
+    struct img_cmd c;
+    img_cmd_check(&c, path, format);
+    return op_start(base, &c, done, NULL, arg);
 }
 
-int image_check(const char *path, const char *format, char *err, size_t errlen)
+struct image_op *image_create_async(struct event_base *base, const char *path, uint64_t size, const char *backing,
+                                    const char *backing_fmt, image_done_fn done, void *arg)
 {
-    char *argv[] = {"qemu-img", "check", "-q", "-f", (char *)format, (char *)path, NULL};
-    char *out = NULL;
-    int rc = run_capture(argv, CHECK_TIMEOUT_MS, &out);
-    return finish_run(rc, out, err, errlen);
+    struct img_cmd c;
+    img_cmd_create(&c, path, size, backing, backing_fmt, false);
+    return op_start(base, &c, done, NULL, arg);
 }
 
-int image_convert(const char *src, const char *src_fmt, const char *dst, char *err, size_t errlen)
+struct image_op *image_convert_async(struct event_base *base, const char *src, const char *src_fmt, const char *dst,
+                                     image_done_fn done, void *arg)
 {
-    if (!src_fmt) {
-        snprintf(err, errlen, "the source format must be given (vmove never lets qemu-img probe one)");
-        return -1;
-    }
-    char *argv[] = {"qemu-img", "convert", "-q", "-f", (char *)src_fmt, "-O", "qcow2", (char *)src, (char *)dst,
-                    NULL};
-    char *out = NULL;
-    int rc = run_capture(argv, CONVERT_TIMEOUT_MS, &out);
-    return finish_run(rc, out, err, errlen);
+    struct img_cmd c;
+    img_cmd_convert(&c, src, src_fmt, dst);
+    return op_start(base, &c, done, NULL, arg);
 }

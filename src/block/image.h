@@ -1,8 +1,11 @@
-/* Disk images on this host: qemu-img create, info and check.
+/* Disk images on this host: qemu-img create, info, check, convert, commit
+ * and rebase.
  *
- * Contract: every function runs qemu-img synchronously through
- * common/spawn.h (bounded by a timeout; these finish in milliseconds) and
- * never asks QEMU.  Formats are always given explicitly: qemu-img is never
+ * Contract: every function runs qemu-img through common/spawn.h (bounded by
+ * a timeout) and never asks QEMU.  The plain functions wait for it: only
+ * for images vmoved owns, where it takes milliseconds.  The *_async ones
+ * do not block the loop: for whatever may take long (a convert, a check of
+ * a big image, any image a remote principal names).  Formats are always given explicitly: qemu-img is never
  * left to probe one (a raw image whose guest wrote a qcow2 header would
  * otherwise be opened as qcow2).  Errors are written to err (a sentence,
  * without the path prefix the caller adds) and the function returns -1. */
@@ -54,22 +57,32 @@ struct image_info {
 int image_info(const char *path, const char *format, bool with_chain, struct image_info *info, char *err,
                size_t errlen);
 void image_info_free(struct image_info *info);
-/* The same without blocking the loop (common/spawn.h): done(arg, info, err)
- * once, from the loop, with info NULL and err qemu-img's output (or why it
- * timed out) on failure; info is freed after done returns.  NULL if it could
- * not start (then done is called before this returns, with the reason). */
+/* ---- without blocking the loop (common/spawn.h) ----
+ * Each starts qemu-img in a child and returns at once; done is called
+ * exactly once, from the loop (never before the call returns), unless the
+ * operation is cancelled first.  err is NULL on success, else qemu-img's
+ * output (or "?"), why it timed out, or why it could not run.  At shutdown
+ * (spawn_async_stop_all) a pending one ends with an error. */
 struct event_base;
-struct image_info_async;
+struct image_op;
+typedef void (*image_done_fn)(void *arg, const char *err);
+/* info is freed after done returns (NULL on failure). */
 typedef void (*image_info_done_fn)(void *arg, const struct image_info *info, const char *err);
-struct image_info_async *image_info_async(struct event_base *base, const char *path, const char *format,
-                                          image_info_done_fn done, void *arg);
-void image_info_async_cancel(struct image_info_async *q);
-/* qemu-img check, likewise: done(arg, NULL) if the image is sound, else
- * done(arg, qemu-img's output or why it could not run).  Called exactly once
- * (before this returns if the child could not start). */
-typedef void (*image_check_done_fn)(void *arg, const char *err);
-void image_check_async(struct event_base *base, const char *path, const char *format, image_check_done_fn done,
-                       void *arg);
+/* Kills qemu-img (gone when this returns, barring a child stuck in the
+ * kernel); done is not called.  The caller removes any partial output. */
+void image_op_cancel(struct image_op *op);
+/* image_info without a chain. */
+struct image_op *image_info_async(struct event_base *base, const char *path, const char *format,
+                                  image_info_done_fn done, void *arg);
+/* image_check. */
+struct image_op *image_check_async(struct event_base *base, const char *path, const char *format,
+                                   image_done_fn done, void *arg);
+/* image_create. */
+struct image_op *image_create_async(struct event_base *base, const char *path, uint64_t size, const char *backing,
+                                    const char *backing_fmt, image_done_fn done, void *arg);
+/* image_convert (on failure or cancel DST may exist: the caller's to remove). */
+struct image_op *image_convert_async(struct event_base *base, const char *src, const char *src_fmt, const char *dst,
+                                     image_done_fn done, void *arg);
 /* Allocated bytes of the whole chain: what a flattening mirror copies. */
 uint64_t image_info_chain_actual(const struct image_info *info);
 

@@ -1,6 +1,7 @@
-/* Running short helper programs (qemu-img, ip) and capturing their output.
- * These are synchronous and bounded by a timeout: only for commands that
- * finish in milliseconds.  Long work (QEMU itself) never goes through here. */
+/* Running helper programs (qemu-img, sha256sum, ip) and capturing their
+ * output.  run_capture is synchronous and bounded by a timeout: only for
+ * commands that finish in milliseconds on files vmoved owns; everything
+ * else goes through spawn_async.  QEMU itself never goes through here. */
 #ifndef VMOVE_SPAWN_H
 #define VMOVE_SPAWN_H
 #include <stdbool.h>
@@ -12,19 +13,32 @@
  * (then *out says why). */
 int run_capture(char *const argv[], int timeout_ms, char **out);
 
-/* The same, without blocking the event loop: for helpers whose time depends
- * on what a remote principal names (qemu-img on an image that may sit on a
- * stalled filesystem).  done(arg, rc, out) is called once, from the loop,
- * with run_capture's rc and out (out is freed after done returns); on timeout
- * the child is killed and rc is -1.  NULL (and done not called) if it could
- * not start: *err says why (malloc'd). */
+/* The same, without blocking the event loop: for every helper whose time
+ * depends on what it reads (qemu-img convert of a big disk, sha256sum, or
+ * qemu-img on an image that may sit on a stalled filesystem).
+ * done(arg, rc, out) is called exactly once, always from the loop (never
+ * before this returns), with run_capture's rc and out (out is freed after
+ * done returns): on timeout the child is killed and rc is -1; a child that
+ * could not start ends the same way, rc -1 and out saying why. */
 struct event_base;
 struct spawn_async;
 typedef void (*spawn_done_fn)(void *arg, int rc, const char *out);
 struct spawn_async *spawn_async(struct event_base *base, char *const argv[], int timeout_ms, spawn_done_fn done,
-                                void *arg, char **err);
-/* Kills the child; done is not called. */
+                                void *arg);
+/* The same with stdin_fd as the child's stdin (dup'ed; the caller keeps
+ * and closes its own descriptor). */
+struct spawn_async *spawn_async_fd(struct event_base *base, char *const argv[], int stdin_fd, int timeout_ms,
+                                   spawn_done_fn done, void *arg);
+/* No child: done(arg, -1, why) from the loop, as for a helper that could not
+ * start (a caller's refusal keeps the one way of ending). */
+struct spawn_async *spawn_async_fail(struct event_base *base, const char *why, spawn_done_fn done, void *arg);
+/* Kills the child (and waits a moment for it to be gone, so that it writes
+ * nothing after this returns); done is not called. */
 void spawn_async_cancel(struct spawn_async *s);
+/* At shutdown: every helper still pending is killed and its done called
+ * (rc -1, "... vmoved is shutting down"), so that its owner frees what it
+ * holds; helpers started from then on end the same way without running. */
+void spawn_async_stop_all(void);
 /* vmoved's SIGCHLD handler: reaps every exited child, keeping the status of
  * those spawn_async waits for. */
 void spawn_reap_children(void);

@@ -7,6 +7,7 @@
 #include "checkpoint/checkpoint.h"
 #include "cluster/drain.h"
 #include "common/log.h"
+#include "common/spawn.h"
 #include "common/util.h"
 #include "core/agent.h"
 #include "core/jobs.h"
@@ -26,6 +27,7 @@ struct daemon_module {
 };
 
 static void probes_stop(struct agent *a) { (void)a; probe_sinks_stop_all(); }
+static void helpers_stop_all(struct agent *a) { (void)a; spawn_async_stop_all(); }
 static void server_shutdown(struct agent *a)
 {
     server_stop(a->server);
@@ -38,6 +40,10 @@ static const struct daemon_module modules[] = {
     {"limits", NULL, limits_free_all},
     /* Freed after every module that owns jobs, so their watchers get an answer. */
     {"jobs", NULL, jobs_free_all},
+    /* Helper processes (qemu-img, sha256sum) still running after their
+     * modules stopped theirs: killed, and their owners told, so that they
+     * free what they hold (an import's request, a vm create's probe). */
+    {"helper processes", NULL, helpers_stop_all},
     {"incoming reservations", NULL, incoming_free_reservations},
     {"move tokens bound to incoming jobs", NULL, move_token_free_all},
     {"incoming migrations", incoming_recover, incoming_free_all},

@@ -67,6 +67,11 @@ struct vm_export {
     uint64_t t_start, t_copy, t_deadline;
     struct vm_config cfg;           /* the config at the export point */
     struct qmon_owner owner;
+    /* The helpers, one at a time, in children (the loop never waits): */
+    struct image_op *op;            /* a stopped VM's qemu-img convert */
+    struct manifest_hash *hash;     /* finishing: sha256sum of one file */
+    size_t helper_i;                /* the disk converted, or the file hashed */
+    json_t *files;                  /* the manifest's entries so far */
 };
 
 static struct vm_export *exports;
@@ -87,6 +92,7 @@ static void x_free(void *obj)
     block_jobs_free(&x->tracked);
     vm_config_free(&x->cfg);
     json_decref(x->failure);
+    json_decref(x->files);
     free(x->name), free(x->dir), free(x->partial);
     free(x);
 }
@@ -128,6 +134,11 @@ static void arm(struct vm_export *x, int ms)
 
 static void export_end_failed(struct vm_export *x)
 {
+    /* A helper still writing or reading DIR.partial is gone first. */
+    image_op_cancel(x->op);
+    manifest_hash_cancel(x->hash);
+    x->op = NULL;
+    x->hash = NULL;
     if (remove_tree(x->partial) < 0 && path_exists(x->partial))
         log_warn("%s: export: could not remove %s: %s", x->name, x->partial, strerror(errno));
     json_t *err = x->failure ? x->failure : proto_error(ERR_INTERNAL, NULL, "export failed");
@@ -191,23 +202,10 @@ static int write_config(struct vm_export *x, char *err, size_t errlen)
 
 static int write_manifest(struct vm_export *x, char *err, size_t errlen)
 {
-    json_t *files = json_array();
-    json_t *e = manifest_entry(x->partial, "vm.json", err, errlen);
-    for (size_t i = 0; e && i < x->n; i++) {
-        json_array_append_new(files, e);
-        char *base = target_name(&x->disks[i]);
-        e = manifest_entry(x->partial, base, err, errlen);
-        free(base);
-    }
-    if (!e) {
-        json_decref(files);
-        return -1;
-    }
-    json_array_append_new(files, e);
-    json_t *m = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:o}", "manifest_version", MANIFEST_VERSION,
+    json_t *m = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:O}", "manifest_version", MANIFEST_VERSION,
                           "kind", "vmove-export", "vm", x->name, "uuid", x->cfg.uuid, "host", x->agent->name,
                           "accel", accel_kind_name(x->agent->accel.kind), "created_ms", (json_int_t)wall_ms(),
-                          "live", x->live, "files", files);
+                          "live", x->live, "files", x->files);
     char *text = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS);
     char *p = xasprintf("%s/%s", x->partial, MANIFEST_NAME);
     int rc = write_file_atomic(p, text, strlen(text), 0644);
@@ -246,13 +244,11 @@ static json_t *result_json(struct vm_export *x)
                      (json_int_t)(x->t_copy ? t - x->t_copy : 0), "manifest", MANIFEST_NAME);
 }
 
-/* Every disk copied and QEMU done with the targets: the files become the
- * export, in one rename. */
-static void export_finish(struct vm_export *x)
+/* The manifest written, DIR.partial becomes DIR in one rename. */
+static void export_publish(struct vm_export *x)
 {
-    export_set_phase(x, PH_FINISHING);
     char err[1024];
-    if (write_config(x, err, sizeof err) < 0 || write_manifest(x, err, sizeof err) < 0) {
+    if (write_manifest(x, err, sizeof err) < 0) {
         x->failure = proto_error(ERR_INTERNAL, NULL, "export of %s: %s", x->name, err);
         export_end_failed(x);
         return;
@@ -273,23 +269,102 @@ static void export_finish(struct vm_export *x)
     job_succeed(job, res);
 }
 
+/* The manifest's files in order: vm.json, then each disk. */
+static char *manifest_file(const struct vm_export *x, size_t i)
+{
+    return i == 0 ? xstrdup("vm.json") : target_name(&x->disks[i - 1]);
+}
+
+static void hash_next(struct vm_export *x);
+
+static void on_file_hashed(void *arg, const char *hex, uint64_t size, const char *err)
+{
+    struct vm_export *x = arg;
+    x->hash = NULL;
+    if (!hex) {
+        x->failure = proto_error(ERR_INTERNAL, NULL, "export of %s: %s", x->name, err);
+        export_end_failed(x);
+        return;
+    }
+    char *name = manifest_file(x, x->helper_i);
+    json_array_append_new(x->files, manifest_entry_of(name, hex, size));
+    free(name);
+    x->helper_i++;
+    hash_next(x);
+}
+
+/* sha256 of each file in a child: minutes for a big disk, which the loop
+ * must not spend. */
+static void hash_next(struct vm_export *x)
+{
+    if (x->helper_i == x->n + 1) {
+        export_publish(x);
+        return;
+    }
+    char *name = manifest_file(x, x->helper_i);
+    char *path = xasprintf("%s/%s", x->partial, name);
+    x->hash = manifest_sha256_async(x->agent->base, path, on_file_hashed, x);
+    free(path);
+    free(name);
+}
+
+/* Every disk copied and QEMU done with the targets: vm.json, the sums of
+ * every file, then the rename. */
+static void export_finish(struct vm_export *x)
+{
+    export_set_phase(x, PH_FINISHING);
+    char err[1024];
+    if (write_config(x, err, sizeof err) < 0) {
+        x->failure = proto_error(ERR_INTERNAL, NULL, "export of %s: %s", x->name, err);
+        export_end_failed(x);
+        return;
+    }
+    json_decref(x->files);
+    x->files = json_array();
+    x->helper_i = 0;
+    hash_next(x);
+}
+
 /* ---- a stopped VM: qemu-img does the copy ---------------------------------------------- */
+
+static void convert_next(struct vm_export *x);
+
+static void on_converted(void *arg, const char *why)
+{
+    struct vm_export *x = arg;
+    x->op = NULL;
+    if (why) {
+        x->failure = proto_error(ERR_INTERNAL, NULL, "qemu-img convert of disk %s (%s) failed: %s",
+                                 x->disks[x->helper_i].id, x->disks[x->helper_i].source, why);
+        export_end_failed(x);
+        return;
+    }
+    x->helper_i++;
+    convert_next(x);
+}
+
+/* One disk after the other, each in a child (a big disk takes minutes). */
+static void convert_next(struct vm_export *x)
+{
+    if (x->helper_i == x->n) {
+        export_finish(x);
+        return;
+    }
+    /* The VM's own disk, a chain vmove wrote: convert flattens it. */
+    struct export_disk *d = &x->disks[x->helper_i];
+    x->op = image_convert_async(x->agent->base, d->source, "qcow2", d->target, on_converted, x);
+}
 
 static void export_offline(struct vm_export *x)
 {
+    if (x->failure) {   /* cancelled before it began */
+        export_end_failed(x);
+        return;
+    }
     export_set_phase(x, PH_COPYING);
     x->t_copy = now_ms();
-    for (size_t i = 0; i < x->n; i++) {
-        char why[2048];
-        /* The VM's own disk, a chain vmove wrote: convert flattens it. */
-        if (image_convert(x->disks[i].source, "qcow2", x->disks[i].target, why, sizeof why) < 0) {
-            x->failure = proto_error(ERR_INTERNAL, NULL, "qemu-img convert of disk %s (%s) failed: %s",
-                                     x->disks[i].id, x->disks[i].source, why);
-            export_end_failed(x);
-            return;
-        }
-    }
-    export_finish(x);
+    x->helper_i = 0;
+    convert_next(x);
 }
 
 /* ---- a running VM: the QEMU steps --------------------------------------------------------- */
@@ -530,12 +605,28 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- create, begin, cancel -------------------------------------------------------------- */
 
+/* A helper running (convert, sha256sum) is killed and DIR.partial goes
+ * now; QEMU's jobs are cancelled through the steps; a stopped VM's export
+ * not begun yet ends at its first step. */
 static void cancel_export(struct job *job)
 {
     for (struct vm_export *x = exports; x; x = x->next)
-        if (x->job == job && x->live) {
-            x_fail(x, proto_error(ERR_CANCELLED, NULL, "export of %s cancelled; nothing was written to %s and "
-                                  "the VM runs on", x->name, x->dir));
+        if (x->job == job) {
+            json_t *e = proto_error(ERR_CANCELLED, NULL, "export of %s cancelled; nothing was written to %s%s",
+                                    x->name, x->dir, x->live ? " and the VM runs on" : "");
+            if (x->op || x->hash) {
+                if (!x->failure)
+                    x->failure = e;
+                else
+                    json_decref(e);
+                export_end_failed(x);
+            } else if (x->live) {
+                x_fail(x, e);
+            } else if (!x->failure) {
+                x->failure = e;
+            } else {
+                json_decref(e);
+            }
             return;
         }
 }

@@ -30,19 +30,35 @@ struct import_plan;
 /* The plan and its report for params; NULL with *err only when params
  * themselves are unusable (a bad mode, answers of the wrong type).
  * checks: what `qemu-img check` said of each qcow2 source disk, by path
- * (null: sound, a string: its complaint), learnt by the caller without
- * blocking the loop; NULL: none yet, and the plan lists the disks to check
- * (import_plan_pending_checks) instead of checking them. */
-struct import_plan *import_plan_make(struct agent *a, json_t *params, json_t *checks, json_t **err);
-/* The qcow2 source disks a plan made without checks wants checked (borrowed;
- * empty if none). */
+ * (null: sound, a string: its complaint), and digests: the sha256 of each
+ * disk an export's manifest lists, by path ({"sha256", "size"}, or a
+ * string: why it could not be read), both learnt by the caller without
+ * blocking the loop.  checks NULL: a first plan, which lists the disks to
+ * check and to hash (import_plan_pending_checks, _pending_hashes) instead
+ * of checking them. */
+struct import_plan *import_plan_make(struct agent *a, json_t *params, json_t *checks, json_t *digests, json_t **err);
+/* The qcow2 source disks a first plan wants checked, and the files it
+ * wants hashed (borrowed; empty if none). */
 json_t *import_plan_pending_checks(const struct import_plan *p);
+json_t *import_plan_pending_hashes(const struct import_plan *p);
 /* The report (report_version 1: compatible, incompatibilities, warnings,
  * answers, plan); borrowed. */
 json_t *import_plan_report(const struct import_plan *p);
 int import_plan_compatible(const struct import_plan *p);
-/* Realize a compatible plan: the new VM's vm_to_json, or NULL with *err
- * (and nothing left behind). */
-json_t *import_plan_realize(struct agent *a, struct import_plan *p, json_t **err);
+/* Realize a compatible plan: done(arg, vm, NULL) with the new VM's
+ * vm_to_json, or done(arg, NULL, err) with nothing left behind; both
+ * stolen.  Called exactly once: before this returns for a refusal or a
+ * register, else from the loop once every disk is copied and checked
+ * (in children, without blocking the loop; at shutdown the copy fails and
+ * is removed).  p must live until done. */
+typedef void (*import_done_fn)(void *arg, json_t *vm, json_t *err);
+void import_plan_realize(struct agent *a, struct import_plan *p, import_done_fn done, void *arg);
 void import_plan_free(struct import_plan *p);
+
+/* The whole of a vm.import request (params as above): what a plan must
+ * learn first (sums, qemu-img check) learnt without blocking the loop, the
+ * plan, then the report (check) or the import.  done(arg, result, NULL),
+ * result the report or {"vm", "report"}, or done(arg, NULL, err); both
+ * stolen; exactly once, maybe before this returns. */
+void import_submit(struct agent *a, json_t *params, import_done_fn done, void *arg);
 #endif

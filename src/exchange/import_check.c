@@ -392,7 +392,12 @@ static void check_disk(struct agent *a, struct import_plan *p, size_t i, json_t 
     json_t *entry = p->manifest && !strcmp(dirname(dir), p->src_dir) ? manifest_find(p->manifest, basename(d->source))
                                                                        : NULL;
     free(dir);
-    if (entry && manifest_check_entry(p->src_dir, entry, why, sizeof why) < 0) {
+    /* The sum is learnt in a child (a big disk takes seconds): a first
+     * plan asks for it, the second compares. */
+    if (entry && !p->checks && manifest_entry_usable(entry, why, sizeof why) == 0)
+        json_array_append_new(p->pending_hashes, json_string(d->source));
+    else if (entry && p->checks && manifest_check_digest(entry, json_object_get(p->digests, d->source), why,
+                                                         sizeof why) < 0) {
         snprintf(msg, sizeof msg, "disk %s does not match the export's manifest: %s", vd->id, why);
         error_item(p, "disk-checksum", subject, json_string(d->source), NULL, msg);
         return;
@@ -639,8 +644,9 @@ static void check_config(struct agent *a, struct import_plan *p, json_t *ans)
 }
 
 json_t *import_plan_pending_checks(const struct import_plan *p) { return p->pending_checks; }
+json_t *import_plan_pending_hashes(const struct import_plan *p) { return p->pending_hashes; }
 
-struct import_plan *import_plan_make(struct agent *a, json_t *params, json_t *checks, json_t **err)
+struct import_plan *import_plan_make(struct agent *a, json_t *params, json_t *checks, json_t *digests, json_t **err)
 {
     const char *path = json_string_value(json_object_get(params, "path"));
     const char *mode = json_string_value(json_object_get(params, "mode"));
@@ -672,7 +678,9 @@ struct import_plan *import_plan_make(struct agent *a, json_t *params, json_t *ch
     }
     p->path = xstrdup(path);
     p->checks = checks;
+    p->digests = digests;
     p->pending_checks = json_array();
+    p->pending_hashes = json_array();
     p->to = to ? xstrdup(to) : NULL;
     p->kind = "vm-config";
     p->errors = json_array();
@@ -697,6 +705,7 @@ void import_plan_free(struct import_plan *p)
     vm_config_free(&p->cfg);
     json_decref(p->manifest);
     json_decref(p->pending_checks);
+    json_decref(p->pending_hashes);
     json_decref(p->errors), json_decref(p->warnings), json_decref(p->info), json_decref(p->report);
     free(p->path), free(p->to), free(p->src_dir), free(p->config_path), free(p->vm_dir), free(p->disk_dir);
     free(p);

@@ -34,6 +34,8 @@ struct import_plan {
     json_t *errors, *warnings, *info;
     json_t *report;
     json_t *checks;                /* qemu-img check's verdicts by path (borrowed), or NULL */
+    json_t *digests;               /* sha256 of the manifest's disks by path (borrowed), or NULL */
     json_t *pending_checks;        /* without checks: the paths to check */
+    json_t *pending_hashes;        /* without checks: the paths to hash */
 };
 #endif

@@ -96,3 +96,187 @@ def test_stalled_qemu_img_does_not_block_the_daemon(slow_agent):
     rep = json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
     assert rep["compatible"] is False, rep
     assert any(i.get("code") == "disk-corrupt" for i in rep.get("incompatibilities", [])), rep
+
+
+def test_shutdown_while_a_check_waits(slow_agent):
+    """vmoved stopped while an import's qemu-img check is still running:
+    the check is killed, the request answered, and nothing leaks (the
+    fixture's stop asserts exit 0, which ASan's leak check turns into 66)."""
+    a = slow_agent
+    src = os.path.join(a.root, "import-stall")
+    os.makedirs(src)
+    a.vmove("vm", "create", "s4", "--disk", "64M")
+    cfg = json.load(open(os.path.join(a.state_dir, "vms", "s4", "vm.json")))
+    disk = os.path.join(src, "stall.qcow2")
+    shutil.copy(cfg["disks"][0]["path"], disk)
+    cfg.update(name="s5", uuid="3b5e0a9c-3f0e-4d5e-9a7b-2c1d3e4f5a6b")
+    cfg["disks"][0]["path"] = disk
+    with open(os.path.join(src, "vm.json"), "w") as f:
+        json.dump(cfg, f)
+    check = subprocess.Popen([VMOVE, "-H", "unix:" + a.sock, "--json", "vm", "import", src, "--check"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=vmovelib.ENV)
+    vmovelib.wait_for(lambda: helper_children(a, "qemu-img"), 10, "qemu-img check to run")
+    helpers = helper_children(a, "qemu-img")
+    t = time.monotonic()
+    a.stop()
+    assert time.monotonic() - t < STALL_S, "vmoved waited for the check"
+    check.communicate(timeout=30)
+    assert check.returncode != 0
+    # Killed, not left running after vmoved (as it was before the fix).
+    assert not [p for p in helpers if alive(p)], "qemu-img outlived vmoved"
+
+
+# ---- a big disk: real qemu-img and sha256sum, seconds each ----------------------
+
+BIG_MIB = 512
+
+
+def helper_children(a, name):
+    """Pids of vmoved's children named name (qemu-img, sha256sum, sh)."""
+    pids = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        if ppid == a.proc.pid and comm == name:
+            pids.append(int(p))
+    return pids
+
+
+def alive(pid):
+    """pid runs (a zombie or a gone process does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def timed_answers(a, busy, seen=None):
+    """`host show` and `vm list`, again and again while busy(): every
+    answer's time in seconds."""
+    times = []
+    while True:
+        t = time.monotonic()
+        more = busy()   # a request too (jobs show), or a look at the CLI
+        times.append(time.monotonic() - t)
+        if not more:
+            return times
+        for args in (("host", "show"), ("vm", "list")):
+            t = time.monotonic()
+            a.vmove(*args, timeout=60)
+            times.append(time.monotonic() - t)
+        if seen is not None:
+            seen.update(n for n in ("qemu-img", "sha256sum") if helper_children(a, n))
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def big():
+    """h1 with a stopped VM whose one disk is BIG_MIB of random data (no
+    zero cluster to skip: qemu-img and sha256sum read and write it all)."""
+    root = vmovelib.make_root("vmove-e2e-async-")
+    a = vmovelib.Agent(root, "h1").start()
+    try:
+        a.create_guest("big", memory="128M", disks=(f"{BIG_MIB}M",))
+        vda = a.vm("big")["config"]["disks"][0]["path"]
+        raw = os.path.join(root, "random.raw")
+        subprocess.run(["dd", "if=/dev/urandom", f"of={raw}", "bs=1M", f"count={BIG_MIB}", "iflag=fullblock",
+                        "status=none"], check=True)
+        subprocess.run(["qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", raw, vda], check=True)
+        os.unlink(raw)
+        yield a
+        a.stop()
+    finally:
+        print("===== vmoved log (last 40 lines) =====\n" + "".join(a.read_log().splitlines(True)[-40:]))
+        vmovelib.cleanup([a], root)
+
+
+def test_big_export_and_import_leave_the_loop_free(big):
+    """A stopped VM's export (qemu-img convert, then sha256sum of every
+    file) and its import in copy mode (sha256sum, convert, check) take
+    seconds; meanwhile another client's `host show` and `vm list` each
+    answer within a second, every time."""
+    a = big
+    out = os.path.join(a.root, "export")
+    t0 = time.monotonic()
+    job = a.vmove("vm", "export", "big", "--to", out, "--no-wait")["job"]
+    seen = set()
+    state = {}
+
+    def running():
+        state.update(a.vmove("jobs", "show", str(job)))
+        return state["state"] == "running"
+    times = timed_answers(a, running, seen)
+    took = time.monotonic() - t0
+    assert state["state"] == "succeeded", state
+    print(f"export of {BIG_MIB} MiB: {took:.1f} s; {len(times)} answers meanwhile, slowest {max(times):.3f} s")
+    assert len(times) >= 6 and max(times) < 1.0, times
+    # The helpers really ran while the daemon answered, for seconds.
+    assert seen == {"qemu-img", "sha256sum"}, seen
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    vda = [f for f in manifest["files"] if f["path"] == "vda.qcow2"][0]
+    assert vda["size"] == os.path.getsize(os.path.join(out, "vda.qcow2"))
+    assert vda["sha256"] == subprocess.run(["sha256sum", os.path.join(out, "vda.qcow2")], capture_output=True,
+                                           text=True, check=True).stdout.split()[0]
+
+    t0 = time.monotonic()
+    imp = subprocess.Popen([VMOVE, "-H", "unix:" + a.sock, "--json", "vm", "import", out, "--mode", "copy-new-id",
+                            "--name", "big2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=vmovelib.ENV)
+    seen = set()
+    times = timed_answers(a, lambda: imp.poll() is None, seen)
+    took = time.monotonic() - t0
+    stdout, stderr = imp.communicate()
+    assert imp.returncode == 0, stderr
+    print(f"import of {BIG_MIB} MiB: {took:.1f} s; {len(times)} answers meanwhile, slowest {max(times):.3f} s")
+    assert len(times) >= 6 and max(times) < 1.0, times
+    assert seen == {"qemu-img", "sha256sum"}, seen
+    copy = a.vm("big2")["config"]["disks"][0]["path"]
+    assert subprocess.run(["qemu-img", "compare", "-q", "-f", "qcow2", "-F", "qcow2", os.path.join(out, "vda.qcow2"),
+                           copy]).returncode == 0
+    a.vmove("vm", "delete", "big2")
+
+
+def test_cancel_during_convert_leaves_nothing(big):
+    """Cancel while qemu-img convert runs: the child is killed at once and
+    DIR.partial removed."""
+    a = big
+    out = os.path.join(a.root, "export-cancelled")
+    job = a.vmove("vm", "export", "big", "--to", out, "--no-wait")["job"]
+    vmovelib.wait_for(lambda: helper_children(a, "qemu-img"), 20, "qemu-img convert to run")
+    convert = helper_children(a, "qemu-img")
+    a.vmove("jobs", "cancel", str(job))
+    rec = vmovelib.wait_for(lambda: (lambda j: j if j["state"] != "running" else None)(
+        a.vmove("jobs", "show", str(job))), 5, "the export to end")
+    assert rec["state"] in ("cancelled", "failed") and "cancelled" in rec["error"]["message"], rec
+    assert not os.path.exists(out) and not os.path.exists(out + ".partial")
+    assert not [p for p in convert if alive(p)], "qemu-img still runs"
+    assert a.vm("big")["state"] == "stopped"
+
+
+def test_shutdown_during_import_copy_leaves_nothing(big):
+    """vmoved stopped while an import copies a disk: qemu-img is killed,
+    the new VM's directory removed, vmoved exits cleanly (no leak)."""
+    a = big
+    src = os.path.join(a.root, "export")   # test_big_export_... wrote it
+    if not os.path.exists(src):
+        pytest.skip("needs the export of test_big_export_and_import_leave_the_loop_free")
+    imp = subprocess.Popen([VMOVE, "-H", "unix:" + a.sock, "--json", "vm", "import", src, "--mode", "copy-new-id",
+                            "--name", "big3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=vmovelib.ENV)
+    vmovelib.wait_for(lambda: helper_children(a, "qemu-img"), 30, "qemu-img convert to run")
+    helpers = helper_children(a, "qemu-img")
+    a.stop()
+    imp.communicate(timeout=30)
+    assert imp.returncode != 0
+    assert not [p for p in helpers if alive(p)], "qemu-img outlived vmoved"
+    assert not os.path.exists(os.path.join(a.state_dir, "vms", "big3"))
+    a.start()
+    assert [v["name"] for v in a.vmove("vm", "list")["vms"]] == ["big"]
