@@ -61,6 +61,11 @@ static void on_checked(void *arg, json_t *items)
 /* Every precondition of vm.move, on both hosts; nothing changes. */
 static void vm_move_check(struct api_req *r)
 {
+    const char *from = json_string_value(json_object_get(r->params, "from"));
+    if (from && strcmp(from, r->agent->name)) {
+        delegate_relay_check(r);
+        return;
+    }
     const char *name = api_param_str(r, "name", true);
     const char *to = name ? api_param_str(r, "to", true) : NULL;
     if (!to)

@@ -275,6 +275,31 @@ static int move_check(struct cli *c, const struct cli_args *a, json_t *tuning)
                                                        tuning, "check_token", token));
 }
 
+/* --from B --check: this host asks B to check the move for the user, with
+ * a delegation token for a check (op "migrate-check"), and B asks the
+ * destination with the user's check token. */
+static int delegated_check(struct cli *c, const struct cli_args *a, json_t *tuning)
+{
+    const char *name = a->argv[0], *from = cli_opt(a, "from"), *to = cli_opt(a, "to");
+    char err[512], via[256] = "";
+    json_t *deleg = NULL, *check = NULL;
+    if (!c->identity || relay_host_name(c, via, sizeof via) < 0 ||
+        !(deleg = token_create(c->identity, "migrate-check", name, from, to, via, err, sizeof err)) ||
+        sign_token_op(c, "move-check", name, from, to, &check) < 0) {
+        if (!c->identity)
+            cli_error(c, "checking a move from another host needs your user identity to sign a delegation token: "
+                         "--identity DIR (or VMOVE_IDENTITY)");
+        else if (!deleg)
+            cli_error(c, "%s", via[0] ? err : "cannot learn the name of the host the delegation token must name");
+        json_decref(deleg);
+        json_decref(tuning);
+        return EXIT_USAGE;
+    }
+    return cli_preflight(c, "vm.move-check", json_pack("{s:s, s:s, s:s, s:o, s:o, s:o*}", "name", name, "to", to,
+                                                       "from", from, "tuning", tuning, "delegation", deleg,
+                                                       "check_token", check));
+}
+
 static int delegated_move(struct cli *c, const struct cli_args *a, json_t *tuning)
 {
     const char *name = a->argv[0], *from = cli_opt(a, "from"), *to = cli_opt(a, "to");
@@ -362,8 +387,8 @@ static int cmd_move_exec(struct cli *c, const struct cli_args *a)
     json_t *tuning = tuning_params(c, a);
     if (!tuning)
         return EXIT_USAGE;
-    if (cli_flag_set(a, "check") && !cli_opt(a, "from"))
-        return move_check(c, a, tuning);
+    if (cli_flag_set(a, "check"))
+        return cli_opt(a, "from") ? delegated_check(c, a, tuning) : move_check(c, a, tuning);
     if (cli_opt(a, "from"))
         return delegated_move(c, a, tuning);
     json_t *move_token = NULL;

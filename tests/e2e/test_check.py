@@ -155,3 +155,33 @@ def test_move_storage_check_reports_policy_and_space(cl):
     p = cl.run(src, "--json", "move-storage", "pc1", "--to", good, "--check")
     assert p.returncode == 0 and final(p)["ok"], p.stdout
     assert not os.listdir(good)
+
+
+def test_delegated_check_names_the_policy_and_rights(cl):
+    """alice, connected to the relay, checks a move of a VM on the other host
+    (--from): each round lists what stands in the way with its fix; after
+    the fixes the delegated move works at the first try."""
+    src = where(cl, "pc1")
+    relay = 3 - src
+    alice = cl.tb.issue_user("alice")
+    cl.v(relay, "acl", "grant", "user:alice", "migrate.out", "vm.read")
+    argv = ["move", "pc1", "--from", f"h{src}", "--to", f"h{relay}"]
+    rounds = []
+    for _ in range(5):
+        p = cl.tb.vmove_tcp(src, relay, "--json", *argv, "--check", identity=alice, check=False)
+        doc = final(p)
+        if doc["ok"]:
+            break
+        problems = problems_of(doc["items"])
+        rounds.append(sorted(problems))
+        for it in problems.values():
+            assert it.get("fix", "").startswith("vmove "), it
+            cl.v(int(it["host"][1:]), *shlex.split(it["fix"])[1:])
+    assert doc["ok"] and p.returncode == 0, (rounds, p.stdout, p.stderr)
+    # The first round names the source's delegation policy, and its fix.
+    assert ("delegation", f"h{src}") in rounds[0], rounds
+    print(f"\ndelegated check: {len(rounds)} round(s) of fixes: {rounds}")
+    p = cl.tb.vmove_tcp(src, relay, *argv, identity=alice, check=False)
+    assert p.returncode == 0, p.stderr
+    cl.assert_only_on("pc1", relay)
+    assert cl.verify("pc1", relay)
