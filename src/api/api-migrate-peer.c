@@ -329,7 +329,35 @@ static void migrate_probe(struct api_req *r)
     answer(r, res, err);
 }
 
+/* A pre-flight check (`vmove move --check`): read-only, answered to any
+ * host of the CA, since a missing migrate.in is one of the things it
+ * reports; the VM's files are checked only for a host that has it. */
+static void api_migrate_check(struct api_req *r)
+{
+    struct agent *a = r->agent;
+    if (!from_host(r))
+        return;
+    const char *vm = json_string_value(json_object_get(r->params, "vm"));
+    char host[96], user[96], why[512] = "";
+    snprintf(host, sizeof host, "host:%s", r->who.name);
+    int proven = move_token_check_user(r, vm, user, sizeof user, why, sizeof why);
+    struct incoming_check_rights w = {
+        .source = r->who.name,
+        .source_in = acl_allows(a, host, RIGHT_MIGRATE_IN),
+        .user = proven > 0 ? user : NULL,
+        .user_in = proven > 0 && acl_allows(a, user, RIGHT_MIGRATE_IN),
+        .user_problem = proven < 0 ? why : NULL,
+    };
+    audit_record(a, proven > 0 ? user : host, r->method, vm, api_req_peer(r), true,
+                 w.source_in ? "a pre-flight check (read-only)" : "a pre-flight check (read-only) by a host without "
+                 "migrate.in: the VM's files not checked");
+    json_t *err = NULL;
+    json_t *res = incoming_check(a, &w, r->params, &err);
+    answer(r, res, err);
+}
+
 const struct api_method api_migrate_peer_methods[] = {
+    {"migrate.check", api_migrate_check, 0, API_PEER},
     {"migrate.prepare", migrate_prepare, 0, API_PEER},
     {"migrate.finish", migrate_finish, 0, API_PEER},
     {"migrate.resolve", migrate_resolve, 0, API_PEER},

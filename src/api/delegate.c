@@ -15,6 +15,7 @@
 #include "core/audit.h"
 #include "core/journal.h"
 #include "core/peer.h"
+#include "vm/compat.h"
 
 #define RELAY_POLL_MS 500
 
@@ -28,12 +29,31 @@ static bool policy_allows(struct agent *a, const char *host)
     return false;
 }
 
-static bool deny(struct api_req *r, const char *who, const char *hint, const char *msg)
+static bool deny_fix(struct api_req *r, const char *who, const char *hint, const char *fix, const char *msg)
 {
     const char *vm = json_string_value(json_object_get(r->params, "name"));
     audit_record(r->agent, who, r->method, vm, api_req_peer(r), false, msg);
-    api_fail(r, proto_error(ERR_DENIED, hint, "%s", msg));
+    json_t *err = proto_error(ERR_DENIED, hint, "%s", msg);
+    if (fix)   /* the exact command and its host, for a pre-flight check's item */
+        json_object_set_new(err, "fix", json_pack("{s:s, s:s}", "command", fix, "host", r->agent->name));
+    api_fail(r, err);
     return false;
+}
+
+static bool deny(struct api_req *r, const char *who, const char *hint, const char *msg)
+{
+    return deny_fix(r, who, hint, NULL, msg);
+}
+
+/* `vmove host set --allow-delegation-from ...`: the list replaces the old
+ * one, so the command names every host already allowed, and the new one. */
+static void policy_fix(const struct agent *a, const char *host, char *fix, size_t len)
+{
+    int n = snprintf(fix, len, "vmove host set");
+    for (int i = 0; i < a->settings.n_delegation_from && (size_t)n < len; i++)
+        n += snprintf(fix + n, len - (size_t)n, " --allow-delegation-from %s", a->settings.delegation_from[i]);
+    if ((size_t)n < len)
+        snprintf(fix + n, len - (size_t)n, " --allow-delegation-from %s", host);
 }
 
 static bool check_scope(struct api_req *r, json_t *payload, char *msg, size_t len)
@@ -44,7 +64,8 @@ static bool check_scope(struct api_req *r, json_t *payload, char *msg, size_t le
     const char *tvm = json_string_value(json_object_get(payload, "vm"));
     const char *src = json_string_value(json_object_get(payload, "src"));
     const char *dst = json_string_value(json_object_get(payload, "dst"));
-    if (strcmp(r->method, "vm.move") || !op || strcmp(op, "migrate"))
+    bool check = !strcmp(r->method, "vm.move-check");   /* a pre-flight check: op "migrate-check" */
+    if ((strcmp(r->method, "vm.move") && !check) || !op || strcmp(op, check ? "migrate-check" : "migrate"))
         snprintf(msg, len, "the delegation token is for \"%s\", not for %s", op ? op : "?", r->method);
     else if (!vm || !tvm || strcmp(vm, tvm))
         snprintf(msg, len, "the delegation token is for VM %s, not %s", tvm ? tvm : "?", vm ? vm : "?");
@@ -60,14 +81,15 @@ static bool check_scope(struct api_req *r, json_t *payload, char *msg, size_t le
 bool delegate_accept(struct api_req *r)
 {
     struct agent *a = r->agent;
-    char host[96], msg[512], hint[256];
+    char host[96], msg[512], hint[256], fix[MAX_PEERS * 120];
     snprintf(host, sizeof host, "host:%s", r->who.name);
     if (r->who.kind != PRINCIPAL_HOST)
         return deny(r, "?", NULL, "only a host may present a delegation token");
     if (!policy_allows(a, host)) {
         snprintf(msg, sizeof msg, "host %s does not allow %s to act for users", a->name, host);
         snprintf(hint, sizeof hint, "on %s run: vmove host set --allow-delegation-from %s", a->name, host);
-        return deny(r, host, hint, msg);
+        policy_fix(a, host, fix, sizeof fix);
+        return deny_fix(r, host, hint, fix, msg);
     }
     char *ca = xasprintf("%s/ca.crt", a->tls_dir);
     /* Bound to the host whose verified certificate presents it. */
@@ -186,4 +208,77 @@ void delegate_relay(struct api_req *r)
                         json_object_get(r->params, "to"), "tuning", json_object_get(r->params, "tuning"), "delegation",
                         token, "wait", false, "move_token", json_object_get(r->params, "move_token")),
               30000, on_started, rl);
+}
+
+/* ---- a delegated pre-flight check (`vmove move --from B --check`) ------- */
+
+struct relay_check {
+    struct api_req *req;
+    struct peer_conn *peer;
+    char from[64];
+};
+
+static void reply_items(struct api_req *r, json_t *items)
+{
+    api_reply(r, json_pack("{s:o, s:I}", "items", items, "problems", (json_int_t)compat_preflight_problems(items)));
+}
+
+/* B's answer: its check (and the destination's), or why B refused to act
+ * for the user (its delegation policy, the user's rights there), as items. */
+static void on_relay_checked(void *arg, json_t *result, json_t *error)
+{
+    struct relay_check *rc = arg;
+    struct agent *a = rc->req->agent;
+    json_t *items = json_array();
+    const char *code = json_string_value(json_object_get(error, "code"));
+    bool unreachable = code && (!strcmp(code, ERR_UNAVAILABLE) || !strcmp(code, ERR_TIMEOUT));
+    if (error) {
+        json_t *fix = json_object_get(error, "fix");
+        const char *fix_host = json_string_value(json_object_get(fix, "host"));
+        compat_preflight_add(items, unreachable ? "peer" : "delegation", COMPAT_PROBLEM,
+                             unreachable ? a->name : fix_host ? fix_host : rc->from,
+                             json_string_value(json_object_get(fix, "command")),
+                             json_string_value(json_object_get(error, "hint")), "%s",
+                             json_string_value(json_object_get(error, "message")));
+        compat_preflight_add(items, "source", COMPAT_UNCHECKED, rc->from, NULL, "fix the problem above first",
+                             "the move from %s: not checked, %s did not act for the user", rc->from, rc->from);
+    } else {
+        compat_preflight_add(items, "delegation", COMPAT_OK, rc->from, NULL, NULL, "%s lets %s act for the user",
+                             rc->from, a->name);
+        size_t i;
+        json_t *it;
+        json_array_foreach(json_object_get(result, "items"), i, it) if (json_is_object(it)) json_array_append(items, it);
+    }
+    reply_items(rc->req, items);
+    peer_close(rc->peer);
+    free(rc);
+}
+
+void delegate_relay_check(struct api_req *r)
+{
+    struct agent *a = r->agent;
+    const char *from = json_string_value(json_object_get(r->params, "from"));
+    const struct peer_entry *p = settings_find_peer(&a->settings, from);
+    json_t *token = json_object_get(r->params, "delegation");
+    if (!p || !token) {
+        json_t *items = json_array();
+        if (!p)
+            compat_preflight_add(items, "peer", COMPAT_PROBLEM, a->name, NULL, "add it: vmove peer add HOST ADDR:PORT",
+                                 "host %s is not a known peer of %s", from, a->name);
+        else
+            compat_preflight_add(items, "delegation", COMPAT_PROBLEM, a->name, NULL, "the CLI signs one with "
+                                 "--identity DIR", "checking a move from another host needs a delegation token "
+                                 "signed by the user");
+        reply_items(r, items);
+        return;
+    }
+    struct relay_check *rc = xcalloc(1, sizeof *rc);
+    rc->req = r;
+    snprintf(rc->from, sizeof rc->from, "%s", from);
+    rc->peer = peer_connect(a, p->name, p->addr, NULL, NULL);
+    peer_call(rc->peer, "vm.move-check",
+              json_pack("{s:O, s:O, s:O?, s:O, s:O*}", "name", json_object_get(r->params, "name"), "to",
+                        json_object_get(r->params, "to"), "tuning", json_object_get(r->params, "tuning"), "delegation",
+                        token, "check_token", json_object_get(r->params, "check_token")),
+              30000, on_relay_checked, rc);
 }

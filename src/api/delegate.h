@@ -16,4 +16,8 @@ bool delegate_accept(struct api_req *r);
 /* vm.move whose "from" is another host: relay it there with the token, and
  * stream that host's job back to the caller. */
 void delegate_relay(struct api_req *r);
+/* vm.move-check with "from" naming another host: asks that host to check
+ * the move for the user (with the user's delegation token, op
+ * "migrate-check"), and answers its items, or its refusal as an item. */
+void delegate_relay_check(struct api_req *r);
 #endif

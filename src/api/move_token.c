@@ -205,6 +205,29 @@ bool move_token_authorize(struct api_req *r, const char *vm, long long job, bool
     return true;
 }
 
+int move_token_check_user(struct api_req *r, const char *vm, char *user, size_t len, char *why, size_t whylen)
+{
+    struct agent *a = r->agent;
+    json_t *t = json_object_get(r->params, "check_token");
+    *user = 0;
+    if (!t || json_is_null(t))
+        return 0;
+    json_t *p = move_token_verify(a, t, r->who.name, why, whylen);
+    const char *op = json_string_value(json_object_get(p, "op"));
+    const char *tvm = json_string_value(json_object_get(p, "vm"));
+    const char *src = json_string_value(json_object_get(p, "src"));
+    const char *dst = json_string_value(json_object_get(p, "dst"));
+    bool ok = p && op && (!strcmp(op, "move-check") || !strcmp(op, "move")) && tvm && vm && !strcmp(tvm, vm) && src &&
+              !strcmp(src, r->who.name) && dst && (!strcmp(dst, a->name) || (a->listen_addr && !strcmp(dst, a->listen_addr)));
+    if (p && !ok)
+        snprintf(why, whylen, "the check token is not for a check of VM %s from %s to %s", vm ? vm : "?", r->who.name,
+                 a->name);
+    if (ok)
+        snprintf(user, len, "user:%s", json_string_value(json_object_get(p, "user")));
+    json_decref(p);
+    return ok ? 1 : -1;
+}
+
 void move_token_forget(struct agent *a, const char *source, long long job)
 {
     struct move_grant **pp = grant_find(a, source, job);

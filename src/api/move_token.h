@@ -35,6 +35,14 @@ bool move_token_check_submit(struct api_req *r, const char *vm, const char *to, 
  * the source host itself.  false: answered (denied, and audited). */
 bool move_token_authorize(struct api_req *r, const char *vm, long long job, bool take, char *user, size_t len);
 
+/* At the destination, migrate.check (a pre-flight check, which changes
+ * nothing): the user of params.check_token, a token the user signed with op
+ * "move-check" (or the move's own token, op "move", when a refused move is
+ * checked) for this VM from the calling host to this one.  1 with user
+ * "user:NAME"; 0: no token (the host's own move); -1 with why.  The nonce
+ * is not spent: replaying a check token only repeats a read. */
+int move_token_check_user(struct api_req *r, const char *vm, char *user, size_t len, char *why, size_t whylen);
+
 /* The source gave its place back: the binding of (source, job) goes. */
 void move_token_forget(struct agent *a, const char *source, long long job);
 /* Daemon shutdown. */

@@ -276,6 +276,7 @@ static void print_daemon_error(struct cli *c, json_t *error)
     const char *hint = json_string_value(json_object_get(error, "hint"));
     if (hint)
         fprintf(stderr, "  hint: %s\n", hint);
+    cli_print_checks(error);
 }
 
 /* client.c knows nothing of struct cli: carry it to the caller's handler. */
@@ -537,6 +538,7 @@ int cli_follow_job_result(struct cli *c, json_t *params, json_t **result)
         const char *hint = json_string_value(json_object_get(err, "hint"));
         if (hint)
             fprintf(stderr, "  hint: %s\n", hint);
+        cli_print_checks(err);
     }
     if (result)
         *result = final;

@@ -146,6 +146,15 @@ void cli_on_job_event(struct cli *c, const char *event, json_t *data, void *arg)
 /* Print a job record in human form. */
 void cli_print_job(const json_t *job, bool detail);
 
+/* A pre-flight check (src/cli/preflight.c): calls method (vm.move-check,
+ * vm.move-storage-check) and prints its items as a table, or with --json
+ * one final document ("ok": false with error code check_failed when a
+ * problem was found).  Exit 0 when every check passes, 1 otherwise. */
+int cli_preflight(struct cli *c, const char *method, json_t *params);
+/* The "checks" of a refused move's error, one problem and its fix a line,
+ * on stderr. */
+void cli_print_checks(const json_t *error);
+
 void cli_disconnect(struct cli *c);
 
 #endif

@@ -76,6 +76,12 @@ static bool move_flags_sane(struct cli *c, const struct cli_args *a)
                                             "needs shared storage, --with-storage is for hosts without it");
         return false;
     }
+    static const char *const not_checked[] = {"probe", "no-wait"};
+    for (size_t i = 0; i < 2; i++)
+        if (cli_flag_set(a, "check") && move__given(a, not_checked[i])) {
+            cli_usage_error(c, &cmd_move_entry, "--%s does nothing with --check (a check moves nothing)", not_checked[i]);
+            return false;
+        }
     static const char *const not_delegated[] = {"probe", "no-wait"};
     for (size_t i = 0; i < 2; i++)
         if (cli_opt(a, "from") && move__given(a, not_delegated[i])) {
@@ -233,17 +239,65 @@ static int relay_host_name(struct cli *c, char *name, size_t len)
  * word for who asked.  Signed for every move a certificate user makes; root
  * on the local socket moves as the host and signs nothing.  0, or -1 after
  * the error is printed. */
-static int sign_move_token(struct cli *c, const char *vm, const char *src, const char *dst, json_t **token)
+static int sign_token_op(struct cli *c, const char *op, const char *vm, const char *src, const char *dst,
+                         json_t **token)
 {
     char err[512];
     *token = NULL;
     if (!c->identity || !token_identity_is_user(c->identity))
         return 0;   /* vmoved says what is missing */
-    if (!(*token = token_create(c->identity, "move", vm, src, dst, src, err, sizeof err))) {
+    if (!(*token = token_create(c->identity, op, vm, src, dst, src, err, sizeof err))) {
         cli_error(c, "%s", err);
         return -1;
     }
     return 0;
+}
+
+static int sign_move_token(struct cli *c, const char *vm, const char *src, const char *dst, json_t **token)
+{
+    return sign_token_op(c, "move", vm, src, dst, token);
+}
+
+/* --check: every precondition on both hosts, nothing changed.  A
+ * certificate user signs a check token (op "move-check"), which lets the
+ * destination check that user's rights and nothing more. */
+static int move_check(struct cli *c, const struct cli_args *a, json_t *tuning)
+{
+    const char *name = a->argv[0], *to = cli_opt(a, "to");
+    json_t *token = NULL;
+    char src[256];
+    if (strncmp(c->host, "unix:", 5) &&
+        (relay_host_name(c, src, sizeof src) < 0 || sign_token_op(c, "move-check", name, src, to, &token) < 0)) {
+        json_decref(tuning);
+        return EXIT_USAGE;
+    }
+    return cli_preflight(c, "vm.move-check", json_pack("{s:s, s:s, s:o, s:o*}", "name", name, "to", to, "tuning",
+                                                       tuning, "check_token", token));
+}
+
+/* --from B --check: this host asks B to check the move for the user, with
+ * a delegation token for a check (op "migrate-check"), and B asks the
+ * destination with the user's check token. */
+static int delegated_check(struct cli *c, const struct cli_args *a, json_t *tuning)
+{
+    const char *name = a->argv[0], *from = cli_opt(a, "from"), *to = cli_opt(a, "to");
+    char err[512], via[256] = "";
+    json_t *deleg = NULL, *check = NULL;
+    if (!c->identity || relay_host_name(c, via, sizeof via) < 0 ||
+        !(deleg = token_create(c->identity, "migrate-check", name, from, to, via, err, sizeof err)) ||
+        sign_token_op(c, "move-check", name, from, to, &check) < 0) {
+        if (!c->identity)
+            cli_error(c, "checking a move from another host needs your user identity to sign a delegation token: "
+                         "--identity DIR (or VMOVE_IDENTITY)");
+        else if (!deleg)
+            cli_error(c, "%s", via[0] ? err : "cannot learn the name of the host the delegation token must name");
+        json_decref(deleg);
+        json_decref(tuning);
+        return EXIT_USAGE;
+    }
+    return cli_preflight(c, "vm.move-check", json_pack("{s:s, s:s, s:s, s:o, s:o, s:o*}", "name", name, "to", to,
+                                                       "from", from, "tuning", tuning, "delegation", deleg,
+                                                       "check_token", check));
 }
 
 static int delegated_move(struct cli *c, const struct cli_args *a, json_t *tuning)
@@ -333,6 +387,8 @@ static int cmd_move_exec(struct cli *c, const struct cli_args *a)
     json_t *tuning = tuning_params(c, a);
     if (!tuning)
         return EXIT_USAGE;
+    if (cli_flag_set(a, "check"))
+        return cli_opt(a, "from") ? delegated_check(c, a, tuning) : move_check(c, a, tuning);
     if (cli_opt(a, "from"))
         return delegated_move(c, a, tuning);
     json_t *move_token = NULL;
@@ -417,6 +473,10 @@ static const struct cli_flag move_flags[] = {
     {"probe", 0, "IP:PORT", NULL, NULL,
      "measure the downtime a client sees: a UDP echo to the guest every 1 ms, and the longest gap", 0},
     {"no-wait", 0, NULL, NULL, NULL, "print the job id at once; follow with `vmove jobs watch ID`", 0},
+    {"check", 0, NULL, NULL, NULL,
+     "move nothing: check every precondition of this move on both hosts (peer, switches, networks, rights, "
+     "delegation, disks or storage space, accelerator, QEMU, machine type, limits) and print each problem with "
+     "the command that fixes it and the host to run it on; exit 1 if any", 0},
     {NULL, 0, NULL, NULL, NULL, NULL, 0},
 };
 

@@ -96,6 +96,13 @@ static int cmd_move_storage_exec(struct cli *c, const struct cli_args *a)
     json_t *params = build_params(c, a);
     if (!params)
         return EXIT_USAGE;
+    if (cli_flag_set(a, "check") && cli_flag_set(a, "no-wait")) {
+        json_decref(params);
+        cli_usage_error(c, &cmd_move_storage_entry, "--no-wait does nothing with --check (a check moves nothing)");
+        return EXIT_USAGE;
+    }
+    if (cli_flag_set(a, "check"))
+        return cli_preflight(c, "vm.move-storage-check", params);
     int code;
     json_t *r = cli_call(c, "vm.move-storage", params, NULL, NULL, &code);
     int rc = code;
@@ -116,6 +123,9 @@ static const struct cli_flag move_storage_flags[] = {
     {"keep-source", 0, NULL, NULL, NULL, "do not delete the old files after the move", 0},
     {"bandwidth", 0, "RATE", "unlimited", "MiB/s", "bytes/s, 100M or 1G (K, M, G: binary); a bare number is MiB/s: cap the background copy (QEMU's mirror speed); guest writes are never throttled", 0},
     {"no-wait", 0, NULL, NULL, NULL, "print the job id at once; follow with `vmove jobs watch ID`", 0},
+    {"check", 0, NULL, NULL, NULL,
+     "move nothing: check the move (the VM's state, each target directory's path policy, writability and free "
+     "space, the limits) and print each problem with the command that fixes it; exit 1 if any", 0},
     {NULL, 0, NULL, NULL, NULL, NULL, 0},
 };
 

@@ -200,8 +200,13 @@ json_t *acl_denial(struct agent *a, const char *principal, unsigned right)
     char hint[256];
     snprintf(hint, sizeof hint, "an admin of host %s can grant it: vmove -H %s acl grant %s %s", a->name, a->name,
              principal, right_name(right));
-    return proto_error(ERR_DENIED, hint, "permission denied: %s lacks %s on host %s", principal, right_name(right),
-                       a->name);
+    json_t *err = proto_error(ERR_DENIED, hint, "permission denied: %s lacks %s on host %s", principal,
+                              right_name(right), a->name);
+    /* The exact command and its host, for a pre-flight check's item. */
+    char fix[256];
+    snprintf(fix, sizeof fix, "vmove acl grant %s %s", principal, right_name(right));
+    json_object_set_new(err, "fix", json_pack("{s:s, s:s}", "command", fix, "host", a->name));
+    return err;
 }
 
 /* ---- changes (the API layer validates the parameters first) ----------- */

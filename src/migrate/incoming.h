@@ -87,6 +87,22 @@ json_t *incoming_postcopy(struct agent *a, const char *source, const char *name,
 int incoming_postcopy_recover(struct agent *a, const char *source, const char *name, bool abandon, const char *why,
                               incoming_done_fn done, void *arg, json_t **err);
 
+/* A pre-flight check (migrate.check, `vmove move --check`): what this host
+ * would refuse of the move msg describes (a migrate.prepare request, plus
+ * "networks": the source's migration networks, "qemu_version": its QEMU's,
+ * and in "storage" "alloc": {disk id: bytes the disk holds}), as
+ * {"host", "listen_ip"?, "items": [...]} (items of vm/compat.h, each fix a
+ * command for this host).  Nothing changes here.  The caller has decided
+ * the rights: */
+struct incoming_check_rights {
+    const char *source;         /* the verified name of the asking host */
+    bool source_in;             /* host:SOURCE has migrate.in here (else the VM's files are not checked) */
+    const char *user;           /* "user:NAME" proven by the user's token; NULL: the host's own move */
+    bool user_in;               /* that user has migrate.in here */
+    const char *user_problem;   /* a token that did not verify: why; else NULL */
+};
+json_t *incoming_check(struct agent *a, const struct incoming_check_rights *w, json_t *msg, json_t **err);
+
 void incoming_recover(struct agent *a);
 /* Shutdown: pending requests fail with "unavailable". */
 void incoming_free_all(struct agent *a);

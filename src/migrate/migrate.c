@@ -62,7 +62,7 @@ struct migration *migrate_src_migration_new(struct agent *a, struct vm *vm, stru
     return m;
 }
 
-static json_t *resolve_target(struct agent *a, const char *to, const char **name, const char **addr)
+json_t *migrate_src_resolve_target(struct agent *a, const char *to, const char **name, const char **addr)
 {
     const struct peer_entry *p = settings_find_peer(&a->settings, to);
     if (p) {
@@ -101,7 +101,7 @@ struct job *migrate_submit(struct agent *a, const char *name, const char *to, js
         return NULL;
     }
     const char *peer_name = NULL, *peer_addr = NULL;
-    if ((*err = resolve_target(a, to, &peer_name, &peer_addr)))
+    if ((*err = migrate_src_resolve_target(a, to, &peer_name, &peer_addr)))
         return NULL;
     if (peer_name && !strcmp(peer_name, a->name))
         *err = proto_error(ERR_INVALID, NULL, "VM %s is already on host %s", name, a->name);

@@ -88,3 +88,53 @@ int migrate_net_abort_connections(const char *ip, int port, char *err, size_t er
     free(out);
     return rc == 0 ? n : -1;
 }
+
+/* The network of a local interface address, as a CIDR; 0 if addr is not one. */
+static int iface_network(uint32_t addr, struct cidr *out)
+{
+    struct ifaddrs *ifs, *i;
+    if (getifaddrs(&ifs) < 0)
+        return -1;
+    int found = -1;
+    for (i = ifs; i && found < 0; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !i->ifa_netmask ||
+            ntohl(((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr) != addr)
+            continue;
+        uint32_t mask = ntohl(((struct sockaddr_in *)i->ifa_netmask)->sin_addr.s_addr);
+        out->prefix = __builtin_popcount(mask);
+        out->addr = addr & mask;
+        found = 0;
+    }
+    freeifaddrs(ifs);
+    return found;
+}
+
+int migrate_net_iface_cidr(const char *ip, char *out, size_t len)
+{
+    struct cidr c;
+    if (iface_network(migrate_net_ip(ip), &c) < 0)
+        return -1;
+    cidr_format(&c, out, len);
+    return 0;
+}
+
+int migrate_net_local_cidr_in(const struct cidr *nets, int n, char *out, size_t len)
+{
+    struct ifaddrs *ifs, *i;
+    if (getifaddrs(&ifs) < 0)
+        return -1;
+    int found = -1;
+    for (i = ifs; i && found < 0; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET)
+            continue;
+        uint32_t a = ntohl(((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr);
+        struct cidr c;
+        for (int k = 0; k < n && found < 0; k++)
+            if ((a >> 24) != 127 && cidr_contains(&nets[k], a) && iface_network(a, &c) == 0) {
+                cidr_format(&c, out, len);
+                found = 0;
+            }
+    }
+    freeifaddrs(ifs);
+    return found;
+}

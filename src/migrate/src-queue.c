@@ -13,6 +13,7 @@
 #include "core/audit.h"
 #include "core/jobs.h"
 #include "core/limits.h"
+#include "migrate/check.h"
 #include "migrate/link_probe.h"
 #include "migrate/wire.h"
 #include "vm/vm.h"
@@ -80,6 +81,42 @@ static void on_local_slot(void *arg)
             job_set_waiting(o->job, limits_position(o->agent, o->job), o->agent->name);
 }
 
+/* A move refused by the destination at its reservation or prepare: the
+ * error lists every problem the pre-flight check finds (check.h), not only
+ * the first.  The check's items about the VM itself and this move's own
+ * slot are left out (the VM is this move's, and busy with it). */
+static void on_failure_checked(void *arg, json_t *items)
+{
+    struct migration *m = arg;
+    json_t *problems = json_array();
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it) {
+        const char *item = json_string_value(json_object_get(it, "item"));
+        if (!json_is_true(json_object_get(it, "ok")) && item && strcmp(item, "vm"))
+            json_array_append(problems, it);
+    }
+    json_decref(items);
+    if (qmon_owner_alive(&m->owner)) {
+        if (m->failure && json_array_size(problems))
+            json_object_set(m->failure, "checks", problems);
+        migrate_src_end_failed(m);
+    }
+    json_decref(problems);
+    migrate_src_m_release(m);
+}
+
+static void end_failed_with_checks(struct migration *m)
+{
+    qmon_owner_ref(&m->owner);   /* until the check answers */
+    m->phase = PH_PREPARE;       /* a cancel meanwhile waits for it: the move ends then */
+    json_t *tuning = tuning_to_json(&m->tuning);
+    struct migrate_check_req q = {m->name, m->peer_name ? m->peer_name : m->peer_addr, tuning,
+                                  migrate_src_user_of(m), m->move_token};
+    migrate_check(m->agent, &q, on_failure_checked, m);
+    json_decref(tuning);
+}
+
 /* --max-wait: a reservation that has waited that long fails with the last
  * reason it waited for; the VM was never touched. */
 static bool reserve_waited_too_long(struct migration *m, const char *why, bool queued_there)
@@ -118,7 +155,7 @@ static void on_reserved(void *arg, json_t *result, json_t *error)
         }
         m->failure = json_deep_copy(error);
         m->vm = NULL;           /* never touched */
-        migrate_src_end_failed(m);
+        end_failed_with_checks(m);
         return;
     }
     struct wire_reserve_reply rep;
@@ -155,7 +192,7 @@ static void on_reserved(void *arg, json_t *result, json_t *error)
             free(p);
             migrate_src_mp(m, "migrate.unreserve", json_pack("{s:I}", "job", (json_int_t)m->job->id), 5000, migrate_src_on_unreserved);
             m->vm = NULL;
-            migrate_src_end_failed(m);
+            end_failed_with_checks(m);
             return;
         }
         free(p);
@@ -276,7 +313,7 @@ static void on_prepared(void *arg, json_t *result, json_t *error)
     struct migration *m = arg;
     if (error) {
         m->failure = json_deep_copy(error);
-        migrate_src_end_failed(m);       /* nothing was started anywhere */
+        end_failed_with_checks(m);       /* nothing was started anywhere */
         return;
     }
     if (m->tuning.quick) {

@@ -149,6 +149,10 @@ void migrate_src_on_src_gone(void *arg, json_t *exit_info);
 /* migrate.c: start and cancel (migrate.h) */
 struct migration *migrate_src_migration_new(struct agent *a, struct vm *vm, struct job *job, const char *peer_name, const char *peer_addr);
 void migrate_src_on_unreserved(void *arg, json_t *result, json_t *error);
+/* Host `to` (a peer's name, a cluster member, or ADDR:PORT) as the name its
+ * certificate must carry (NULL for a bare address) and its address; NULL,
+ * or the error saying it is unknown. */
+json_t *migrate_src_resolve_target(struct agent *a, const char *to, const char **name, const char **addr);
 
 /* src-queue.c: queueing, the prepare step and its answer, compression */
 struct migration *migrate_src_enqueue_migration(struct agent *a, struct job *job, struct vm *vm, const char *peer_name, const char *peer_addr, const struct migrate_tuning *t);

@@ -16,14 +16,16 @@
 #include "common/util.h"
 #include "core/agent.h"
 #include "core/jobs.h"
+#include "core/limits.h"
 #include "core/paths.h"
+#include "vm/compat.h"
 #include "vm/vm.h"
 
 /* Space each target filesystem must have: the allocated size of every
  * source chain that goes there (the mirror copies allocated data only). */
 struct fs_need {
     dev_t dev;
-    const char *dir;
+    char dir[PATH_MAX];       /* a copy: the caller's string is freed before the space is compared */
     uint64_t need, avail;
 };
 
@@ -139,7 +141,11 @@ static void add_need(struct fs_need *fs, size_t *nfs, const char *dir, uint64_t 
             fs[i].need += need;
             return;
         }
-    fs[(*nfs)++] = (struct fs_need){st.st_dev, dir, need, (uint64_t)vfs.f_bavail * vfs.f_frsize};
+    struct fs_need *f = &fs[(*nfs)++];
+    f->dev = st.st_dev;
+    snprintf(f->dir, sizeof f->dir, "%s", dir);
+    f->need = need;
+    f->avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
 }
 
 /* Two disks with the same file name in different directories cannot go
@@ -286,4 +292,47 @@ void storage_plan_free(struct storage_plan *p)
     }
     free(p->disks);
     memset(p, 0, sizeof *p);
+}
+
+/* A problem's fix, when its words carry one command (the path policy's
+ * "`vmove host set --allow-dir KIND=DIR`", core/paths.c). */
+static char *fix_in(const char *text)
+{
+    const char *start = strstr(text, "`vmove ");
+    const char *end = start ? strchr(start + 1, '`') : NULL;
+    return end ? xasprintf("%.*s", (int)(end - start - 1), start + 1) : NULL;
+}
+
+json_t *storage_plan_check(struct vm *vm, json_t *params)
+{
+    struct agent *a = vm->agent;
+    json_t *items = json_array();
+    struct storage_plan plan;
+    json_t *err = storage_plan_make(vm, params, &plan);
+    size_t i;
+    json_t *pr;
+    json_array_foreach(json_object_get(err, "problems"), i, pr) {
+        const char *text = json_string_value(pr);
+        char *fix = fix_in(text);
+        bool space = strstr(text, " free, the disks moving there need") != NULL;
+        compat_preflight_add(items, space ? "storage.space" : "storage", COMPAT_PROBLEM, a->name, fix,
+                             fix ? NULL : space ? "free space there, or pick another directory" : NULL, "%s", text);
+        free(fix);
+    }
+    for (i = 0; !err && i < plan.n; i++) {
+        char sz[32];
+        format_size(plan.disks[i].virtual_size, sz, sizeof sz);
+        compat_preflight_add(items, "storage", COMPAT_OK, a->name, NULL, NULL, "disk %s (%s virtual) goes to %s",
+                             plan.disks[i].id, sz, plan.disks[i].target);
+    }
+    if (!err)
+        compat_preflight_add(items, "storage.space", COMPAT_OK, a->name, NULL, NULL, "every target directory is "
+                             "allowed, writable and has the space the disks need");
+    int used = limits_in_use(a, SLOT_STORAGE), max = limits_max(a, SLOT_STORAGE);
+    if (used >= max)
+        compat_preflight_add(items, "limits", COMPAT_WARNING, a->name, NULL, "it starts when a slot frees", "%s runs "
+                             "%d of its %d storage migrations: the move will wait in its queue", a->name, used, max);
+    storage_plan_free(&plan);
+    json_decref(err);
+    return items;
 }

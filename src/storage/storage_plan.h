@@ -26,4 +26,8 @@ struct storage_plan {
  * array) and *out empty. */
 json_t *storage_plan_make(struct vm *vm, json_t *params, struct storage_plan *out);
 void storage_plan_free(struct storage_plan *p);
+/* The pre-flight check of a storage move (`vmove move-storage --check`):
+ * the plan's every problem, and what it would do, as items of vm/compat.h
+ * (a new array).  Nothing is changed. */
+json_t *storage_plan_check(struct vm *vm, json_t *params);
 #endif

@@ -164,3 +164,29 @@ json_t *compat_check(const struct vm_config *c, const struct compat_host *h, con
                     h->qemu_version, h->name);
     return problems;
 }
+
+void compat_preflight_add(json_t *list, const char *item, enum compat_status st, const char *host, const char *fix,
+                          const char *hint, const char *fmt, ...)
+{
+    static const char *const names[] = {"ok", "problem", "warning", "unchecked"};
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *it = json_pack("{s:s, s:b, s:s, s:s, s:s}", "item", item, "ok", st != COMPAT_PROBLEM, "status", names[st],
+                           "host", host ? host : "", st == COMPAT_OK ? "detail" : "problem", msg);
+    if (fix && st != COMPAT_OK)
+        json_object_set_new(it, "fix", json_string(fix));
+    if (hint && st != COMPAT_OK)
+        json_object_set_new(it, "hint", json_string(hint));
+    json_array_append_new(list, it);
+}
+
+size_t compat_preflight_problems(json_t *list)
+{
+    size_t i, n = 0;
+    json_t *it;
+    json_array_foreach(list, i, it) n += !json_is_true(json_object_get(it, "ok"));
+    return n;
+}

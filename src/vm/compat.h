@@ -51,6 +51,21 @@ bool compat_machine_supported(json_t *machines, const char *m);
  * it), the message is for people. */
 void compat_item(json_t *items, const char *code, const char *severity, const char *subject, json_t *value,
                  json_t *fixes, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* ---- pre-flight checks (`vmove move --check`, docs/MIGRATION.md) ----------
+ * One item: {"item", "ok", "status", "host", "detail" | "problem", "fix"?,
+ * "hint"?}.  item: a stable word ("migration.incoming"); status: "ok",
+ * "problem" (the operation would fail), "warning" (it would work, but wait
+ * or be slow) or "unchecked" (not checked, because of a problem listed
+ * too); ok is false exactly for "problem".  host: where the item was checked
+ * and where its fix runs.  The text is "detail" for an ok item, "problem"
+ * otherwise.  fix: one exact command to run on host (as root there), or
+ * absent; hint: words, when no single command fixes it. */
+enum compat_status { COMPAT_OK, COMPAT_PROBLEM, COMPAT_WARNING, COMPAT_UNCHECKED };
+void compat_preflight_add(json_t *list, const char *item, enum compat_status st, const char *host, const char *fix,
+                          const char *hint, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* How many items of the list are problems. */
+size_t compat_preflight_problems(json_t *list);
+
 /* MemTotal of /proc/meminfo, in MiB (0 if unreadable). */
 uint64_t compat_mem_total_mib(void);
 /* Online CPUs of this host. */

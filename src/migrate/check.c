@@ -1,0 +1,270 @@
+/* The pre-flight check of a live migration, source side (check.h): the
+ * checks migrate_submit, the reservation and the prepare step make here,
+ * then the destination's own (migrate.check, dst-check.c), then what only
+ * the two answers together tell (the route, the destination's certificate). */
+#include "migrate/check.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/image.h"
+#include "common/proto.h"
+#include "common/util.h"
+#include "core/acl.h"
+#include "core/agent.h"
+#include "core/jobs.h"
+#include "core/limits.h"
+#include "core/peer.h"
+#include "migrate/migrate_net.h"
+#include "migrate/src.h"
+#include "migrate/tuning.h"
+#include "vm/compat.h"
+#include "vm/vm.h"
+
+#define ADD compat_preflight_add
+#define CHECK_TIMEOUT_MS 10000
+
+struct check_run {
+    struct agent *agent;
+    json_t *items;
+    char *dst;                 /* as the user named it */
+    char *addr;
+    bool quick;
+    struct peer_conn *peer;
+    migrate_check_fn done;
+    void *arg;
+};
+
+static void check_run_end(struct check_run *c)
+{
+    json_t *items = c->items;
+    migrate_check_fn done = c->done;
+    void *arg = c->arg;
+    peer_close(c->peer);
+    free(c->dst);
+    free(c->addr);
+    free(c);
+    done(arg, items);
+}
+
+/* The VM: there, running, not busy, movable as asked. */
+static bool check_vm(struct agent *a, const char *name, const struct migrate_tuning *t, json_t *items)
+{
+    struct vm *vm = vm_find(a, name);
+    if (!vm) {
+        ADD(items, "vm", COMPAT_PROBLEM, a->name, NULL, "`vmove vm list` shows the VMs here", "no VM named \"%s\" on "
+            "host %s", name, a->name);
+        return false;
+    }
+    struct job *busy = job_active_for_vm(a, name);
+    if (vm->state != VM_RUNNING && vm->state != VM_PAUSED) {
+        char fix[160];
+        snprintf(fix, sizeof fix, "vmove vm start %s", name);
+        ADD(items, "vm", COMPAT_PROBLEM, a->name, vm->state == VM_STOPPED || vm->state == VM_CRASHED ? fix : NULL,
+            NULL, "VM %s is %s: a live migration moves a running VM", name, vm_state_name(vm->state));
+    } else if (busy)
+        ADD(items, "vm", COMPAT_PROBLEM, a->name, NULL, "wait for it, or `vmove jobs cancel ID`", "VM %s is busy with "
+            "job %lld (%s)", name, (long long)busy->id, busy->ops->kind);
+    else if (t->with_storage[0] && vm_config_checkpoint_count(&vm->cfg))
+        ADD(items, "vm", COMPAT_PROBLEM, a->name, NULL, "move it without --with-storage, or delete its checkpoints "
+            "(`vmove checkpoint delete`)", "VM %s has %zu checkpoint(s): a shared-nothing move would flatten them",
+            name, vm_config_checkpoint_count(&vm->cfg));
+    else
+        ADD(items, "vm", COMPAT_OK, a->name, NULL, NULL, "VM %s is %s on %s", name, vm_state_name(vm->state), a->name);
+    return true;
+}
+
+/* This host's side: switches, identity, rights, slots. */
+static void check_source(struct agent *a, const struct migrate_check_req *q, const struct migrate_tuning *t,
+                         json_t *items)
+{
+    if (a->settings.migration_outgoing)
+        ADD(items, "migration.outgoing", COMPAT_OK, a->name, NULL, NULL, "outgoing migration is on on %s", a->name);
+    else
+        ADD(items, "migration.outgoing", COMPAT_PROBLEM, a->name, "vmove host set --migration-outgoing on", NULL,
+            "outgoing migration is off on %s", a->name);
+    if (t->converge == CONVERGE_POSTCOPY && !a->settings.allow_postcopy)
+        ADD(items, "postcopy", COMPAT_PROBLEM, a->name, "vmove host set --postcopy allow", NULL,
+            "post-copy is not allowed on %s", a->name);
+    if (!a->tls_client)
+        ADD(items, "tls", COMPAT_PROBLEM, a->name, NULL, "start vmoved with --listen ADDR:PORT and --tls-dir DIR",
+            "host %s has no TLS identity to talk to other hosts", a->name);
+    if (q->user)
+        ADD(items, "rights.user", COMPAT_OK, a->name, NULL, NULL, "%s has migrate.out on %s", q->user, a->name);
+    else
+        ADD(items, "rights.user", COMPAT_OK, a->name, NULL, NULL, "root on %s's local socket moves as the host, with "
+            "every right there", a->name);
+    int used = limits_in_use(a, SLOT_LIVE), max = limits_max(a, SLOT_LIVE);
+    if (used >= max)
+        ADD(items, "limits", COMPAT_WARNING, a->name, NULL, "it starts when a slot frees", "%s runs %d of its %d live "
+            "migrations: the move will wait in its queue", a->name, used, max);
+}
+
+/* Shared-nothing: where the copies go, with each disk's virtual size and
+ * the bytes it holds (what the destination needs free). */
+static json_t *storage_of(const struct vm *vm, const struct migrate_tuning *t)
+{
+    if (!t->with_storage[0])
+        return NULL;
+    json_t *sizes = json_object(), *alloc = json_object();
+    for (size_t i = 0; i < vm->cfg.n_disks; i++) {
+        struct image_info info;
+        char why[256];
+        bool ok = image_info(vm->cfg.disks[i].path, NULL, true, &info, why, sizeof why) == 0;
+        json_object_set_new(sizes, vm->cfg.disks[i].id, json_integer(ok ? (json_int_t)info.layers[0].virtual_size : 0));
+        json_object_set_new(alloc, vm->cfg.disks[i].id, json_integer(ok ? (json_int_t)image_info_chain_actual(&info) : 0));
+        if (ok)
+            image_info_free(&info);
+    }
+    return json_pack("{s:s, s:o, s:o}", "dir", t->with_storage, "sizes", sizes, "alloc", alloc);
+}
+
+static json_t *networks_of(const struct host_settings *s)
+{
+    json_t *nets = json_array();
+    for (int i = 0; i < s->n_migration_networks; i++) {
+        char c[32];
+        cidr_format(&s->migration_networks[i], c, sizeof c);
+        json_array_append_new(nets, json_string(c));
+    }
+    return nets;
+}
+
+/* What the destination is asked: the prepare request it would get. */
+static json_t *dst_request(struct agent *a, const struct vm *vm, const struct migrate_check_req *q,
+                           const struct migrate_tuning *t, const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    char via[64];
+    snprintf(via, sizeof via, "%.*s", colon ? (int)(colon - addr) : 0, addr);
+    json_t *storage = storage_of(vm, t);
+    return json_pack("{s:s, s:o, s:o, s:s, s:s, s:b, s:o, s:s*, s:o, s:s*, s:O*}", "vm", vm->name, "config",
+                     vm_config_to_json(&vm->cfg), "tuning", tuning_to_json(t), "accel", accel_kind_name(a->accel.kind),
+                     "via", via, "quick", t->quick, "storage", storage ? storage : json_null(), "postcopy",
+                     t->converge == CONVERGE_POSTCOPY ? "required" : NULL, "networks", networks_of(&a->settings),
+                     "qemu_version", a->caps.qemu_version, "check_token", q->check_token);
+}
+
+/* This host's side of the route to the address the destination would
+ * listen on; the fix adds the network of the address this host would use. */
+static void check_route(struct agent *a, const char *dst, const char *listen_ip, json_t *items)
+{
+    char src_ip[64], nets[512];
+    settings_migration_networks_str(&a->settings, nets, sizeof nets);
+    if (!listen_ip) {
+        if (!a->settings.n_migration_networks && !a->settings.migration_any)
+            ADD(items, "migration.network", COMPAT_PROBLEM, a->name, NULL, "allow the network both hosts' migration "
+                "addresses are on: vmove host set --migration-network CIDR", "host %s has no migration network", a->name);
+        else
+            ADD(items, "migration.network", COMPAT_OK, a->name, NULL, NULL, "%s's migration networks: %s (the route "
+                "is checked once %s can listen)", a->name, nets, dst);
+        return;
+    }
+    if (migrate_net_route_source(listen_ip, src_ip, sizeof src_ip) < 0) {
+        ADD(items, "migration.network", COMPAT_PROBLEM, a->name, NULL, "fix the routes between the migration networks",
+            "no route from %s to %s's migration address %s", a->name, dst, listen_ip);
+        return;
+    }
+    if (settings_migration_allowed(&a->settings, migrate_net_ip(src_ip))) {
+        ADD(items, "migration.network", COMPAT_OK, a->name, NULL, NULL, "the migration goes %s -> %s, inside %s's "
+            "networks (%s)", src_ip, listen_ip, a->name, nets);
+        return;
+    }
+    char cidr[32], fix[1024];
+    int n = snprintf(fix, sizeof fix, "vmove host set");
+    for (int i = 0; i < a->settings.n_migration_networks && (size_t)n < sizeof fix; i++) {
+        char c[32];
+        cidr_format(&a->settings.migration_networks[i], c, sizeof c);
+        n += snprintf(fix + n, sizeof fix - (size_t)n, " --migration-network %s", c);
+    }
+    bool known = migrate_net_iface_cidr(src_ip, cidr, sizeof cidr) == 0;
+    if (known && (size_t)n < sizeof fix)
+        snprintf(fix + n, sizeof fix - (size_t)n, " --migration-network %s", cidr);
+    ADD(items, "migration.network", COMPAT_PROBLEM, a->name, known ? fix : NULL, known ? NULL : "allow the network "
+        "with `vmove host set --migration-network CIDR`, or fix the routes", "the migration would go %s -> %s, outside "
+        "%s's migration networks (%s)", src_ip, listen_ip, a->name, nets);
+}
+
+static void on_dst_checked(void *arg, json_t *result, json_t *error)
+{
+    struct check_run *c = arg;
+    struct agent *a = c->agent;
+    if (error) {
+        const char *code = json_string_value(json_object_get(error, "code"));
+        const char *msg = json_string_value(json_object_get(error, "message"));
+        bool old = code && !strcmp(code, ERR_UNKNOWN_CMD);
+        ADD(c->items, "peer", COMPAT_PROBLEM, c->dst, NULL, old ? "upgrade vmove there" :
+            json_string_value(json_object_get(error, "hint")), "%s%s", old ? "host %s runs a vmoved without "
+            "migrate.check: " : "", old ? c->dst : msg ? msg : "no answer");
+        ADD(c->items, "destination", COMPAT_UNCHECKED, c->dst, NULL, "fix the peer first", "%s's side of the move: "
+            "not checked, it did not answer", c->dst);
+        if (!c->quick)
+            check_route(a, c->dst, NULL, c->items);
+        check_run_end(c);
+        return;
+    }
+    const char *verified = peer_verified_name(c->peer), *host = json_string_value(json_object_get(result, "host"));
+    if (!verified || !host || strcmp(verified, host))
+        ADD(c->items, "peer", COMPAT_PROBLEM, c->dst, NULL, "check the peer's address: vmove peer list", "the "
+            "certificate at %s is host %s's, but it calls itself %s", c->addr, verified ? verified : "?",
+            host ? host : "?");
+    else
+        ADD(c->items, "peer", COMPAT_OK, c->dst, NULL, NULL, "%s answers at %s; its certificate names %s", c->dst,
+            c->addr, verified);
+    char p[96], fix[160];
+    snprintf(p, sizeof p, "host:%s", verified ? verified : "?");
+    snprintf(fix, sizeof fix, "vmove acl grant %s migrate.out", p);
+    if (verified && acl_allows(a, p, RIGHT_MIGRATE_OUT))
+        ADD(c->items, "rights.host", COMPAT_OK, a->name, NULL, NULL, "%s may receive VMs from %s (migrate.out)", p,
+            a->name);
+    else
+        ADD(c->items, "rights.host", COMPAT_PROBLEM, a->name, verified ? fix : NULL, NULL, "%s lacks migrate.out on "
+            "%s: %s does not send VMs to it", p, a->name, a->name);
+    if (!c->quick)
+        check_route(a, host ? host : c->dst, json_string_value(json_object_get(result, "listen_ip")), c->items);
+    size_t i;
+    json_t *it;
+    json_array_foreach(json_object_get(result, "items"), i, it) if (json_is_object(it))
+        json_array_append(c->items, it);
+    check_run_end(c);
+}
+
+void migrate_check(struct agent *a, const struct migrate_check_req *q, migrate_check_fn done, void *arg)
+{
+    struct check_run *c = xcalloc(1, sizeof *c);
+    c->agent = a;
+    c->items = json_array();
+    c->dst = xstrdup(q->to);
+    c->done = done;
+    c->arg = arg;
+    struct migrate_tuning t;
+    char msg[512];
+    const char *name = NULL, *addr = NULL;
+    json_t *err = NULL;
+    if (tuning_from_json(q->tuning, &t, msg, sizeof msg) < 0) {
+        ADD(c->items, "tuning", COMPAT_PROBLEM, a->name, NULL, NULL, "%s", msg);
+        check_run_end(c);
+        return;
+    }
+    c->quick = t.quick;
+    bool vm_here = check_vm(a, q->vm, &t, c->items);
+    check_source(a, q, &t, c->items);
+    if ((err = migrate_src_resolve_target(a, q->to, &name, &addr))) {
+        ADD(c->items, "peer", COMPAT_PROBLEM, a->name, NULL, "add it: vmove peer add HOST ADDR:PORT (or pair the "
+            "hosts: vmove host pair)", "%s", json_string_value(json_object_get(err, "message")));
+        json_decref(err);
+    } else if (name && !strcmp(name, a->name))
+        ADD(c->items, "peer", COMPAT_PROBLEM, a->name, NULL, "name another host", "VM %s is already on host %s", q->vm,
+            a->name);
+    if (err || (name && !strcmp(name, a->name)) || !vm_here || !a->tls_client) {
+        ADD(c->items, "destination", COMPAT_UNCHECKED, q->to, NULL, "fix the problems above first", "%s's side of "
+            "the move: not checked", q->to);
+        check_run_end(c);
+        return;
+    }
+    c->addr = xstrdup(addr);
+    c->peer = peer_connect(a, name, addr, NULL, NULL);
+    peer_call(c->peer, "migrate.check", dst_request(a, vm_find(a, q->vm), q, &t, addr), CHECK_TIMEOUT_MS,
+              on_dst_checked, c);
+}
