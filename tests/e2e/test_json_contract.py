@@ -100,6 +100,10 @@ def cases(root):
         (["move"], ["j1", "--to", "nosuchhost"], FAIL), (["move"], ["j1", "--to", "h2", "--bandwidth", "fast"], FAIL),
         (["move-storage"], ["nosuchvm", "--to", d("img")], FAIL),
         (["move-storage"], ["j1", "--to", d("img"), "--bandwidth", "1Gbit"], FAIL),
+        (["move"], ["j1", "--to", "nosuchhost", "--check"], FAIL),   # the check's list, ok false
+        (["move"], ["j1", "--to", "h2", "--check", "--no-wait"], FAIL),   # usage
+        (["move-storage"], ["j1", "--to", d("img"), "--check"], EITHER),
+        (["move-storage"], ["nosuchvm", "--to", d("img"), "--check"], FAIL),
         (["cluster", "create"], ["c1", "--etcd", "http://127.0.0.1:1"], FAIL), (["cluster", "create"], ["c1"], FAIL),
         (["cluster", "join"], ["c1", "--etcd", "http://127.0.0.1:1"], FAIL),
         (["cluster", "leave"], [], FAIL), (["cluster", "show"], [], EITHER), (["cluster", "events"], [], EITHER),
