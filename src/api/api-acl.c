@@ -110,7 +110,7 @@ static void api_acl_whoami(struct api_req *r)
 }
 
 const struct api_method api_acl_methods[] = {
-    {"acl.whoami", api_acl_whoami, 0, 0},
+    {"acl.whoami", api_acl_whoami, 0, API_HOST_OK},   /* a host too: peer add probes with it */
     {"acl.grant", api_acl_grant, RIGHT_HOST_ADMIN, 0},
     {"acl.revoke", api_acl_revoke, RIGHT_HOST_ADMIN, 0},
     {"acl.list", api_acl_list, RIGHT_HOST_ADMIN, 0},

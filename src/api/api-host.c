@@ -18,6 +18,7 @@
 #include "core/journal.h"
 #include "core/limits.h"
 #include "core/paths.h"
+#include "core/peer.h"
 #include "vm/vm.h"
 
 static json_t *memory_json(void)
@@ -294,22 +295,30 @@ static void save_and_reply(struct api_req *r, struct host_settings *next)
     json_decref(s);
 }
 
-static void peer_add(struct api_req *r)
+/* name and addr as given, checked; -1 (answered) if not. */
+static int peer_args(struct api_req *r, const char **name, const char **addr)
 {
-    const char *name = api_param_str(r, "name", true);
-    const char *addr = name ? api_param_str(r, "addr", true) : NULL;
-    if (!addr)
-        return;
-    struct host_settings next = r->agent->settings;
+    *name = api_param_str(r, "name", true);
+    *addr = *name ? api_param_str(r, "addr", true) : NULL;
+    if (!*addr)
+        return -1;
     char ip[64];
-    const char *colon = strrchr(addr, ':');
+    const char *colon = strrchr(*addr, ':');
     struct in_addr tmp;
-    snprintf(ip, sizeof ip, "%.*s", colon ? (int)(colon - addr) : 0, addr);
-    if (!valid_name(name) || !colon || atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535 ||
-        inet_pton(AF_INET, ip, &tmp) != 1 || strlen(addr) >= sizeof next.peers[0].addr) {
-        api_failf(r, ERR_INVALID, NULL, "expected: peer add HOST IPV4:PORT (got %s %s)", name, addr);
-        return;
+    snprintf(ip, sizeof ip, "%.*s", colon ? (int)(colon - *addr) : 0, *addr);
+    if (!valid_name(*name) || !colon || atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535 ||
+        inet_pton(AF_INET, ip, &tmp) != 1 || strlen(*addr) >= sizeof r->agent->settings.peers[0].addr) {
+        api_failf(r, ERR_INVALID, NULL, "expected: peer add HOST IPV4:PORT (got %s %s)", *name, *addr);
+        return -1;
     }
+    return 0;
+}
+
+/* Records the peer in the settings as they are now (a probe may have
+ * taken seconds) and answers. */
+static void peer_record(struct api_req *r, const char *name, const char *addr)
+{
+    struct host_settings next = r->agent->settings;
     int i;
     for (i = 0; i < next.n_peers && strcmp(next.peers[i].name, name); i++)
         ;
@@ -323,6 +332,40 @@ static void peer_add(struct api_req *r)
     snprintf(next.peers[i].name, sizeof next.peers[i].name, "%s", name);
     snprintf(next.peers[i].addr, sizeof next.peers[i].addr, "%s", addr);
     save_and_reply(r, &next);
+}
+
+#define PEER_ADD_PROBE_MS 5000
+#define PEER_LIST_PROBE_MS 3000
+
+static void peer_add_probed(void *arg, bool ok, const char *reason, int64_t took_ms)
+{
+    struct api_req *r = arg;
+    const char *name = json_string_value(json_object_get(r->params, "name"));
+    const char *addr = json_string_value(json_object_get(r->params, "addr"));
+    if (ok) {
+        peer_record(r, name, addr);
+        return;
+    }
+    api_failf(r, ERR_UNAVAILABLE,
+              "check that vmoved runs there with a host certificate from this host's CA naming it, and the "
+              "address; for a host that is not up yet: vmove peer add HOST ADDR:PORT --no-verify",
+              "host %s at %s not verified, nothing recorded: %s", name, addr, reason);
+}
+
+/* The peer is recorded only once it has proved itself (the TLS handshake
+ * with this host's identity, its certificate naming it), unless the caller
+ * says it is not up yet ("verify": false). */
+static void peer_add(struct api_req *r)
+{
+    const char *name, *addr;
+    bool verify;
+    if (peer_args(r, &name, &addr) < 0 || api_param_bool(r, "verify", true, &verify) < 0)
+        return;
+    if (!verify) {
+        peer_record(r, name, addr);
+        return;
+    }
+    peer_probe(r->agent, name, addr, PEER_ADD_PROBE_MS, peer_add_probed, r);
 }
 
 static void peer_remove(struct api_req *r)
@@ -342,11 +385,64 @@ static void peer_remove(struct api_req *r)
     save_and_reply(r, &next);
 }
 
+/* peer.list with "probe": every peer probed at once; the answer waits
+ * for the last (at most PEER_LIST_PROBE_MS), never the loop. */
+struct peer_listing {
+    struct api_req *r;
+    json_t *status;          /* {NAME: {"reachable", "reason"?, "probe_ms"}} */
+    int left;
+};
+
+struct peer_listing_one {
+    struct peer_listing *l;
+    char name[64];
+};
+
+static void peer_list_answer(struct peer_listing *l)
+{
+    json_t *s = host_settings_to_json(&l->r->agent->settings);
+    api_reply(l->r, json_pack("{s:O, s:o}", "peers", json_object_get(s, "peers"), "status", l->status));
+    json_decref(s);
+    free(l);
+}
+
+static void peer_list_probed(void *arg, bool ok, const char *reason, int64_t took_ms)
+{
+    struct peer_listing_one *one = arg;
+    struct peer_listing *l = one->l;
+    json_t *st = json_pack("{s:b, s:I}", "reachable", ok, "probe_ms", (json_int_t)took_ms);
+    if (!ok)
+        json_object_set_new(st, "reason", json_string(reason));
+    json_object_set_new(l->status, one->name, st);
+    free(one);
+    if (--l->left == 0)
+        peer_list_answer(l);
+}
+
 static void peer_list(struct api_req *r)
 {
-    json_t *s = host_settings_to_json(&r->agent->settings);
-    api_reply(r, json_pack("{s:O}", "peers", json_object_get(s, "peers")));
-    json_decref(s);
+    bool probe;
+    if (api_param_bool(r, "probe", false, &probe) < 0)
+        return;
+    const struct host_settings *hs = &r->agent->settings;
+    if (!probe || hs->n_peers == 0) {
+        json_t *s = host_settings_to_json(hs);
+        api_reply(r, json_pack("{s:O}", "peers", json_object_get(s, "peers")));
+        json_decref(s);
+        return;
+    }
+    struct peer_listing *l = xcalloc(1, sizeof *l);
+    l->r = r;
+    l->status = json_object();
+    l->left = hs->n_peers;
+    /* The names and addresses are copied before the first probe: a probe
+     * that fails at once still answers from the loop, never in here. */
+    for (int i = 0; i < hs->n_peers; i++) {
+        struct peer_listing_one *one = xcalloc(1, sizeof *one);
+        one->l = l;
+        snprintf(one->name, sizeof one->name, "%s", hs->peers[i].name);
+        peer_probe(r->agent, hs->peers[i].name, hs->peers[i].addr, PEER_LIST_PROBE_MS, peer_list_probed, one);
+    }
 }
 
 const struct api_method api_peer_methods[] = {

@@ -313,26 +313,36 @@ const struct cli_cmd cmd_host_resume_entry = {
 
 /* ---- peers --------------------------------------------------------------- */
 
+/* NAME ADDR, and with peer list's probe whether it answers now. */
+static void print_peers(json_t *r)
+{
+    const char *name;
+    json_t *addr;
+    json_t *status = json_object_get(r, "status");
+    json_object_foreach(json_object_get(r, "peers"), name, addr) {
+        json_t *st = json_object_get(status, name);
+        if (!st) {
+            printf("%-20s %s\n", name, json_string_value(addr));
+            continue;
+        }
+        if (json_is_true(json_object_get(st, "reachable")))
+            printf("%-20s %-22s reachable (TLS verified in %lld ms)\n", name, json_string_value(addr),
+                   (long long)json_integer_value(json_object_get(st, "probe_ms")));
+        else
+            printf("%-20s %-22s unreachable: %s\n", name, json_string_value(addr),
+                   json_string_value(json_object_get(st, "reason")));
+    }
+}
+
 static int peer_request(struct cli *c, const char *method, json_t *params)
 {
-    int code;
-    json_t *r = cli_call(c, method, params, NULL, NULL, &code);
-    if (!r)
-        return code;
-    if (c->json)
-        cli_print_json(r);
-    else {
-        const char *name;
-        json_t *addr;
-        json_object_foreach(json_object_get(r, "peers"), name, addr) printf("%-20s %s\n", name, json_string_value(addr));
-    }
-    json_decref(r);
-    return 0;
+    return cli_call_and_print(c, method, params, print_peers);
 }
 
 static int cmd_peer_add_exec(struct cli *c, const struct cli_args *a)
 {
-    return peer_request(c, "peer.add", json_pack("{s:s, s:s}", "name", a->argv[0], "addr", a->argv[1]));
+    return peer_request(c, "peer.add", json_pack("{s:s, s:s, s:b}", "name", a->argv[0], "addr", a->argv[1], "verify",
+                                                 !cli_flag_set(a, "no-verify")));
 }
 
 static int cmd_peer_remove_exec(struct cli *c, const struct cli_args *a)
@@ -342,18 +352,25 @@ static int cmd_peer_remove_exec(struct cli *c, const struct cli_args *a)
 
 static int cmd_peer_list_exec(struct cli *c, const struct cli_args *a)
 {
-    return peer_request(c, "peer.list", NULL);
+    return peer_request(c, "peer.list", json_pack("{s:b}", "probe", 1));
 }
 
+static const struct cli_flag peer_add_flags[] = {
+    {"no-verify", 0, NULL, "connect and verify first", NULL,
+     "record the peer without connecting to it (a host that is not up yet)", 0},
+    {NULL, 0, NULL, NULL, NULL, NULL, 0},
+};
+
 const struct cli_cmd cmd_peer_add_entry = {
-    .noun = "peer", .verb = "add", .summary = "know host HOST at ADDR:PORT (its certificate must carry that name)",
-    .args = "HOST ADDR:PORT", .min_args = 2, .max_args = 2, .fn = cmd_peer_add_exec,
+    .noun = "peer", .verb = "add", .summary = "know host HOST at ADDR:PORT: connects and checks that its certificate carries that name, "
+               "and records it only then",
+    .args = "HOST ADDR:PORT", .flags = peer_add_flags, .min_args = 2, .max_args = 2, .fn = cmd_peer_add_exec,
 };
 const struct cli_cmd cmd_peer_remove_entry = {
     .noun = "peer", .verb = "remove", .summary = "forget host HOST",
     .args = "HOST", .min_args = 1, .max_args = 1, .fn = cmd_peer_remove_exec,
 };
 const struct cli_cmd cmd_peer_list_entry = {
-    .noun = "peer", .verb = "list", .summary = "list the known hosts",
+    .noun = "peer", .verb = "list", .summary = "list the known hosts, and whether each answers now (probed at once, 3 s at most)",
     .args = "", .max_args = 0, .is_default = true, .fn = cmd_peer_list_exec,
 };

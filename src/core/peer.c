@@ -351,3 +351,46 @@ void peer_set_closed_hook(struct peer_conn *p, peer_closed_fn on_closed, void *a
     p->on_closed = on_closed;
     p->arg = arg;
 }
+
+/* ---- probes (peer add, peer list) ------------------------------------- */
+
+struct probe {
+    struct peer_conn *peer;
+    peer_probe_fn cb;
+    void *arg;
+    int timeout_ms;
+    uint64_t t0;
+};
+
+/* Any answer, even a refusal, comes after the handshake that proved the
+ * peer's certificate: connected is what counts.  acl.whoami needs no right
+ * and is not audited, so a probe leaves no trace in the peer's audit log. */
+static void probe_reply(void *arg, json_t *result, json_t *error)
+{
+    struct probe *pr = arg;
+    bool ok = peer_verified_name(pr->peer) != NULL;
+    char why[600] = "";
+    const char *code = json_string_value(json_object_get(error, "code"));
+    if (!ok && code && !strcmp(code, ERR_TIMEOUT))
+        snprintf(why, sizeof why, "no TLS answer from %s within %d s (is the address right, and the port open?)",
+                 pr->peer->addr, pr->timeout_ms / 1000);
+    else if (!ok)
+        snprintf(why, sizeof why, "%s", pr->peer->broken_reason ? pr->peer->broken_reason
+                 : json_string_value(json_object_get(error, "message")) ? json_string_value(json_object_get(error, "message"))
+                 : "no answer");
+    pr->cb(pr->arg, ok, ok ? NULL : why, (int64_t)(now_ms() - pr->t0));
+    peer_close(pr->peer);
+    free(pr);
+}
+
+void peer_probe(struct agent *a, const char *expect_name, const char *addr, int timeout_ms, peer_probe_fn cb,
+                void *arg)
+{
+    struct probe *pr = xcalloc(1, sizeof *pr);
+    pr->cb = cb;
+    pr->arg = arg;
+    pr->timeout_ms = timeout_ms;
+    pr->t0 = now_ms();
+    pr->peer = peer_connect(a, expect_name, addr, NULL, NULL);
+    peer_call(pr->peer, "acl.whoami", NULL, timeout_ms, probe_reply, pr);
+}

@@ -4,6 +4,8 @@
 #ifndef VMOVE_PEER_H
 #define VMOVE_PEER_H
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 struct agent;
 struct peer_conn;
@@ -29,4 +31,13 @@ const char *peer_name(const struct peer_conn *p);
  * (NULL before): what rights are checked against, never a name the peer
  * states in a message. */
 const char *peer_verified_name(const struct peer_conn *p);
+
+/* Connects to the peer and proves it (the TLS handshake with this host's
+ * identity, its certificate naming expect_name), then closes.  cb runs once,
+ * from the loop, within about timeout_ms: ok, or why not in words
+ * ("connection refused at ...", "the certificate at ... names h3, expected
+ * h2"; reason is borrowed).  Never blocks: `peer add` and `peer list` use it. */
+typedef void (*peer_probe_fn)(void *arg, bool ok, const char *reason, int64_t took_ms);
+void peer_probe(struct agent *a, const char *expect_name, const char *addr, int timeout_ms, peer_probe_fn cb,
+                void *arg);
 #endif

@@ -92,7 +92,7 @@ def test_completion_of_commands_and_flags():
 def test_completion_of_vm_and_host_names(agent):
     agent.create_guest("compl-web")
     agent.create_guest("compl-db")
-    agent.vmove("peer", "add", "h7", "10.9.9.7:7070")
+    agent.vmove("peer", "add", "h7", "10.9.9.7:7070", "--no-verify")
     sock = "unix:" + agent.sock
     got = complete([VMOVE, "-H", sock, "vm", "start", "compl-w"], 5)
     assert got == ["compl-web"], got

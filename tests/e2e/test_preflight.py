@@ -27,7 +27,7 @@ def test_waiting_move_says_why_and_gives_up(cl):
         assert p.returncode == 2 and flag in p.stderr, (extra, p.returncode, p.stderr)
 
     # A destination that is down: nothing listens on that port.
-    cl.v(1, "peer", "add", "h9", f"{h2.mgmt_ip}:{h2.port + 1}")
+    cl.v(1, "peer", "add", "h9", f"{h2.mgmt_ip}:{h2.port + 1}", "--no-verify")
     t0 = time.monotonic()
     p = cl.run(1, "move", "pw1", "--to", "h9", "--max-wait", "4")
     took = time.monotonic() - t0
@@ -40,7 +40,7 @@ def test_waiting_move_says_why_and_gives_up(cl):
     print(f"\nmove to a host that is down failed after {took:.1f} s (--max-wait 4)")
 
     # A certificate that names another host: h2's address under the name h3.
-    cl.v(1, "peer", "add", "h3", f"{h2.mgmt_ip}:{h2.port}")
+    cl.v(1, "peer", "add", "h3", f"{h2.mgmt_ip}:{h2.port}", "--no-verify")
     jid = cl.v(1, "move", "pw1", "--to", "h3", "--no-wait", "--max-wait", "120")["job"]
     want = f"the certificate at {h2.mgmt_ip}:{h2.port} names {h2.name}, expected h3"
     j = wait_for(lambda: (j := cl.v(1, "jobs", "show", str(jid))) and
@@ -58,6 +58,49 @@ def test_waiting_move_says_why_and_gives_up(cl):
     p, done, _ = cl.move("pw1", 1, 2)
     assert done and done["job"]["state"] == "succeeded", p.stderr
     assert cl.verify("pw1", 2)
+
+
+def test_peer_add_verifies_and_peer_list_probes(cl):
+    """peer add records a peer only once it has proved itself; peer list
+    says which peers answer now, and why not (issue 18, item 3)."""
+    h2 = cl.tb.host(2)
+    down = f"{h2.mgmt_ip}:{h2.port + 1}"          # nothing listens there
+
+    def peers(i):
+        return cl.v(i, "peer", "list")
+
+    # Down: refused with the reason in words, nothing recorded.
+    p = cl.run(1, "peer", "add", "h9", down)
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert f"connection refused at {down}" in p.stderr and "nothing recorded" in p.stderr, p.stderr
+    assert "--no-verify" in p.stderr, p.stderr
+    assert "h9" not in peers(1)["peers"]
+    # A certificate naming another host: h2's address under the name h3.
+    p = cl.run(1, "--json", "peer", "add", "h3", f"{h2.mgmt_ip}:{h2.port}")
+    r = json.loads(p.stdout.splitlines()[-1])
+    assert p.returncode == 1 and r["ok"] is False, (p.returncode, p.stdout)
+    assert f"the certificate at {h2.mgmt_ip}:{h2.port} names {h2.name}, expected h3" in r["error"]["message"], r
+    assert "h3" not in peers(1)["peers"]
+    # --no-verify records the host that is not up yet.
+    assert cl.v(1, "peer", "add", "h9", down, "--no-verify")["peers"]["h9"] == down
+
+    # peer list: h2 (verified when the test bed paired the hosts) answers, h9 not.
+    t0 = time.monotonic()
+    r = peers(1)
+    took = time.monotonic() - t0
+    st = r["status"]
+    assert st[h2.name]["reachable"] is True and "reason" not in st[h2.name], st
+    assert st["h9"]["reachable"] is False and f"connection refused at {down}" in st["h9"]["reason"], st
+    assert took < 10, took
+    human = cl.run(1, "peer", "list").stdout
+    line = {l.split()[0]: l for l in human.splitlines() if l.strip()}
+    assert "reachable (TLS verified" in line[h2.name] and f"unreachable: connection refused at {down}" in line["h9"], \
+        human
+    # h2 stopped: the same listing says so, and h1's loop went on serving.
+    cl.stop(2)
+    st = peers(1)["status"]
+    assert st[h2.name]["reachable"] is False and "connection refused" in st[h2.name]["reason"], st
+    assert cl.v(1, "host", "show")["ok"] is True
 
 
 def test_host_pair_makes_a_live_migration_work(request):
