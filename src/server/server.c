@@ -64,6 +64,7 @@ struct conn {
     char ip[64];                 /* TCP peers: the address alone, for per-address caps */
     uint64_t opened_ms, last_read_ms;
     uint64_t partial_since_ms;   /* when the unfinished request in the input began to arrive; 0: none */
+    size_t searched;             /* input bytes already known to hold no newline */
     void (*close_hook)(void *arg);
     void *close_hook_arg;
     char peer[96];
@@ -311,6 +312,26 @@ static void handle_line(struct conn *c, const char *line)
     api_dispatch(r);
 }
 
+/* The next request line, or NULL while none has ended.  Only the bytes that
+ * arrived since the last search are searched, so a large request that comes
+ * in many small reads costs time in proportion to its size, not its square. */
+static char *next_line(struct conn *c, struct evbuffer *in, size_t *n)
+{
+    size_t len = evbuffer_get_length(in);
+    if (c->searched >= len)
+        return NULL;
+    struct evbuffer_ptr from;
+    if (evbuffer_ptr_set(in, &from, c->searched, EVBUFFER_PTR_SET) < 0)
+        return NULL;
+    struct evbuffer_ptr eol = evbuffer_search_eol(in, &from, NULL, EVBUFFER_EOL_LF);
+    if (eol.pos < 0) {
+        c->searched = len;
+        return NULL;
+    }
+    c->searched = 0;
+    return evbuffer_readln(in, n, EVBUFFER_EOL_LF);
+}
+
 static void conn_on_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
@@ -324,7 +345,7 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
     bool whole = false;          /* a request ended in this read: what is left began in it */
     while (c->open && !c->closing) {
         size_t n;
-        char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
+        char *line = next_line(c, in, &n);
         if (!line) {
             if (evbuffer_get_length(in) > PROTO_MAX_MESSAGE)
                 conn_reject(c, ERR_INVALID, "request too large: over " PROTO_MAX_MESSAGE_TEXT " without a newline "
