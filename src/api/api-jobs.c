@@ -19,13 +19,16 @@
 struct stream {
     struct stream *next;
     struct api_req *r;
+    int64_t job;                 /* the job it watches; 0: jobs.follow (all jobs) */
 };
 static struct stream *streams;
+static const struct job_subscriber_ops request_watcher;
 
-static void stream_add(struct api_req *r)
+static void stream_add(struct api_req *r, int64_t job)
 {
     struct stream *s = xcalloc(1, sizeof *s);
     s->r = r;
+    s->job = job;
     s->next = streams;
     streams = s;
 }
@@ -39,6 +42,26 @@ static void stream_remove(struct api_req *r)
             free(s);
             return;
         }
+}
+
+/* A watch whose client hung up is closed here, not when its job ends: the
+ * job may run for hours, and the stream would hold its quota place all that
+ * time (jobs.follow streams are closed by their connection's close hook). */
+static void streams_prune(struct agent *a)
+{
+    for (struct stream **p = &streams; *p;) {
+        struct stream *s = *p;
+        if (!s->job || api_req_connected(s->r)) {
+            p = &s->next;
+            continue;
+        }
+        struct job *j = job_find(a, s->job);
+        if (j)
+            job_unsubscribe(j, &request_watcher, s->r);
+        *p = s->next;
+        api_fail(s->r, proto_error(ERR_UNAVAILABLE, NULL, "the client went away"));   /* dropped: closed */
+        free(s);
+    }
 }
 
 /* Open streams: all (who NULL), or those of who. */
@@ -85,6 +108,8 @@ bool api_quota_admit(struct api_req *r, unsigned flags)
               "%s has %d jobs queued or running here, the most one principal may (%d)", who, jobs_hint)))
         return false;
     bool stream = (flags & API_STREAM) || ((flags & API_JOB) && !json_is_false(json_object_get(r->params, "wait")));
+    if (stream)
+        streams_prune(r->agent);
     return !stream ||
            !(over(r, streams_count(NULL), q->max_streams,
                   "%s has %d job streams open, the most it serves (%d)", host, streams_hint) ||
@@ -127,7 +152,7 @@ void api_job_watch(struct agent *a, int64_t id, struct api_req *r)
         return;
     }
     job_subscribe(j, &request_watcher, r);
-    stream_add(r);
+    stream_add(r, id);
     api_event(r, "job", job_to_json(j));
 }
 
@@ -224,7 +249,7 @@ static void follow_closed(void *arg)
 static void jobs_follow(struct api_req *r)
 {
     jobs_observe(follow_update, r);
-    stream_add(r);
+    stream_add(r, 0);
     api_sink_on_close(r->sink, follow_closed, r);
 }
 

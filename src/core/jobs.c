@@ -78,10 +78,29 @@ static void tell_observers(const struct job *j)
     }
 }
 
+/* Watchers unsubscribed while they were being told (ops NULL) are freed
+ * once no update() call is under way. */
+static void drop_unsubscribed(struct job *j)
+{
+    for (struct job_watcher **p = &j->watchers; *p;) {
+        struct job_watcher *w = *p;
+        if (w->ops) {
+            p = &w->next;
+            continue;
+        }
+        *p = w->next;
+        free(w);
+    }
+}
+
 static void notify(struct job *j)
 {
+    j->notifying++;
     for (struct job_watcher *w = j->watchers; w; w = w->next)
-        w->ops->update(w->arg, j);
+        if (w->ops)
+            w->ops->update(w->arg, j);
+    if (--j->notifying == 0)
+        drop_unsubscribed(j);
     tell_observers(j);
 }
 
@@ -205,7 +224,8 @@ static void job_finish_in(struct job *j, enum job_state st)
     j->watchers = NULL;
     while (w) {
         struct job_watcher *next = w->next;
-        w->ops->ended(w->arg, j);
+        if (w->ops)
+            w->ops->ended(w->arg, j);
         free(w);
         w = next;
     }
@@ -248,6 +268,22 @@ void job_subscribe(struct job *j, const struct job_subscriber_ops *ops, void *ar
     w->arg = arg;
     w->next = j->watchers;
     j->watchers = w;
+}
+
+void job_unsubscribe(struct job *j, const struct job_subscriber_ops *ops, void *arg)
+{
+    for (struct job_watcher **p = &j->watchers; *p; p = &(*p)->next) {
+        struct job_watcher *w = *p;
+        if (w->ops != ops || w->arg != arg)
+            continue;
+        if (j->notifying) {
+            w->ops = NULL;
+        } else {
+            *p = w->next;
+            free(w);
+        }
+        return;
+    }
 }
 
 int job_request_cancel(struct job *j, json_t **err)
@@ -321,8 +357,9 @@ void jobs_free_all(struct agent *a)
         struct job_watcher *w = j->watchers;
         while (w) {
             struct job_watcher *next = w->next;
-            w->ops->dropped(w->arg, proto_error(ERR_UNAVAILABLE, "retry once vmoved is back",
-                                                "vmoved is shutting down"));
+            if (w->ops)
+                w->ops->dropped(w->arg, proto_error(ERR_UNAVAILABLE, "retry once vmoved is back",
+                                                    "vmoved is shutting down"));
             free(w);
             w = next;
         }

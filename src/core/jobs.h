@@ -41,6 +41,7 @@ struct job {
     uint64_t last_journal_ms;
     bool cancel_requested;
     struct job_watcher *watchers;
+    int notifying;                    /* depth of update() calls under way: unsubscribing then only marks */
 };
 
 struct job *job_create(struct agent *a, const struct job_ops *ops, const char *vm, json_t *params);
@@ -79,6 +80,9 @@ struct job_subscriber_ops {
     void (*dropped)(void *arg, json_t *error);
 };
 void job_subscribe(struct job *j, const struct job_subscriber_ops *ops, void *arg);
+/* Stop following j: none of ops is called for arg again.  Safe while j's
+ * watchers are being told of a change. */
+void job_unsubscribe(struct job *j, const struct job_subscriber_ops *ops, void *arg);
 /* Ask the job to stop (its module's cancel); the job may be finished and
  * freed before this returns.  -1 with *err if this kind cannot be cancelled. */
 int job_request_cancel(struct job *j, json_t **err);
