@@ -479,6 +479,19 @@ const char *owner_member_addr(struct agent *a, const char *host)
     return json_string_value(json_object_get(a->cluster->member_addrs, host));
 }
 
+json_t *cluster_member_peers(struct agent *a)
+{
+    if (!a->cluster)
+        return NULL;
+    json_t *out = json_object();
+    const char *host;
+    json_t *addr;
+    json_object_foreach(a->cluster->member_addrs, host, addr)
+        if (strcmp(host, a->name))
+            json_object_set(out, host, addr);
+    return out;
+}
+
 static void owner_tick(evutil_socket_t fd, short ev, void *arg)
 {
     (void)fd;

@@ -8,6 +8,7 @@ import threading
 import time
 
 from migrationlib import GUEST_ECHO_PORT, Cluster, tbmod
+import etcdbed
 from vmovelib import BIN, ENV, wait_for
 
 TTL = 3
@@ -106,6 +107,14 @@ class HA(Cluster):
         d = self.v(i, "vm", "show", name)["dir"]
         with open(os.path.join(d, "fence.deadline")) as f:
             return int(f.read().strip())
+
+    def etcdctl(self, *args):
+        """etcdctl against the first etcd member that answers."""
+        for k in range(1, len(self.tb.etcd_members) + 1):
+            p = etcdbed.etcdctl(self.tb, k, *args)
+            if p.returncode == 0:
+                return p
+        raise AssertionError(f"etcdctl {args}: {p.stderr}")
 
     def echo_ok(self, ip, timeout=0.3):
         """One UDP echo from the client namespace to the guest."""

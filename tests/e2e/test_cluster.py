@@ -4,6 +4,7 @@ VM running on exactly one host, its disk data verified, and the RTO
 printed; an oracle outside the hosts samples every 10 ms which hosts run a
 QEMU for the VM and fails the test on any overlap.  QEMU's image locks are
 off (VMOVE_TEST_NO_IMAGE_LOCKING), so they cannot hide a protocol bug."""
+import json
 import signal
 import time
 
@@ -238,7 +239,24 @@ def test_live_migration_moves_the_owner_record(ha):
     VM is never killed as a stray copy, and it fails over from its new
     home.  The hosts have no `peer add`: members know each other."""
     assert ha.v(1, "host", "show")["peers"] == {}
+    # The members are peers "from the cluster", probed like any peer.
+    pl = ha.v(1, "peer", "list")
+    assert pl["peers"] == {} and pl["cluster"] == "c1", pl
+    assert sorted(pl["cluster_peers"]) == ["h2", "h3"], pl
+    assert pl["cluster_peers"]["h2"] == f"{ha.tb.host(2).mgmt_ip}:{ha.tb.host(2).port}", pl
+    assert all(pl["status"][h]["reachable"] for h in ("h2", "h3")), pl
+    assert "(from cluster c1)" in ha.run(1, "peer", "list").stdout
     ip = ha.create_ha_guest("ha8")
+    # The identity check is as strict as for a peer entry: a member record
+    # whose address answers with another host's certificate is refused.
+    h3 = ha.tb.host(3)
+    ha.etcdctl("put", "/vmove/v1/c1/members/h9", json.dumps({"host": "h9", "addr": f"{h3.mgmt_ip}:{h3.port}"}))
+    wait_for(lambda: "h9" in ha.v(1, "peer", "list").get("cluster_peers", {}), 20, "h9 read from the cluster")
+    # (An unreachable destination is retried until --max-wait, as for a peer.)
+    p, done, _ = ha.move("ha8", 1, 2, "--max-wait", "5", check=False, to_name="h9")
+    assert p.returncode != 0 and "names h3, expected h9" in (p.stderr + json.dumps(done)), p.stderr
+    ha.etcdctl("del", "/vmove/v1/c1/members/h9")
+    assert ha.running_on("ha8") == [1] and ha.owner("ha8")["host"] == "h1"
     oracle = start_oracle(ha, "ha8")
     gen = ha.owner("ha8")["gen"]
     oracle.moving = True
