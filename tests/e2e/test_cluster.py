@@ -413,3 +413,32 @@ def test_isolation_keep_rides_out_quorum_loss(ha):
     assert not [e for e in ha.events(1) if e["vm"] == "hq" and e.get("decision") == "starting"]
     ha.verify("hq", 1)
     assert_no_double_run(oracle)
+
+
+def test_isolation_keep_host_dies_waits_for_ha_clear(ha):
+    """h1 dies with a keep VM: the cluster cannot tell dead from cut off,
+    so the VM stays isolated and nowhere runs it; a start by hand is
+    refused; `vm ha-clear` (the admin's word that h1 is off) restarts it
+    on a survivor, once."""
+    ip = ha.create_ha_guest("hd", isolation="keep")
+    oracle = start_oracle(ha, "hd")
+    ha.kill_namespace(1)
+    t_fault = time.monotonic()
+    wait_for(lambda: (ha.owner("hd") or {}).get("state") == "isolated", 30, "marked isolated")
+    time.sleep(max(0, 4 * TTL - (time.monotonic() - t_fault)))
+    assert ha.running_on("hd") == [], "a keep VM was restarted without ha-clear"
+    o = ha.owner("hd")
+    assert o["state"] == "isolated" and o["host"] == "h1", o
+    p = ha.run(2, "vm", "ha-clear", "nope")
+    assert p.returncode != 0 and "no HA VM nope" in p.stderr, p.stderr
+    r = ha.v(2, "vm", "ha-clear", "hd")
+    assert r["state"] == "pending", r
+    owner, _ = wait_running_elsewhere(ha, "hd", 1)
+    new = host_index(ha, owner["host"])
+    ha.wait_echo(ip, 60)
+    assert ha.running_on("hd") == [new]
+    ev = [e for e in ha.events(new) if e["vm"] == "hd"]
+    assert [e["decision"] for e in ev][-2:] == ["isolated", "starting"], ev
+    ha.wait_guest("hd", new)
+    ha.verify("hd", new)
+    assert_no_double_run(oracle)
