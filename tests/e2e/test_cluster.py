@@ -66,6 +66,24 @@ def test_cluster_forms_and_refuses_bad_setups(ha):
     ha.v(1, "vm", "create", "loc", "--memory", "64M", "--disk", local, "--kernel", KERNEL, "--initrd", INITRD)
     p = ha.run(1, "vm", "set", "loc", "--ha", "on")
     assert p.returncode != 0 and "not on the cluster's shared storage" in p.stderr and "vda" in p.stderr, p.stderr
+    # --isolation: only with --ha, only stop|keep; vm create's choice is kept by `vm set --ha on`.
+    for bad in (["vm", "set", "loc", "--isolation", "keep"], ["vm", "set", "loc", "--ha", "on", "--isolation", "x"],
+                ["vm", "set", "loc", "--ha", "off", "--isolation", "keep"],
+                ["vm", "create", "k0", "--memory", "64M", "--isolation", "keep", "--kernel", KERNEL]):
+        p = ha.run(1, *bad)
+        assert p.returncode == 2 and "--isolation" in p.stderr, (bad, p.stderr)
+    shared = os.path.join(ha.tb.shared_dir, "k1.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", shared, "16M"], check=True)
+    r = ha.v(1, "vm", "create", "k1", "--memory", "64M", "--disk", shared, "--kernel", KERNEL, "--initrd", INITRD,
+             "--ha", "--isolation", "keep")
+    assert r["ha"] is True and r["isolation"] == "keep" and r["config"]["flags"]["isolation"] == "keep", r
+    r = ha.v(1, "vm", "set", "k1", "--ha", "on")
+    assert r["isolation"] == "keep", r
+    o = ha.owner("k1")
+    assert o["isolation"] == "keep" and o["state"] == "stopped" and o["restart_on_host_loss"] is False, o
+    r = ha.v(1, "vm", "set", "k1", "--ha", "on", "--isolation", "stop")
+    assert r["isolation"] == "stop" and ha.v(1, "vm", "show", "k1")["isolation"] == "stop", r
+    assert ha.owner("k1")["restart_on_host_loss"] is True
 
 
 def test_host_dies_vm_restarts_on_a_survivor(ha):
