@@ -10,6 +10,7 @@
 
 #include "common/proto.h"
 #include "api/methods.h"
+#include "cluster/cluster.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "core/agent.h"
@@ -398,11 +399,41 @@ struct peer_listing_one {
     char name[64];
 };
 
+/* The members of this host's cluster that are no configured peer: a move
+ * to one resolves through the cluster (migrate_src_resolve_target), a peer
+ * entry of the same name wins.  NULL outside a cluster. */
+static json_t *cluster_only_peers(const struct agent *a, json_t *configured)
+{
+    json_t *m = cluster_member_peers((struct agent *)a);
+    const char *name;
+    json_t *addr;
+    void *tmp;
+    json_object_foreach_safe(m, tmp, name, addr)
+        if (json_object_get(configured, name))
+            json_object_del(m, name);
+    return m;
+}
+
+/* {"peers", "cluster_peers"?, "cluster"?} (+ "status" when probed). */
+static json_t *peer_list_doc(const struct agent *a)
+{
+    json_t *s = host_settings_to_json(&a->settings);
+    json_t *peers = json_incref(json_object_get(s, "peers"));
+    json_decref(s);
+    json_t *doc = json_pack("{s:o}", "peers", peers);
+    json_t *members = cluster_only_peers(a, peers);
+    if (members) {
+        json_object_set_new(doc, "cluster_peers", members);
+        json_object_set_new(doc, "cluster", json_string(cluster_name(a)));
+    }
+    return doc;
+}
+
 static void peer_list_answer(struct peer_listing *l)
 {
-    json_t *s = host_settings_to_json(&l->r->agent->settings);
-    api_reply(l->r, json_pack("{s:O, s:o}", "peers", json_object_get(s, "peers"), "status", l->status));
-    json_decref(s);
+    json_t *doc = peer_list_doc(l->r->agent);
+    json_object_set_new(doc, "status", l->status);
+    api_reply(l->r, doc);
     free(l);
 }
 
@@ -425,24 +456,35 @@ static void peer_list(struct api_req *r)
     if (api_param_bool(r, "probe", false, &probe) < 0)
         return;
     const struct host_settings *hs = &r->agent->settings;
-    if (!probe || hs->n_peers == 0) {
-        json_t *s = host_settings_to_json(hs);
-        api_reply(r, json_pack("{s:O}", "peers", json_object_get(s, "peers")));
-        json_decref(s);
+    json_t *doc = peer_list_doc(r->agent);
+    json_t *members = json_object_get(doc, "cluster_peers");
+    size_t total = (size_t)hs->n_peers + json_object_size(members);
+    if (!probe || total == 0) {
+        api_reply(r, doc);
         return;
     }
     struct peer_listing *l = xcalloc(1, sizeof *l);
     l->r = r;
     l->status = json_object();
-    l->left = hs->n_peers;
+    l->left = (int)total;
     /* The names and addresses are copied before the first probe: a probe
-     * that fails at once still answers from the loop, never in here. */
+     * that fails at once still answers from the loop, never in here.  A
+     * member is probed as exactly as a peer: its certificate must name it. */
     for (int i = 0; i < hs->n_peers; i++) {
         struct peer_listing_one *one = xcalloc(1, sizeof *one);
         one->l = l;
         snprintf(one->name, sizeof one->name, "%s", hs->peers[i].name);
         peer_probe(r->agent, hs->peers[i].name, hs->peers[i].addr, PEER_LIST_PROBE_MS, peer_list_probed, one);
     }
+    const char *name;
+    json_t *addr;
+    json_object_foreach(members, name, addr) {
+        struct peer_listing_one *one = xcalloc(1, sizeof *one);
+        one->l = l;
+        snprintf(one->name, sizeof one->name, "%s", name);
+        peer_probe(r->agent, one->name, json_string_value(addr), PEER_LIST_PROBE_MS, peer_list_probed, one);
+    }
+    json_decref(doc);
 }
 
 const struct api_method api_peer_methods[] = {

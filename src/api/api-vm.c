@@ -127,6 +127,13 @@ static int plan_create(struct api_req *r, const char *name, struct create_plan *
     const char *machine = json_string_value(json_object_get(r->params, "machine"));
     p->cfg.machine = xstrdup(machine ? machine : a->caps.default_machine);
     p->cfg.ha = json_is_true(json_object_get(r->params, "ha"));
+    json_t *iso = json_object_get(r->params, "isolation");
+    if (iso && (!json_is_string(iso) || (strcmp(json_string_value(iso), "keep") &&
+                                         strcmp(json_string_value(iso), "stop")))) {
+        snprintf(err, errlen, "isolation must be \"stop\" or \"keep\"");
+        return -1;
+    }
+    p->cfg.ha_keep = iso && !strcmp(json_string_value(iso), "keep");   /* without ha: refused by the validation */
     json_t *mem = json_object_get(r->params, "memory");
     if (!mem)
         p->cfg.memory_mib = 512;

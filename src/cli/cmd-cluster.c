@@ -100,6 +100,11 @@ static void print_show(json_t *r)
                (long long)json_integer_value(json_object_get(m, "gen")), str(m, "reason"));
     if (!json_array_size(vms))
         printf("(none: `vmove vm set NAME --ha on` makes one)\n");
+    /* Say it for every VM the cluster would not restart after a host loss. */
+    json_array_foreach(vms, i, m)
+        if (json_is_false(json_object_get(m, "restart_on_host_loss")))
+            printf("note: %s is %snot restarted automatically if its host is lost (%s)\n", str(m, "vm"),
+                   !strcmp(str(m, "state"), "isolated") ? "isolated and " : "", str(m, "no_restart_why"));
 }
 
 static int cmd_cluster_show_exec(struct cli *c, const struct cli_args *a)
@@ -120,7 +125,8 @@ static void print_events(json_t *r)
     size_t i;
     json_t *e;
     json_array_foreach(json_object_get(r, "events"), i, e) {
-        long long t0 = (long long)json_integer_value(json_object_get(e, "lease_gone_seen_ms"));
+        /* A re-adoption (isolation keep) has no lost lease of its own to count from. */
+        long long t0 = (long long)json_integer_value(json_object_get(e, "lease_gone_seen_ms") ?: json_object_get(e, "decided_ms"));
         time_t secs = (time_t)(t0 / 1000);
         char when[32];
         strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&secs));
@@ -133,6 +139,8 @@ static void print_events(json_t *r)
         print_ms_since("QEMU started at", e, "qemu_started_ms", t0);
         print_ms_since("guest running at", e, "running_ms", t0);
         print_ms_since("start failed at", e, "failed_ms", t0);
+        if (!strcmp(str(e, "result"), "not-restarted"))
+            printf("  not restarted:         isolation keep (the VM may still run on %s)\n", str(e, "from"));
     }
     if (!json_array_size(json_object_get(r, "events")))
         printf("no failover yet\n");
@@ -148,7 +156,9 @@ static void print_ha(json_t *r)
 {
     printf("VM %s: HA %s", str(r, "vm"), json_is_true(json_object_get(r, "ha")) ? "on" : "off");
     if (json_is_true(json_object_get(r, "ha")))
-        printf(", priority %s", str(r, "priority"));
+        printf(", priority %s, isolation %s%s", str(r, "priority"), str(r, "isolation"),
+               !strcmp(str(r, "isolation"), "keep") ? " (never fenced; not restarted elsewhere if its host is lost)"
+                                                    : "");
     printf("\n");
 }
 
@@ -159,20 +169,36 @@ static int cmd_vm_set_exec(struct cli *c, const struct cli_args *a)
     bool config = false;
     for (size_t i = 0; i < sizeof config_flags / sizeof *config_flags; i++)
         config |= cli_flag_set(a, config_flags[i]);
-    bool ha_flags = cli_flag_set(a, "ha") || cli_flag_set(a, "priority") || cli_flag_set(a, "preferred-hosts");
+    bool ha_flags = cli_flag_set(a, "ha") || cli_flag_set(a, "priority") || cli_flag_set(a, "preferred-hosts") ||
+                    cli_flag_set(a, "isolation");
     if (config && ha_flags) {
-        cli_usage_error(c, a->cmd, "--ha, --priority and --preferred-hosts go in a `vm set` of their own");
+        cli_usage_error(c, a->cmd, "--ha, --priority, --preferred-hosts and --isolation go in a `vm set` of their own");
         return EXIT_USAGE;
     }
     if (config)
         return cli_vm_set_config(c, a);
     const char *ha = cli_opt(a, "ha");
+    if (!ha && cli_opt(a, "isolation")) {
+        cli_usage_error(c, a->cmd, "--isolation goes with --ha on");
+        return EXIT_USAGE;
+    }
     if (!ha || (strcmp(ha, "on") && strcmp(ha, "off"))) {
         cli_usage_error(c, a->cmd, "nothing to change: give --memory, --cpus, --add-disk, --remove-disk, --add-nic, "
                                    "--remove-nic, or --ha on|off");
         return EXIT_USAGE;
     }
+    const char *iso = cli_opt(a, "isolation");
+    if (iso && (strcmp(iso, "keep") && strcmp(iso, "stop"))) {
+        cli_usage_error(c, a->cmd, "--isolation takes keep or stop");
+        return EXIT_USAGE;
+    }
+    if (iso && strcmp(ha, "on")) {
+        cli_usage_error(c, a->cmd, "--isolation goes with --ha on");
+        return EXIT_USAGE;
+    }
     json_t *p = json_pack("{s:s, s:b}", "name", a->argv[0], "ha", !strcmp(ha, "on"));
+    if (iso)
+        json_object_set_new(p, "isolation", json_string(iso));
     if (cli_opt(a, "priority"))
         json_object_set_new(p, "priority", json_string(cli_opt(a, "priority")));
     if (cli_opt(a, "preferred-hosts")) {
@@ -188,7 +214,7 @@ static int cmd_vm_set_exec(struct cli *c, const struct cli_args *a)
 
 static void print_cleared(json_t *r)
 {
-    printf("VM %s: error cleared; the cluster places it again\n", str(r, "vm"));
+    printf("VM %s: cleared; the cluster places it again\n", str(r, "vm"));
 }
 
 static int cmd_vm_ha_clear_exec(struct cli *c, const struct cli_args *a)
@@ -228,6 +254,9 @@ static const struct cli_flag vm_set_flags[] = {
     {"priority", 0, "high|medium|low|manual", "medium", NULL,
      "restart order after a failure; manual: not restarted automatically", 0},
     {"preferred-hosts", 0, "H1,H2,...", NULL, NULL, "where to restart it first, in order", 0},
+    {"isolation", 0, "stop|keep", "stop", NULL,
+     "when its host loses the cluster lease: stop (paused, then killed, and restarted on a survivor) or keep "
+     "(never fenced, so never restarted elsewhere automatically: re-adopted when the host returns)", 0},
     {NULL, 0, NULL, NULL, NULL, NULL, 0},
 };
 
@@ -254,11 +283,13 @@ const struct cli_cmd cmd_cluster_events_entry = {
 };
 const struct cli_cmd cmd_vm_set_entry = {
     .noun = "vm", .verb = "set",
-    .summary = "change a stopped VM's memory, CPUs, disks and NICs, or a VM's HA setting, restart priority and "
-               "preferred hosts",
+    .summary = "change a stopped VM's memory, CPUs, disks and NICs, or a VM's HA setting, restart priority, "
+               "preferred hosts and isolation",
     .args = "NAME", .flags = vm_set_flags, .min_args = 1, .max_args = 1, .fn = cmd_vm_set_exec,
 };
 const struct cli_cmd cmd_vm_ha_clear_entry = {
-    .noun = "vm", .verb = "ha-clear", .summary = "let the cluster place an HA VM again after it went to error",
+    .noun = "vm", .verb = "ha-clear",
+    .summary = "let the cluster place an HA VM again after it went to error, or an isolated one (isolation keep) "
+               "once you know its host is off",
     .args = "NAME", .min_args = 1, .max_args = 1, .fn = cmd_vm_ha_clear_exec,
 };

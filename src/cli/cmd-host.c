@@ -313,25 +313,33 @@ const struct cli_cmd cmd_host_resume_entry = {
 
 /* ---- peers --------------------------------------------------------------- */
 
-/* NAME ADDR, and with peer list's probe whether it answers now. */
+static void print_peer(const char *name, json_t *addr, json_t *st, const char *from)
+{
+    char where[128] = "";
+    if (from)
+        snprintf(where, sizeof where, " (from cluster %s)", from);
+    if (!st)
+        printf("%-20s %s%s\n", name, json_string_value(addr), where);
+    else if (json_is_true(json_object_get(st, "reachable")))
+        printf("%-20s %-22s reachable (TLS verified in %lld ms)%s\n", name, json_string_value(addr),
+               (long long)json_integer_value(json_object_get(st, "probe_ms")), where);
+    else
+        printf("%-20s %-22s unreachable: %s%s\n", name, json_string_value(addr),
+               json_string_value(json_object_get(st, "reason")), where);
+}
+
+/* NAME ADDR, and with peer list's probe whether it answers now; the
+ * members of this host's cluster that are no peer entry are peers too. */
 static void print_peers(json_t *r)
 {
     const char *name;
     json_t *addr;
     json_t *status = json_object_get(r, "status");
-    json_object_foreach(json_object_get(r, "peers"), name, addr) {
-        json_t *st = json_object_get(status, name);
-        if (!st) {
-            printf("%-20s %s\n", name, json_string_value(addr));
-            continue;
-        }
-        if (json_is_true(json_object_get(st, "reachable")))
-            printf("%-20s %-22s reachable (TLS verified in %lld ms)\n", name, json_string_value(addr),
-                   (long long)json_integer_value(json_object_get(st, "probe_ms")));
-        else
-            printf("%-20s %-22s unreachable: %s\n", name, json_string_value(addr),
-                   json_string_value(json_object_get(st, "reason")));
-    }
+    json_object_foreach(json_object_get(r, "peers"), name, addr)
+        print_peer(name, addr, json_object_get(status, name), NULL);
+    const char *cluster = json_string_value(json_object_get(r, "cluster"));
+    json_object_foreach(json_object_get(r, "cluster_peers"), name, addr)
+        print_peer(name, addr, json_object_get(status, name), cluster ? cluster : "?");
 }
 
 static int peer_request(struct cli *c, const char *method, json_t *params)
@@ -371,6 +379,7 @@ const struct cli_cmd cmd_peer_remove_entry = {
     .args = "HOST", .min_args = 1, .max_args = 1, .fn = cmd_peer_remove_exec,
 };
 const struct cli_cmd cmd_peer_list_entry = {
-    .noun = "peer", .verb = "list", .summary = "list the known hosts, and whether each answers now (probed at once, 3 s at most)",
+    .noun = "peer", .verb = "list", .summary = "list the known hosts (peer entries, and the members of this host's cluster) and whether each "
+               "answers now (probed at once, 3 s at most)",
     .args = "", .max_args = 0, .is_default = true, .fn = cmd_peer_list_exec,
 };

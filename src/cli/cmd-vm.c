@@ -108,6 +108,15 @@ static json_t *create_params(struct cli *c, const struct cli_args *a)
         json_object_set_new(p, "machine", json_string(cli_opt(a, "machine")));
     if (cli_flag_set(a, "ha"))
         json_object_set_new(p, "ha", json_true());
+    const char *iso = cli_opt(a, "isolation");
+    if (iso && ((strcmp(iso, "keep") && strcmp(iso, "stop")) || !cli_flag_set(a, "ha"))) {
+        cli_usage_error(c, a->cmd, strcmp(iso, "keep") && strcmp(iso, "stop") ? "--isolation takes keep or stop"
+                                                                              : "--isolation goes with --ha");
+        json_decref(p);
+        return NULL;
+    }
+    if (iso)
+        json_object_set_new(p, "isolation", json_string(iso));
     return p;
 }
 
@@ -393,7 +402,10 @@ static void print_info(json_t *r)
            "CPUs:", (long long)json_integer_value(json_object_get(r, "cpus")));
     printf("%-13s%s\n%-13s%s (this host's)\n", "machine:", jstr(r, "machine", "?"), "accelerator:",
            jstr(r, "accel", "?"));
-    printf("%-13s%s\n", "HA:", json_is_true(json_object_get(r, "ha")) ? "on" : "off");
+    printf("%-13s%s", "HA:", json_is_true(json_object_get(r, "ha")) ? "on" : "off");
+    if (json_is_true(json_object_get(r, "ha")))
+        printf(" (isolation %s)", jstr(r, "isolation", "stop"));
+    printf("\n");
     print_info_disks(json_object_get(r, "disks"));
     print_info_nics(json_object_get(r, "nics"));
     json_t *ck = json_object_get(r, "checkpoints");
@@ -522,6 +534,9 @@ static const struct cli_flag vm_create_flags[] = {
     {"append", 0, "CMDLINE", NULL, NULL, "the kernel command line for --kernel", 0},
     {"machine", 0, "TYPE", "the host's default machine", NULL, "the QEMU machine type", 0},
     {"ha", 0, NULL, NULL, NULL, "high availability: in a cluster, restart the VM on another host if its host dies", 0},
+    {"isolation", 0, "stop|keep", "stop", NULL,
+     "with --ha, when its host loses the cluster lease: stop (fenced, restarted elsewhere) or keep (never fenced, "
+     "never restarted elsewhere automatically)", 0},
     {NULL, 0, NULL, NULL, NULL, NULL, 0},
 };
 static const struct cli_flag no_wait_flag[] = {

@@ -124,6 +124,8 @@ static void cluster_destroy(struct cluster *c)
     free(c);
 }
 
+const char *cluster_name(const struct agent *a) { return a->cluster ? a->cluster->name : NULL; }
+
 static bool valid_cluster_name(const char *n) { return n && valid_name(n) && strlen(n) <= 32; }
 
 /* A cluster object for NAME at URLS (not started). */

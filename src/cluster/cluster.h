@@ -46,4 +46,10 @@ void cluster_vm_ha_clear(struct agent *a, const char *vm_name, cluster_done_fn d
  * while another live member owns it).  Non-HA VMs and hosts outside a
  * cluster: done(result) at once. */
 void cluster_vm_claim(struct agent *a, struct vm *vm, cluster_done_fn done, void *arg);
+/* The other members as this host last read them from etcd (every 2.5 s):
+ * {"h2": "IP:PORT", ...}, a new reference; NULL outside a cluster.  A move
+ * to one needs no `peer add`; its certificate must still name it. */
+json_t *cluster_member_peers(struct agent *a);
+/* The cluster's name, NULL outside one. */
+const char *cluster_name(const struct agent *a);
 #endif

@@ -101,9 +101,13 @@ void owner_start(struct cluster *c);
 void owner_stop(struct cluster *c);
 /* Is the VM an HA VM of this cluster (flags.ha)? */
 bool owner_vm_is_ha(const struct vm *vm);
+/* Is it an HA VM that the lease fences (isolation stop)?  A keep VM is
+ * never paused or killed for its host's lease, nor armed in its shim. */
+bool owner_vm_fenced(const struct vm *vm);
 /* agent->hooks.member_addr */
 const char *owner_member_addr(struct agent *a, const char *host);
-/* Kill every local HA guest now (lease lost); non-HA VMs are untouched. */
+/* Kill every local fenced HA guest now (lease lost); non-HA VMs and
+ * isolation-keep VMs are untouched. */
 void owner_kill_ha_guests(struct cluster *c, const char *why);
 void owner_pause_ha_guests(struct cluster *c);
 void owner_resume_ha_guests(struct cluster *c);

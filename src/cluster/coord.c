@@ -131,6 +131,16 @@ static int priority_rank(const char *p)
     return !p || !strcmp(p, "medium") ? 1 : !strcmp(p, "high") ? 0 : !strcmp(p, "low") ? 2 : 3;
 }
 
+/* isolation keep: never fenced on its host, so never restarted elsewhere
+ * while that host may still run it (docs/CLUSTER.md).  Either half of the
+ * spec saying keep is enough: the safe reading wins. */
+static bool spec_keep(json_t *spec)
+{
+    json_t *flags = json_object_get(json_object_get(spec, "config"), "flags");
+    return !strcmp(json_string_value(json_object_get(json_object_get(spec, "ha"), "isolation")) ?: "", "keep") ||
+           !strcmp(json_string_value(json_object_get(flags, "isolation")) ?: "", "keep");
+}
+
 static bool tried(json_t *owner, const char *host)
 {
     size_t i;
@@ -219,7 +229,16 @@ static void decide(struct round *r, struct candidate *cand)
     struct host_view *to = NULL;
     char reason[256];
     const char *new_state = "starting";
-    if (priority_rank(json_string_value(json_object_get(json_object_get(cand->spec, "ha"), "priority"))) == 3) {
+    if (cand->host_lost && spec_keep(cand->spec)) {
+        /* Its host lost its lease but did not fence it: it may still run
+         * there, cut off.  A restart here would be a second copy. */
+        new_state = "isolated";
+        json_array_clear(triedv);
+        snprintf(reason, sizeof reason, "not restarted automatically (isolation keep): host %s lost its lease "
+                 "(gone at revision %lld) and does not fence this VM, so it may still run there; it is "
+                 "re-adopted when %s returns; if %s is off, `vmove vm ha-clear %s` restarts it elsewhere",
+                 old_host, (long long)r->revision, old_host, old_host, name);
+    } else if (priority_rank(json_string_value(json_object_get(json_object_get(cand->spec, "ha"), "priority"))) == 3) {
         new_state = "pending";
         snprintf(reason, sizeof reason, "priority manual: start it by hand");
         if (!strcmp(old_state, "pending") && !cand->host_lost) {
@@ -262,6 +281,10 @@ static void decide(struct round *r, struct candidate *cand)
                               "proof_revision", (json_int_t)r->revision, "lease_gone_seen_ms",
                               (json_int_t)wall_ms(), "decided_ms", (json_int_t)wall_ms());
     json_object_set_new(event, "coordinator", json_string(c->agent->name));
+    if (!strcmp(new_state, "isolated")) {     /* the decision is the whole story until the host returns */
+        json_object_set_new(event, "result", json_string("not-restarted"));
+        json_object_set_new(event, "result_reason", json_string("isolation keep"));
+    }
     char *etext = json_dumps(event, JSON_COMPACT);
     json_decref(event);
     char *ok = cluster_key(c, "owners/%s", uuid);

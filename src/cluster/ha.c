@@ -88,6 +88,13 @@ static json_t *check_policy(json_t *p)
     json_array_foreach(pref, i, h)
         if (!json_is_string(h) || !valid_name(json_string_value(h)))
             return proto_error(ERR_INVALID, NULL, "preferred_hosts[%zu] is not a host name", i);
+    json_t *iso = json_object_get(p, "isolation");
+    const char *is = json_string_value(iso);
+    if (iso && (!is || (strcmp(is, "stop") && strcmp(is, "keep"))))
+        return proto_error(ERR_INVALID, "stop: fenced and restarted elsewhere; keep: never fenced, never "
+                           "restarted elsewhere", "isolation must be stop or keep");
+    if (iso && !json_is_true(json_object_get(p, "ha")))
+        return proto_error(ERR_INVALID, "give it with --ha on", "isolation is a setting of an HA VM");
     return NULL;
 }
 
@@ -120,6 +127,11 @@ static const char *owner_host(const struct ha_op *op)
 
 /* ---- vm set --ha ---- */
 
+static bool policy_keep(json_t *policy)
+{
+    return !strcmp(json_string_value(json_object_get(policy, "isolation")) ?: "", "keep");
+}
+
 static void ha_written(void *arg, json_t *reply, const char *err)
 {
     struct ha_op *op = arg;
@@ -136,9 +148,10 @@ static void ha_written(void *arg, json_t *reply, const char *err)
     char e[256] = "";
     if (vm) {
         vm->cfg.ha = on;
+        vm->cfg.ha_keep = on && policy_keep(json_object_get(op->params, "policy"));
         vm_save_config(vm, e, sizeof e);
         if (qemu_pid_alive(vm))
-            qemu_proc_fence_set(vm->dir, on ? op->a->fence_kill_ns : 0);
+            qemu_proc_fence_set(vm->dir, vm_config_fenced(&vm->cfg) ? op->a->fence_kill_ns : 0);
     }
     log_info("cluster: VM %s is %s", op->vm, on ? "highly available" : "no longer highly available");
     json_t *res = json_pack("{s:s, s:b}", "vm", op->vm, "ha", on);
@@ -171,7 +184,12 @@ static void ha_owner_read(void *arg, json_t *reply, const char *err)
     json_t *ops = json_array();
     if (on) {
         json_t *cfg = vm_config_to_json(&vm->cfg);
-        json_object_set_new(json_object_get(cfg, "flags") ?: cfg, "ha", json_true());
+        json_t *flags = json_object_get(cfg, "flags") ?: cfg;
+        json_object_set_new(flags, "ha", json_true());
+        if (policy_keep(json_object_get(op->params, "policy")))
+            json_object_set_new(flags, "isolation", json_string("keep"));
+        else
+            json_object_del(flags, "isolation");
         json_t *spec = json_pack("{s:o, s:O}", "config", cfg, "ha", json_object_get(op->params, "policy"));
         char *st = json_dumps(spec, JSON_COMPACT);
         json_decref(spec);
@@ -212,6 +230,24 @@ void cluster_vm_set_ha(struct agent *a, struct vm *vm, json_t *params, cluster_d
     json_object_set_new(policy, "priority", json_string(json_string_value(json_object_get(params, "priority")) ?: "medium"));
     json_t *pref = json_object_get(params, "preferred_hosts");
     json_object_set_new(policy, "preferred_hosts", pref ? json_incref(pref) : json_array());
+    /* Not given: the VM keeps its isolation (`vm create --ha --isolation keep`). */
+    const char *iso = json_string_value(json_object_get(params, "isolation"));
+    bool keep = on && (iso ? !strcmp(iso, "keep") : vm->cfg.ha_keep);
+    json_object_set_new(policy, "isolation", json_string(keep ? "keep" : "stop"));
+    /* A double run needs this host unfenced (keep here) while the cluster
+     * would restart the VM elsewhere (stop in its spec).  So the side that
+     * is safe to change first changes first: going to stop, the local fence
+     * is armed before the spec says stop; going to keep, the spec says keep
+     * (ha_written) before the fence is lifted.  A failed write leaves the
+     * VM fenced and not restarted: safe, and the error says to retry. */
+    if (on && vm->cfg.ha && vm->cfg.ha_keep && !keep) {
+        char e[256] = "";
+        vm->cfg.ha_keep = false;
+        if (vm_save_config(vm, e, sizeof e) < 0)
+            log_warn("cluster: %s", e);
+        if (qemu_pid_alive(vm))
+            qemu_proc_fence_set(vm->dir, a->fence_kill_ns);
+    }
     struct ha_op *op = xcalloc(1, sizeof *op);
     *op = (struct ha_op){.a = a, .vm = xstrdup(vm->name), .uuid = xstrdup(vm->cfg.uuid), .done = done,
                          .arg = arg};
@@ -251,6 +287,14 @@ static void claim_owner_read(void *arg, json_t *reply, const char *err)
     }
     bool idle = !strcmp(state, "stopped") || !strcmp(state, "error") || !strcmp(state, "pending") ||
                 !strcmp(state, "start-failed");
+    if (!strcmp(state, "isolated") && !mine) {
+        op_end(op, NULL, proto_error(ERR_STATE, "only once you know that host is off (powered down, "
+                                     "not just cut off): vmove vm ha-clear NAME, then start it",
+                                     "HA VM %s (isolation keep) may still run on host %s, which lost its "
+                                     "cluster lease: starting it here could run it twice", op->vm,
+                                     owner_host(op)));
+        return;
+    }
     if (!idle && !mine) {
         op_end(op, NULL, proto_error(ERR_STATE, "stop it there, or move it: vmove move NAME --to HOST",
                                      "HA VM %s is %s on host %s", op->vm, state, owner_host(op)));
@@ -324,13 +368,17 @@ static void clear_owners_read(void *arg, json_t *reply, const char *err)
         op_end(op, NULL, proto_error(ERR_NOT_FOUND, NULL, "no HA VM %s in the cluster", op->vm));
         return;
     }
-    if (strcmp(state, "error")) {
-        op_end(op, NULL, proto_error(ERR_STATE, NULL, "HA VM %s is %s, not in error", op->vm, state));
+    bool isolated = !strcmp(state, "isolated");
+    if (strcmp(state, "error") && !isolated) {
+        op_end(op, NULL, proto_error(ERR_STATE, NULL, "HA VM %s is %s, not in error or isolated", op->vm, state));
         return;
     }
+    /* Isolated: the admin's word that its host is off stands in for the
+     * fence it opted out of (docs/CLUSTER.md, "Isolation keep"). */
     json_t *v = cluster_owner_value(op->vm, owner_host(op), etcd_int(json_object_get(op->owner, "lease")),
                                     "pending", etcd_int(json_object_get(op->owner, "gen")) + 1,
-                                    "error cleared by hand");
+                                    isolated ? "isolation cleared by hand: its host was declared off"
+                                             : "error cleared by hand");
     json_object_set_new(v, "tried", json_array());
     char *vt = json_dumps(v, JSON_COMPACT);
     json_decref(v);

@@ -51,9 +51,11 @@ static void arm_deadline_timer(struct cluster *c)
 
 void member_arm_fences(struct cluster *c)
 {
+    /* A keep VM's shim is written "none" every time too: a fence left armed
+     * from before `vm set --isolation keep` must not fire. */
     VM_FOREACH(c->agent, vm)
         if (owner_vm_is_ha(vm) && qemu_pid_alive(vm))
-            qemu_proc_fence_set(vm->dir, c->agent->fence_kill_ns);
+            qemu_proc_fence_set(vm->dir, owner_vm_fenced(vm) ? c->agent->fence_kill_ns : 0);
 }
 
 static void set_deadlines(struct cluster *c, uint64_t sent_ns, int64_t ttl_s)

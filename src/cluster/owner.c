@@ -44,6 +44,8 @@ struct ha_start {
 
 bool owner_vm_is_ha(const struct vm *vm) { return vm->cfg.ha && vm->agent->cluster; }
 
+bool owner_vm_fenced(const struct vm *vm) { return vm_config_fenced(&vm->cfg) && vm->agent->cluster; }
+
 static void owner_schedule(struct event *ev, int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -74,7 +76,7 @@ static void paused_done(void *arg, json_t *result, json_t *error)
 void owner_pause_ha_guests(struct cluster *c)
 {
     VM_FOREACH(c->agent, vm) {
-        if (!owner_vm_is_ha(vm) || vm->state != VM_RUNNING)
+        if (!owner_vm_fenced(vm) || vm->state != VM_RUNNING)
             continue;
         char *name = xstrdup(vm->name);
         json_t *err = vm_pause(vm, paused_done, name);
@@ -112,7 +114,7 @@ void owner_resume_ha_guests(struct cluster *c)
 void owner_kill_ha_guests(struct cluster *c, const char *why)
 {
     VM_FOREACH(c->agent, vm)
-        if (owner_vm_is_ha(vm) && qemu_pid_alive(vm)) {
+        if (owner_vm_fenced(vm) && qemu_pid_alive(vm)) {
             log_warn("cluster fence: killing HA guest %s (%s)", vm->name, why);
             vm_kill_qemu(vm);
         }
@@ -342,6 +344,43 @@ static bool vm_busy_moving(const struct vm *vm)
            vm->storage_move;
 }
 
+/* An isolation-keep VM's record still names this host, with a lease it
+ * lost (state running, or isolated once the coordinator saw the lease
+ * gone).  Nobody else may have started it meanwhile: the coordinator never
+ * restarts such a VM elsewhere, and a start by hand elsewhere is refused
+ * until `vm ha-clear`, which moves the record to pending.  So if it still
+ * runs here, the record takes this host's new lease again, and if it does
+ * not, it is placed like any VM that died on its host.  The write compares
+ * the record's revision: if the coordinator or an admin changed it since
+ * this read, it fails and the next round re-reads. */
+static void readopt(struct cluster *c, const struct etcd_kv *kv, json_t *o, struct vm *vm, bool here)
+{
+    const char *uuid = strrchr(kv->key, '/') + 1;
+    int64_t gen = etcd_int(json_object_get(o, "gen")) + 1;
+    if (vm_busy_moving(vm) || job_active_for_vm(c->agent, vm->name) || find_start(c, uuid))
+        return;
+    const char *state = here ? "running" : vm->state == VM_STOPPED ? "stopped" : "pending";
+    const char *why = here ? "re-adopted: it kept running here (isolation keep) while this host's lease was lost"
+                      : vm->state == VM_STOPPED ? "stopped on its host while isolated"
+                                                : "its QEMU was gone when its isolated host returned";
+    /* Its own event, after the coordinator's "isolated" one (if it came
+     * first): `cluster events` tells the whole story. */
+    char *ek = cluster_key(c, "events/%s/%010lld", uuid, (long long)gen);
+    json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:s}", "vm", vm->name, "uuid", uuid,
+                           "from", c->agent->name, "to", c->agent->name, "gen", (json_int_t)gen, "decision",
+                           here ? "re-adopted" : state, "reason", why, "result", here ? "running" : state,
+                           "decided_ms", (json_int_t)wall_ms(), "coordinator", c->agent->name);
+    json_object_set_new(ev, "lease", json_sprintf("%llx", (unsigned long long)c->lease));
+    char *text = json_dumps(ev, JSON_COMPACT);
+    json_decref(ev);
+    json_t *ops = json_pack("[o]", etcd_op_put(ek, text, 0));
+    free(text);
+    free(ek);
+    log_info("cluster %s: HA VM %s: %s (lease %llx)", c->name, vm->name, why, (unsigned long long)c->lease);
+    owner_write(c, uuid, kv->mod_rev, cluster_owner_value(vm->name, c->agent->name, c->lease, state, gen, why),
+                ops, NULL, NULL);
+}
+
 /* One record against what runs here. */
 static void reconcile(struct cluster *c, const struct etcd_kv *kv)
 {
@@ -362,7 +401,10 @@ static void reconcile(struct cluster *c, const struct etcd_kv *kv)
         vm = NULL;
     bool mine = !strcmp(host, c->agent->name) && lease == c->lease;
     bool here = vm && qemu_pid_alive(vm);
-    if (mine && !strcmp(state, "starting")) {
+    if (!mine && !strcmp(host, c->agent->name) && vm && vm->cfg.ha && vm->cfg.ha_keep &&
+        (!strcmp(state, "running") || !strcmp(state, "isolated"))) {
+        readopt(c, kv, o, vm, here);
+    } else if (mine && !strcmp(state, "starting")) {
         begin_start(c, uuid, name, kv->mod_rev, gen);
     } else if (mine && !strcmp(state, "running") && vm && !here && !vm_busy_moving(vm) &&
                !job_active_for_vm(c->agent, name) && !find_start(c, uuid)) {
@@ -435,6 +477,19 @@ const char *owner_member_addr(struct agent *a, const char *host)
     if (!a->cluster || !strcmp(host, a->name))
         return NULL;
     return json_string_value(json_object_get(a->cluster->member_addrs, host));
+}
+
+json_t *cluster_member_peers(struct agent *a)
+{
+    if (!a->cluster)
+        return NULL;
+    json_t *out = json_object();
+    const char *host;
+    json_t *addr;
+    json_object_foreach(a->cluster->member_addrs, host, addr)
+        if (strcmp(host, a->name))
+            json_object_set(out, host, addr);
+    return out;
 }
 
 static void owner_tick(evutil_socket_t fd, short ev, void *arg)

@@ -99,6 +99,32 @@ static json_t *member_view(struct cluster *c, const struct etcd_kv *m, struct et
     return mv;
 }
 
+/* An HA VM's policy from its spec: priority, isolation, and whether the
+ * cluster restarts it by itself when its host is lost (and if not, why). */
+static void add_policy(json_t *o, const char *uuid, const struct etcd_kv *specs, size_t n)
+{
+    json_t *ha = NULL;
+    for (size_t i = 0; i < n && !ha; i++)
+        if (!strcmp(after_last_slash(specs[i].key), uuid)) {
+            json_t *spec = kv_json(&specs[i]);
+            ha = json_incref(json_object_get(spec, "ha"));
+            json_decref(spec);
+        }
+    const char *prio = json_string_value(json_object_get(ha, "priority")) ?: "medium";
+    const char *iso = json_string_value(json_object_get(ha, "isolation")) ?: "stop";
+    json_object_set_new(o, "priority", json_string(prio));
+    json_object_set_new(o, "isolation", json_string(iso));
+    bool keep = !strcmp(iso, "keep"), manual = !strcmp(prio, "manual");
+    json_object_set_new(o, "restart_on_host_loss", json_boolean(!keep && !manual));
+    if (keep)
+        json_object_set_new(o, "no_restart_why", json_string(
+            "isolation keep: its host never fences it, so after that host loses its lease the VM may still "
+            "run there; restarting it elsewhere could run it twice"));
+    else if (manual)
+        json_object_set_new(o, "no_restart_why", json_string("priority manual: started by hand only"));
+    json_decref(ha);
+}
+
 static void show_answered(void *arg, json_t *reply, const char *err)
 {
     struct view *v = arg;
@@ -109,10 +135,10 @@ static void show_answered(void *arg, json_t *reply, const char *err)
         free(v);
         return;
     }
-    struct etcd_kv *members, *alive, *load, *owners, *coord;
+    struct etcd_kv *members, *alive, *load, *owners, *coord, *specs;
     size_t nm = txn_range(reply, 0, &members), na = txn_range(reply, 1, &alive),
            nl = txn_range(reply, 2, &load), no = txn_range(reply, 3, &owners),
-           nc = txn_range(reply, 4, &coord);
+           nc = txn_range(reply, 4, &coord), ns = txn_range(reply, 5, &specs);
     json_t *out = json_pack("{s:s, s:s, s:b, s:i, s:I}", "cluster", c->name, "etcd",
                             etcd_endpoint(c->kv_etcd), "unsafe_plain_http", c->insecure, "ttl_s",
                             c->ttl_s, "revision", (json_int_t)etcd_revision(reply));
@@ -151,6 +177,7 @@ static void show_answered(void *arg, json_t *reply, const char *err)
         json_object_set_new(o, "uuid", json_string(after_last_slash(owners[i].key)));
         json_object_set_new(o, "revision", json_integer(owners[i].mod_rev));
         json_object_del(o, "lease");
+        add_policy(o, after_last_slash(owners[i].key), specs, ns);
         json_array_append_new(vms, o);
     }
     json_object_set_new(out, "ha_vms", vms);
@@ -159,6 +186,7 @@ static void show_answered(void *arg, json_t *reply, const char *err)
     etcd_kvs_free(load, nl);
     etcd_kvs_free(owners, no);
     etcd_kvs_free(coord, nc);
+    etcd_kvs_free(specs, ns);
     view_finish(v);
 }
 
@@ -180,7 +208,7 @@ void cluster_show(struct agent *a, cluster_done_fn done, void *arg)
     if (!v)
         return;
     struct cluster *c = a->cluster;
-    static const char *const parts[] = {"members/", "alive/", "load/", "owners/", "coordinator/"};
+    static const char *const parts[] = {"members/", "alive/", "load/", "owners/", "coordinator/", "specs/"};
     json_t *ops = json_array();
     for (size_t i = 0; i < ARRAY_LEN(parts); i++) {
         char *k = cluster_key(c, "%s", parts[i]);

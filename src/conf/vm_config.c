@@ -81,6 +81,8 @@ json_t *vm_config_to_json(const struct vm_config *c)
     for (size_t i = 0; i < c->n_nics; i++)
         json_array_append_new(nics, nic_to_json(&c->nics[i], &ok));
     ok &= set(flags, "ha", json_boolean(c->ha));
+    if (c->ha_keep)      /* the default, stop, is not written: older vm.json stay canonical */
+        ok &= set(flags, "isolation", json_string("keep"));
     ok &= set(j, "disks", disks);
     ok &= set(j, "nics", nics);
     json_t *boot = boot_to_json(&c->boot, &ok);   /* not inline: it writes ok */

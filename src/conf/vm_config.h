@@ -60,6 +60,10 @@ struct vm_config {
     size_t n_nics;              /* 0..8 */
     struct vm_boot boot;
     bool ha;                    /* restart on another host if this host dies (clusters) */
+    /* --isolation keep (flags.isolation "keep"; absent: "stop"): an HA VM
+     * that is never fenced when its host loses its lease, and for that very
+     * reason never restarted elsewhere automatically (docs/CLUSTER.md). */
+    bool ha_keep;
     /* The checkpoint tree (src/checkpoint/, docs/CHECKPOINTS.md), NULL when
      * the VM has none.  Opaque here: conf/ checks only that it is an object
      * with a "list" array; it lives in vm.json so that it travels with the
@@ -83,6 +87,8 @@ int vm_config_load(const char *path, struct vm_config *out, char *err, size_t er
 int vm_config_save(const char *path, const struct vm_config *c, char *err, size_t errlen);
 /* The semantic checks of vm_config_from_json, for a config built in C. */
 int vm_config_validate(const struct vm_config *c, char *err, size_t errlen);
+/* Is the VM fenced with its host's cluster lease (HA, isolation stop)? */
+static inline bool vm_config_fenced(const struct vm_config *c) { return c->ha && !c->ha_keep; }
 /* Frees members and zeroes *c; safe on a zeroed config. */
 void vm_config_free(struct vm_config *c);
 /* Deep copy; *dst is overwritten (not freed).  Returns 0. */

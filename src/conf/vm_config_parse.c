@@ -279,8 +279,20 @@ static const struct field boot_fields[] = {
     STR(struct vm_boot, append, false),
 };
 
+static int parse_isolation(const struct field *f, json_t *v, const char *path, void *obj,
+                           char *err, size_t errlen)
+{
+    static const char *const names[] = {"stop", "keep"};
+    unsigned i = 0;
+    if (parse_enum_name(v, path, names, ARRAY_LEN(names), &i, err, errlen) < 0)
+        return -1;
+    ((struct vm_config *)obj)->ha_keep = i == 1;
+    return 0;
+}
+
 static const struct field flag_fields[] = {
     {"ha", JSON_TRUE, false, parse_boolean, offsetof(struct vm_config, ha), 0, 0},
+    {"isolation", JSON_STRING, false, parse_isolation, 0, 0, 0},
 };
 
 static int parse_disks(const struct field *f, json_t *v, const char *path, void *obj,

@@ -323,6 +323,8 @@ int vm_config_validate(const struct vm_config *c, char *err, size_t errlen)
     for (size_t i = 0; i < c->n_nics; i++)
         if (validate_nic(c, i, err, errlen) < 0)
             return -1;
+    if (c->ha_keep && !c->ha)
+        return vm_config_fail(err, errlen, "flags.isolation: \"keep\" is for an HA VM (flags.ha)");
 
     return validate_boot(c, err, errlen);
 }

@@ -116,7 +116,6 @@ void migrate_recover_queued(struct agent *a)
         if (!job)
             continue;
         struct vm *vm = job->vm ? vm_find(a, job->vm) : NULL;
-        const struct peer_entry *p = to ? settings_find_peer(&a->settings, to) : NULL;
         struct migrate_tuning t;
         char err[256];
         if (!vm || !to || tuning_from_json(json_object_get(job->params, "tuning"), &t, err, sizeof err) < 0) {
@@ -131,9 +130,18 @@ void migrate_recover_queued(struct agent *a)
                                       json_string_value(json_object_get(job->params, "user"))));
             continue;
         }
+        /* As the move was resolved: a peer entry, a cluster member, or an
+         * address.  The members are not read yet this early after a restart,
+         * so a queued move to a member fails here and says so. */
+        const char *peer_name = NULL, *peer_addr = NULL;
+        json_t *unknown = migrate_src_resolve_target(a, to, &peer_name, &peer_addr);
+        if (unknown) {
+            job_fail(job, unknown);
+            continue;
+        }
         log_info("job %lld: queued migration of %s to %s resumes its place in the queue", (long long)id,
                  vm->name, to);
-        migrate_src_enqueue_migration(a, job, vm, p ? p->name : NULL, p ? p->addr : to, &t);
+        migrate_src_enqueue_migration(a, job, vm, peer_name, peer_addr, &t);
     }
     json_decref(recs);
 }

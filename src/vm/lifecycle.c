@@ -139,8 +139,8 @@ static int launch_qemu(struct vm *vm, bool incoming, char *err, size_t errlen)
                                .accel = a->accel.kind, .incoming = incoming ? "defer" : NULL,
                                .no_image_locking = getenv("VMOVE_TEST_NO_IMAGE_LOCKING") != NULL};
     /* An HA guest is fenced with its host's lease from its first instant;
-     * any other VM is never. */
-    uint64_t fence = vm->cfg.ha ? a->fence_kill_ns : 0;
+     * any other VM, and an HA VM with isolation keep, is never. */
+    uint64_t fence = vm_config_fenced(&vm->cfg) ? a->fence_kill_ns : 0;
     if (qemu_proc_fence_set(vm->dir, fence) < 0) {
         snprintf(err, errlen, "cannot write the fence deadline in %s", vm->dir);
         return -1;

@@ -126,6 +126,8 @@ json_t *vm_to_json(const struct vm *vm, bool detail)
     json_object_set_new(j, "memory_mib", json_integer((json_int_t)vm->cfg.memory_mib));
     json_object_set_new(j, "cpus", json_integer(vm->cfg.cpus));
     json_object_set_new(j, "ha", json_boolean(vm->cfg.ha));
+    if (vm->cfg.ha)
+        json_object_set_new(j, "isolation", json_string(vm->cfg.ha_keep ? "keep" : "stop"));
     bool active = vm->state != VM_STOPPED && vm->state != VM_CRASHED;
     if (active) {
         json_object_set_new(j, "pid", json_integer(vm->qemu_pid));

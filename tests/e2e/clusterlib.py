@@ -8,6 +8,7 @@ import threading
 import time
 
 from migrationlib import GUEST_ECHO_PORT, Cluster, tbmod
+import etcdbed
 from vmovelib import BIN, ENV, wait_for
 
 TTL = 3
@@ -92,13 +93,28 @@ class HA(Cluster):
                     return vm
         return None
 
-    def create_ha_guest(self, name, host=1, disk_rate=256):
-        ip = self.create_guest(name, mem=32, mem_rate=8, disk_rate=disk_rate, host=host,
+    def create_ha_guest(self, name, host=1, disk_rate=256, k=0, isolation=None):
+        ip = self.create_guest(name, mem=32, mem_rate=8, disk_rate=disk_rate, host=host, k=k,
                                extra="vmove.disk_resume=1")
         self.boot(name, host)
-        r = self.v(host, "vm", "set", name, "--ha", "on", "--priority", "high")
-        assert r["ha"] is True, r
+        iso = ["--isolation", isolation] if isolation else []
+        r = self.v(host, "vm", "set", name, "--ha", "on", "--priority", "high", *iso)
+        assert r["ha"] is True and r["isolation"] == (isolation or "stop"), r
         return ip
+
+    def fence_deadline(self, i, name):
+        """What the VM's shim is armed with (0: never fenced)."""
+        d = self.v(i, "vm", "show", name)["dir"]
+        with open(os.path.join(d, "fence.deadline")) as f:
+            return int(f.read().strip())
+
+    def etcdctl(self, *args):
+        """etcdctl against the first etcd member that answers."""
+        for k in range(1, len(self.tb.etcd_members) + 1):
+            p = etcdbed.etcdctl(self.tb, k, *args)
+            if p.returncode == 0:
+                return p
+        raise AssertionError(f"etcdctl {args}: {p.stderr}")
 
     def echo_ok(self, ip, timeout=0.3):
         """One UDP echo from the client namespace to the guest."""

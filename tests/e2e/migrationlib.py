@@ -120,10 +120,11 @@ class Cluster:
         assert r and r.get("reply", "").startswith("ok"), f"verify of {name} on h{i}: {r}"
         return r["reply"]
 
-    def move(self, name, src, dst, *extra, probe_ip=None, check=True):
-        """vmove move, run in the client namespace so it can probe the guest."""
+    def move(self, name, src, dst, *extra, probe_ip=None, check=True, to_name=None):
+        """vmove move, run in the client namespace so it can probe the guest
+        (to_name: a --to other than host dst's name)."""
         argv = [os.path.join(BIN, "vmove"), "-H", "unix:" + self.tb.host(src).sock, "--json", "move", name,
-                "--to", self.tb.host(dst).name] + list(extra)
+                "--to", to_name or self.tb.host(dst).name] + list(extra)
         if probe_ip:
             argv += ["--probe", f"{probe_ip}:{GUEST_ECHO_PORT}"]
         p = self.tb.run_in("client", argv, check=False, timeout=600)

@@ -197,6 +197,33 @@ static void test_checkpoints_member(void **state)
     assert_int_equal(vm_config_checkpoint_count(&c), 0);
 }
 
+/* flags.isolation: "keep" round-trips; "stop" is the default and is not
+ * written; copies keep it. */
+static void test_isolation_flag(void **state)
+{
+    json_t *in = parse(FULL);
+    set_path(in, "flags.isolation", json_string("keep"));
+    struct vm_config c, copy;
+    char err[256] = "";
+    assert_int_equal(vm_config_from_json(in, &c, err, sizeof err), 0);
+    assert_true(c.ha && c.ha_keep && !vm_config_fenced(&c));
+    json_t *out = vm_config_to_json(&c);
+    assert_true(json_equal(in, out));
+    vm_config_copy(&copy, &c);
+    assert_true(copy.ha_keep);
+    json_decref(out);
+    vm_config_free(&copy);
+    vm_config_free(&c);
+    set_path(in, "flags.isolation", json_string("stop"));
+    assert_int_equal(vm_config_from_json(in, &c, err, sizeof err), 0);
+    assert_true(c.ha && !c.ha_keep && vm_config_fenced(&c));
+    out = vm_config_to_json(&c);
+    assert_null(json_object_get(json_object_get(out, "flags"), "isolation"));
+    json_decref(out);
+    vm_config_free(&c);
+    json_decref(in);
+}
+
 static void test_boot_from_disk(void **state)
 {
     json_t *in = parse(FULL);
@@ -295,6 +322,10 @@ static const struct err_case err_cases[] = {
     {"boot", "[]", NULL, NULL, "boot: expected an object, got an array"},
     {"checkpoints", "[]", NULL, NULL, "checkpoints: expected an object, got an array"},
     {"checkpoints", "{'current': null}", NULL, NULL, "checkpoints.list: missing or not an array"},
+    /* isolation */
+    {"flags.isolation", "'fence'", NULL, NULL, "flags.isolation: unknown value \"fence\" (expected \"stop\" or \"keep\")"},
+    {"flags.isolation", "true", NULL, NULL, "flags.isolation: expected a string"},
+    {"flags.isolation", "'keep'", "flags.ha", "false", "flags.isolation: \"keep\" is for an HA VM (flags.ha)"},
 };
 
 static void test_error_cases(void **state)
@@ -649,6 +680,7 @@ int main(void)
         cmocka_unit_test(test_full_roundtrip),
         cmocka_unit_test(test_minimal_defaults),
         cmocka_unit_test(test_boot_from_disk),
+        cmocka_unit_test(test_isolation_flag),
         cmocka_unit_test(test_checkpoints_member),
         cmocka_unit_test(test_error_cases),
         cmocka_unit_test(test_not_an_object),
