@@ -25,6 +25,9 @@
  *                     for max_gap_start_ms.  Tells a stall early in a move
  *                     from the switch-over at its end.
  *   duration_ms       time spent sending (first datagram to the stop).
+ *   start_unix_ms     the wall-clock time (CLOCK_REALTIME, ms) of the start
+ *                     that the *_start_ms values count from: lines the gaps
+ *                     up with vmoved's switch-over timeline.
  *   RTT and gap fields are null when too few replies arrived to define them.
  *
  * Each datagram carries a magic, a per-run nonce, a sequence number and the
@@ -343,6 +346,10 @@ int main(int argc, char **argv)
 
     const int64_t interval_ns = (int64_t)(interval_us * 1000.0);
     const int64_t start_ns = mono_ns();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    const double start_unix_ms = (double)wall.tv_sec * 1e3 + (double)wall.tv_nsec / 1e6 -
+                                 (double)(mono_ns() - start_ns) / 1e6;
     const int64_t end_ns = have_duration ? start_ns + (int64_t)(duration_s * 1e9) : INT64_MAX;
     const int64_t first_deadline_ns = start_ns + (int64_t)(wait_first_s * 1e9);
     const uint32_t nonce = (uint32_t)getpid() ^ (uint32_t)start_ns ^ (uint32_t)(start_ns >> 32);
@@ -536,8 +543,8 @@ int main(int argc, char **argv)
     print_ms_or_null("avg", have_rtt, have_rtt ? rtt_sum / (double)received / 1e6 : 0, true);
     print_ms_or_null("p99", have_rtt, p99_us / 1e3, true);
     print_ms_or_null("max", have_rtt, (double)rtt_max / 1e6, false);
-    printf("},\"duration_ms\":%" PRId64 ",\"interval_us\":%.0f,\"stopped_by\":\"%s\"}\n",
-           (stop_ns - start_ns) / 1000000, interval_us, stop_reason ? stop_reason : "?");
+    printf("},\"duration_ms\":%" PRId64 ",\"interval_us\":%.0f,\"start_unix_ms\":%.3f,\"stopped_by\":\"%s\"}\n",
+           (stop_ns - start_ns) / 1000000, interval_us, start_unix_ms, stop_reason ? stop_reason : "?");
     fflush(stdout);
     free(seen);
     close(sock);

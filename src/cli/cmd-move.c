@@ -179,19 +179,39 @@ static int probe_start(struct cli *c, const char *target, struct probe *p)
 
 /* The longest gap at the switch-over, as opposed to a stall earlier in the
  * move (QEMU 7.2 under TCG stops the guest for about 1 s while it starts
- * dirty tracking): the longest gap ending in the move's last 600 ms.  0 if
- * none of at least 20 ms (the probe lists shorter ones not at all). */
-static double probe_switchover_gap(json_t *probe)
+ * dirty tracking): the longest gap ending in the move's last 600 ms.  NULL
+ * if none of at least 20 ms (the probe lists shorter ones not at all). */
+static json_t *probe_switchover_gap(json_t *probe)
 {
     double done = (double)json_integer_value(json_object_get(probe, "duration_ms")) - PROBE_TAIL_MS, best = 0;
+    json_t *found = NULL;
     size_t i;
     json_t *g;
     json_array_foreach(json_object_get(probe, "gaps"), i, g) {
         double start = json_number_value(json_object_get(g, "start_ms")), ms = json_number_value(json_object_get(g, "ms"));
-        if (start + ms >= done - SWITCHOVER_WINDOW_MS && ms > best)
+        if (start + ms >= done - SWITCHOVER_WINDOW_MS && ms > best) {
             best = ms;
+            found = g;
+        }
     }
-    return best;
+    return found;
+}
+
+/* When the client heard the guest again after the switch-over, in ms from
+ * the source QEMU's pause (the result's switchover.paused_unix_ms): the end
+ * of the switch-over gap on the probe's wall clock.  As exact as the
+ * probe's and the source's clocks agree (one machine here; NTP's
+ * milliseconds between real hosts). */
+static void probe_align(json_t *probe, json_t *job)
+{
+    json_t *sw = json_object_get(json_object_get(job, "result"), "switchover");
+    json_t *gap = probe_switchover_gap(probe), *start = json_object_get(probe, "start_unix_ms");
+    if (!sw || !gap || !json_is_number(start))
+        return;
+    double heard = json_number_value(start) + json_number_value(json_object_get(gap, "start_ms")) +
+                   json_number_value(json_object_get(gap, "ms"));
+    double paused = (double)json_integer_value(json_object_get(sw, "paused_unix_ms"));
+    json_object_set_new(probe, "switchover_heard_ms", json_real(heard - paused));
 }
 
 static json_t *probe_finish(struct probe *p)
@@ -206,8 +226,10 @@ static json_t *probe_finish(struct probe *p)
     unlink(p->stop);
     json_t *j = json_load_file(p->out, 0, NULL);
     unlink(p->out);
-    if (json_is_object(j))
-        json_object_set_new(j, "switchover_gap_ms", json_real(probe_switchover_gap(j)));
+    if (json_is_object(j)) {
+        json_t *gap = probe_switchover_gap(j);
+        json_object_set_new(j, "switchover_gap_ms", json_real(gap ? json_number_value(json_object_get(gap, "ms")) : 0));
+    }
     return j;
 }
 
@@ -424,6 +446,8 @@ static int cmd_move_exec(struct cli *c, const struct cli_args *a)
         rc = cli_follow_job_result(c, json_pack("{s:I}", "id", json_integer_value(json_object_get(r, "job"))), &final);
         json_t *pr = probing ? probe_finish(&probe) : NULL;
         probing = false;
+        if (pr && final)
+            probe_align(pr, final);
         if (final && c->json)
             cli_print_move_final(final, pr, rc == 0);
         else if (final && rc == 0)

@@ -14,6 +14,15 @@
 #include "core/journal.h"
 #include "vm/vm.h"
 
+/* t - from in ms, clamped to what the reply may carry; 0 for a step not taken. */
+static int tl_offset(uint64_t t, uint64_t from)
+{
+    if (!t)
+        return 0;
+    long long d = (long long)t - (long long)from;
+    return d < -WIRE_TIMELINE_MAX_MS ? -WIRE_TIMELINE_MAX_MS : d > WIRE_TIMELINE_MAX_MS ? WIRE_TIMELINE_MAX_MS : (int)d;
+}
+
 static void finish_done(struct incoming *in)
 {
     struct agent *a = in->agent;
@@ -29,9 +38,17 @@ static void finish_done(struct incoming *in)
     incoming_done_fn done = in->done;
     void *arg = in->done_arg;
     in->done = NULL;
+    struct incoming_timeline tl = in->tl;
     migrate_dst_free(in);
-    struct wire_finish_reply rep;
+    struct wire_finish_reply rep = {.has_timeline = tl.finish_rx != 0};
     snprintf(rep.host, sizeof rep.host, "%s", a->name);
+    if (rep.has_timeline) {
+        rep.loaded_ms = tl_offset(tl.loaded, tl.finish_rx);
+        rep.committed_ms = tl_offset(tl.committed, tl.finish_rx);
+        rep.resumed_ms = tl_offset(tl.resumed, tl.finish_rx);
+        rep.announced_ms = tl_offset(tl.announced, tl.finish_rx);
+        rep.answered_ms = tl_offset(now_ms(), tl.finish_rx);
+    }
     if (done)
         done(arg, wire_finish_reply_to_json(&rep), NULL);
 }
@@ -41,6 +58,7 @@ static void on_announce(void *arg, const qmp_error_t *err)
     struct incoming *in = arg;
     if (err)
         log_warn("announce-self for %s failed: %s", in->name, err->desc);
+    in->tl.announced = now_ms();
     finish_done(in);
 }
 
@@ -56,6 +74,7 @@ static void on_cont(void *arg, const qmp_error_t *err)
         migrate_dst_fail(in, "the destination QEMU refused to run the guest: %s", err->desc);
         return;
     }
+    in->tl.resumed = now_ms();
     /* Tell the switches where the guest's MACs are now (RARP/GARP). */
     struct qmon_announce ann = {.initial = 1, .max = 200, .rounds = 5, .step = 50};
     qmon_announce_self(migrate_dst_mon(in), &in->owner, &ann, 5000, on_announce, in);
@@ -67,6 +86,7 @@ static void commit_now(struct incoming *in)
     json_t *rec = json_deep_copy(in->vm->migration);
     json_object_set_new(rec, "committed", json_true());
     vm_set_migration(in->vm, rec);
+    in->tl.committed = now_ms();
     qmon_cont(migrate_dst_mon(in), &in->owner, 10000, on_cont, in);
 }
 
@@ -173,6 +193,7 @@ int incoming_finish(struct agent *a, const char *source, const char *vm_name, in
     }
     in->done = done;
     in->done_arg = arg;
+    in->tl.finish_rx = now_ms();
     qmon_query_migrate(migrate_dst_mon(in), &in->owner, 10000, on_finish_status, in);
     return 0;
 }

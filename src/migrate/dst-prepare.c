@@ -98,6 +98,7 @@ static void on_incoming_event(void *arg, const char *name, json_t *data)
             /* Remembered: QEMU 7.2 may answer a later query-migrate with a
              * stale status, and the event is the authoritative signal. */
             in->loaded = true;
+            in->tl.loaded = now_ms();
             if (in->finish_waiting) {
                 in->finish_waiting = false;
                 migrate_dst_stop_nbd_then_commit(in);

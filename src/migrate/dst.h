@@ -48,6 +48,11 @@ struct incoming {
     int port;
     bool finish_waiting;       /* finish arrived while QEMU was still loading */
     bool loaded;               /* QEMU reported the incoming migration completed */
+    /* The switch-over here (monotonic ms; 0: not yet), answered to the
+     * source as offsets from finish_rx (wire_finish_reply). */
+    struct incoming_timeline {
+        uint64_t loaded, finish_rx, committed, resumed, announced;
+    } tl;
     bool handoff_pending;      /* the cluster is moving the owner record here */
     bool running_logged;       /* post-copy: RESUME seen (migration.incoming.postcopy.running journaled) */
     struct event *finish_timer;

@@ -42,6 +42,9 @@ static void end_succeeded(struct migration *m)
     json_object_set_new(stats, "total_ms", json_integer((json_int_t)(now_ms() - m->t_start)));
     json_object_set_new(stats, "to", json_string(migrate_src_dest(m)));
     json_object_set_new(stats, "policy_actions", json_incref(m->actions));
+    json_t *tl = migrate_src_timeline_json(m);
+    if (tl)
+        json_object_set_new(stats, "switchover", tl);
     journal_event(m->agent->journal, m->name, "migration.succeeded", stats);
     struct job *job = m->job;
     migrate_src_migration_free(m);

@@ -54,6 +54,15 @@ void migrate_src_on_finished(void *arg, json_t *result, json_t *error)
 {
     struct migration *m = arg;
     if (!error) {
+        m->tl.finish_answered = now_ms();
+        json_t *bad = NULL;
+        if (!m->tuning.quick && wire_finish_reply_from_json(result, &m->tl.dst, &bad) < 0) {
+            /* Only the timeline would miss it: the destination runs the VM. */
+            log_warn("%s: %s's answer to finish: %s", m->name, migrate_src_dest(m),
+                     json_string_value(json_object_get(bad, "message")));
+            m->tl.dst.has_timeline = false;
+        }
+        json_decref(bad);
         if (m->tuning.quick && m->stats)
             json_object_set_new(m->stats, "pause_ms", json_integer((json_int_t)(now_ms() - m->t_pause)));
         migrate_src_confirm(m);
@@ -82,6 +91,7 @@ void migrate_src_on_finished(void *arg, json_t *result, json_t *error)
 void migrate_src_switchover(struct migration *m, const struct qmon_migrate_stats *s)
 {
     m->transfer_done = true;
+    m->tl.completed = now_ms();
     m->stats = json_pack("{s:I, s:I, s:I, s:I, s:i}",
                          "qemu_downtime_ms", (json_int_t)s->downtime,
                          "qemu_total_ms", (json_int_t)s->total_time,
@@ -106,6 +116,60 @@ void migrate_src_send_finish(struct migration *m)
     if (m->tuning.quick)
         migrate_src_mp(m, "migrate.load", json_pack("{s:s, s:s}", "name", m->name, "path", m->state_path),
                   300000, migrate_src_on_finished);
-    else
+    else {
+        m->tl.finish_sent = now_ms();
         migrate_src_mp(m, "migrate.finish", json_pack("{s:s}", "name", m->name), FINISH_TIMEOUT_MS, migrate_src_on_finished);
+    }
+}
+
+/* ---- the timeline ------------------------------------------------------ */
+
+void migrate_src_note_stop(struct migration *m)
+{
+    m->tl.stop = now_ms();
+    m->tl.stop_unix = wall_ms();
+}
+
+struct tl_step {
+    const char *event, *host;
+    long long at_ms;
+};
+
+static void add_step(struct tl_step *steps, int *n, const char *event, const char *host, long long at_ms)
+{
+    int i = (*n)++;
+    /* Kept in time order: the destination may have loaded before it was asked to finish. */
+    for (; i > 0 && steps[i - 1].at_ms > at_ms; i--)
+        steps[i] = steps[i - 1];
+    steps[i] = (struct tl_step){event, host, at_ms};
+}
+
+json_t *migrate_src_timeline_json(const struct migration *m)
+{
+    const struct wire_finish_reply *d = &m->tl.dst;
+    if (m->tuning.quick || m->postcopy || !m->tl.stop || !m->tl.finish_answered || !d->has_timeline)
+        return NULL;
+    /* The destination's steps count from its receipt of finish; that is one
+     * way after we sent it, taken as half of the round trip that was not
+     * the destination's own work, so the hosts' clocks need not agree. */
+    long long rtt = (long long)(m->tl.finish_answered - m->tl.finish_sent);
+    long long one_way = rtt > d->answered_ms ? (rtt - d->answered_ms) / 2 : 0;
+    long long rx = (long long)(m->tl.finish_sent - m->tl.stop) + one_way;
+    const char *src = m->agent->name, *dst = migrate_src_dest(m);
+    struct tl_step steps[9];
+    int n = 0;
+    add_step(steps, &n, "paused", src, 0);
+    add_step(steps, &n, "sent", src, (long long)(m->tl.completed - m->tl.stop));
+    add_step(steps, &n, "finish-sent", src, (long long)(m->tl.finish_sent - m->tl.stop));
+    add_step(steps, &n, "loaded", dst, rx + d->loaded_ms);
+    add_step(steps, &n, "committed", dst, rx + d->committed_ms);
+    add_step(steps, &n, "resumed", dst, rx + d->resumed_ms);
+    add_step(steps, &n, "announced", dst, rx + d->announced_ms);
+    add_step(steps, &n, "finish-answered", src, (long long)(m->tl.finish_answered - m->tl.stop));
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:I}", "event", steps[i].event, "host", steps[i].host,
+                                             "at_ms", (json_int_t)steps[i].at_ms));
+    return json_pack("{s:I, s:I, s:o}", "paused_unix_ms", (json_int_t)m->tl.stop_unix, "one_way_ms",
+                     (json_int_t)one_way, "steps", arr);
 }

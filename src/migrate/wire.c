@@ -233,7 +233,15 @@ int wire_name_req_from_json(json_t *j, struct wire_name_req *m, json_t **err)
 
 json_t *wire_finish_reply_to_json(const struct wire_finish_reply *m)
 {
-    return json_pack("{s:s, s:s}", "state", "running", "host", m->host);
+    json_t *j = json_pack("{s:s, s:s}", "state", "running", "host", m->host);
+    if (m->has_timeline) {
+        json_t *t = json_pack("{s:i, s:i, s:i, s:i, s:i}", "loaded_ms", m->loaded_ms, "committed_ms", m->committed_ms,
+                              "resumed_ms", m->resumed_ms, "announced_ms", m->announced_ms, "answered_ms",
+                              m->answered_ms);
+        json_object_update(j, t);
+        json_decref(t);
+    }
+    return j;
 }
 
 int wire_finish_reply_from_json(json_t *j, struct wire_finish_reply *m, json_t **err)
@@ -246,7 +254,15 @@ int wire_finish_reply_from_json(json_t *j, struct wire_finish_reply *m, json_t *
         return -1;
     if (strcmp(state, "running"))
         return bad(&rd, "field \"state\" must be \"running\", not \"%s\"", state);
-    return 0;
+    const int lo = -WIRE_TIMELINE_MAX_MS, hi = WIRE_TIMELINE_MAX_MS;
+    m->has_timeline = json_object_get(j, "answered_ms") != NULL;
+    if (!m->has_timeline)
+        return 0;
+    return read_int32(&rd, "loaded_ms", true, 0, lo, hi, &m->loaded_ms) < 0 ||
+           read_int32(&rd, "committed_ms", true, 0, lo, hi, &m->committed_ms) < 0 ||
+           read_int32(&rd, "resumed_ms", true, 0, lo, hi, &m->resumed_ms) < 0 ||
+           read_int32(&rd, "announced_ms", true, 0, lo, hi, &m->announced_ms) < 0 ||
+           read_int32(&rd, "answered_ms", true, 0, 0, hi, &m->answered_ms) < 0 ? -1 : 0;
 }
 
 static const char *const resolve_names[] = {"absent", "committed", "aborted"};

@@ -67,8 +67,16 @@ struct wire_name_req {
 int wire_name_req_from_json(json_t *j, struct wire_name_req *m, json_t **err);
 
 /* Reply to migrate.finish: the guest runs here now. */
+/* The destination's side of the switch-over, each in ms from its receipt of
+ * migrate.finish, so that the two hosts' clocks need not agree: QEMU loaded
+ * the last state (negative when it was done before the request came), the
+ * commitment recorded, the guest resumed, announce-self answered, and the
+ * reply sent.  has_timeline is false from a destination that sends none. */
+#define WIRE_TIMELINE_MAX_MS 600000
 struct wire_finish_reply {
     char host[WIRE_HOST_MAX];
+    bool has_timeline;
+    int loaded_ms, committed_ms, resumed_ms, announced_ms, answered_ms;
 };
 json_t *wire_finish_reply_to_json(const struct wire_finish_reply *m);
 int wire_finish_reply_from_json(json_t *j, struct wire_finish_reply *m, json_t **err);

@@ -49,6 +49,23 @@ def test_live_migration_there_and_back(cl):
     print(f"\nh1->h2: total {res['total_ms']} ms, QEMU downtime {res['qemu_downtime_ms']} ms, "
           f"client downtime {done['probe']['max_gap_ms']:.1f} ms, {res['bytes_sent']} bytes")
     assert done["probe"]["received"] > 100
+    # The switch-over, step by step, in ms from the source QEMU's pause.
+    sw = res["switchover"]
+    steps = [(st["event"], st["host"]) for st in sw["steps"]]
+    at = {st["event"]: st["at_ms"] for st in sw["steps"]}
+    assert set(steps) == {("paused", "h1"), ("sent", "h1"), ("finish-sent", "h1"), ("loaded", "h2"),
+                          ("committed", "h2"), ("resumed", "h2"), ("announced", "h2"), ("finish-answered", "h1")}, steps
+    assert [st["at_ms"] for st in sw["steps"]] == sorted(at.values()), sw
+    assert at["paused"] == 0 <= at["sent"] <= at["finish-sent"], sw
+    assert at["loaded"] <= at["committed"] <= at["resumed"] <= at["announced"] <= at["finish-answered"], sw
+    # Nothing runs the guest before the destination has the last of it and has committed.
+    assert at["sent"] <= at["loaded"] + 2 and at["finish-sent"] <= at["committed"] + 2, sw
+    # QEMU's downtime is the source's pause until it sent everything.
+    assert abs(at["sent"] - res["qemu_downtime_ms"]) <= 15, (sw, res["qemu_downtime_ms"])
+    # The client cannot hear the guest before it resumed (one machine, one clock).
+    if "switchover_heard_ms" in done["probe"]:
+        assert done["probe"]["switchover_heard_ms"] >= at["resumed"] - 2, (done["probe"], sw)
+    print(f"switch-over: {sw['steps']}; client heard the guest at +{done['probe'].get('switchover_heard_ms')} ms")
     # Progress was streamed while it ran.
     progress = [l for l in lines if l.get("event") == "job" and (l["data"].get("progress") or {}).get("phase") == "transfer"]
     assert progress, "no progress events"

@@ -324,18 +324,38 @@ static void test_name_req(void **state)
 
 static void test_finish_reply(void **state)
 {
-    struct wire_finish_reply in, out;
+    struct wire_finish_reply in = {0}, out;
     strcpy(in.host, "dst");
     json_t *j = wire_finish_reply_to_json(&in), *err = NULL;
     assert_json(j, "{'state': 'running', 'host': 'dst'}");
     assert_int_equal(wire_finish_reply_from_json(j, &out, &err), 0);
     assert_string_equal(out.host, "dst");
+    assert_false(out.has_timeline);          /* an older destination: no timeline */
+    json_decref(j);
+    /* The destination's switch-over timeline, ms from its receipt of the request. */
+    in = (struct wire_finish_reply){.has_timeline = true, .loaded_ms = -3, .committed_ms = 1, .resumed_ms = 9,
+                                    .announced_ms = 10, .answered_ms = 11};
+    strcpy(in.host, "dst");
+    j = wire_finish_reply_to_json(&in);
+    assert_json(j, "{'state': 'running', 'host': 'dst', 'loaded_ms': -3, 'committed_ms': 1, 'resumed_ms': 9, "
+                   "'announced_ms': 10, 'answered_ms': 11}");
+    assert_int_equal(wire_finish_reply_from_json(j, &out, &err), 0);
+    assert_true(out.has_timeline);
+    assert_int_equal(out.loaded_ms, -3);
+    assert_int_equal(out.resumed_ms, 9);
+    assert_int_equal(out.answered_ms, 11);
     json_decref(j);
     parse_fn f = p_finish_reply;
     expect_reject(f, &out, "{'host': 'dst'}", "reply to migrate.finish: missing field \"state\"");
     expect_reject(f, &out, "{'state': 'paused', 'host': 'dst'}",
                   "reply to migrate.finish: field \"state\" must be \"running\", not \"paused\"");
     expect_reject(f, &out, "{'state': 'running', 'host': true}", "reply to migrate.finish: field \"host\" must be a string");
+    expect_reject(f, &out, "{'state': 'running', 'host': 'd', 'answered_ms': 5}",
+                  "reply to migrate.finish: missing field \"loaded_ms\"");
+    expect_reject(f, &out,
+                  "{'state': 'running', 'host': 'd', 'answered_ms': -1, 'loaded_ms': 0, 'committed_ms': 0, "
+                  "'resumed_ms': 0, 'announced_ms': 0}",
+                  "reply to migrate.finish: field \"answered_ms\" must be between 0 and 600000, not -1");
 }
 
 static void test_resolve_reply(void **state)
