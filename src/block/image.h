@@ -74,6 +74,17 @@ void image_op_cancel(struct image_op *op);
 /* image_info without a chain. */
 struct image_op *image_info_async(struct event_base *base, const char *path, const char *format,
                                   image_info_done_fn done, void *arg);
+/* image_info, with the backing chain if with_chain. */
+struct image_op *image_info_chain_async(struct event_base *base, const char *path, const char *format,
+                                        bool with_chain, image_info_done_fn done, void *arg);
+/* image_create_overlay, image_commit, image_rebase_unsafe. */
+struct image_op *image_create_overlay_async(struct event_base *base, const char *path, uint64_t size,
+                                            const char *backing, const char *backing_fmt, image_done_fn done,
+                                            void *arg);
+struct image_op *image_commit_async(struct event_base *base, const char *top, const char *backing_base,
+                                    image_done_fn done, void *arg);
+struct image_op *image_rebase_unsafe_async(struct event_base *base, const char *path, const char *backing,
+                                           image_done_fn done, void *arg);
 /* image_check. */
 struct image_op *image_check_async(struct event_base *base, const char *path, const char *format,
                                    image_done_fn done, void *arg);
