@@ -198,60 +198,19 @@ static void create_with_formats(struct api_req *r, json_t *formats)
 }
 
 /* qemu-img info of every attached disk, one after the other, each in a
- * child the loop does not wait for: an image on a stalled filesystem holds
- * this request (until qemu-img's timeout), not vmoved. */
-struct create_probe {
-    struct api_req *r;
-    json_t *paths;             /* canonical paths inside the images policy */
-    size_t next;
-    json_t *formats;
-};
-
-static void probe_next(struct create_probe *cp);
-
-static void on_probe_info(void *arg, const struct image_info *info, const char *err)
+ * child the loop does not wait for (vm_plan_probe): an image on a stalled
+ * filesystem holds this request (until qemu-img's timeout), not vmoved. */
+static void on_create_facts(void *arg, json_t *facts)
 {
-    struct create_probe *cp = arg;
-    const char *path = json_string_value(json_array_get(cp->paths, cp->next));
-    json_object_set_new(cp->formats, path, info ? json_string(info->layers[0].format) : json_null());
-    cp->next++;
-    probe_next(cp);
-}
-
-static void probe_next(struct create_probe *cp)
-{
-    if (cp->next < json_array_size(cp->paths)) {
-        image_info_async(cp->r->agent->base, json_string_value(json_array_get(cp->paths, cp->next)), NULL,
-                         on_probe_info, cp);
-        return;
-    }
-    create_with_formats(cp->r, cp->formats);
-    json_decref(cp->paths);
-    json_decref(cp->formats);
-    free(cp);
+    struct api_req *r = arg;
+    create_with_formats(r, facts);
+    json_decref(facts);
 }
 
 static void vm_create(struct api_req *r)
 {
-    struct agent *a = r->agent;
-    struct create_probe *cp = xcalloc(1, sizeof *cp);
-    cp->r = r;
-    cp->paths = json_array();
-    cp->formats = json_object();
-    struct path_policy pol;
-    paths_policy_init(&pol, &a->settings, a->state_dir);
-    size_t i;
-    json_t *d;
-    json_array_foreach(json_object_get(r->params, "disks"), i, d) {
-        const char *spec = json_string_value(d);
-        struct path_info pi;
-        char why[1024];
-        /* A path the policy refuses is never opened: the plan says why. */
-        if (spec && spec[0] == '/' && paths_check_file(&pol, DIR_IMAGES, spec, &pi, why, sizeof why) == 0 &&
-            access(pi.canonical, R_OK | W_OK) == 0)
-            json_array_append_new(cp->paths, json_string(pi.canonical));
-    }
-    probe_next(cp);
+    vm_plan_probe(r->agent, vm_plan_attached_paths(r->agent, json_object_get(r->params, "disks")), NULL,
+                  on_create_facts, r);
 }
 
 /* ---- queries ---------------------------------------------------------- */

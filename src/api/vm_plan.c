@@ -2,6 +2,7 @@
 #include "api/vm_plan.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,21 +23,87 @@ static int check_qcow2(const char *path, json_t *formats, char *err, size_t errl
         snprintf(err, errlen, "disk %s: %s", path, strerror(errno));
         return -1;
     }
-    struct image_info info = {0};
-    char why[256];
-    const char *fmt;
-    if (formats)
-        fmt = json_string_value(json_object_get(formats, path));
-    else
-        fmt = image_info(path, NULL, false, &info, why, sizeof why) == 0 ? info.layers[0].format : NULL;
-    int result = 0;
+    const char *fmt = json_string_value(json_object_get(json_object_get(formats, path), "format"));
     if (!fmt || strcmp(fmt, "qcow2") != 0) {
         snprintf(err, errlen, "disk %s: not a qcow2 image (%s); convert it with qemu-img convert -O qcow2",
                  path, fmt ? fmt : "qemu-img cannot read it");
-        result = -1;
+        return -1;
     }
-    image_info_free(&info);
-    return result;
+    return 0;
+}
+
+/* ---- learning images without blocking the loop -------------------------- */
+
+struct plan_probe {
+    struct event_base *base;
+    json_t *paths;
+    size_t next;
+    char *format;
+    json_t *facts;
+    vm_plan_facts_fn done;
+    void *arg;
+};
+
+static void plan_probe_next(struct plan_probe *pp);
+
+static void on_plan_info(void *arg, const struct image_info *info, const char *err)
+{
+    struct plan_probe *pp = arg;
+    const struct image_layer *l = info ? &info->layers[0] : NULL;
+    json_t *f = l ? json_pack("{s:s, s:I, s:s*}", "format", l->format, "virtual_size", (json_int_t)l->virtual_size,
+                              "backing", l->backing_filename)
+                  : json_pack("{s:s}", "error", err ? err : "?");
+    json_object_set_new(pp->facts, json_string_value(json_array_get(pp->paths, pp->next)), f);
+    pp->next++;
+    plan_probe_next(pp);
+}
+
+static void plan_probe_next(struct plan_probe *pp)
+{
+    if (pp->next < json_array_size(pp->paths)) {
+        image_info_async(pp->base, json_string_value(json_array_get(pp->paths, pp->next)), pp->format, on_plan_info,
+                         pp);
+        return;
+    }
+    pp->done(pp->arg, pp->facts);
+    json_decref(pp->paths);
+    free(pp->format);
+    free(pp);
+}
+
+static void on_plan_deferred(evutil_socket_t fd, short what, void *arg) { plan_probe_next(arg); }
+
+void vm_plan_probe(struct agent *a, json_t *paths, const char *format, vm_plan_facts_fn done, void *arg)
+{
+    struct plan_probe *pp = xcalloc(1, sizeof *pp);
+    pp->base = a->base;
+    pp->paths = paths;
+    pp->format = format ? xstrdup(format) : NULL;
+    pp->facts = json_object();
+    pp->done = done;
+    pp->arg = arg;
+    if (json_array_size(paths))
+        plan_probe_next(pp);
+    else if (event_base_once(a->base, -1, EV_TIMEOUT, on_plan_deferred, pp, &(struct timeval){0, 0}) < 0)
+        abort();   /* only on OOM */
+}
+
+json_t *vm_plan_attached_paths(struct agent *a, json_t *specs)
+{
+    json_t *paths = json_array();
+    struct path_policy pol;
+    paths_policy_init(&pol, &a->settings, a->state_dir);
+    size_t i;
+    json_t *d;
+    json_array_foreach(specs, i, d) {
+        const char *spec = json_string_value(d);
+        struct path_info pi;
+        char why[1024];
+        /* A path the policy refuses is never opened: the plan says why. */
+        if (spec && spec[0] == '/' && paths_check_file(&pol, DIR_IMAGES, spec, &pi, why, sizeof why) == 0 && access(pi.canonical, R_OK | W_OK) == 0)
+            json_array_append_new(paths, json_string(pi.canonical));
+    }
+    return paths;
 }
 
 static bool planned_already(const struct vm_config *taken, const char *path)
