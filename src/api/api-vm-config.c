@@ -320,6 +320,60 @@ static bool set_allowed(struct api_req *r, struct vm *vm)
     return false;
 }
 
+/* A planned change whose new disks are being made (qemu-img in children). */
+struct set_run {
+    struct api_req *r;
+    struct set_plan p;
+    json_t *before;                /* the config the plan started from */
+};
+
+static void set_run_free(struct set_run *run)
+{
+    set_plan_free(&run->p);
+    json_decref(run->before);
+    free(run);
+}
+
+/* The new disks exist: the change is written, unless the VM changed
+ * meanwhile (another request, a start): then nothing is, and the disks
+ * made for it go again. */
+static void on_set_disks(void *arg, const char *why)
+{
+    struct set_run *run = arg;
+    struct api_req *r = run->r;
+    char err[4096] = "";
+    if (why) {
+        api_failf(r, ERR_INTERNAL, NULL, "%s", why);
+        set_run_free(run);
+        return;
+    }
+    struct vm *vm = vm_find(r->agent, json_string_value(json_object_get(r->params, "name")));
+    json_t *now = vm ? vm_config_to_json(&vm->cfg) : NULL;
+    bool same = now && json_equal(now, run->before);
+    json_decref(now);
+    if (!vm || !same || vm->state != VM_STOPPED || job_active_for_vm(r->agent, vm->name)) {
+        vm_plan_unmake_disks(run->p.new_disks, run->p.n_new);
+        api_failf(r, ERR_STATE, "run the same vm set again", "VM %s %s while its new disks were made; nothing "
+                  "was changed", json_string_value(json_object_get(r->params, "name")), vm ? "changed" : "went");
+        set_run_free(run);
+        return;
+    }
+    struct vm_config old = vm->cfg;
+    vm->cfg = run->p.cfg;
+    if (vm_save_config(vm, err, sizeof err) < 0) {
+        vm->cfg = old;   /* vm.json is written atomically: the old one stands */
+        vm_plan_unmake_disks(run->p.new_disks, run->p.n_new);
+        api_failf(r, ERR_INTERNAL, NULL, "cannot write the VM's config: %s", err);
+        set_run_free(run);
+        return;
+    }
+    run->p.cfg = old;   /* freed with the plan */
+    json_t *res = vm_to_json(vm, true);
+    json_object_set(res, "changes", run->p.changes);
+    set_run_free(run);
+    api_reply(r, res);
+}
+
 /* The plan, made once qemu-img has answered for the attached images, on
  * the VM as it is then (checked again: it may have changed meanwhile). */
 static void set_with_formats(struct api_req *r, json_t *formats)
@@ -334,25 +388,11 @@ static void set_with_formats(struct api_req *r, json_t *formats)
         set_plan_free(&p);
         return;
     }
-    if (vm_plan_make_disks(p.new_disks, p.n_new, err, sizeof err) < 0) {
-        api_failf(r, ERR_INTERNAL, NULL, "%s", err);
-        set_plan_free(&p);
-        return;
-    }
-    struct vm_config old = vm->cfg;
-    vm->cfg = p.cfg;
-    if (vm_save_config(vm, err, sizeof err) < 0) {
-        vm->cfg = old;   /* vm.json is written atomically: the old one stands */
-        vm_plan_unmake_disks(p.new_disks, p.n_new);
-        api_failf(r, ERR_INTERNAL, NULL, "cannot write the VM's config: %s", err);
-        set_plan_free(&p);
-        return;
-    }
-    p.cfg = old;   /* freed with the plan */
-    json_t *res = vm_to_json(vm, true);
-    json_object_set(res, "changes", p.changes);
-    set_plan_free(&p);
-    api_reply(r, res);
+    struct set_run *run = xcalloc(1, sizeof *run);
+    run->r = r;
+    run->p = p;
+    run->before = vm_config_to_json(&vm->cfg);
+    vm_plan_make_disks(r->agent, run->p.new_disks, run->p.n_new, on_set_disks, run);
 }
 
 static void on_set_formats(void *arg, json_t *formats)

@@ -29,6 +29,7 @@ struct create_plan {
     struct vm_config cfg;
     struct vm_plan_disk *disks;    /* new_size 0 = existing file attached by path */
     char *dir;
+    struct api_req *r;             /* answered once the new disks exist */
 };
 
 static void plan_free(struct create_plan *p)
@@ -141,6 +142,34 @@ static int plan_create(struct api_req *r, const char *name, struct create_plan *
     return vm_config_validate(&p->cfg, err, errlen) < 0 ? -1 : 0;
 }
 
+/* The new disks exist (made by qemu-img in children), or not. */
+static void on_create_disks(void *arg, const char *why)
+{
+    struct create_plan *p = arg;
+    struct api_req *r = p->r;
+    json_t *jerr = NULL;
+    struct vm *vm = NULL;
+    if (why)
+        jerr = proto_error(ERR_INTERNAL, NULL, "%s", why);
+    else if (vm_find(r->agent, p->cfg.name))
+        jerr = proto_error(ERR_EXISTS, "choose another name or delete the VM first", "VM \"%s\" already exists on "
+                           "host %s", p->cfg.name, r->agent->name);
+    else
+        vm = vm_define(r->agent, &p->cfg, p->dir, &jerr);
+    if (!vm) {
+        if (!why)
+            vm_plan_unmake_disks(p->disks, p->cfg.n_disks);   /* PATH,size= ones live outside p->dir */
+        remove_tree(p->dir);
+        plan_free(p);
+        free(p);
+        api_fail(r, jerr);
+        return;
+    }
+    plan_free(p);
+    free(p);
+    api_reply(r, vm_to_json(vm, true));
+}
+
 static void create_with_formats(struct api_req *r, json_t *formats)
 {
     struct agent *a = r->agent;
@@ -162,39 +191,31 @@ static void create_with_formats(struct api_req *r, json_t *formats)
                   name, a->name);
         return;
     }
-    struct create_plan p = {0};
+    struct create_plan *p = xcalloc(1, sizeof *p);
     char err[8192];
-    int rc = plan_create(r, name, &p, formats, err, sizeof err);
+    int rc = plan_create(r, name, p, formats, err, sizeof err);
     if (rc > 0) {
-        plan_free(&p);
+        plan_free(p);
+        free(p);
         return;
     }
     if (rc < 0) {
-        plan_free(&p);
+        plan_free(p);
+        free(p);
         api_failf(r, ERR_INVALID, NULL, "%s", err);
         return;
     }
-    /* Nothing has been written so far; from here a failure removes the directory. */
-    if (path_exists(p.dir) || mkdir(p.dir, 0700) < 0) {
+    /* Nothing has been written so far; from here a failure removes the
+     * directory (which also keeps a second create of the name out). */
+    if (path_exists(p->dir) || mkdir(p->dir, 0700) < 0) {
         api_failf(r, ERR_EXISTS, "remove the stale directory or choose another name",
-                  "cannot create %s: %s", p.dir, path_exists(p.dir) ? "it already exists" : strerror(errno));
-        plan_free(&p);
+                  "cannot create %s: %s", p->dir, path_exists(p->dir) ? "it already exists" : strerror(errno));
+        plan_free(p);
+        free(p);
         return;
     }
-    json_t *jerr = NULL;
-    struct vm *vm = NULL;
-    if (vm_plan_make_disks(p.disks, p.cfg.n_disks, err, sizeof err) < 0)
-        jerr = proto_error(ERR_INTERNAL, NULL, "%s", err);
-    else if (!(vm = vm_define(a, &p.cfg, p.dir, &jerr)))
-        vm_plan_unmake_disks(p.disks, p.cfg.n_disks);   /* PATH,size= ones live outside p.dir */
-    if (!vm) {
-        remove_tree(p.dir);
-        plan_free(&p);
-        api_fail(r, jerr);
-        return;
-    }
-    plan_free(&p);
-    api_reply(r, vm_to_json(vm, true));
+    p->r = r;
+    vm_plan_make_disks(a, p->disks, p->cfg.n_disks, on_create_disks, p);
 }
 
 /* qemu-img info of every attached disk, one after the other, each in a

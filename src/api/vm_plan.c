@@ -2,6 +2,7 @@
 #include "api/vm_plan.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/event.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -251,19 +252,66 @@ int vm_plan_memory(json_t *mem, uint64_t *mib, char *err, size_t errlen)
     return 0;
 }
 
-int vm_plan_make_disks(struct vm_plan_disk *plan, size_t n, char *err, size_t errlen)
+struct plan_make {
+    struct event_base *base;
+    struct vm_plan_disk *plan;
+    size_t n, next;
+    vm_plan_made_fn done;
+    void *arg;
+};
+
+static void make_next(struct plan_make *m);
+
+static void on_made(void *arg, const char *err)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (!plan[i].new_size)
-            continue;
-        char why[512];
-        if (image_create(plan[i].d->path, plan[i].new_size, NULL, NULL, why, sizeof why) < 0) {
-            snprintf(err, errlen, "qemu-img create %s failed: %s", plan[i].d->path, why);
-            vm_plan_unmake_disks(plan, i);
-            return -1;
-        }
+    struct plan_make *m = arg;
+    if (err) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "qemu-img create %s failed: %s", m->plan[m->next].d->path, err);
+        vm_plan_unmake_disks(m->plan, m->next + 1);   /* this one too: claimed by us */
+        m->done(m->arg, msg);
+        free(m);
+        return;
     }
-    return 0;
+    m->next++;
+    make_next(m);
+}
+
+static void make_next(struct plan_make *m)
+{
+    while (m->next < m->n && !m->plan[m->next].new_size)
+        m->next++;
+    if (m->next == m->n) {
+        m->done(m->arg, NULL);
+        free(m);
+        return;
+    }
+    /* Claimed first: a file that appeared since the plan (another request
+     * planning the same name meanwhile) is not ours to format or remove. */
+    const char *path = m->plan[m->next].d->path;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "cannot create %s: %s", path, strerror(errno));
+        vm_plan_unmake_disks(m->plan, m->next);
+        m->done(m->arg, msg);
+        free(m);
+        return;
+    }
+    close(fd);
+    image_create_async(m->base, path, m->plan[m->next].new_size, NULL, NULL, on_made, m);
+}
+
+static void on_make_deferred(evutil_socket_t fd, short what, void *arg) { make_next(arg); }
+
+void vm_plan_make_disks(struct agent *a, struct vm_plan_disk *plan, size_t n, vm_plan_made_fn done, void *arg)
+{
+    struct plan_make *m = xcalloc(1, sizeof *m);
+    *m = (struct plan_make){a->base, plan, n, 0, done, arg};
+    /* From the loop even when there is nothing to make: done never runs
+     * before this returns. */
+    if (event_base_once(a->base, -1, EV_TIMEOUT, on_make_deferred, m, &(struct timeval){0, 0}) < 0)
+        abort();   /* only on OOM */
 }
 
 void vm_plan_unmake_disks(struct vm_plan_disk *plan, size_t n)

@@ -44,8 +44,14 @@ void vm_plan_probe(struct agent *a, json_t *paths, const char *format, vm_plan_f
 json_t *vm_plan_attached_paths(struct agent *a, json_t *specs);
 /* Memory given as an integer (MiB) or a size string ("512M", "1024" = MiB). */
 int vm_plan_memory(json_t *mem, uint64_t *mib, char *err, size_t errlen);
-/* Create the new disks of plan[0..n); on a failure remove those made here. */
-int vm_plan_make_disks(struct vm_plan_disk *plan, size_t n, char *err, size_t errlen);
+/* Create the new disks of plan[0..n), one after the other, each by
+ * qemu-img create in a child the loop does not wait for (an images
+ * directory may be on slow storage).  done(arg, NULL), or done(arg, why)
+ * with those made here removed; exactly once, from the loop (plan stays
+ * the caller's and must live until then).  At shutdown it ends with an
+ * error. */
+typedef void (*vm_plan_made_fn)(void *arg, const char *err);
+void vm_plan_make_disks(struct agent *a, struct vm_plan_disk *plan, size_t n, vm_plan_made_fn done, void *arg);
 /* Remove the disks vm_plan_make_disks made (undo after a later failure). */
 void vm_plan_unmake_disks(struct vm_plan_disk *plan, size_t n);
 #endif

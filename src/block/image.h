@@ -2,10 +2,10 @@
  * and rebase.
  *
  * Contract: every function runs qemu-img through common/spawn.h (bounded by
- * a timeout) and never asks QEMU.  The plain functions wait for it: only
- * for images vmoved owns, where it takes milliseconds.  The *_async ones
- * do not block the loop: for whatever may take long (a convert, a check of
- * a big image, any image a remote principal names).  Formats are always given explicitly: qemu-img is never
+ * a timeout) and never asks QEMU.  The plain functions wait for it: vmoved
+ * itself never calls them (the tests and tools do); the *_async ones do
+ * not block the loop, and are what vmoved uses for every image (any of
+ * them may sit on storage that stalls).  Formats are always given explicitly: qemu-img is never
  * left to probe one (a raw image whose guest wrote a qcow2 header would
  * otherwise be opened as qcow2).  Errors are written to err (a sentence,
  * without the path prefix the caller adds) and the function returns -1. */

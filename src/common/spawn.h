@@ -6,13 +6,9 @@
  * What still runs synchronously, and why (docs/SECURITY.md, "Slow
  * helpers"): `ip link` when a VM's NICs are wired to their switches and
  * `ss -K` when a stuck migration's sockets are aborted (the kernel only, no
- * file, milliseconds); QEMU's `-version` and `-machine help` at start-up,
- * before the loop serves anyone.  Three qemu-img calls on images vmoved
- * owns are not converted yet: `qemu-img create` of a new empty disk (`vm
- * create SIZE`, `vm set --add-disk SIZE`: api/vm_plan.c), `qemu-img info`
- * and `create` when an export starts (exchange/export.c), and `qemu-img
- * info --backing-chain` for `vmove move --check` (migrate/check.c).  Every
- * other qemu-img, and sha256sum, is a spawn_async child. */
+ * file and no storage, milliseconds); QEMU's `-version` and `-machine help`
+ * at start-up, before the loop serves anyone.  Every qemu-img, and
+ * sha256sum, is a spawn_async child. */
 #ifndef VMOVE_SPAWN_H
 #define VMOVE_SPAWN_H
 #include <stdbool.h>

@@ -378,12 +378,13 @@ def test_cancel_while_the_target_is_created(slow_agent):
 
 
 def test_vm_set_info_and_storage_check_on_a_stalled_image(slow_agent):
-    """`vm set --add-disk` of an image on stalling storage, then `vm info`
-    and `move-storage --check` of the VM that now has it: each waits for
-    qemu-img info of that image (STALL_S), and `host show` answers within a
-    second meanwhile.  What qemu-img said still counts: the disk is attached
-    as qcow2, info shows its format and size, the check reports the problems
-    of a stopped VM; a raw image is still refused."""
+    """`vm set --add-disk` of an image on stalling storage, then `vm info`,
+    `move-storage --check`, a new disk there and an export of the VM that
+    now has them: each waits for qemu-img on that storage (STALL_S), and
+    `host show` answers within a second meanwhile.  What qemu-img said still
+    counts: the disk is attached as qcow2, info shows its format and size,
+    the check reports the problems of a stopped VM, the new disk is a qcow2,
+    the export is complete; a raw image is still refused."""
     a = slow_agent
     a.vmove("vm", "create", "v1", "--disk", "64M")
     img = os.path.join(a.root, "stall-extra.qcow2")
@@ -408,6 +409,27 @@ def test_vm_set_info_and_storage_check_on_a_stalled_image(slow_agent):
     print(f"move-storage --check with a stalled disk: {took:.1f} s, slowest other answer {slowest:.3f} s")
     assert took >= STALL_S and slowest < 1.0, (took, slowest)
     assert "stopped" in p.out + p.err, (p.out, p.err)
+
+    # A new disk on the same storage: claimed, then qemu-img create in a child.
+    new = os.path.join(a.root, "stall-new.qcow2")
+    took, slowest, p = timed_cli(a, "vm", "set", "v1", "--add-disk", f"{new},size=16M")
+    assert p.returncode == 0, p.err
+    print(f"vm set --add-disk PATH,size= on stalled storage: {took:.1f} s, slowest other answer {slowest:.3f} s")
+    assert took >= STALL_S and slowest < 1.0, (took, slowest)
+    assert new in [d["path"] for d in a.vm("v1")["config"]["disks"]]
+    assert subprocess.run(["qemu-img", "info", "-f", "qcow2", new], capture_output=True).returncode == 0
+    # Asked again, the same new path is refused and nothing changes.
+    before = a.vm("v1")["config"]["disks"]
+    r = a.run("vm", "set", "v1", "--add-disk", f"{new},size=16M", check=False)
+    assert r.returncode != 0 and a.vm("v1")["config"]["disks"] == before, r.stderr
+
+    # An export of the VM: each disk's qemu-img info (and convert) in children.
+    out = os.path.join(a.root, "export-v1")
+    took, slowest, p = timed_cli(a, "vm", "export", "v1", "--to", out)
+    assert p.returncode == 0, p.err
+    print(f"vm export with stalled disks: {took:.1f} s, slowest other answer {slowest:.3f} s")
+    assert took >= STALL_S and slowest < 1.0, (took, slowest)
+    assert os.path.exists(os.path.join(out, "manifest.json"))
 
     raw = os.path.join(a.root, "stall-raw.img")
     with open(raw, "wb") as f:
