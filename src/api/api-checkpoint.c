@@ -1,9 +1,12 @@
 /* checkpoint.*: create, list, apply, delete (src/checkpoint/). */
 #include "api/methods.h"
 
+#include <stdlib.h>
+
 #include "api/api.h"
 #include "checkpoint/checkpoint.h"
 #include "common/proto.h"
+#include "common/util.h"
 #include "core/acl.h"
 
 typedef struct job *(*ck_op_fn)(struct agent *a, const char *vm, const char *name, json_t **err);
@@ -28,6 +31,20 @@ static void run_op(struct api_req *r, ck_op_fn fn)
     answer(r, job, err, wait);
 }
 
+/* A create answers once its overlays exist (qemu-img ran in children the
+ * loop did not wait for): the request waits here, not vmoved. */
+struct create_req {
+    struct api_req *r;
+    bool wait;
+};
+
+static void on_create_started(void *arg, struct job *job, json_t *err)
+{
+    struct create_req *cr = arg;
+    answer(cr->r, job, err, cr->wait);
+    free(cr);
+}
+
 static void api_checkpoint_create(struct api_req *r)
 {
     const char *vm = api_param_str(r, "vm", true);
@@ -36,8 +53,12 @@ static void api_checkpoint_create(struct api_req *r)
     if (!name || api_param_bool(r, "wait", true, &wait) < 0 || api_param_bool(r, "memory", false, &memory) < 0)
         return;
     json_t *err = NULL;
-    struct job *job = checkpoint_create(r->agent, vm, name, memory, &err);   /* before err is read */
-    answer(r, job, err, wait);
+    struct create_req *cr = xcalloc(1, sizeof *cr);
+    cr->r = r, cr->wait = wait;
+    if (checkpoint_create(r->agent, vm, name, memory, on_create_started, cr, &err) < 0) {
+        free(cr);
+        answer(r, NULL, err, wait);
+    }
 }
 
 static void api_checkpoint_apply(struct api_req *r) { run_op(r, checkpoint_apply); }

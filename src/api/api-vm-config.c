@@ -24,22 +24,23 @@
 
 /* ---- info --------------------------------------------------------------- */
 
-static json_t *disk_info(const struct vm_disk *d)
+/* facts: vm_plan_probe's, learnt from qemu-img without blocking the loop. */
+static json_t *disk_info(const struct vm_disk *d, json_t *facts)
 {
     json_t *j = json_pack("{s:s, s:s}", "id", d->id, "path", d->path);
-    struct image_info info;
-    char why[512];
+    json_t *f = json_object_get(facts, d->path);
     struct stat st;
     if (stat(d->path, &st) == 0)   /* what the file takes on the host */
         json_object_set_new(j, "allocated_bytes", json_integer((json_int_t)st.st_blocks * 512));
-    if (image_info(d->path, "qcow2", false, &info, why, sizeof why) == 0) {
-        json_object_set_new(j, "format", json_string(info.layers[0].format));
-        json_object_set_new(j, "virtual_bytes", json_integer((json_int_t)info.layers[0].virtual_size));
-        if (info.layers[0].backing_filename)
-            json_object_set_new(j, "backing", json_string(info.layers[0].backing_filename));
-        image_info_free(&info);
-    } else
-        json_object_set_new(j, "error", json_string(why));
+    if (json_object_get(f, "format")) {
+        json_object_set(j, "format", json_object_get(f, "format"));
+        json_object_set(j, "virtual_bytes", json_object_get(f, "virtual_size"));
+        if (json_object_get(f, "backing"))
+            json_object_set(j, "backing", json_object_get(f, "backing"));
+    } else {
+        json_t *why = json_object_get(f, "error");
+        json_object_set_new(j, "error", why ? json_incref(why) : json_string("not inspected: the disk changed meanwhile"));
+    }
     return j;
 }
 
@@ -67,14 +68,18 @@ static json_t *checkpoints_info(const struct vm_config *c)
     return json_pack("{s:o, s:O}", "list", names, "current", cur ? cur : json_null());
 }
 
-static void vm_info_api(struct api_req *r)
+static void info_with_facts(void *arg, json_t *facts)
 {
-    struct vm *vm = api_param_vm(r);
-    if (!vm)
+    struct api_req *r = arg;
+    struct vm *vm = api_param_vm(r);   /* it may have gone meanwhile */
+    if (!vm) {
+        json_decref(facts);
         return;
+    }
     json_t *j = vm_to_json(vm, false);
     json_object_set_new(j, "host", json_string(r->agent->name));
     if (vm->state == VM_BROKEN) {
+        json_decref(facts);
         api_reply(r, j);
         return;
     }
@@ -83,11 +88,24 @@ static void vm_info_api(struct api_req *r)
     json_object_set_new(j, "accel", json_string(accel_kind_name(r->agent->accel.kind)));
     json_t *disks = json_array();
     for (size_t i = 0; i < c->n_disks; i++)
-        json_array_append_new(disks, disk_info(&c->disks[i]));
+        json_array_append_new(disks, disk_info(&c->disks[i], facts));
     json_object_set_new(j, "disks", disks);
     json_object_set_new(j, "nics", nics_info(c));
     json_object_set_new(j, "checkpoints", checkpoints_info(c));
+    json_decref(facts);
     api_reply(r, j);
+}
+
+/* qemu-img info of each disk first, in children the loop does not wait for. */
+static void vm_info_api(struct api_req *r)
+{
+    struct vm *vm = api_param_vm(r);
+    if (!vm)
+        return;
+    json_t *paths = json_array();
+    for (size_t i = 0; vm->state != VM_BROKEN && i < vm->cfg.n_disks; i++)
+        json_array_append_new(paths, json_string(vm->cfg.disks[i].path));
+    vm_plan_probe(r->agent, paths, "qcow2", info_with_facts, r);
 }
 
 /* ---- set ---------------------------------------------------------------- */
@@ -186,7 +204,8 @@ static char *free_disk_id(const struct vm_config *c)
     return NULL;
 }
 
-static int add_disks(struct api_req *r, struct vm *vm, struct set_plan *p, json_t *specs, char *err, size_t errlen)
+static int add_disks(struct api_req *r, struct vm *vm, struct set_plan *p, json_t *specs, json_t *formats, char *err,
+                     size_t errlen)
 {
     size_t n = json_array_size(specs);
     if (p->cfg.n_disks + n > VM_MAX_DISKS) {
@@ -201,7 +220,7 @@ static int add_disks(struct api_req *r, struct vm *vm, struct set_plan *p, json_
         p->cfg.n_disks++;
         p->new_disks[i].d = NULL;
         struct vm_plan_disk one = {.d = d};
-        if (vm_plan_disk(r->agent, json_string_value(json_array_get(specs, i)), vm->dir, &p->cfg, NULL, &one, err,
+        if (vm_plan_disk(r->agent, json_string_value(json_array_get(specs, i)), vm->dir, &p->cfg, formats, &one, err,
                          errlen) < 0)
             return -1;
         p->new_disks[i].new_size = one.new_size;
@@ -260,7 +279,7 @@ static int add_nics(struct set_plan *p, json_t *switches, char *err, size_t errl
     return 0;
 }
 
-static int plan_set(struct api_req *r, struct vm *vm, struct set_plan *p, char *err, size_t errlen)
+static int plan_set(struct api_req *r, struct vm *vm, struct set_plan *p, json_t *formats, char *err, size_t errlen)
 {
     json_t *rm_disk, *add_disk, *rm_nic, *add_nic;
     if (str_list(r, "remove_disks", &rm_disk, err, errlen) < 0 || str_list(r, "add_disks", &add_disk, err, errlen) < 0 ||
@@ -269,7 +288,7 @@ static int plan_set(struct api_req *r, struct vm *vm, struct set_plan *p, char *
     vm_config_copy(&p->cfg, &vm->cfg);
     p->changes = json_array();
     if (set_scalars(r, p, err, errlen) < 0 || remove_disks(p, rm_disk, err, errlen) < 0 ||
-        add_disks(r, vm, p, add_disk, err, errlen) < 0 || remove_nics(p, rm_nic, err, errlen) < 0 ||
+        add_disks(r, vm, p, add_disk, formats, err, errlen) < 0 || remove_nics(p, rm_nic, err, errlen) < 0 ||
         add_nics(p, add_nic, err, errlen) < 0)
         return -1;
     if (!json_array_size(p->changes)) {
@@ -301,37 +320,96 @@ static bool set_allowed(struct api_req *r, struct vm *vm)
     return false;
 }
 
-static void vm_set_api(struct api_req *r)
+/* A planned change whose new disks are being made (qemu-img in children). */
+struct set_run {
+    struct api_req *r;
+    struct set_plan p;
+    json_t *before;                /* the config the plan started from */
+};
+
+static void set_run_free(struct set_run *run)
+{
+    set_plan_free(&run->p);
+    json_decref(run->before);
+    free(run);
+}
+
+/* The new disks exist: the change is written, unless the VM changed
+ * meanwhile (another request, a start): then nothing is, and the disks
+ * made for it go again. */
+static void on_set_disks(void *arg, const char *why)
+{
+    struct set_run *run = arg;
+    struct api_req *r = run->r;
+    char err[4096] = "";
+    if (why) {
+        api_failf(r, ERR_INTERNAL, NULL, "%s", why);
+        set_run_free(run);
+        return;
+    }
+    struct vm *vm = vm_find(r->agent, json_string_value(json_object_get(r->params, "name")));
+    json_t *now = vm ? vm_config_to_json(&vm->cfg) : NULL;
+    bool same = now && json_equal(now, run->before);
+    json_decref(now);
+    if (!vm || !same || vm->state != VM_STOPPED || job_active_for_vm(r->agent, vm->name)) {
+        vm_plan_unmake_disks(run->p.new_disks, run->p.n_new);
+        api_failf(r, ERR_STATE, "run the same vm set again", "VM %s %s while its new disks were made; nothing "
+                  "was changed", json_string_value(json_object_get(r->params, "name")), vm ? "changed" : "went");
+        set_run_free(run);
+        return;
+    }
+    struct vm_config old = vm->cfg;
+    vm->cfg = run->p.cfg;
+    if (vm_save_config(vm, err, sizeof err) < 0) {
+        vm->cfg = old;   /* vm.json is written atomically: the old one stands */
+        vm_plan_unmake_disks(run->p.new_disks, run->p.n_new);
+        api_failf(r, ERR_INTERNAL, NULL, "cannot write the VM's config: %s", err);
+        set_run_free(run);
+        return;
+    }
+    run->p.cfg = old;   /* freed with the plan */
+    json_t *res = vm_to_json(vm, true);
+    json_object_set(res, "changes", run->p.changes);
+    set_run_free(run);
+    api_reply(r, res);
+}
+
+/* The plan, made once qemu-img has answered for the attached images, on
+ * the VM as it is then (checked again: it may have changed meanwhile). */
+static void set_with_formats(struct api_req *r, json_t *formats)
 {
     struct vm *vm = api_param_vm(r);
     if (!vm || !set_allowed(r, vm))
         return;
     struct set_plan p = {0};
     char err[4096] = "";
-    if (plan_set(r, vm, &p, err, sizeof err) < 0) {
+    if (plan_set(r, vm, &p, formats, err, sizeof err) < 0) {
         api_failf(r, ERR_INVALID, NULL, "%s", err);
         set_plan_free(&p);
         return;
     }
-    if (vm_plan_make_disks(p.new_disks, p.n_new, err, sizeof err) < 0) {
-        api_failf(r, ERR_INTERNAL, NULL, "%s", err);
-        set_plan_free(&p);
+    struct set_run *run = xcalloc(1, sizeof *run);
+    run->r = r;
+    run->p = p;
+    run->before = vm_config_to_json(&vm->cfg);
+    vm_plan_make_disks(r->agent, run->p.new_disks, run->p.n_new, on_set_disks, run);
+}
+
+static void on_set_formats(void *arg, json_t *formats)
+{
+    set_with_formats(arg, formats);
+    json_decref(formats);
+}
+
+/* qemu-img info of each image --add-disk attaches, in children the loop
+ * does not wait for (it may sit on stalled storage). */
+static void vm_set_api(struct api_req *r)
+{
+    struct vm *vm = api_param_vm(r);
+    if (!vm || !set_allowed(r, vm))
         return;
-    }
-    struct vm_config old = vm->cfg;
-    vm->cfg = p.cfg;
-    if (vm_save_config(vm, err, sizeof err) < 0) {
-        vm->cfg = old;   /* vm.json is written atomically: the old one stands */
-        vm_plan_unmake_disks(p.new_disks, p.n_new);
-        api_failf(r, ERR_INTERNAL, NULL, "cannot write the VM's config: %s", err);
-        set_plan_free(&p);
-        return;
-    }
-    p.cfg = old;   /* freed with the plan */
-    json_t *res = vm_to_json(vm, true);
-    json_object_set(res, "changes", p.changes);
-    set_plan_free(&p);
-    api_reply(r, res);
+    json_t *add = json_object_get(r->params, "add_disks");
+    vm_plan_probe(r->agent, vm_plan_attached_paths(r->agent, json_is_array(add) ? add : NULL), NULL, on_set_formats, r);
 }
 
 const struct api_method api_vm_config_methods[] = {

@@ -29,6 +29,7 @@ struct create_plan {
     struct vm_config cfg;
     struct vm_plan_disk *disks;    /* new_size 0 = existing file attached by path */
     char *dir;
+    struct api_req *r;             /* answered once the new disks exist */
 };
 
 static void plan_free(struct create_plan *p)
@@ -148,6 +149,34 @@ static int plan_create(struct api_req *r, const char *name, struct create_plan *
     return vm_config_validate(&p->cfg, err, errlen) < 0 ? -1 : 0;
 }
 
+/* The new disks exist (made by qemu-img in children), or not. */
+static void on_create_disks(void *arg, const char *why)
+{
+    struct create_plan *p = arg;
+    struct api_req *r = p->r;
+    json_t *jerr = NULL;
+    struct vm *vm = NULL;
+    if (why)
+        jerr = proto_error(ERR_INTERNAL, NULL, "%s", why);
+    else if (vm_find(r->agent, p->cfg.name))
+        jerr = proto_error(ERR_EXISTS, "choose another name or delete the VM first", "VM \"%s\" already exists on "
+                           "host %s", p->cfg.name, r->agent->name);
+    else
+        vm = vm_define(r->agent, &p->cfg, p->dir, &jerr);
+    if (!vm) {
+        if (!why)
+            vm_plan_unmake_disks(p->disks, p->cfg.n_disks);   /* PATH,size= ones live outside p->dir */
+        remove_tree(p->dir);
+        plan_free(p);
+        free(p);
+        api_fail(r, jerr);
+        return;
+    }
+    plan_free(p);
+    free(p);
+    api_reply(r, vm_to_json(vm, true));
+}
+
 static void create_with_formats(struct api_req *r, json_t *formats)
 {
     struct agent *a = r->agent;
@@ -169,96 +198,47 @@ static void create_with_formats(struct api_req *r, json_t *formats)
                   name, a->name);
         return;
     }
-    struct create_plan p = {0};
+    struct create_plan *p = xcalloc(1, sizeof *p);
     char err[8192];
-    int rc = plan_create(r, name, &p, formats, err, sizeof err);
+    int rc = plan_create(r, name, p, formats, err, sizeof err);
     if (rc > 0) {
-        plan_free(&p);
+        plan_free(p);
+        free(p);
         return;
     }
     if (rc < 0) {
-        plan_free(&p);
+        plan_free(p);
+        free(p);
         api_failf(r, ERR_INVALID, NULL, "%s", err);
         return;
     }
-    /* Nothing has been written so far; from here a failure removes the directory. */
-    if (path_exists(p.dir) || mkdir(p.dir, 0700) < 0) {
+    /* Nothing has been written so far; from here a failure removes the
+     * directory (which also keeps a second create of the name out). */
+    if (path_exists(p->dir) || mkdir(p->dir, 0700) < 0) {
         api_failf(r, ERR_EXISTS, "remove the stale directory or choose another name",
-                  "cannot create %s: %s", p.dir, path_exists(p.dir) ? "it already exists" : strerror(errno));
-        plan_free(&p);
+                  "cannot create %s: %s", p->dir, path_exists(p->dir) ? "it already exists" : strerror(errno));
+        plan_free(p);
+        free(p);
         return;
     }
-    json_t *jerr = NULL;
-    struct vm *vm = NULL;
-    if (vm_plan_make_disks(p.disks, p.cfg.n_disks, err, sizeof err) < 0)
-        jerr = proto_error(ERR_INTERNAL, NULL, "%s", err);
-    else if (!(vm = vm_define(a, &p.cfg, p.dir, &jerr)))
-        vm_plan_unmake_disks(p.disks, p.cfg.n_disks);   /* PATH,size= ones live outside p.dir */
-    if (!vm) {
-        remove_tree(p.dir);
-        plan_free(&p);
-        api_fail(r, jerr);
-        return;
-    }
-    plan_free(&p);
-    api_reply(r, vm_to_json(vm, true));
+    p->r = r;
+    vm_plan_make_disks(a, p->disks, p->cfg.n_disks, on_create_disks, p);
 }
 
 /* qemu-img info of every attached disk, one after the other, each in a
- * child the loop does not wait for: an image on a stalled filesystem holds
- * this request (until qemu-img's timeout), not vmoved. */
-struct create_probe {
-    struct api_req *r;
-    json_t *paths;             /* canonical paths inside the images policy */
-    size_t next;
-    json_t *formats;
-};
-
-static void probe_next(struct create_probe *cp);
-
-static void on_probe_info(void *arg, const struct image_info *info, const char *err)
+ * child the loop does not wait for (vm_plan_probe): an image on a stalled
+ * filesystem holds this request (until qemu-img's timeout), not vmoved. */
+static void on_create_facts(void *arg, json_t *facts)
 {
-    struct create_probe *cp = arg;
-    const char *path = json_string_value(json_array_get(cp->paths, cp->next));
-    json_object_set_new(cp->formats, path, info ? json_string(info->layers[0].format) : json_null());
-    cp->next++;
-    probe_next(cp);
-}
-
-static void probe_next(struct create_probe *cp)
-{
-    if (cp->next < json_array_size(cp->paths)) {
-        image_info_async(cp->r->agent->base, json_string_value(json_array_get(cp->paths, cp->next)), NULL,
-                         on_probe_info, cp);
-        return;
-    }
-    create_with_formats(cp->r, cp->formats);
-    json_decref(cp->paths);
-    json_decref(cp->formats);
-    free(cp);
+    struct api_req *r = arg;
+    create_with_formats(r, facts);
+    json_decref(facts);
 }
 
 static void vm_create(struct api_req *r)
 {
-    struct agent *a = r->agent;
-    struct create_probe *cp = xcalloc(1, sizeof *cp);
-    cp->r = r;
-    cp->paths = json_array();
-    cp->formats = json_object();
-    struct path_policy pol;
-    paths_policy_init(&pol, &a->settings, a->state_dir);
-    size_t i;
-    json_t *d;
-    json_array_foreach(json_object_get(r->params, "disks"), i, d) {
-        const char *spec = json_string_value(d);
-        struct path_info pi;
-        char why[1024];
-        /* A path the policy refuses is never opened: the plan says why. */
-        if (spec && spec[0] == '/' && paths_check_file(&pol, DIR_IMAGES, spec, &pi, why, sizeof why) == 0 &&
-            access(pi.canonical, R_OK | W_OK) == 0)
-            json_array_append_new(cp->paths, json_string(pi.canonical));
-    }
-    probe_next(cp);
+    vm_plan_probe(r->agent, vm_plan_attached_paths(r->agent, json_object_get(r->params, "disks")), NULL,
+                  on_create_facts, r);
 }
 
 /* ---- queries ---------------------------------------------------------- */

@@ -2,6 +2,8 @@
 #include "api/vm_plan.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <event2/event.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,21 +24,87 @@ static int check_qcow2(const char *path, json_t *formats, char *err, size_t errl
         snprintf(err, errlen, "disk %s: %s", path, strerror(errno));
         return -1;
     }
-    struct image_info info = {0};
-    char why[256];
-    const char *fmt;
-    if (formats)
-        fmt = json_string_value(json_object_get(formats, path));
-    else
-        fmt = image_info(path, NULL, false, &info, why, sizeof why) == 0 ? info.layers[0].format : NULL;
-    int result = 0;
+    const char *fmt = json_string_value(json_object_get(json_object_get(formats, path), "format"));
     if (!fmt || strcmp(fmt, "qcow2") != 0) {
         snprintf(err, errlen, "disk %s: not a qcow2 image (%s); convert it with qemu-img convert -O qcow2",
                  path, fmt ? fmt : "qemu-img cannot read it");
-        result = -1;
+        return -1;
     }
-    image_info_free(&info);
-    return result;
+    return 0;
+}
+
+/* ---- learning images without blocking the loop -------------------------- */
+
+struct plan_probe {
+    struct event_base *base;
+    json_t *paths;
+    size_t next;
+    char *format;
+    json_t *facts;
+    vm_plan_facts_fn done;
+    void *arg;
+};
+
+static void plan_probe_next(struct plan_probe *pp);
+
+static void on_plan_info(void *arg, const struct image_info *info, const char *err)
+{
+    struct plan_probe *pp = arg;
+    const struct image_layer *l = info ? &info->layers[0] : NULL;
+    json_t *f = l ? json_pack("{s:s, s:I, s:s*}", "format", l->format, "virtual_size", (json_int_t)l->virtual_size,
+                              "backing", l->backing_filename)
+                  : json_pack("{s:s}", "error", err ? err : "?");
+    json_object_set_new(pp->facts, json_string_value(json_array_get(pp->paths, pp->next)), f);
+    pp->next++;
+    plan_probe_next(pp);
+}
+
+static void plan_probe_next(struct plan_probe *pp)
+{
+    if (pp->next < json_array_size(pp->paths)) {
+        image_info_async(pp->base, json_string_value(json_array_get(pp->paths, pp->next)), pp->format, on_plan_info,
+                         pp);
+        return;
+    }
+    pp->done(pp->arg, pp->facts);
+    json_decref(pp->paths);
+    free(pp->format);
+    free(pp);
+}
+
+static void on_plan_deferred(evutil_socket_t fd, short what, void *arg) { plan_probe_next(arg); }
+
+void vm_plan_probe(struct agent *a, json_t *paths, const char *format, vm_plan_facts_fn done, void *arg)
+{
+    struct plan_probe *pp = xcalloc(1, sizeof *pp);
+    pp->base = a->base;
+    pp->paths = paths;
+    pp->format = format ? xstrdup(format) : NULL;
+    pp->facts = json_object();
+    pp->done = done;
+    pp->arg = arg;
+    if (json_array_size(paths))
+        plan_probe_next(pp);
+    else if (event_base_once(a->base, -1, EV_TIMEOUT, on_plan_deferred, pp, &(struct timeval){0, 0}) < 0)
+        abort();   /* only on OOM */
+}
+
+json_t *vm_plan_attached_paths(struct agent *a, json_t *specs)
+{
+    json_t *paths = json_array();
+    struct path_policy pol;
+    paths_policy_init(&pol, &a->settings, a->state_dir);
+    size_t i;
+    json_t *d;
+    json_array_foreach(specs, i, d) {
+        const char *spec = json_string_value(d);
+        struct path_info pi;
+        char why[1024];
+        /* A path the policy refuses is never opened: the plan says why. */
+        if (spec && spec[0] == '/' && paths_check_file(&pol, DIR_IMAGES, spec, &pi, why, sizeof why) == 0 && access(pi.canonical, R_OK | W_OK) == 0)
+            json_array_append_new(paths, json_string(pi.canonical));
+    }
+    return paths;
 }
 
 static bool planned_already(const struct vm_config *taken, const char *path)
@@ -184,19 +252,66 @@ int vm_plan_memory(json_t *mem, uint64_t *mib, char *err, size_t errlen)
     return 0;
 }
 
-int vm_plan_make_disks(struct vm_plan_disk *plan, size_t n, char *err, size_t errlen)
+struct plan_make {
+    struct event_base *base;
+    struct vm_plan_disk *plan;
+    size_t n, next;
+    vm_plan_made_fn done;
+    void *arg;
+};
+
+static void make_next(struct plan_make *m);
+
+static void on_made(void *arg, const char *err)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (!plan[i].new_size)
-            continue;
-        char why[512];
-        if (image_create(plan[i].d->path, plan[i].new_size, NULL, NULL, why, sizeof why) < 0) {
-            snprintf(err, errlen, "qemu-img create %s failed: %s", plan[i].d->path, why);
-            vm_plan_unmake_disks(plan, i);
-            return -1;
-        }
+    struct plan_make *m = arg;
+    if (err) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "qemu-img create %s failed: %s", m->plan[m->next].d->path, err);
+        vm_plan_unmake_disks(m->plan, m->next + 1);   /* this one too: claimed by us */
+        m->done(m->arg, msg);
+        free(m);
+        return;
     }
-    return 0;
+    m->next++;
+    make_next(m);
+}
+
+static void make_next(struct plan_make *m)
+{
+    while (m->next < m->n && !m->plan[m->next].new_size)
+        m->next++;
+    if (m->next == m->n) {
+        m->done(m->arg, NULL);
+        free(m);
+        return;
+    }
+    /* Claimed first: a file that appeared since the plan (another request
+     * planning the same name meanwhile) is not ours to format or remove. */
+    const char *path = m->plan[m->next].d->path;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "cannot create %s: %s", path, strerror(errno));
+        vm_plan_unmake_disks(m->plan, m->next);
+        m->done(m->arg, msg);
+        free(m);
+        return;
+    }
+    close(fd);
+    image_create_async(m->base, path, m->plan[m->next].new_size, NULL, NULL, on_made, m);
+}
+
+static void on_make_deferred(evutil_socket_t fd, short what, void *arg) { make_next(arg); }
+
+void vm_plan_make_disks(struct agent *a, struct vm_plan_disk *plan, size_t n, vm_plan_made_fn done, void *arg)
+{
+    struct plan_make *m = xcalloc(1, sizeof *m);
+    *m = (struct plan_make){a->base, plan, n, 0, done, arg};
+    /* From the loop even when there is nothing to make: done never runs
+     * before this returns. */
+    if (event_base_once(a->base, -1, EV_TIMEOUT, on_make_deferred, m, &(struct timeval){0, 0}) < 0)
+        abort();   /* only on OOM */
 }
 
 void vm_plan_unmake_disks(struct vm_plan_disk *plan, size_t n)

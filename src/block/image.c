@@ -118,17 +118,29 @@ int image_create_overlay(const char *path, uint64_t size, const char *backing, c
     return run_sync(&c, err, errlen);
 }
 
+static void img_cmd_commit(struct img_cmd *c, const char *top, const char *base)
+{
+    *c = (struct img_cmd){{"qemu-img", "commit", "-q", "-f", "qcow2", "-d", "-b", (char *)base, (char *)top}, "",
+                          COMMIT_TIMEOUT_MS, NULL};
+}
+
+static void img_cmd_rebase_unsafe(struct img_cmd *c, const char *path, const char *backing)
+{
+    *c = (struct img_cmd){{"qemu-img", "rebase", "-q", "-u", "-f", "qcow2", "-b", (char *)backing, "-F", "qcow2",
+                           (char *)path}, "", CREATE_TIMEOUT_MS, NULL};
+}
+
 int image_commit(const char *top, const char *base, char *err, size_t errlen)
 {
-    struct img_cmd c = {{"qemu-img", "commit", "-q", "-f", "qcow2", "-d", "-b", (char *)base, (char *)top}, "",
-                        COMMIT_TIMEOUT_MS, NULL};
+    struct img_cmd c;
+    img_cmd_commit(&c, top, base);
     return run_sync(&c, err, errlen);
 }
 
 int image_rebase_unsafe(const char *path, const char *backing, char *err, size_t errlen)
 {
-    struct img_cmd c = {{"qemu-img", "rebase", "-q", "-u", "-f", "qcow2", "-b", (char *)backing, "-F", "qcow2",
-                         (char *)path}, "", CREATE_TIMEOUT_MS, NULL};
+    struct img_cmd c;
+    img_cmd_rebase_unsafe(&c, path, backing);
     return run_sync(&c, err, errlen);
 }
 
@@ -270,6 +282,39 @@ struct image_op *image_info_async(struct event_base *base, const char *path, con
     struct img_cmd c;
     img_cmd_info(&c, path, format, false);
     return op_start(base, &c, NULL, done, arg);
+}
+
+struct image_op *image_info_chain_async(struct event_base *base, const char *path, const char *format,
+                                        bool with_chain, image_info_done_fn done, void *arg)
+{
+    struct img_cmd c;
+    img_cmd_info(&c, path, format, with_chain);
+    return op_start(base, &c, NULL, done, arg);
+}
+
+struct image_op *image_create_overlay_async(struct event_base *base, const char *path, uint64_t size,
+                                            const char *backing, const char *backing_fmt, image_done_fn done,
+                                            void *arg)
+{
+    struct img_cmd c;
+    img_cmd_create(&c, path, size, backing, backing_fmt, true);
+    return op_start(base, &c, done, NULL, arg);
+}
+
+struct image_op *image_commit_async(struct event_base *base, const char *top, const char *backing_base,
+                                    image_done_fn done, void *arg)
+{
+    struct img_cmd c;
+    img_cmd_commit(&c, top, backing_base);
+    return op_start(base, &c, done, NULL, arg);
+}
+
+struct image_op *image_rebase_unsafe_async(struct event_base *base, const char *path, const char *backing,
+                                           image_done_fn done, void *arg)
+{
+    struct img_cmd c;
+    img_cmd_rebase_unsafe(&c, path, backing);
+    return op_start(base, &c, done, NULL, arg);
 }
 
 struct image_op *image_check_async(struct event_base *base, const char *path, const char *format,

@@ -2,10 +2,10 @@
  * and rebase.
  *
  * Contract: every function runs qemu-img through common/spawn.h (bounded by
- * a timeout) and never asks QEMU.  The plain functions wait for it: only
- * for images vmoved owns, where it takes milliseconds.  The *_async ones
- * do not block the loop: for whatever may take long (a convert, a check of
- * a big image, any image a remote principal names).  Formats are always given explicitly: qemu-img is never
+ * a timeout) and never asks QEMU.  The plain functions wait for it: vmoved
+ * itself never calls them (the tests and tools do); the *_async ones do
+ * not block the loop, and are what vmoved uses for every image (any of
+ * them may sit on storage that stalls).  Formats are always given explicitly: qemu-img is never
  * left to probe one (a raw image whose guest wrote a qcow2 header would
  * otherwise be opened as qcow2).  Errors are written to err (a sentence,
  * without the path prefix the caller adds) and the function returns -1. */
@@ -74,6 +74,17 @@ void image_op_cancel(struct image_op *op);
 /* image_info without a chain. */
 struct image_op *image_info_async(struct event_base *base, const char *path, const char *format,
                                   image_info_done_fn done, void *arg);
+/* image_info, with the backing chain if with_chain. */
+struct image_op *image_info_chain_async(struct event_base *base, const char *path, const char *format,
+                                        bool with_chain, image_info_done_fn done, void *arg);
+/* image_create_overlay, image_commit, image_rebase_unsafe. */
+struct image_op *image_create_overlay_async(struct event_base *base, const char *path, uint64_t size,
+                                            const char *backing, const char *backing_fmt, image_done_fn done,
+                                            void *arg);
+struct image_op *image_commit_async(struct event_base *base, const char *top, const char *backing_base,
+                                    image_done_fn done, void *arg);
+struct image_op *image_rebase_unsafe_async(struct event_base *base, const char *path, const char *backing,
+                                           image_done_fn done, void *arg);
 /* image_check. */
 struct image_op *image_check_async(struct event_base *base, const char *path, const char *format,
                                    image_done_fn done, void *arg);

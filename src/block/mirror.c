@@ -29,6 +29,7 @@ enum state { BM_IDLE, BM_PREPARING, BM_MIRRORING, BM_READY, BM_PIVOTING, BM_FINI
              BM_DONE };
 
 struct block_mirror {
+    struct event_base *base;
     struct qmon_owner *owner;
     struct block_mirror_config cfg;   /* strings owned */
     const struct block_mirror_ops *ops;
@@ -45,6 +46,8 @@ struct block_mirror {
     uint64_t rollback_since, last_cancel_ms;
     bool paused_for_cancel;           /* we stopped the vCPUs to cancel safely */
     uint64_t last_copied, last_progress_ms;   /* the stall watch */
+    struct image_op *create_op;       /* FILE: qemu-img create of disks[creating] */
+    size_t creating;
 };
 
 static void poll_soon(struct block_mirror *bm, int ms);
@@ -62,6 +65,7 @@ struct block_mirror *block_mirror_new(struct event_base *base, struct qmon_owner
                                       void *arg, size_t n)
 {
     struct block_mirror *bm = xcalloc(1, sizeof *bm);
+    bm->base = base;
     bm->owner = owner;
     bm->cfg = *cfg;
     bm->cfg.name = xstrdup(cfg->name ? cfg->name : "?");
@@ -78,10 +82,19 @@ struct block_mirror *block_mirror_new(struct event_base *base, struct qmon_owner
     return bm;
 }
 
+/* A target's qemu-img create still running: killed (the caller removes
+ * the file, which d->created names). */
+static void stop_create(struct block_mirror *bm)
+{
+    image_op_cancel(bm->create_op);
+    bm->create_op = NULL;
+}
+
 void block_mirror_stop(struct block_mirror *bm)
 {
     if (!bm)
         return;
+    stop_create(bm);
     bm->state = BM_DONE;
     if (bm->timer)
         event_free(bm->timer);
@@ -518,6 +531,7 @@ static void on_finish_jobs(void *arg, const struct qmon_block_job *jobs, size_t 
 
 void block_mirror_drop(struct block_mirror *bm)
 {
+    stop_create(bm);
     bm->state = BM_DONE;
     for (size_t i = 0; i < bm->n; i++)
         qmon_block_job_cancel(mon(bm), bm->owner, bm->disks[i].job_id, true, bm->cfg.timeout_ms, NULL, NULL);
@@ -653,6 +667,7 @@ void block_mirror_abort(struct block_mirror *bm)
 {
     if (bm->state == BM_ROLLBACK || bm->state == BM_DONE)
         return;
+    stop_create(bm);   /* a cancel while a target is being made kills its qemu-img */
     bm->state = BM_ROLLBACK;
     bm->rollback_since = now_ms();
     bm->last_cancel_ms = 0;
@@ -836,35 +851,57 @@ static void on_prepare_block(void *arg, const struct qmon_block_device *devs, si
     then(bm, start_mirrors);
 }
 
-/* O_EXCL first: the file is ours even if someone creates the same name
- * between the check and now; qemu-img then formats our empty file. */
-static int create_target(struct block_mirror_disk *d, char *err, size_t errlen)
+static void create_next(struct block_mirror *bm);
+
+static void on_target_created(void *arg, const char *err)
 {
+    struct block_mirror_disk *d = arg;
+    struct block_mirror *bm = d->bm;
+    bm->create_op = NULL;
+    if (bm->state != BM_PREPARING)
+        return;
+    if (err) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "qemu-img create %s failed: %s", d->target, err);
+        fail_simple(bm, BLOCK_MIRROR_FAIL_CREATE, d, msg);
+        return;
+    }
+    bm->creating++;
+    create_next(bm);
+}
+
+/* O_EXCL first: the file is ours even if someone creates the same name
+ * between the check and now (and the record says so before qemu-img runs,
+ * so that a restart removes it); qemu-img then formats our empty file, in
+ * a child the loop does not wait for (the target may sit on slow storage).
+ * One disk after the other; then QEMU's side. */
+static void create_next(struct block_mirror *bm)
+{
+    if (bm->creating == bm->n) {
+        if (qmon_query_block(mon(bm), bm->owner, bm->cfg.timeout_ms, on_prepare_block, bm) < 0)
+            fail_simple(bm, BLOCK_MIRROR_FAIL_NO_MONITOR, NULL, NULL);
+        return;
+    }
+    struct block_mirror_disk *d = &bm->disks[bm->creating];
     int fd = open(d->target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot create %s: %s", d->target, strerror(errno));
-        return -1;
+        char msg[1024];
+        snprintf(msg, sizeof msg, "cannot create %s: %s", d->target, strerror(errno));
+        state_changed(bm);
+        fail_simple(bm, BLOCK_MIRROR_FAIL_CREATE, d, msg);
+        return;
     }
     close(fd);
     d->created = true;
-    char why[512];
-    if (image_create(d->target, d->vsize, NULL, NULL, why, sizeof why) == 0)
-        return 0;
-    snprintf(err, errlen, "qemu-img create %s failed: %s", d->target, why);
-    return -1;
+    state_changed(bm);
+    bm->create_op = image_create_async(bm->base, d->target, d->vsize, NULL, NULL, on_target_created, d);
 }
 
 void block_mirror_start(struct block_mirror *bm)
 {
     bm->state = BM_PREPARING;
-    char err[1024];
-    for (size_t i = 0; bm->cfg.kind == BLOCK_MIRROR_FILE && i < bm->n; i++)
-        if (create_target(&bm->disks[i], err, sizeof err) < 0) {
-            state_changed(bm);
-            fail_simple(bm, BLOCK_MIRROR_FAIL_CREATE, &bm->disks[i], err);
-            return;
-        }
-    state_changed(bm);
-    if (qmon_query_block(mon(bm), bm->owner, bm->cfg.timeout_ms, on_prepare_block, bm) < 0)
-        fail_simple(bm, BLOCK_MIRROR_FAIL_NO_MONITOR, NULL, NULL);
+    bm->creating = bm->cfg.kind == BLOCK_MIRROR_FILE ? 0 : bm->n;
+    if (bm->creating == bm->n)
+        state_changed(bm);
+    create_next(bm);
 }

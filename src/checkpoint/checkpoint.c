@@ -137,35 +137,6 @@ json_t *ck_find(struct vm *vm, const char *name, json_t **err)
     return ck;
 }
 
-/* A new layer file next to the disk's active one: DIR/ID.ckN.qcow2,
- * claimed with O_EXCL so that nothing else's file is ever overwritten. */
-static char *claim_layer(const char *active, const char *id, char *err, size_t errlen)
-{
-    char *dir = xstrdup(active);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = 0;
-    for (int n = 1; n < 100000; n++) {
-        char *p = xasprintf("%s/%s.ck%d.qcow2", dir, id, n);
-        int fd = open(p, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            close(fd);
-            free(dir);
-            return p;
-        }
-        int e = errno;
-        free(p);
-        if (e != EEXIST) {
-            snprintf(err, errlen, "cannot create a layer in %s: %s", dir, strerror(e));
-            free(dir);
-            return NULL;
-        }
-    }
-    snprintf(err, errlen, "no free layer name in %s", dir);
-    free(dir);
-    return NULL;
-}
-
 /* The memory image goes next to the first disk's layers, so that it is on
  * the same (shared) storage: DIR/VM.NAME.vmstate, claimed with O_EXCL. */
 static char *claim_vmstate(const struct vm *vm, const char *name, char *err, size_t errlen)
@@ -184,43 +155,6 @@ static char *claim_vmstate(const struct vm *vm, const char *name, char *err, siz
     }
     close(fd);
     return p;
-}
-
-/* An overlay on backing (same directory, named relatively) for each disk:
- * {id: path} of the new files, or NULL with err (nothing left behind). */
-json_t *ck_make_overlays(struct vm *vm, json_t *backing_of, bool unsafe, char *err, size_t errlen)
-{
-    json_t *made = json_object();
-    for (size_t i = 0; i < vm->cfg.n_disks; i++) {
-        const struct vm_disk *d = &vm->cfg.disks[i];
-        const char *backing = json_string_value(json_object_get(backing_of, d->id));
-        struct image_info info;
-        char why[512];
-        char *p = NULL;
-        int rc = image_info(backing, "qcow2", false, &info, why, sizeof why);
-        if (rc == 0) {
-            uint64_t size = info.layers[0].virtual_size;
-            image_info_free(&info);
-            p = claim_layer(d->path, d->id, why, sizeof why);
-            rc = p ? (unsafe ? image_create_overlay(p, size, ck_base_name(backing), "qcow2", why, sizeof why)
-                             : image_create(p, 0, ck_base_name(backing), "qcow2", why, sizeof why))
-                   : -1;
-        }
-        if (rc < 0) {
-            snprintf(err, errlen, "disk %s: cannot create an overlay on %s: %s", d->id, backing, why);
-            if (p)
-                unlink(p);
-            free(p);
-            const char *k;
-            json_t *v;
-            json_object_foreach(made, k, v) unlink(json_string_value(v));
-            json_decref(made);
-            return NULL;
-        }
-        json_object_set_new(made, d->id, json_string(p));
-        free(p);
-    }
-    return made;
 }
 
 json_t *ck_active_paths(const struct vm *vm)
@@ -252,6 +186,9 @@ struct ck_create {
     bool resumed, seen_active;
     uint64_t first_transferred;
     json_int_t qemu_downtime_ms, mem_total_ms;
+    bool live;                       /* QEMU ran the VM when the create was asked */
+    checkpoint_started_fn started;   /* the request hears of its job (or error) */
+    void *started_arg;
 };
 
 static const struct job_ops create_ops = {"checkpoint.create", NULL};
@@ -622,75 +559,90 @@ static json_t *check_new_name(struct vm *vm, const char *name)
     return NULL;
 }
 
-struct job *checkpoint_create(struct agent *a, const char *name_vm, const char *name, bool memory, json_t **err)
+/* The overlays exist (or not): the tree and vm.json, then the request
+ * hears of its job, and the snapshot starts from the loop. */
+static void on_overlays(void *arg, json_t *overlays, const char *why_overlays)
+{
+    struct ck_create *c = arg;
+    struct vm *vm = vm_find(c->agent, c->vm);
+    char why[1024];
+    json_t *e = NULL;
+    if (!overlays)
+        e = proto_error(ERR_INTERNAL, NULL, "%s", why_overlays);
+    else if (!vm)
+        e = proto_error(ERR_NOT_FOUND, NULL, "VM %s is gone", c->vm);
+    if (!e) {
+        json_t *tree = ck_tree_copy(vm);
+        json_array_append_new(ckpt_list(tree),
+                              json_pack("{s:s, s:O, s:I, s:s, s:s, s:I, s:O}", "name", c->name, "parent",
+                                        json_object_get(tree, "current"), "created_ms", (json_int_t)wall_ms(),
+                                        "kind", "disk-only", "state", c->live ? "creating" : "ok", "job",
+                                        (json_int_t)c->job->id, "disks", c->old_paths));
+        json_object_set_new(tree, "current", json_string(c->name));
+        /* Write-ahead: the new layers are empty overlays of the old ones, so
+         * vm.json naming them is right whether or not QEMU switches. */
+        if (ck_save(vm, tree, overlays, why, sizeof why) < 0)
+            e = proto_error(ERR_INTERNAL, NULL, "cannot save vm.json: %s", why);
+        json_decref(tree);
+    }
+    if (e) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(overlays, k, v) unlink(json_string_value(v));
+        json_decref(overlays);
+        if (c->vmstate)
+            unlink(c->vmstate);
+        job_fail(c->job, json_incref(e));
+        c->started(c->started_arg, NULL, e);
+        create_free(c);
+        return;
+    }
+    c->overlays = overlays;
+    c->t0 = now_ms();
+    qmon_owner_init(&c->owner, c, create_free);
+    job_set_phase(c->job, c->live ? "snapshotting" : "creating overlays");
+    c->started(c->started_arg, c->job, NULL);
+    ck_defer(c->agent, create_begin, c);
+}
+
+int checkpoint_create(struct agent *a, const char *name_vm, const char *name, bool memory,
+                      checkpoint_started_fn started, void *arg, json_t **err)
 {
     struct vm *vm = ck_find_vm(a, name_vm, err);
     if (!vm)
-        return NULL;
+        return -1;
     if ((*err = check_new_name(vm, name)) || (*err = ck_busy(a, vm)))
-        return NULL;
+        return -1;
     if (memory && vm->state != VM_RUNNING) {
         *err = proto_error(ERR_STATE, "start or resume it, or take a disk-only checkpoint (without --memory)",
                            "VM %s is %s: a memory checkpoint saves a running guest", vm->name,
                            vm_state_name(vm->state));
-        return NULL;
+        return -1;
     }
     char why[1024];
     char *vmstate = NULL;
     if (memory && !(vmstate = claim_vmstate(vm, name, why, sizeof why))) {
         *err = proto_error(ERR_INTERNAL, NULL, "%s", why);
-        return NULL;
+        return -1;
     }
-    json_t *old_paths = ck_active_paths(vm);
-    bool live = ck_vm_live(vm);
-    json_t *overlays = ck_make_overlays(vm, old_paths, live, why, sizeof why);
-    if (!overlays) {
-        json_decref(old_paths);
-        if (vmstate)
-            unlink(vmstate);
-        free(vmstate);
-        *err = proto_error(ERR_INTERNAL, NULL, "%s", why);
-        return NULL;
-    }
-    json_t *tree = ck_tree_copy(vm), *old_tree = ck_tree_copy(vm);
-    struct job *job = job_create(a, &create_ops, vm->name, json_pack("{s:s}", "checkpoint", name));
-    json_array_append_new(ckpt_list(tree),
-                          json_pack("{s:s, s:O, s:I, s:s, s:s, s:I, s:O}", "name", name, "parent",
-                                    json_object_get(tree, "current"), "created_ms", (json_int_t)wall_ms(), "kind",
-                                    "disk-only", "state", live ? "creating" : "ok", "job", (json_int_t)job->id,
-                                    "disks", old_paths));
-    json_object_set_new(tree, "current", json_string(name));
-    /* Write-ahead: the new layers are empty overlays of the old ones, so
-     * vm.json naming them is right whether or not QEMU switches. */
-    if (ck_save(vm, tree, overlays, why, sizeof why) < 0) {
-        const char *k;
-        json_t *v;
-        json_object_foreach(overlays, k, v) unlink(json_string_value(v));
-        json_decref(overlays), json_decref(tree), json_decref(old_tree), json_decref(old_paths);
-        if (vmstate)
-            unlink(vmstate);
-        free(vmstate);
-        json_t *e = proto_error(ERR_INTERNAL, NULL, "cannot save vm.json: %s", why);
-        job_fail(job, json_incref(e));
-        *err = e;
-        return NULL;
-    }
-    json_decref(tree);
     struct ck_create *c = xcalloc(1, sizeof *c);
-    c->agent = a, c->vm = xstrdup(vm->name), c->name = xstrdup(name), c->job = job;
-    c->old_tree = old_tree, c->old_paths = old_paths, c->overlays = overlays, c->t0 = now_ms();
-    c->memory = memory, c->vmstate = vmstate;
+    c->agent = a, c->vm = xstrdup(vm->name), c->name = xstrdup(name);
+    c->memory = memory, c->vmstate = vmstate, c->live = ck_vm_live(vm);
+    c->started = started, c->started_arg = arg;
+    c->old_paths = ck_active_paths(vm);
+    c->old_tree = ck_tree_copy(vm);
+    /* The job first: the VM is busy (ck_busy) while its overlays are made. */
+    c->job = job_create(a, &create_ops, vm->name, json_pack("{s:s}", "checkpoint", name));
+    job_set_phase(c->job, "creating overlays");
     c->n = vm->cfg.n_disks;
     c->top = xcalloc(c->n, sizeof *c->top), c->node = xcalloc(c->n, sizeof *c->node);
     c->file_node = xcalloc(c->n, sizeof *c->file_node);
     for (size_t i = 0; i < c->n; i++) {
-        c->node[i] = xasprintf("%s-ck%lld", vm->cfg.disks[i].id, (long long)job->id);
-        c->file_node[i] = xasprintf("%s-file-ck%lld", vm->cfg.disks[i].id, (long long)job->id);
+        c->node[i] = xasprintf("%s-ck%lld", vm->cfg.disks[i].id, (long long)c->job->id);
+        c->file_node[i] = xasprintf("%s-file-ck%lld", vm->cfg.disks[i].id, (long long)c->job->id);
     }
-    qmon_owner_init(&c->owner, c, create_free);
-    job_set_phase(job, live ? "snapshotting" : "creating overlays");
-    ck_defer(a, create_begin, c);
-    return job;
+    ck_make_overlays(a, vm, c->old_paths, c->live, on_overlays, c);
+    return 0;
 }
 
 /* ---- recovery ------------------------------------------------------------------ */

@@ -30,9 +30,15 @@ struct job;
 /* The tree of VM name: {"vm", "current", "checkpoints": [...]} with sizes
  * and dates; NULL with *err. */
 json_t *checkpoint_list(struct agent *a, const char *vm, json_t **err);
-/* The job, already started (the caller answers with it); NULL with *err
- * when the request is refused (nothing changed then). */
-struct job *checkpoint_create(struct agent *a, const char *vm, const char *name, bool memory, json_t **err);
+/* -1 with *err when the request is refused at once (nothing changed).
+ * Else 0: the job exists (the VM is busy) while the overlays are made,
+ * without blocking the loop (qemu-img in children); then, from the loop,
+ * started(arg, job, NULL) with the job started (the caller answers with
+ * it), or started(arg, NULL, err) with nothing changed (the job failed;
+ * err is the callee's).  Also at shutdown, with an error. */
+typedef void (*checkpoint_started_fn)(void *arg, struct job *job, json_t *err);
+int checkpoint_create(struct agent *a, const char *vm, const char *name, bool memory,
+                      checkpoint_started_fn started, void *arg, json_t **err);
 struct job *checkpoint_apply(struct agent *a, const char *vm, const char *name, json_t **err);
 /* speed: bytes/s of a live merge (QEMU's commit speed), 0 for unlimited. */
 struct job *checkpoint_delete(struct agent *a, const char *vm, const char *name, long long speed, json_t **err);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "block/image.h"
@@ -135,19 +136,39 @@ static void on_apply_launched(struct vm *vm, json_t *error, void *arg)
     free(uri);
 }
 
+static void on_apply_overlays(void *arg, json_t *overlays, const char *why_overlays);
+
 /* QEMU is down: fresh overlays on the checkpoint's frozen images become
- * the active layers; the old active layers (the state since) go. */
+ * the active layers (made by qemu-img in children the loop does not wait
+ * for); the old active layers (the state since) go. */
 static void apply_offline(struct ck_apply *p)
 {
+    struct vm *vm = vm_find(p->agent, p->vm);
+    json_t *ck = vm ? ckpt_find(vm->cfg.checkpoints, p->name) : NULL;
+    if (!ck) {
+        job_fail(p->job, proto_error(ERR_INTERNAL, "the VM kept its current disks", "cannot apply checkpoint %s: %s",
+                                     p->name, "it is gone"));
+        apply_free(p);
+        return;
+    }
+    ck_make_overlays(p->agent, vm, json_object_get(ck, "disks"), false, on_apply_overlays, p);
+}
+
+static void on_apply_overlays(void *arg, json_t *overlays, const char *why_overlays)
+{
+    struct ck_apply *p = arg;
     struct vm *vm = vm_find(p->agent, p->vm);
     char why[1024];
     json_t *tree = vm ? ck_tree_copy(vm) : NULL;
     json_t *ck = ckpt_find(tree, p->name);
-    json_t *overlays = ck ? ck_make_overlays(vm, json_object_get(ck, "disks"), false, why, sizeof why) : NULL;
     struct job *job = p->job;
-    if (!overlays) {
+    if (!overlays || !ck) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(overlays, k, v) unlink(json_string_value(v));
+        json_decref(overlays);
         job_fail(job, proto_error(ERR_INTERNAL, "the VM kept its current disks", "cannot apply checkpoint %s: %s",
-                                  p->name, ck ? why : "it is gone"));
+                                  p->name, ck ? why_overlays : "it is gone"));
         json_decref(tree);
         apply_free(p);
         return;
@@ -242,19 +263,20 @@ struct job *checkpoint_apply(struct agent *a, const char *name_vm, const char *n
 
 /* ---- list ------------------------------------------------------------------ */
 
+/* Each layer's allocated bytes, as qemu-img info's actual-size counts them
+ * (st_blocks): a stat, not a helper, so a list never waits for qemu-img. */
 static json_t *layer_sizes(json_t *disks, uint64_t *total)
 {
     json_t *o = json_object();
     const char *k;
     json_t *v;
     json_object_foreach(disks, k, v) {
-        struct image_info info;
-        char why[256];
+        struct stat st;
         json_int_t sz = -1;
-        if (image_info(json_string_value(v), "qcow2", false, &info, why, sizeof why) == 0) {
-            sz = (json_int_t)info.layers[0].actual_size;
-            *total += info.layers[0].actual_size;
-            image_info_free(&info);
+        const char *path = json_string_value(v);
+        if (path && stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+            sz = (json_int_t)st.st_blocks * 512;
+            *total += (uint64_t)sz;
         }
         json_object_set_new(o, k, json_pack("{s:O, s:I}", "path", v, "bytes", sz));
     }

@@ -63,6 +63,8 @@ struct ck_del {
     int polls;
     uint64_t t0, pause_t0, pause_ms;
     long long speed;
+    struct image_op *op;           /* offline: the qemu-img commit or rebase running */
+    json_t *rebase_todo;           /* images still to rebase onto base */
 };
 
 static struct ck_del *deletes;
@@ -72,6 +74,7 @@ static void del_free(void *obj)
 {
     struct ck_del *d = obj;
     free(d->vm), free(d->name), free(d->top), free(d->base), free(d->dev_node);
+    json_decref(d->rebase_todo);
     free(d);
 }
 
@@ -84,6 +87,8 @@ static void del_release(struct ck_del *d)
         }
     block_commit_free(d->bc);
     d->bc = NULL;
+    image_op_cancel(d->op);   /* vmoved stopping: the helper goes too */
+    d->op = NULL;
     if (d->timer)
         event_free(d->timer);
     d->timer = NULL;
@@ -168,14 +173,15 @@ static int point_child_at_base(struct ck_del *d, char *err, size_t errlen)
 
 /* Images other than the live one whose backing file is T: the frozen
  * images of X's children off the current path (and the active layer when
- * QEMU is not running it).  Their headers are rewritten to A. */
-static int rebase_others(struct ck_del *d, bool live, char *err, size_t errlen)
+ * QEMU is not running it).  Their headers are to be rewritten to A. */
+static json_t *images_to_rebase(struct ck_del *d, bool live)
 {
     struct vm *vm = del_vm(d);
     json_t *tree = vm->cfg.checkpoints, *x;
     const char *id = vm->cfg.disks[d->disk].id;
+    json_t *todo = json_array();
     if (only_child(tree, d->name, &x) < 0 || !x)
-        return 0;
+        return todo;
     const char *xname = json_string_value(json_object_get(x, "name"));
     size_t i;
     json_t *y;
@@ -183,21 +189,48 @@ static int rebase_others(struct ck_del *d, bool live, char *err, size_t errlen)
         const char *p = ckpt_parent(y);
         if (!p || strcmp(p, xname) || (live && ckpt_on_current_path(tree, json_string_value(json_object_get(y, "name")))))
             continue;
-        if (image_rebase_unsafe(ckpt_disk(y, id), ck_base_name(d->base), err, errlen) < 0)
-            return -1;
+        json_array_append_new(todo, json_string(ckpt_disk(y, id) ? ckpt_disk(y, id) : ""));
     }
     const char *cur = ckpt_current(tree);
     if (!live && cur && !strcmp(cur, xname)) {
         const struct vm_disk *disk = vm_config_find_disk(&vm->cfg, id);
-        if (image_rebase_unsafe(disk->path, ck_base_name(d->base), err, errlen) < 0)
-            return -1;
+        json_array_append_new(todo, json_string(disk->path));
     }
-    return 0;
+    return todo;
 }
 
 /* ---- one disk after another ------------------------------------------------ */
 
 static void next_disk(struct ck_del *d);
+
+static void rebase_next(struct ck_del *d);
+
+static void on_rebased(void *arg, const char *err)
+{
+    struct ck_del *d = arg;
+    d->op = NULL;
+    if (err) {
+        del_fail(d, proto_error(ERR_INTERNAL, NULL, "cannot rebase onto %s: %s", d->base, err));
+        return;
+    }
+    json_array_remove(d->rebase_todo, 0);
+    rebase_next(d);
+}
+
+/* One qemu-img rebase after the other, each in a child the loop does not
+ * wait for; then T goes. */
+static void rebase_next(struct ck_del *d)
+{
+    if (json_array_size(d->rebase_todo)) {
+        d->op = image_rebase_unsafe_async(d->agent->base, json_string_value(json_array_get(d->rebase_todo, 0)),
+                                          ck_base_name(d->base), on_rebased, d);
+        return;
+    }
+    step(d, "removing layer");
+    ck_unlink(d->vm, d->top);
+    d->disk++;
+    next_disk(d);
+}
 
 /* T is out of every chain and nothing names it: delete it. */
 static void disk_merged(struct ck_del *d, bool live)
@@ -213,14 +246,9 @@ static void disk_merged(struct ck_del *d, bool live)
         d->pause_ms = now_ms() - d->pause_t0;
         d->paused_for_pivot = false;
     }
-    if (rebase_others(d, live, err, sizeof err) < 0) {
-        del_fail(d, proto_error(ERR_INTERNAL, NULL, "cannot rebase onto %s: %s", d->base, err));
-        return;
-    }
-    step(d, "removing layer");
-    ck_unlink(d->vm, d->top);
-    d->disk++;
-    next_disk(d);
+    json_decref(d->rebase_todo);
+    d->rebase_todo = images_to_rebase(d, live);
+    rebase_next(d);
 }
 
 /* ---- live: QEMU merges ---------------------------------------------------------- */
@@ -415,16 +443,27 @@ static void ckdel_on_block(void *arg, const struct qmon_block_device *devs, size
 
 /* ---- offline: qemu-img merges ----------------------------------------------------- */
 
-static void merge_offline(struct ck_del *d)
+static void on_committed(void *arg, const char *err)
 {
-    char err[1024];
-    step(d, "merging (qemu-img commit)");
-    if (access(d->top, F_OK) == 0 && image_commit(d->top, d->base, err, sizeof err) < 0) {
+    struct ck_del *d = arg;
+    d->op = NULL;
+    if (err) {
         del_fail(d, proto_error(ERR_INTERNAL, "run the same delete again to retry", "qemu-img commit of %s: %s", d->top,
                                 err));
         return;
     }
     disk_merged(d, false);
+}
+
+/* qemu-img commit in a child the loop does not wait for (T may be big, on
+ * slow storage). */
+static void merge_offline(struct ck_del *d)
+{
+    step(d, "merging (qemu-img commit)");
+    if (access(d->top, F_OK) == 0)
+        d->op = image_commit_async(d->agent->base, d->top, d->base, on_committed, d);
+    else
+        disk_merged(d, false);
 }
 
 /* ---- the end ----------------------------------------------------------------------- */

@@ -28,9 +28,17 @@ struct vm *ck_find_vm(struct agent *a, const char *name, json_t **err);
 /* The VM's checkpoint named (borrowed), or NULL with a not-found error. */
 json_t *ck_find(struct vm *vm, const char *name, json_t **err);
 /* An overlay on backing_of[id] for each disk (unsafe: without opening the
- * backing file, which QEMU holds): {id: path} of the new files, or NULL with
- * err and nothing left behind. */
-json_t *ck_make_overlays(struct vm *vm, json_t *backing_of, bool unsafe, char *err, size_t errlen);
+ * backing file, which QEMU holds), each qemu-img in a child the loop does
+ * not wait for (ckpt_overlays.c).  done(arg, made, NULL) with {id: path} of
+ * the new files (the callee's reference), or done(arg, NULL, why) with
+ * nothing left behind; exactly once, from the loop, unless cancelled.  At
+ * shutdown (spawn_async_stop_all) it ends with an error. */
+struct ck_overlays;
+typedef void (*ck_overlays_fn)(void *arg, json_t *made, const char *err);
+struct ck_overlays *ck_make_overlays(struct agent *a, const struct vm *vm, json_t *backing_of, bool unsafe,
+                                     ck_overlays_fn done, void *arg);
+/* Kills its qemu-img and removes the files made so far; done is not called. */
+void ck_overlays_cancel(struct ck_overlays *o);
 /* {id: path} of the VM's active layers (a new object). */
 json_t *ck_active_paths(const struct vm *vm);
 

@@ -1,7 +1,14 @@
 /* Running helper programs (qemu-img, sha256sum, ip) and capturing their
  * output.  run_capture is synchronous and bounded by a timeout: only for
  * commands that finish in milliseconds on files vmoved owns; everything
- * else goes through spawn_async.  QEMU itself never goes through here. */
+ * else goes through spawn_async.  QEMU itself never goes through here.
+ *
+ * What still runs synchronously, and why (docs/SECURITY.md, "Slow
+ * helpers"): `ip link` when a VM's NICs are wired to their switches and
+ * `ss -K` when a stuck migration's sockets are aborted (the kernel only, no
+ * file and no storage, milliseconds); QEMU's `-version` and `-machine help`
+ * at start-up, before the loop serves anyone.  Every qemu-img, and
+ * sha256sum, is a spawn_async child. */
 #ifndef VMOVE_SPAWN_H
 #define VMOVE_SPAWN_H
 #include <stdbool.h>

@@ -68,7 +68,8 @@ struct vm_export {
     struct vm_config cfg;           /* the config at the export point */
     struct qmon_owner owner;
     /* The helpers, one at a time, in children (the loop never waits): */
-    struct image_op *op;            /* a stopped VM's qemu-img convert */
+    struct image_op *op;            /* qemu-img: preparing's info/create, a stopped VM's convert */
+    size_t preparing;               /* the disk being prepared */
     struct manifest_hash *hash;     /* finishing: sha256sum of one file */
     size_t helper_i;                /* the disk converted, or the file hashed */
     json_t *files;                  /* the manifest's entries so far */
@@ -679,7 +680,7 @@ static json_t *check_vm(struct agent *a, struct vm *vm, const char *name)
     return NULL;
 }
 
-static int fill_disks(struct vm_export *x, struct vm *vm, char *err, size_t errlen)
+static void fill_disks(struct vm_export *x, struct vm *vm)
 {
     x->n = vm->cfg.n_disks;
     x->disks = xcalloc(x->n, sizeof *x->disks);
@@ -692,21 +693,64 @@ static int fill_disks(struct vm_export *x, struct vm *vm, char *err, size_t errl
         d->node = xasprintf("%s-x%lld", vd->id, (long long)x->job->id);
         d->file_node = xasprintf("%s-file-x%lld", vd->id, (long long)x->job->id);
         d->job_id = xasprintf("export-%s-%lld", vd->id, (long long)x->job->id);
-        struct image_info info;
-        char why[1024];
-        if (image_info(vd->path, "qcow2", false, &info, why, sizeof why) < 0) {
-            snprintf(err, errlen, "disk %s (%s): qemu-img info failed: %s", vd->id, vd->path, why);
-            return -1;
-        }
-        d->virtual_size = info.layers[0].virtual_size;
-        image_info_free(&info);
-        /* Live: QEMU writes into an image created here, of the disk's size. */
-        if (x->live && image_create(d->target, d->virtual_size, NULL, NULL, why, sizeof why) < 0) {
-            snprintf(err, errlen, "qemu-img create %s failed: %s", d->target, why);
-            return -1;
-        }
     }
-    return 0;
+}
+
+/* ---- preparing: each disk's size (and, live, its target) from qemu-img ---- */
+
+static void prepare_next(struct vm_export *x, size_t i);
+
+static void prepare_failed(struct vm_export *x, const char *fmt, const char *what, const char *why)
+{
+    char msg[2048];
+    snprintf(msg, sizeof msg, fmt, what, why);
+    if (!x->failure)
+        x->failure = proto_error(ERR_INTERNAL, NULL, "export of %s: %s", x->name, msg);
+    export_end_failed(x);
+}
+
+static void on_target_made(void *arg, const char *err)
+{
+    struct vm_export *x = arg;
+    x->op = NULL;
+    struct export_disk *d = &x->disks[x->preparing];
+    if (err) {
+        prepare_failed(x, "qemu-img create %s failed: %s", d->target, err);
+        return;
+    }
+    prepare_next(x, x->preparing + 1);
+}
+
+static void on_source_size(void *arg, const struct image_info *info, const char *err)
+{
+    struct vm_export *x = arg;
+    x->op = NULL;
+    struct export_disk *d = &x->disks[x->preparing];
+    if (!info) {
+        char what[1024];
+        snprintf(what, sizeof what, "disk %s (%s)", d->id, d->source);
+        prepare_failed(x, "%s: qemu-img info failed: %s", what, err);
+        return;
+    }
+    d->virtual_size = info->layers[0].virtual_size;
+    /* Live: QEMU writes into an image created here, of the disk's size. */
+    if (x->live)
+        x->op = image_create_async(x->agent->base, d->target, d->virtual_size, NULL, NULL, on_target_made, x);
+    else
+        prepare_next(x, x->preparing + 1);
+}
+
+/* qemu-img in children the loop does not wait for, one disk after the
+ * other (a cancel or shutdown kills the one running: export_end_failed);
+ * then the export's steps. */
+static void prepare_next(struct vm_export *x, size_t i)
+{
+    x->preparing = i;
+    if (i == x->n) {
+        arm(x, 0);
+        return;
+    }
+    x->op = image_info_async(x->agent->base, x->disks[i].source, "qcow2", on_source_size, x);
 }
 
 struct vm_export *export_create(struct agent *a, json_t *params, json_t **err)
@@ -743,15 +787,7 @@ struct vm_export *export_create(struct agent *a, json_t *params, json_t **err)
     vm_config_copy(&x->cfg, &vm->cfg);
     qmon_owner_init(&x->owner, x, x_free);
     x->job = job_create(a, &export_ops, vm->name, json_pack("{s:s, s:b}", "to", to, "live", x->live));
-    char why[2048];
-    if (fill_disks(x, vm, why, sizeof why) < 0) {
-        *err = proto_error(ERR_INTERNAL, NULL, "export of %s: %s", vm->name, why);
-        remove_tree(x->partial);
-        job_fail(x->job, json_incref(*err));
-        x->job = NULL;
-        qmon_owner_end(&x->owner);
-        return NULL;
-    }
+    fill_disks(x, vm);
     x->timer = evtimer_new(a->base, on_timer, x);
     x->next = exports;
     exports = x;
@@ -765,7 +801,7 @@ void export_begin(struct vm_export *x)
 {
     export_set_phase(x, PH_PREPARING);
     log_info("%s: exporting to %s (%s)", x->name, x->dir, x->live ? "live" : "stopped VM");
-    arm(x, 0);
+    prepare_next(x, 0);
 }
 
 void export_free_all(struct agent *a)

@@ -34,6 +34,10 @@ struct check_run {
     struct peer_conn *peer;
     migrate_check_fn done;
     void *arg;
+    /* shared-nothing: the request waits for qemu-img info of each disk */
+    json_t *request, *ids, *paths, *sizes, *alloc;
+    char *with_storage, *peer_name;
+    size_t next;
 };
 
 static void check_run_end(struct check_run *c)
@@ -44,6 +48,9 @@ static void check_run_end(struct check_run *c)
     peer_close(c->peer);
     free(c->dst);
     free(c->addr);
+    json_decref(c->request), json_decref(c->ids), json_decref(c->paths);
+    json_decref(c->sizes), json_decref(c->alloc);
+    free(c->with_storage), free(c->peer_name);
     free(c);
     done(arg, items);
 }
@@ -101,25 +108,6 @@ static void check_source(struct agent *a, const struct migrate_check_req *q, con
             "migrations: the move will wait in its queue", a->name, used, max);
 }
 
-/* Shared-nothing: where the copies go, with each disk's virtual size and
- * the bytes it holds (what the destination needs free). */
-static json_t *storage_of(const struct vm *vm, const struct migrate_tuning *t)
-{
-    if (!t->with_storage[0])
-        return NULL;
-    json_t *sizes = json_object(), *alloc = json_object();
-    for (size_t i = 0; i < vm->cfg.n_disks; i++) {
-        struct image_info info;
-        char why[256];
-        bool ok = image_info(vm->cfg.disks[i].path, NULL, true, &info, why, sizeof why) == 0;
-        json_object_set_new(sizes, vm->cfg.disks[i].id, json_integer(ok ? (json_int_t)info.layers[0].virtual_size : 0));
-        json_object_set_new(alloc, vm->cfg.disks[i].id, json_integer(ok ? (json_int_t)image_info_chain_actual(&info) : 0));
-        if (ok)
-            image_info_free(&info);
-    }
-    return json_pack("{s:s, s:o, s:o}", "dir", t->with_storage, "sizes", sizes, "alloc", alloc);
-}
-
 static json_t *networks_of(const struct host_settings *s)
 {
     json_t *nets = json_array();
@@ -138,10 +126,9 @@ static json_t *dst_request(struct agent *a, const struct vm *vm, const struct mi
     const char *colon = strrchr(addr, ':');
     char via[64];
     snprintf(via, sizeof via, "%.*s", colon ? (int)(colon - addr) : 0, addr);
-    json_t *storage = storage_of(vm, t);
-    return json_pack("{s:s, s:o, s:o, s:s, s:s, s:b, s:o, s:s*, s:o, s:s*, s:O*}", "vm", vm->name, "config",
+    return json_pack("{s:s, s:o, s:o, s:s, s:s, s:b, s:n, s:s*, s:o, s:s*, s:O*}", "vm", vm->name, "config",
                      vm_config_to_json(&vm->cfg), "tuning", tuning_to_json(t), "accel", accel_kind_name(a->accel.kind),
-                     "via", via, "quick", t->quick, "storage", storage ? storage : json_null(), "postcopy",
+                     "via", via, "quick", t->quick, "storage", "postcopy",
                      t->converge == CONVERGE_POSTCOPY ? "required" : NULL, "networks", networks_of(&a->settings),
                      "qemu_version", a->caps.qemu_version, "check_token", q->check_token);
 }
@@ -230,6 +217,42 @@ static void on_dst_checked(void *arg, json_t *result, json_t *error)
     check_run_end(c);
 }
 
+static void ask_destination(struct check_run *c)
+{
+    json_t *req = c->request;
+    c->request = NULL;
+    /* Connected only now: a slow qemu-img must not idle the connection out. */
+    c->peer = peer_connect(c->agent, c->peer_name, c->addr, NULL, NULL);
+    peer_call(c->peer, "migrate.check", req, CHECK_TIMEOUT_MS, on_dst_checked, c);
+}
+
+static void probe_next_disk(struct check_run *c);
+
+static void on_disk_info(void *arg, const struct image_info *info, const char *err)
+{
+    struct check_run *c = arg;
+    const char *id = json_string_value(json_array_get(c->ids, c->next));
+    json_object_set_new(c->sizes, id, json_integer(info ? (json_int_t)info->layers[0].virtual_size : 0));
+    json_object_set_new(c->alloc, id, json_integer(info ? (json_int_t)image_info_chain_actual(info) : 0));
+    c->next++;
+    probe_next_disk(c);
+}
+
+/* Shared-nothing: where the copies go, with each disk's virtual size and
+ * the bytes it holds (what the destination needs free), learnt by qemu-img
+ * info --backing-chain in children the loop does not wait for. */
+static void probe_next_disk(struct check_run *c)
+{
+    if (c->next < json_array_size(c->paths)) {
+        image_info_chain_async(c->agent->base, json_string_value(json_array_get(c->paths, c->next)), NULL, true,
+                               on_disk_info, c);
+        return;
+    }
+    json_object_set_new(c->request, "storage", json_pack("{s:s, s:O, s:O}", "dir", c->with_storage, "sizes", c->sizes,
+                                                         "alloc", c->alloc));
+    ask_destination(c);
+}
+
 void migrate_check(struct agent *a, const struct migrate_check_req *q, migrate_check_fn done, void *arg)
 {
     struct check_run *c = xcalloc(1, sizeof *c);
@@ -264,7 +287,18 @@ void migrate_check(struct agent *a, const struct migrate_check_req *q, migrate_c
         return;
     }
     c->addr = xstrdup(addr);
-    c->peer = peer_connect(a, name, addr, NULL, NULL);
-    peer_call(c->peer, "migrate.check", dst_request(a, vm_find(a, q->vm), q, &t, addr), CHECK_TIMEOUT_MS,
-              on_dst_checked, c);
+    c->peer_name = name ? xstrdup(name) : NULL;
+    const struct vm *vm = vm_find(a, q->vm);
+    c->request = dst_request(a, vm, q, &t, addr);
+    if (!t.with_storage[0]) {
+        ask_destination(c);
+        return;
+    }
+    c->with_storage = xstrdup(t.with_storage);
+    c->ids = json_array(), c->paths = json_array(), c->sizes = json_object(), c->alloc = json_object();
+    for (size_t i = 0; i < vm->cfg.n_disks; i++) {
+        json_array_append_new(c->ids, json_string(vm->cfg.disks[i].id));
+        json_array_append_new(c->paths, json_string(vm->cfg.disks[i].path));
+    }
+    probe_next_disk(c);
 }

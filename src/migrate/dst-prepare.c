@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,19 +272,53 @@ static int plan_new_disks(struct agent *a, struct vm_config *c, json_t *storage,
     return 0;
 }
 
-static int create_new_disks(const struct vm_config *c, json_t *storage, json_t *created, char *err, size_t errlen)
+static void create_next_disk(struct incoming *in);
+
+static void on_disk_created(void *arg, const char *err)
 {
-    json_t *sizes = json_object_get(storage, "sizes");
-    for (size_t i = 0; i < c->n_disks; i++) {
-        uint64_t size = (uint64_t)json_integer_value(json_object_get(sizes, c->disks[i].id));
-        char why[256];
-        if (image_create(c->disks[i].path, size, NULL, NULL, why, sizeof why) < 0) {
-            snprintf(err, errlen, "cannot create %s: %s", c->disks[i].path, why);
-            migrate_dst_remove_created_disks(created);
-            return -1;
-        }
+    struct incoming *in = arg;
+    in->create_op = NULL;
+    if (err) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "cannot create %s: %s",
+                 json_string_value(json_array_get(in->created_disks, in->creating)), err);
+        migrate_dst_fail(in, "%s", msg);
+        return;
     }
-    return 0;
+    in->creating++;
+    create_next_disk(in);
+}
+
+/* Shared-nothing: the new disk files, one after the other, each claimed
+ * with O_EXCL (a file that appeared since the plan is not ours to format,
+ * nor to remove) and formatted by qemu-img in a child the loop does not
+ * wait for (the storage may be slow); then QEMU starts.  An abort (the
+ * source gone, vmoved stopping) kills the one running. */
+static void create_next_disk(struct incoming *in)
+{
+    size_t n = json_array_size(in->created_disks);
+    if (!in->vm)
+        return;
+    if (in->creating == n) {
+        json_decref(in->create_sizes);
+        in->create_sizes = NULL;
+        vm_launch_incoming(in->vm, on_launched, in);
+        return;
+    }
+    const char *path = json_string_value(json_array_get(in->created_disks, in->creating));
+    const char *id = in->vm->cfg.disks[in->creating].id;
+    uint64_t size = (uint64_t)json_integer_value(json_object_get(in->create_sizes, id));
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "cannot create %s: %s", path, strerror(errno));
+        while (json_array_size(in->created_disks) > in->creating)   /* not ours: never removed */
+            json_array_remove(in->created_disks, in->creating);
+        migrate_dst_fail(in, "%s", msg);
+        return;
+    }
+    close(fd);
+    in->create_op = image_create_async(in->agent->base, path, size, NULL, NULL, on_disk_created, in);
 }
 
 /* The VM, its tuning and (shared-nothing) its new disk paths, from the
@@ -382,7 +417,12 @@ static void start_incoming(struct agent *a, const struct incoming_prepare_req *r
     json_t *d = json_pack("{s:s, s:I}", "source", in->source, "job", in->job);
     journal_event(a->journal, vm->name, "migration.incoming.prepared", d);
     json_decref(d);
-    vm_launch_incoming(vm, on_launched, in);
+    if (created) {
+        in->create_sizes = json_incref(json_object_get(req->msg->storage, "sizes"));
+        create_next_disk(in);
+    } else {
+        vm_launch_incoming(vm, on_launched, in);
+    }
 }
 
 int incoming_prepare(struct agent *a, const struct incoming_prepare_req *req, incoming_done_fn done, void *arg,
@@ -393,26 +433,18 @@ int incoming_prepare(struct agent *a, const struct incoming_prepare_req *req, in
     json_t *created;
     if (read_request(a, req, &cfg, &tuning, &created, err) < 0)
         return -1;
-    char ip[64], holder[96], msg[512];
+    char ip[64], holder[96];
     migrate_dst_holder(holder, sizeof holder, req->source, req->msg->job);
     if (admit(a, req, &cfg, holder, ip, sizeof ip, err) < 0) {
         vm_config_free(&cfg);
         json_decref(created);
         return -1;
     }
-    if (created && create_new_disks(&cfg, req->msg->storage, created, msg, sizeof msg) < 0) {
-        vm_config_free(&cfg);
-        json_decref(created);
-        limits_release(a, SLOT_LIVE, holder);
-        *err = proto_error(ERR_INTERNAL, NULL, "%s", msg);
-        return -1;
-    }
     struct vm *vm = vm_define_in_state(a, &cfg, err);
     vm_config_free(&cfg);
     if (!vm) {
         limits_release(a, SLOT_LIVE, holder);
-        migrate_dst_remove_created_disks(created);
-        json_decref(created);
+        json_decref(created);   /* none made yet: they are made once the VM is defined */
         return -1;
     }
     start_incoming(a, req, vm, &tuning, created, holder, ip, done, arg);

@@ -31,6 +31,8 @@ struct reservation {
     uint64_t last_seen_ms;
 };
 
+struct image_op;
+
 struct incoming {
     struct incoming *next;
     struct agent *agent;
@@ -60,6 +62,9 @@ struct incoming {
     bool quick;                /* quick migration: the state comes from a file */
     bool tls;                  /* migration and NBD streams use TLS */
     json_t *created_disks;     /* shared-nothing: disk files made here (removed on abort) */
+    json_t *create_sizes;      /* shared-nothing: {id: bytes} of the disks still to make */
+    struct image_op *create_op;   /* qemu-img create of created_disks[creating], before QEMU starts */
+    size_t creating;
     struct qmon_owner owner;   /* QMP replies in flight; muted by abort, ended by migrate_dst_free */
     int nbd_port;
     /* post-copy (dst-postcopy.c); tuning.postcopy: set up for it */

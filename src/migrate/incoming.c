@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "block/image.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
@@ -54,6 +55,10 @@ void migrate_dst_free(struct incoming *in)
             break;
         }
     release_watch(in);
+    image_op_cancel(in->create_op);
+    in->create_op = NULL;
+    json_decref(in->create_sizes);
+    in->create_sizes = NULL;
     if (in->vm)
         vm_set_hooks(in->vm, NULL);
     if (in->finish_timer)
@@ -141,6 +146,13 @@ void migrate_dst_abort(struct incoming *in, const char *why)
     journal_event(in->agent->journal, in->name, "migration.incoming.aborted", d);
     json_decref(d);
     in->vm = NULL;
+    if (in->create_sizes) {   /* still making the disks: only those claimed so far are ours */
+        size_t keep = in->creating + (in->create_op ? 1 : 0);
+        while (json_array_size(in->created_disks) > keep)
+            json_array_remove(in->created_disks, keep);
+    }
+    image_op_cancel(in->create_op);   /* killed before its file is removed, so it makes no new one */
+    in->create_op = NULL;
     char *vm_dir = vm ? xstrdup(vm->dir) : NULL;
     if (vm) {
         vm_set_hooks(vm, NULL);

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include "block/image.h"
 #include "block/mirror.h"
 #include "common/util.h"
 #include "core/agent.h"
@@ -21,6 +22,7 @@ static void really_free(void *obj)
     json_decref(m->actions);
     json_decref(m->failure);
     json_decref(m->stats);
+    json_decref(m->storage_sizes);
     free(m->name);
     json_decref(m->move_token);
     free(m->peer_name);
@@ -98,6 +100,8 @@ void migrate_src_migration_free(struct migration *m)
     }
     peer_close(m->peer);        /* pending calls come back through p_tramp and are dropped */
     m->peer = NULL;
+    image_op_cancel(m->size_op);   /* its qemu-img goes with the migration */
+    m->size_op = NULL;
     if (m->probe) {
         link_probe_cancel(m->probe);
         m->probe = NULL;

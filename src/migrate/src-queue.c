@@ -215,19 +215,43 @@ void migrate_src_reserve(struct migration *m)
                    on_reserved);
 }
 
-/* Shared-nothing: where the destination puts the copies, and their sizes. */
+/* Shared-nothing: where the destination puts the copies, and their sizes
+ * (learned by probe_sizes). */
 static json_t *storage_request(struct migration *m)
 {
     json_t *sizes = json_object();
     for (size_t i = 0; i < m->vm->cfg.n_disks; i++) {
-        struct image_info info;
-        char why[256];
-        uint64_t vsize = image_info(m->vm->cfg.disks[i].path, NULL, false, &info, why, sizeof why) == 0
-                             ? info.layers[0].virtual_size : 0;
-        json_object_set_new(sizes, m->vm->cfg.disks[i].id, json_integer((json_int_t)vsize));
-        image_info_free(&info);
+        json_t *v = json_object_get(m->storage_sizes, m->vm->cfg.disks[i].id);
+        json_object_set_new(sizes, m->vm->cfg.disks[i].id, json_integer(json_is_integer(v) ? json_integer_value(v) : 0));
     }
     return json_pack("{s:s, s:o}", "dir", m->tuning.with_storage, "sizes", sizes);
+}
+
+static void probe_sizes(struct migration *m);
+
+static void on_disk_size(void *arg, const struct image_info *info, const char *err)
+{
+    struct migration *m = arg;
+    m->size_op = NULL;
+    if (!m->vm)
+        return;   /* the VM's end is being handled; nothing to prepare */
+    /* 0 when qemu-img cannot tell: the destination refuses the size. */
+    json_object_set_new(m->storage_sizes, m->vm->cfg.disks[m->size_next].id,
+                        json_integer(info ? (json_int_t)info->layers[0].virtual_size : 0));
+    m->size_next++;
+    probe_sizes(m);
+}
+
+/* qemu-img info of each disk, one after the other, in children the loop
+ * does not wait for (a disk may sit on stalled storage); then prepare.
+ * migrate_src_migration_free kills the one running. */
+static void probe_sizes(struct migration *m)
+{
+    if (m->size_next < m->vm->cfg.n_disks) {
+        m->size_op = image_info_async(m->agent->base, m->vm->cfg.disks[m->size_next].path, NULL, on_disk_size, m);
+        return;
+    }
+    send_prepare(m);
 }
 
 /* Both slots held: the migration proper starts, and only now is the VM touched. */
@@ -273,6 +297,12 @@ static const char *via_of(struct migration *m)
 static void send_prepare(struct migration *m)
 {
     struct agent *a = m->agent;
+    if (m->tuning.with_storage[0] && !m->storage_sizes) {
+        m->storage_sizes = json_object();
+        m->size_next = 0;
+        probe_sizes(m);
+        return;
+    }
     if (!strcmp(m->tuning.compress, "auto"))
         snprintf(m->tuning.compress, sizeof m->tuning.compress, "none");
     struct wire_prepare_req msg = {

@@ -72,6 +72,9 @@ struct migration {
     uint64_t fail_ms;           /* when fail() stopped a running transfer */
     struct block_mirror *mirror;   /* shared-nothing: the disk mirrors, once started */
     struct link_probe *probe; /* measuring the link before prepare */
+    struct image_op *size_op; /* shared-nothing: qemu-img info of disks[size_next] before prepare */
+    size_t size_next;
+    json_t *storage_sizes;    /* {id: virtual size} learned so far */
     json_t *move_token;       /* the user's signed move token (api/move_token.h); NULL: this host's own move */
     /* post-copy (src-postcopy.c) */
     bool postcopy_starting;   /* marker written, the destination being armed, QEMU being switched */
@@ -94,6 +97,7 @@ struct migration {
 };
 
 struct block_mirror;
+struct image_op;
 struct job_ops;
 extern const char *const migrate_src_phase_names[];
 extern const struct job_ops migrate_src_job_ops;   /* the "migrate" job (migrate.c) */

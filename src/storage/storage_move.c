@@ -477,7 +477,8 @@ static json_t *job_params(const struct storage_plan *p, bool keep, long long spe
     return json_pack("{s:o, s:b, s:I}", "disks", disks, "keep_source", keep, "bandwidth", (json_int_t)speed);
 }
 
-struct storage_move *storage_move_create(struct agent *a, const char *name, json_t *params, json_t **err)
+struct storage_move *storage_move_create(struct agent *a, const char *name, json_t *params, json_t *facts,
+                                        json_t **err)
 {
     struct vm *vm = vm_find(a, name);
     if (!vm) {
@@ -491,7 +492,7 @@ struct storage_move *storage_move_create(struct agent *a, const char *name, json
         return NULL;
     }
     struct storage_plan plan;
-    json_t *problem = storage_plan_make(vm, params, &plan);
+    json_t *problem = storage_plan_make(vm, params, facts, &plan);
     if (problem) {
         *err = problem;
         return NULL;

@@ -26,10 +26,11 @@ struct storage_move;
 
 /* A storage move of VM `name` as `vmove move-storage` asks for it (params:
  * "to", "disks", "keep_source", "bandwidth" in MiB/s, "config_to"; see
- * storage_plan.h), with its job; NULL with *err when the request cannot be
- * done (nothing changed then).  The caller answers its client with the job,
- * then calls storage_move_begin(). */
-struct storage_move *storage_move_create(struct agent *a, const char *name, json_t *params, json_t **err);
+ * storage_plan.h; facts from storage_plan_probe), with its job; NULL with
+ * *err when the request cannot be done (nothing changed then).  The caller
+ * answers its client with the job, then calls storage_move_begin(). */
+struct storage_move *storage_move_create(struct agent *a, const char *name, json_t *params, json_t *facts,
+                                        json_t **err);
 struct job *storage_move_job(const struct storage_move *sm);
 void storage_move_begin(struct storage_move *sm);
 

@@ -1,6 +1,7 @@
 #include "storage/storage_plan.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -69,23 +70,81 @@ static bool check_state(struct vm *vm, json_t *problems)
     return bad;
 }
 
-/* qemu-img info over the whole backing chain: virtual size of the top
- * image, allocated bytes of the chain (what a flattening mirror copies). */
-static int source_info(const char *path, uint64_t *vsize, uint64_t *alloc, char *err, size_t errlen)
+/* What storage_plan_probe learned of path (qemu-img info over the whole
+ * backing chain): virtual size of the top image, allocated bytes of the
+ * chain (what a flattening mirror copies). */
+static int source_info(json_t *facts, const char *path, uint64_t *vsize, uint64_t *alloc, char *err, size_t errlen)
 {
-    struct image_info info;
-    char why[512];
-    const char *fmt = image_info(path, NULL, true, &info, why, sizeof why) == 0 ? info.layers[0].format : NULL;
-    int result = 0;
-    if (!fmt || strcmp(fmt, "qcow2")) {
-        snprintf(err, errlen, "%s: not a readable qcow2 image (%s)", path, fmt ? fmt : why);
-        result = -1;
-    } else {
-        *vsize = info.layers[0].virtual_size;
-        *alloc = image_info_chain_actual(&info);
+    json_t *f = json_object_get(facts, path);
+    const char *fmt = json_string_value(json_object_get(f, "format"));
+    const char *why = json_string_value(json_object_get(f, "error"));
+    if (!f) {
+        snprintf(err, errlen, "%s: not inspected (the VM's disks changed meanwhile); retry", path);
+        return -1;
     }
-    image_info_free(&info);
-    return result;
+    if (!fmt || strcmp(fmt, "qcow2")) {
+        snprintf(err, errlen, "%s: not a readable qcow2 image (%s)", path, fmt ? fmt : why ? why : "?");
+        return -1;
+    }
+    *vsize = (uint64_t)json_integer_value(json_object_get(f, "virtual_size"));
+    *alloc = (uint64_t)json_integer_value(json_object_get(f, "allocated"));
+    return 0;
+}
+
+/* ---- learning the sources, without blocking the loop ---------------------- */
+
+struct facts_probe {
+    struct event_base *base;
+    json_t *paths;             /* the VM's disk paths when the probe began */
+    size_t next;
+    json_t *facts;
+    storage_facts_fn done;
+    void *arg;
+};
+
+static void probe_next(struct facts_probe *fp);
+
+static void on_source_info(void *arg, const struct image_info *info, const char *err)
+{
+    struct facts_probe *fp = arg;
+    const char *path = json_string_value(json_array_get(fp->paths, fp->next));
+    json_t *f = info ? json_pack("{s:s, s:I, s:I}", "format", info->layers[0].format, "virtual_size",
+                                 (json_int_t)info->layers[0].virtual_size, "allocated",
+                                 (json_int_t)image_info_chain_actual(info))
+                     : json_pack("{s:s}", "error", err ? err : "?");
+    json_object_set_new(fp->facts, path, f);
+    fp->next++;
+    probe_next(fp);
+}
+
+static void probe_next(struct facts_probe *fp)
+{
+    if (fp->next < json_array_size(fp->paths)) {
+        image_info_chain_async(fp->base, json_string_value(json_array_get(fp->paths, fp->next)), NULL, true,
+                               on_source_info, fp);
+        return;
+    }
+    fp->done(fp->arg, fp->facts);
+    json_decref(fp->paths);
+    free(fp);
+}
+
+static void on_probe_deferred(evutil_socket_t fd, short what, void *arg) { probe_next(arg); }
+
+void storage_plan_probe(struct agent *a, const struct vm *vm, storage_facts_fn done, void *arg)
+{
+    struct facts_probe *fp = xcalloc(1, sizeof *fp);
+    fp->base = a->base;
+    fp->paths = json_array();
+    fp->facts = json_object();
+    fp->done = done;
+    fp->arg = arg;
+    for (size_t i = 0; i < vm->cfg.n_disks; i++)
+        json_array_append_new(fp->paths, json_string(vm->cfg.disks[i].path));
+    if (json_array_size(fp->paths))
+        probe_next(fp);
+    else if (event_base_once(a->base, -1, EV_TIMEOUT, on_probe_deferred, fp, &(struct timeval){0, 0}) < 0)
+        abort();   /* only on OOM */
 }
 
 /* The host's path policy for storage targets (core/paths.h). */
@@ -162,7 +221,7 @@ static bool target_taken(const struct storage_plan *p, const struct vm *vm, cons
 }
 
 /* One disk: where it goes, and whether it can go there. */
-static void plan_one(struct vm *vm, const struct vm_disk *d, const char *dir, struct storage_plan *p,
+static void plan_one(struct vm *vm, const struct vm_disk *d, const char *dir, json_t *facts, struct storage_plan *p,
                      struct fs_need *fs, size_t *nfs, json_t *problems)
 {
     char *canon = check_dir(vm->agent, dir, d->id, problems);
@@ -180,7 +239,7 @@ static void plan_one(struct vm *vm, const struct vm_disk *d, const char *dir, st
         problem(problems, "disk %s: target %s already exists", d->id, target);
     else if (target_taken(p, vm, target))
         problem(problems, "disk %s: target %s is also the target of another disk", d->id, target);
-    else if (source_info(d->path, &vsize, &alloc, err, sizeof err) < 0)
+    else if (source_info(facts, d->path, &vsize, &alloc, err, sizeof err) < 0)
         problem(problems, "disk %s: %s", d->id, err);
     else {
         p->disks[p->n++] = (struct plan_disk){xstrdup(d->id), xstrdup(d->path), target, vsize};
@@ -192,7 +251,7 @@ static void plan_one(struct vm *vm, const struct vm_disk *d, const char *dir, st
 }
 
 /* Which disks, and the directory of each. */
-static void plan_each_disk(struct vm *vm, json_t *params, struct storage_plan *p, json_t *problems)
+static void plan_each_disk(struct vm *vm, json_t *params, json_t *facts, struct storage_plan *p, json_t *problems)
 {
     const char *to = json_string_value(json_object_get(params, "to"));
     json_t *sel = json_object_get(params, "disks");
@@ -220,7 +279,7 @@ static void plan_each_disk(struct vm *vm, json_t *params, struct storage_plan *p
             continue;
         const char *dir = json_is_string(choice) ? json_string_value(choice) : to;
         if (dir)
-            plan_one(vm, &c->disks[i], dir, p, fs, &nfs, problems);
+            plan_one(vm, &c->disks[i], dir, facts, p, fs, &nfs, problems);
     }
     char a[32], b[32];
     for (size_t i = 0; i < nfs; i++)
@@ -253,7 +312,7 @@ static void check_config_to(struct vm *vm, const char *dir, json_t *problems)
                           "directory can only be renamed within one filesystem", dir, vm->dir);
 }
 
-json_t *storage_plan_make(struct vm *vm, json_t *params, struct storage_plan *out)
+json_t *storage_plan_make(struct vm *vm, json_t *params, json_t *facts, struct storage_plan *out)
 {
     memset(out, 0, sizeof *out);
     json_t *problems = json_array();
@@ -265,7 +324,7 @@ json_t *storage_plan_make(struct vm *vm, json_t *params, struct storage_plan *ou
     if (sel && !json_is_null(sel) && !json_is_object(sel))
         problem(problems, "parameter \"disks\" must be an object {ID: DIR|null}");
     else
-        plan_each_disk(vm, params, out, problems);
+        plan_each_disk(vm, params, facts, out, problems);
     if (json_array_size(problems) == 0) {
         json_decref(problems);
         return NULL;
@@ -303,12 +362,12 @@ static char *fix_in(const char *text)
     return end ? xasprintf("%.*s", (int)(end - start - 1), start + 1) : NULL;
 }
 
-json_t *storage_plan_check(struct vm *vm, json_t *params)
+json_t *storage_plan_check(struct vm *vm, json_t *params, json_t *facts)
 {
     struct agent *a = vm->agent;
     json_t *items = json_array();
     struct storage_plan plan;
-    json_t *err = storage_plan_make(vm, params, &plan);
+    json_t *err = storage_plan_make(vm, params, facts, &plan);
     size_t i;
     json_t *pr;
     json_array_foreach(json_object_get(err, "problems"), i, pr) {

@@ -21,13 +21,23 @@ struct storage_plan {
     size_t n;
 };
 
-/* params: {"to": DIR?, "disks": {ID: DIR|null}?, "config_to": DIR?}.
- * Returns NULL with *out filled, or an error object (with a "problems"
- * array) and *out empty. */
-json_t *storage_plan_make(struct vm *vm, json_t *params, struct storage_plan *out);
+/* What qemu-img says of each of the VM's disks, learned one after the
+ * other by children the loop does not wait for (a disk may sit on stalled
+ * storage): {PATH: {"format", "virtual_size", "allocated"} | {"error"}}.
+ * done(arg, facts) exactly once, from the loop (facts are the callee's);
+ * at shutdown every entry is an error. */
+struct agent;
+typedef void (*storage_facts_fn)(void *arg, json_t *facts);
+void storage_plan_probe(struct agent *a, const struct vm *vm, storage_facts_fn done, void *arg);
+
+/* params: {"to": DIR?, "disks": {ID: DIR|null}?, "config_to": DIR?};
+ * facts from storage_plan_probe (a disk missing from them is a problem:
+ * the VM changed meanwhile).  Returns NULL with *out filled, or an error
+ * object (with a "problems" array) and *out empty. */
+json_t *storage_plan_make(struct vm *vm, json_t *params, json_t *facts, struct storage_plan *out);
 void storage_plan_free(struct storage_plan *p);
 /* The pre-flight check of a storage move (`vmove move-storage --check`):
  * the plan's every problem, and what it would do, as items of vm/compat.h
  * (a new array).  Nothing is changed. */
-json_t *storage_plan_check(struct vm *vm, json_t *params);
+json_t *storage_plan_check(struct vm *vm, json_t *params, json_t *facts);
 #endif

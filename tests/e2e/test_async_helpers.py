@@ -280,3 +280,160 @@ def test_shutdown_during_import_copy_leaves_nothing(big):
     assert not os.path.exists(os.path.join(a.state_dir, "vms", "big3"))
     a.start()
     assert [v["name"] for v in a.vmove("vm", "list")["vms"]] == ["big"]
+
+
+# ---- a running VM: storage move targets and checkpoint layers on slow storage ----
+
+APPEND = "vmove.mem=32 vmove.disk=vda vmove.disk_rate=512"
+
+
+def boot(a, name):
+    a.create_guest(name, memory="128M", disks=("64M",), append=APPEND)
+    a.vmove("vm", "start", name)
+    a.wait_guest_ready(name)
+    time.sleep(1)   # the guest has written blocks to check later
+    return {d["id"]: d["path"] for d in a.vm(name)["config"]["disks"]}
+
+
+def verify(a, name):
+    reply = a.guest(name, "verify")
+    assert reply.startswith("ok"), reply
+
+
+def timed_cli(a, *args):
+    """Run `vmove --json ARGS` while other requests are timed: (took,
+    slowest other answer, the CLI's process after it ended)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen([VMOVE, "-H", "unix:" + a.sock, "--json", *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=vmovelib.ENV)
+    time.sleep(0.5)   # the request is waiting for qemu-img now
+    slowest = answers_while(a, p)
+    p.out, p.err = p.communicate()
+    return time.monotonic() - t0, slowest, p
+
+
+def test_slow_target_and_checkpoint_layers_do_not_block(slow_agent):
+    """move-storage into a directory on stalling storage (qemu-img create of
+    the target waits STALL_S), then a checkpoint of the VM whose disk now
+    lives there (qemu-img info of the backing file and create of the overlay
+    wait STALL_S each): both take that long, and `host show` answers within
+    a second all the while; the guest's data is intact after each."""
+    a = slow_agent
+    old = boot(a, "m1")
+    dest = os.path.join(a.root, "stall-storage")
+    os.makedirs(dest)
+    took, slowest, p = timed_cli(a, "move-storage", "m1", "--to", dest)
+    assert p.returncode == 0, p.err
+    print(f"move-storage with a stalled target: {took:.1f} s, slowest other answer {slowest:.3f} s")
+    assert took >= STALL_S, took
+    assert slowest < 1.0, slowest
+    new = {d: os.path.join(dest, os.path.basename(path)) for d, path in old.items()}
+    assert {d["id"]: d["path"] for d in a.vm("m1")["config"]["disks"]} == new
+    assert a.vm("m1")["state"] == "running"
+    verify(a, "m1")
+
+    took, slowest, p = timed_cli(a, "checkpoint", "create", "m1", "c1")
+    assert p.returncode == 0, p.err
+    print(f"checkpoint create on stalled storage: {took:.1f} s, slowest other answer {slowest:.3f} s")
+    assert took >= 2 * STALL_S, took
+    assert slowest < 1.0, slowest
+    tree = a.vmove("checkpoint", "list", "m1")
+    assert [c["name"] for c in tree["checkpoints"]] == ["c1"] and tree["current"] == "c1", tree
+    layer = a.vm("m1")["config"]["disks"][0]["path"]
+    assert os.path.dirname(layer) == dest and layer != new["vda"], layer
+    assert a.vm("m1")["state"] == "running"
+    verify(a, "m1")
+
+
+def test_cancel_while_the_target_is_created(slow_agent):
+    """Cancel a storage move while qemu-img create of its target stalls:
+    the helper is killed, the job ends cancelled, the VM runs on its
+    original disk with its data intact, and no target file is left."""
+    a = slow_agent
+    old = boot(a, "m2")
+    dest = os.path.join(a.root, "stall-cancel")
+    os.makedirs(dest)
+    job = a.vmove("move-storage", "m2", "--to", dest, "--no-wait")["job"]
+    vmovelib.wait_for(lambda: helper_children(a, "qemu-img"), 10, "qemu-img create to run")
+    helpers = helper_children(a, "qemu-img")
+    assert os.listdir(dest), "the target is claimed before qemu-img runs"
+    t = time.monotonic()
+    a.vmove("jobs", "cancel", str(job))
+    rec = vmovelib.wait_for(lambda: (lambda j: j if j["state"] != "running" else None)(
+        a.vmove("jobs", "show", str(job))), 10, "the storage move to end")
+    took = time.monotonic() - t
+    assert took < STALL_S, f"the cancel waited for qemu-img ({took:.1f} s)"
+    assert rec["state"] in ("cancelled", "failed") and "cancelled" in rec["error"]["message"], rec
+    assert not [p for p in helpers if alive(p)], "qemu-img still runs"
+    assert os.listdir(dest) == [], os.listdir(dest)
+    vm = a.vm("m2")
+    assert vm["state"] == "running"
+    assert {d["id"]: d["path"] for d in vm["config"]["disks"]} == old
+    for path in old.values():
+        assert os.path.exists(path)
+    verify(a, "m2")
+    # The same move, asked again, goes through (nothing was left claimed).
+    assert a.vmove("move-storage", "m2", "--to", dest, timeout=120)["state"] == "succeeded"
+    verify(a, "m2")
+
+
+def test_vm_set_info_and_storage_check_on_a_stalled_image(slow_agent):
+    """`vm set --add-disk` of an image on stalling storage, then `vm info`,
+    `move-storage --check`, a new disk there and an export of the VM that
+    now has them: each waits for qemu-img on that storage (STALL_S), and
+    `host show` answers within a second meanwhile.  What qemu-img said still
+    counts: the disk is attached as qcow2, info shows its format and size,
+    the check reports the problems of a stopped VM, the new disk is a qcow2,
+    the export is complete; a raw image is still refused."""
+    a = slow_agent
+    a.vmove("vm", "create", "v1", "--disk", "64M")
+    img = os.path.join(a.root, "stall-extra.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", img, "32M"], check=True)
+    took, slowest, p = timed_cli(a, "vm", "set", "v1", "--add-disk", img)
+    assert p.returncode == 0, p.err
+    print(f"vm set --add-disk of a stalled image: {took:.1f} s, slowest other answer {slowest:.3f} s")
+    assert took >= STALL_S and slowest < 1.0, (took, slowest)
+    assert img in [d["path"] for d in a.vm("v1")["config"]["disks"]]
+
+    took, slowest, p = timed_cli(a, "vm", "info", "v1")
+    assert p.returncode == 0, p.err
+    print(f"vm info with a stalled disk: {took:.1f} s, slowest other answer {slowest:.3f} s")
+    assert took >= STALL_S and slowest < 1.0, (took, slowest)
+    info = json.loads([l for l in p.out.splitlines() if l.startswith("{")][-1])
+    extra = [d for d in info["disks"] if d["path"] == img][0]
+    assert extra["format"] == "qcow2" and extra["virtual_bytes"] == 32 << 20, extra
+
+    dest = os.path.join(a.root, "check-dest")
+    os.makedirs(dest)
+    took, slowest, p = timed_cli(a, "move-storage", "v1", "--to", dest, "--check")
+    print(f"move-storage --check with a stalled disk: {took:.1f} s, slowest other answer {slowest:.3f} s")
+    assert took >= STALL_S and slowest < 1.0, (took, slowest)
+    assert "stopped" in p.out + p.err, (p.out, p.err)
+
+    # A new disk on the same storage: claimed, then qemu-img create in a child.
+    new = os.path.join(a.root, "stall-new.qcow2")
+    took, slowest, p = timed_cli(a, "vm", "set", "v1", "--add-disk", f"{new},size=16M")
+    assert p.returncode == 0, p.err
+    print(f"vm set --add-disk PATH,size= on stalled storage: {took:.1f} s, slowest other answer {slowest:.3f} s")
+    assert took >= STALL_S and slowest < 1.0, (took, slowest)
+    assert new in [d["path"] for d in a.vm("v1")["config"]["disks"]]
+    assert subprocess.run(["qemu-img", "info", "-f", "qcow2", new], capture_output=True).returncode == 0
+    # Asked again, the same new path is refused and nothing changes.
+    before = a.vm("v1")["config"]["disks"]
+    r = a.run("vm", "set", "v1", "--add-disk", f"{new},size=16M", check=False)
+    assert r.returncode != 0 and a.vm("v1")["config"]["disks"] == before, r.stderr
+
+    # An export of the VM: each disk's qemu-img info (and convert) in children.
+    out = os.path.join(a.root, "export-v1")
+    took, slowest, p = timed_cli(a, "vm", "export", "v1", "--to", out)
+    assert p.returncode == 0, p.err
+    print(f"vm export with stalled disks: {took:.1f} s, slowest other answer {slowest:.3f} s")
+    assert took >= STALL_S and slowest < 1.0, (took, slowest)
+    assert os.path.exists(os.path.join(out, "manifest.json"))
+
+    raw = os.path.join(a.root, "stall-raw.img")
+    with open(raw, "wb") as f:
+        f.truncate(1 << 20)
+    r = a.run("vm", "set", "v1", "--add-disk", raw, check=False)
+    assert r.returncode != 0 and f"disk {raw}: not a qcow2 image (raw)" in r.stderr, r.stderr
+    assert raw not in [d["path"] for d in a.vm("v1")["config"]["disks"]]

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <event2/event.h>
+
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +34,7 @@ struct fixture {
     struct agent agent;
     struct vm_disk disks[2];
     struct vm vm;
+    json_t *facts;               /* the last storage_plan_probe's */
 };
 
 static void make_dir(const char *p) { assert_int_equal(mkdir(p, 0755), 0); }
@@ -83,6 +86,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
+    json_decref(f->facts);
+    if (f->agent.base)
+        event_base_free(f->agent.base);
     char *argv[] = {"rm", "-rf", f->dir, NULL};
     char *out = NULL;
     run_capture(argv, 10000, &out);
@@ -103,11 +109,32 @@ static json_t *params(const char *fmt, ...)
     return j;
 }
 
+static void on_facts(void *arg, json_t *facts)
+{
+    struct fixture *f = arg;
+    f->facts = facts;
+    event_base_loopbreak(f->agent.base);
+}
+
+/* What qemu-img says of the VM's disks now, as vmoved learns it before a
+ * plan (storage_plan_probe, children answered from the loop). */
+static json_t *probe(struct fixture *f)
+{
+    if (!f->agent.base)
+        f->agent.base = event_base_new();
+    json_decref(f->facts);
+    f->facts = NULL;
+    storage_plan_probe(&f->agent, &f->vm, on_facts, f);
+    while (!f->facts)
+        event_base_dispatch(f->agent.base);
+    return f->facts;
+}
+
 /* The plan must be refused with exactly these problems (in order). */
 static void expect_problems(struct fixture *f, json_t *p, const char *code, const char *const *want)
 {
     struct storage_plan plan;
-    json_t *err = storage_plan_make(&f->vm, p, &plan);
+    json_t *err = storage_plan_make(&f->vm, p, probe(f), &plan);
     json_decref(p);
     assert_non_null(err);
     assert_int_equal(plan.n, 0);
@@ -144,7 +171,7 @@ static void test_all_to_one_dir(void **state)
     struct fixture *f = *state;
     struct storage_plan plan;
     json_t *p = params("{\"to\": \"%s\"}", f->dst1);
-    assert_null(storage_plan_make(&f->vm, p, &plan));
+    assert_null(storage_plan_make(&f->vm, p, probe(f), &plan));
     json_decref(p);
     assert_int_equal(plan.n, 2);
     assert_planned(&plan.disks[0], "vda", f->vda, f->dst1);
@@ -160,7 +187,7 @@ static void test_target_canonical(void **state)
     struct fixture *f = *state;
     struct storage_plan plan;
     json_t *p = params("{\"to\": \"%s/./dst2/../dst1/\"}", f->dir);
-    assert_null(storage_plan_make(&f->vm, p, &plan));
+    assert_null(storage_plan_make(&f->vm, p, probe(f), &plan));
     json_decref(p);
     assert_int_equal(plan.n, 2);
     assert_planned(&plan.disks[0], "vda", f->vda, f->dst1);
@@ -172,7 +199,7 @@ static void test_each_disk_its_own_place(void **state)
     struct fixture *f = *state;
     struct storage_plan plan;
     json_t *p = params("{\"disks\": {\"vdb\": \"%s\", \"vda\": \"%s\"}}", f->dst2, f->dst1);
-    assert_null(storage_plan_make(&f->vm, p, &plan));
+    assert_null(storage_plan_make(&f->vm, p, probe(f), &plan));
     json_decref(p);
     assert_int_equal(plan.n, 2);
     assert_planned(&plan.disks[0], "vda", f->vda, f->dst1);   /* in the VM's order */
@@ -181,7 +208,7 @@ static void test_each_disk_its_own_place(void **state)
 
     /* Only the disks named move; null means "to --to". */
     p = params("{\"to\": \"%s\", \"disks\": {\"vdb\": null}}", f->dst2);
-    assert_null(storage_plan_make(&f->vm, p, &plan));
+    assert_null(storage_plan_make(&f->vm, p, probe(f), &plan));
     json_decref(p);
     assert_int_equal(plan.n, 1);
     assert_planned(&plan.disks[0], "vdb", f->vdb, f->dst2);
@@ -189,7 +216,7 @@ static void test_each_disk_its_own_place(void **state)
 
     /* "disks": null is the same as no selection. */
     p = params("{\"to\": \"%s\", \"disks\": null}", f->dst2);
-    assert_null(storage_plan_make(&f->vm, p, &plan));
+    assert_null(storage_plan_make(&f->vm, p, probe(f), &plan));
     json_decref(p);
     assert_int_equal(plan.n, 2);
     storage_plan_free(&plan);
@@ -315,7 +342,7 @@ static void test_config_to(void **state)
     struct fixture *f = *state;
     struct storage_plan plan;
     json_t *p = params("{\"to\": \"%s\", \"config_to\": \"%s\"}", f->dst1, f->dst2);
-    assert_null(storage_plan_make(&f->vm, p, &plan));
+    assert_null(storage_plan_make(&f->vm, p, probe(f), &plan));
     json_decref(p);
     storage_plan_free(&plan);
     expect_problems(f, params("{\"to\": \"%s\", \"config_to\": \"cfg\"}", f->dst1), ERR_INVALID,
