@@ -219,14 +219,8 @@ void migrate_src_reserve(struct migration *m)
 static json_t *storage_request(struct migration *m)
 {
     json_t *sizes = json_object();
-    for (size_t i = 0; i < m->vm->cfg.n_disks; i++) {
-        struct image_info info;
-        char why[256];
-        uint64_t vsize = image_info(m->vm->cfg.disks[i].path, NULL, false, &info, why, sizeof why) == 0
-                             ? info.layers[0].virtual_size : 0;
-        json_object_set_new(sizes, m->vm->cfg.disks[i].id, json_integer((json_int_t)vsize));
-        image_info_free(&info);
-    }
+    for (size_t i = 0; i < m->vm->cfg.n_disks; i++)
+        json_object_set_new(sizes, m->vm->cfg.disks[i].id, json_integer((json_int_t)migrate_src_disk_size(m, i)));
     return json_pack("{s:s, s:o}", "dir", m->tuning.with_storage, "sizes", sizes);
 }
 

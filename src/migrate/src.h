@@ -131,6 +131,10 @@ void migrate_src_poll_now(evutil_socket_t fd, short what, void *arg);
 void migrate_src_end_mirrors(struct migration *m, bool force);
 char *migrate_src_mirror_node(struct migration *m, const char *disk, const char *what);
 void migrate_src_start_mirrors(struct migration *m);
+/* Shared-nothing: disk i's virtual size (qemu-img info; 0 if unknown). */
+uint64_t migrate_src_disk_size(struct migration *m, size_t i);
+/* The disk copy's final progress for the result (block/mirror_progress.h), NULL without mirrors. */
+json_t *migrate_src_mirror_summary(struct migration *m);
 
 /* src-postcopy.c: post-copy, its pauses and recovery, the loss of the VM */
 void migrate_src_start_postcopy(struct migration *m, const char *note);
