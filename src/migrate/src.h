@@ -17,6 +17,7 @@
 #include "core/peer.h"
 #include "migrate/migrate.h"
 #include "migrate/policy.h"
+#include "migrate/rate_cap.h"
 #include "migrate/tuning.h"
 #include "qemu/monitor.h"
 #include "qemu/qmp.h"
@@ -54,6 +55,8 @@ struct migration {
     struct migrate_policy_state policy;
     int cur_downtime_ms;
     json_t *actions;          /* what the convergence policy did */
+    struct rate_cap rate_cap; /* --bandwidth: the max-bandwidth that holds it (rate_cap.h) */
+    bool rate_cap_said;       /* the limit cannot be held: said once in actions */
     json_t *failure;          /* error to report once rolled back */
     json_t *stats;
     bool transfer_done;       /* QEMU reported completed */
