@@ -741,8 +741,10 @@ static void on_mirror_started(void *arg, const qmp_error_t *err)
     bool last = batch_reply(d->bm);
     if (err)
         fail_simple(d->bm, BLOCK_MIRROR_FAIL_MIRROR, d, err->desc);
-    else
+    else {
         d->mirroring = true;
+        d->t_mirror = now_ms();
+    }
     batch_next(d->bm, last);
 }
 

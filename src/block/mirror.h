@@ -62,7 +62,7 @@ struct block_mirror_disk {
     char *source;                     /* FILE: the file QEMU must have open now; NBD: NULL (not checked) */
     char *target;                     /* FILE: the new qcow2 file; NBD: NULL */
     char *export_name;                /* NBD: the export on the destination */
-    uint64_t vsize;                   /* FILE: the target's virtual size */
+    uint64_t vsize;                   /* the disk's virtual size (FILE: the target's, created with it) */
     char *node, *file_node;           /* target nodes (NBD: file_node NULL) */
     char *old_node, *old_file_node;   /* what the device used before the pivot, from query-block */
     char *job_id;                     /* the QEMU block job */
@@ -73,6 +73,7 @@ struct block_mirror_disk {
     bool pivot_requested, pivoted;
     bool old_released;                /* QEMU closed the source (blockdev-del ok) */
     uint64_t offset, len, last_offset, last_ms, t_ready, t_pivot, pivot_ms;
+    uint64_t t_mirror;                /* when QEMU accepted its blockdev-mirror */
     double rate;                      /* bytes/s, smoothed */
 };
 

@@ -105,31 +105,21 @@ void progress_migration(struct progress *pr, json_t *p)
     progress_emit(pr, line);
 }
 
-/* The disk copy's rate, smoothed, from what it reports done: QEMU's mirror
- * gives offsets only. */
-static double mirror_rate(struct progress *pr, double done)
+/* The disk copy of either move: the daemon's disk progress (docs/JSON.md,
+ * "Disk progress"), the same keys for move-storage and --with-storage. */
+static void disks_line(struct progress *pr, json_t *p, const char *label)
 {
-    uint64_t t = now_ms();
-    if (pr->mirror_ms && t > pr->mirror_ms + 200 && done >= pr->mirror_done) {
-        double r = (done - pr->mirror_done) * 1000.0 / (double)(t - pr->mirror_ms);
-        pr->mirror_rate = pr->mirror_rate > 0 ? 0.7 * pr->mirror_rate + 0.3 * r : r;
-    }
-    if (!pr->mirror_ms || t > pr->mirror_ms + 200) {
-        pr->mirror_ms = t;
-        pr->mirror_done = done;
-    }
-    return pr->mirror_rate;
-}
-
-static void disk_copy_line(struct progress *pr, json_t *p, const char *label, double done, double total,
-                           const char *disks)
-{
-    char line[512], d[32], t[32], r[32], el[32], eta[32] = "-";
-    double rate = mirror_rate(pr, done);
-    if (rate > 0 && total > done)
-        fmt_duration_ms((total - done) / rate * 1000, eta, sizeof eta);
-    else if (total > 0 && done >= total)
-        snprintf(eta, sizeof eta, "0 ms");
+    char line[512], d[32], t[32], r[32], el[32], eta[32] = "-", disks[64] = "";
+    double done = (double)num(p, "done_bytes"), total = (double)num(p, "total_bytes");
+    double rate = json_real_value(json_object_get(p, "rate_Bps"));
+    json_t *e = json_object_get(p, "eta_s");
+    if (json_is_number(e))
+        fmt_duration_ms(json_number_value(e) * 1000, eta, sizeof eta);
+    size_t i, n = 0;
+    json_t *disk;
+    json_array_foreach(json_object_get(p, "disks"), i, disk) n += json_is_true(json_object_get(disk, "ready"));
+    if (n)
+        snprintf(disks, sizeof disks, "  %zu of %zu disks in sync", n, json_array_size(json_object_get(p, "disks")));
     snprintf(line, sizeof line, "%-9s %5.1f%%  elapsed %s  ETA %s  copied %s of %s  rate %s/s%s", label,
              progress_monotonic(pr, label, json_real_value(json_object_get(p, "percent"))),
              progress_elapsed(pr, p, el, sizeof el), eta, fmt_bytes(done, d, sizeof d), fmt_bytes(total, t, sizeof t),
@@ -137,30 +127,11 @@ static void disk_copy_line(struct progress *pr, json_t *p, const char *label, do
     progress_emit(pr, line);
 }
 
-/* The disks' copy line: the sum of each disk's done_key of total_key (the
- * two moves name them differently: docs/PROGRESS.md). */
-static void disks_line(struct progress *pr, json_t *p, const char *label, const char *done_key,
-                       const char *total_key)
-{
-    double done = 0, total = 0;
-    char disks[256] = "";
-    size_t i, n = 0;
-    json_t *d;
-    json_array_foreach(json_object_get(p, "disks"), i, d) {
-        done += (double)num(d, done_key);
-        total += (double)num(d, total_key);
-        n += json_is_true(json_object_get(d, "ready"));
-    }
-    if (n)
-        snprintf(disks, sizeof disks, "  %zu of %zu disks in sync", n, json_array_size(json_object_get(p, "disks")));
-    disk_copy_line(pr, p, label, done, total, disks);
-}
-
 /* move --with-storage: the disks go first, over NBD, before the memory. */
-void progress_mirror(struct progress *pr, json_t *p) { disks_line(pr, p, "disk copy", "offset", "len"); }
+void progress_mirror(struct progress *pr, json_t *p) { disks_line(pr, p, "disk copy"); }
 
-/* move-storage: the same line, with its own keys. */
-void progress_storage(struct progress *pr, json_t *p) { disks_line(pr, p, "mirroring", "done", "total"); }
+/* move-storage: the same line, labelled by its phase. */
+void progress_storage(struct progress *pr, json_t *p) { disks_line(pr, p, "mirroring"); }
 
 /* The drain table: redrawn in place on a terminal (cursor up over the last
  * table), a new table every second in a log. */
@@ -181,9 +152,11 @@ void progress_drain(struct progress *pr, json_t *p)
     json_t *v;
     json_array_foreach(json_object_get(p, "vms"), i, v) {
         const char *wait = pstr(v, "waiting_for");
-        snprintf(line, sizeof line, "  %-16s -> %-8s %-10s %-10s %5.1f%%%s%s", pstr(v, "vm"), pstr(v, "to"),
-                 pstr(v, "state"), pstr(v, "phase"), json_real_value(json_object_get(v, "percent")),
-                 *wait ? "  waiting for " : "", wait);
+        char pct[16] = "     -";   /* no percent: not started, or its job has ended */
+        if (json_is_number(json_object_get(v, "percent")))
+            snprintf(pct, sizeof pct, "%5.1f%%", json_number_value(json_object_get(v, "percent")));
+        snprintf(line, sizeof line, "  %-16s -> %-8s %-10s %-10s %s%s%s", pstr(v, "vm"), pstr(v, "to"),
+                 pstr(v, "state"), pstr(v, "phase"), pct, *wait ? "  waiting for " : "", wait);
         fprintf(stderr, "%s%.*s\n", pr->tty ? "\r\033[K" : "", cols - 1, line);
         lines++;
     }

@@ -15,9 +15,6 @@ struct progress {
     uint64_t last_print_ms;
     char phase[64];          /* the phase the percent belongs to */
     double shown_pct;        /* the highest percent shown in this phase */
-    double mirror_done;      /* for the disk copy's own rate and ETA */
-    uint64_t mirror_ms;
-    double mirror_rate;
 };
 
 void progress_init(struct progress *pr, bool tty);

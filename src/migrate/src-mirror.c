@@ -5,7 +5,9 @@
 
 #include <string.h>
 
+#include "block/image.h"
 #include "block/mirror.h"
+#include "block/mirror_progress.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
@@ -22,20 +24,26 @@ char *migrate_src_mirror_node(struct migration *m, const char *disk, const char 
 
 static qmp_t *mirror_mon(void *arg) { return migrate_src_mon(arg); }
 
+uint64_t migrate_src_disk_size(struct migration *m, size_t i)
+{
+    /* Learnt before prepare by a qemu-img child (src-queue.c), never here. */
+    json_t *v = json_object_get(m->storage_sizes, m->vm->cfg.disks[i].id);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+}
+
+/* The disk copy: the same keys as the storage move's (block/mirror_progress.h). */
 static void mirror_on_progress(void *arg)
 {
     struct migration *m = arg;
-    json_t *disks = json_array();
-    for (size_t i = 0; i < block_mirror_count(m->mirror); i++) {
-        const struct block_mirror_disk *d = block_mirror_disk(m->mirror, i);
-        json_array_append_new(disks, json_pack("{s:s, s:I, s:I, s:b}", "job", d->job_id, "offset",
-                                               (json_int_t)d->offset, "len", (json_int_t)d->len, "ready", d->ready));
-    }
-    uint64_t done, total;
-    block_mirror_totals(m->mirror, &done, &total);
-    job_set_progress(m->job, json_pack("{s:s, s:o, s:f, s:I}", "phase", "mirror", "disks", disks, "percent",
-                                       total > 0 ? 100.0 * (double)done / (double)total : 0.0, "elapsed_ms",
-                                       (json_int_t)(now_ms() - m->t_start)));
+    json_t *p = block_mirror_progress(m->mirror, false);
+    json_object_set_new(p, "phase", json_string("mirror"));
+    json_object_set_new(p, "elapsed_ms", json_integer((json_int_t)(now_ms() - m->t_start)));
+    job_set_progress(m->job, p);
+}
+
+json_t *migrate_src_mirror_summary(struct migration *m)
+{
+    return m->mirror ? block_mirror_progress(m->mirror, true) : NULL;
 }
 
 /* Disks in sync (and kept so by write-blocking): now the memory. */
@@ -116,7 +124,8 @@ void migrate_src_start_mirrors(struct migration *m)
         char *node = migrate_src_mirror_node(m, c->disks[i].id, "nbd");
         char *job = migrate_src_mirror_node(m, c->disks[i].id, "mirror");
         /* the export is named after the destination's node: the disk id */
-        block_mirror_set_disk(m->mirror, i, c->disks[i].id, NULL, NULL, c->disks[i].id, 0, node, NULL, job);
+        block_mirror_set_disk(m->mirror, i, c->disks[i].id, NULL, NULL, c->disks[i].id, migrate_src_disk_size(m, i),
+                              node, NULL, job);
         free(node);
         free(job);
     }

@@ -220,10 +220,8 @@ void migrate_src_reserve(struct migration *m)
 static json_t *storage_request(struct migration *m)
 {
     json_t *sizes = json_object();
-    for (size_t i = 0; i < m->vm->cfg.n_disks; i++) {
-        json_t *v = json_object_get(m->storage_sizes, m->vm->cfg.disks[i].id);
-        json_object_set_new(sizes, m->vm->cfg.disks[i].id, json_integer(json_is_integer(v) ? json_integer_value(v) : 0));
-    }
+    for (size_t i = 0; i < m->vm->cfg.n_disks; i++)
+        json_object_set_new(sizes, m->vm->cfg.disks[i].id, json_integer((json_int_t)migrate_src_disk_size(m, i)));
     return json_pack("{s:s, s:o}", "dir", m->tuning.with_storage, "sizes", sizes);
 }
 

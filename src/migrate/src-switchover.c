@@ -99,6 +99,8 @@ void migrate_src_switchover(struct migration *m, const struct qmon_migrate_stats
                          "passes", (json_int_t)s->ram.dirty_sync_count,
                          "downtime_limit_ms", m->cur_downtime_ms);
     json_object_set_new(m->stats, "tuning", tuning_to_json(&m->tuning));
+    if (m->mirrors_started)   /* every mirror is ready now: the copy is over */
+        json_object_set_new(m->stats, "disk_copy", migrate_src_mirror_summary(m));
     log_info("%s: transfer to %s completed (QEMU downtime so far %lld ms); switching over", m->name, migrate_src_dest(m),
              (long long)s->downtime);
     /* QEMU >= 9.0 fills in downtime and total-time by the time it reports

@@ -1,6 +1,7 @@
 /* The source side of a migration: transfer: progress, convergence, QEMU started. */
 #include "migrate/src.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "common/log.h"
@@ -59,6 +60,31 @@ static void run_policy(struct migration *m, const struct qmon_migrate_stats *s)
         migrate_src_start_postcopy(m, act.note);
     if (act.cancel)
         migrate_src_fail(m, proto_error(ERR_TIMEOUT, act.hint, "%s", act.reason));
+}
+
+/* --bandwidth: the rate QEMU achieved, once a second, decides its next
+ * max-bandwidth (rate_cap.h). */
+static void hold_bandwidth(struct migration *m, const struct qmon_migrate_stats *s)
+{
+    if (m->phase != PH_TRANSFER || !m->tuning.bandwidth)
+        return;
+    uint64_t next = rate_cap_sample(&m->rate_cap, now_ms(), s->ram.transferred, s->ram.remaining);
+    if (next) {
+        log_debug("%s: max-bandwidth %llu B/s to hold %llu B/s", m->name, (unsigned long long)next,
+                  (unsigned long long)m->tuning.bandwidth);
+        struct qmon_migrate_params p = {.has_max_bandwidth = true, .max_bandwidth = next};
+        qmon_migrate_set_parameters(migrate_src_mon(m), &m->owner, &p, 5000, NULL, NULL);
+    }
+    if (rate_cap_unreachable(&m->rate_cap) && !m->rate_cap_said) {
+        m->rate_cap_said = true;
+        char note[256];
+        snprintf(note, sizeof note, "--bandwidth %.0f Mbit/s cannot be held with %d multifd channels (they send "
+                 "about %llu Mbit/s at least): use fewer (--parallel)", (double)m->tuning.bandwidth * 8 / 1e6,
+                 m->tuning.channels,
+                 (unsigned long long)((uint64_t)m->tuning.channels * RATE_CAP_OVERSHOOT_PER_CHANNEL * 8 / 1000000));
+        log_warn("%s: %s", m->name, note);
+        json_array_append_new(m->actions, json_string(note));
+    }
 }
 
 void migrate_src_poll_now(evutil_socket_t fd, short what, void *arg)
@@ -159,6 +185,7 @@ void migrate_src_on_poll(void *arg, const struct qmon_migrate_stats *s, const qm
                                             "no migration data moved for %d s: the link to %s seems down", STALL_MS / 1000, migrate_src_dest(m)));
         }
         run_policy(m, s);
+        hold_bandwidth(m, s);
         if (m->phase == PH_TRANSFER)
             job_set_progress(m->job, progress_json(m, s));
     }
@@ -212,6 +239,11 @@ static void on_src_caps(void *arg, const qmp_error_t *err)
         return;
     }
     struct qmon_migrate_params p = tuning_qmon_parameters(&m->tuning);
+    /* --bandwidth: QEMU's multifd sends more than its max-bandwidth; start
+     * below it, the polls correct the rest (rate_cap.h). */
+    rate_cap_init(&m->rate_cap, m->tuning.bandwidth, m->tuning.channels);
+    if (m->tuning.bandwidth)
+        p.max_bandwidth = m->rate_cap.param;
     char *id = m->tls ? xasprintf("vmove-tls-%lld", (long long)m->job->id) : NULL;
     p.tls_creds = m->tls ? id : "";     /* "": TLS off */
     p.tls_hostname = m->tls ? m->dst_name : NULL;

@@ -17,6 +17,7 @@
 #include "core/peer.h"
 #include "migrate/migrate.h"
 #include "migrate/policy.h"
+#include "migrate/rate_cap.h"
 #include "migrate/tuning.h"
 #include "migrate/wire.h"
 #include "qemu/monitor.h"
@@ -55,6 +56,8 @@ struct migration {
     struct migrate_policy_state policy;
     int cur_downtime_ms;
     json_t *actions;          /* what the convergence policy did */
+    struct rate_cap rate_cap; /* --bandwidth: the max-bandwidth that holds it (rate_cap.h) */
+    bool rate_cap_said;       /* the limit cannot be held: said once in actions */
     json_t *failure;          /* error to report once rolled back */
     json_t *stats;
     bool transfer_done;       /* QEMU reported completed */
@@ -149,6 +152,10 @@ void migrate_src_poll_now(evutil_socket_t fd, short what, void *arg);
 void migrate_src_end_mirrors(struct migration *m, bool force);
 char *migrate_src_mirror_node(struct migration *m, const char *disk, const char *what);
 void migrate_src_start_mirrors(struct migration *m);
+/* Shared-nothing: disk i's virtual size (qemu-img info; 0 if unknown). */
+uint64_t migrate_src_disk_size(struct migration *m, size_t i);
+/* The disk copy's final progress for the result (block/mirror_progress.h), NULL without mirrors. */
+json_t *migrate_src_mirror_summary(struct migration *m);
 
 /* src-postcopy.c: post-copy, its pauses and recovery, the loss of the VM */
 void migrate_src_start_postcopy(struct migration *m, const char *note);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "block/mirror.h"
+#include "block/mirror_progress.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
@@ -226,10 +227,11 @@ static json_t *result_json(struct storage_move *sm)
                                                "to", d->target, "bytes", (json_int_t)d->len, "mirror_ms",
                                                (json_int_t)ms, "pivot_ms", (json_int_t)d->pivot_ms));
     }
-    return json_pack("{s:o, s:I, s:I, s:I, s:f, s:b, s:O, s:s*}", "disks", disks, "total_ms",
+    return json_pack("{s:o, s:I, s:I, s:I, s:f, s:b, s:O, s:s*, s:o}", "disks", disks, "total_ms",
                      (json_int_t)(now_ms() - sm->t_start), "mirror_ms", (json_int_t)mirror_ms, "bytes",
                      (json_int_t)bytes, "rate_Bps", mirror_ms ? (double)bytes * 1000.0 / (double)mirror_ms : 0.0,
-                     "kept_source", sm->keep_source, "notes", sm->notes, "config_to", sm->config_to);
+                     "kept_source", sm->keep_source, "notes", sm->notes, "config_to", sm->config_to, "disk_copy",
+                     block_mirror_progress(sm->bm, true));
 }
 
 /* --config-to: rename the VM's directory into DIR and leave a symlink in the
@@ -336,21 +338,14 @@ static void sm_rolled_back(void *arg, bool timed_out)
 
 /* ---- the mirror machine's reports --------------------------------------------------------- */
 
+/* The disk copy: the same keys as the shared-nothing move's (block/mirror_progress.h). */
 static void sm_publish_progress(void *arg)
 {
     struct storage_move *sm = arg;
-    json_t *disks = json_array();
-    struct block_mirror_disk *d;
-    DISK_FOREACH(sm, i, d)
-        json_array_append_new(disks, json_pack("{s:s, s:I, s:I, s:f, s:b, s:b}", "id", d->id, "done",
-                                               (json_int_t)d->offset, "total", (json_int_t)d->len, "rate_Bps",
-                                               d->rate, "ready", d->ready, "pivoted", d->pivoted));
-    uint64_t done, total;
-    block_mirror_totals(sm->bm, &done, &total);
-    job_set_progress(sm->job, json_pack("{s:s, s:o, s:I, s:I, s:f, s:I}", "phase", phase_names[sm->phase], "disks",
-                                        disks, "bytes_done", (json_int_t)done, "bytes_total", (json_int_t)total,
-                                        "percent", total ? 100.0 * (double)done / (double)total : 0.0,
-                                        "elapsed_ms", (json_int_t)(now_ms() - sm->t_start)));
+    json_t *p = block_mirror_progress(sm->bm, false);
+    json_object_set_new(p, "phase", json_string(phase_names[sm->phase]));
+    json_object_set_new(p, "elapsed_ms", json_integer((json_int_t)(now_ms() - sm->t_start)));
+    job_set_progress(sm->job, p);
 }
 
 static void sm_on_mirroring(void *arg)

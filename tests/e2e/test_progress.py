@@ -1,6 +1,7 @@
 """What a person sees on a terminal: the disk copy of a --with-storage move,
 lines that fit the terminal, Ctrl-C leaving the job running, and the result
 of a finished job in `jobs show` and `jobs watch`.  One test bed, two moves."""
+import json
 import os
 import re
 import subprocess
@@ -108,3 +109,137 @@ def test_progress_on_a_terminal(cl):
     assert "migrated pg1 to h1" in watch.stdout and "total time:" in watch.stdout, watch.stdout
     cl.assert_only_on("pg1", 1)
     assert cl.verify("pg1", 1)
+
+
+def test_drain_table_redrawn_on_a_terminal(cl):
+    """host drain on a terminal redraws its table in place (the screen holds one
+    table however often it changed) and ends with the summary; without a
+    terminal the same command prints plain lines, no cursor movement."""
+    names = ["dr0", "dr1"]
+    for k, n in enumerate(names):
+        cl.create_guest(n, memory="192M", mem=48, mem_rate=16, disk_rate=64, k=k)
+    for n in names:
+        cl.boot(n)
+    cl.tb.shape(1, "mig", rate="150mbit")   # each move lasts a few seconds: many redraws
+    pane = Pane(cl, vmove_argv(cl, 1, "host", "drain", "--to", "h2"))
+    screens = []
+    try:
+        def sample():
+            t = pane.text()
+            screens.append(t)
+            return "EXIT=" in t or None
+        wait_for(sample, 300, "the drain on the terminal", interval=0.2)
+        final = pane.text()
+    finally:
+        pane.close()
+        cl.tb.unshape(1, "mig")
+    print("\n" + final)
+    assert "EXIT=0" in final, final
+
+    def tables(text):
+        return [l for l in text.splitlines() if re.match(r"drain: \d+/\d+ done", l)]
+
+    # The table changed while it ran (several different tables seen) ...
+    seen = {tuple(l for l in s.splitlines() if l.startswith("drain:") or re.match(r"  dr\d\s+-> .*(%|-)$", l))
+            for s in screens if tables(s)}
+    assert len(seen) >= 3, f"the table hardly changed: {seen}"
+    # ... and every screen, the last too, holds one table: one header, each VM's line once.
+    for s in screens + [final]:
+        assert len(tables(s)) <= 1, s
+        for n in names:
+            assert sum(1 for l in s.splitlines() if re.match(rf"  {n}\s+-> \S+\s+\S+\s+\S*\s+([\d.]+%|-)", l)) <= 1, s
+    assert len(tables(final)) == 1, final
+    assert re.search(r"drain: 2/2 done, 0 running", final), final
+    # The summary comes last, after the table.
+    lines = [l for l in final.splitlines() if l.strip()]
+    at = next(i for i, l in enumerate(lines) if l.startswith("drained h1: 2 moved, 0 failed, total time"))
+    assert at > next(i for i, l in enumerate(lines) if l.startswith("drain: ")), final
+    assert all(re.match(r"  dr\d\s+-> h2\s+succeeded", l) or l.startswith("EXIT=") for l in lines[at + 1:]), final
+    for n in names:
+        cl.assert_only_on(n, 2)
+
+    # Without a terminal (stderr a pipe): plain lines, no escape sequences, then the summary.
+    cl.v(1, "host", "resume", "h1")
+    cl.tb.shape(2, "mig", rate="150mbit")
+    try:
+        p = cl.run(2, "host", "drain", "--to", "h1")
+    finally:
+        cl.tb.unshape(2, "mig")
+    assert p.returncode == 0, p.stderr
+    assert "\033" not in p.stderr and "\r" not in p.stderr, repr(p.stderr[:500])
+    assert re.search(r"^drain: \d/2 done", p.stderr, re.M), p.stderr
+    assert p.stdout.startswith("drained h2: 2 moved, 0 failed, total time"), p.stdout
+    for n in names:
+        cl.assert_only_on(n, 1)
+        assert cl.verify(n, 1)
+
+
+DISK_KEYS = {"id", "size_bytes", "done_bytes", "total_bytes", "rate_Bps", "eta_s", "ready"}
+TOTAL_KEYS = {"disks", "size_bytes", "done_bytes", "total_bytes", "rate_Bps", "eta_s", "percent"}
+
+
+def json_run(cl, i, *args):
+    """vmove --json ARGS on host i: (stream lines, final document)."""
+    p = cl.tb.vmove(i, "--json", *args, check=False, timeout=300)
+    docs = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    assert docs and docs[-1].get("ok") is True, f"{args}: {p.stderr[-2000:]} {docs[-1:]}"
+    return docs[:-1], docs[-1]
+
+
+def disk_progress(stream, phase):
+    """Every disk-progress object the stream carried in this phase."""
+    return [e["data"]["progress"] for e in stream
+            if e["event"] == "job" and (e["data"].get("progress") or {}).get("phase") == phase]
+
+
+def check_disk_progress(p, size, what):
+    assert set(p) - {"phase", "elapsed_ms"} == TOTAL_KEYS, f"{what}: {sorted(p)}"
+    (d,) = p["disks"]
+    assert set(d) == DISK_KEYS, f"{what}: {sorted(d)}"
+    assert d["id"] == "vda" and d["size_bytes"] == size == p["size_bytes"], (what, d)
+    assert 0 <= d["done_bytes"] <= d["total_bytes"], (what, d)
+    assert p["done_bytes"] == d["done_bytes"] and p["total_bytes"] == d["total_bytes"], (what, p)
+    assert d["rate_Bps"] >= 0 and (d["eta_s"] is None or d["eta_s"] >= 0), (what, d)
+    assert 0 <= p["percent"] <= 100, (what, p)
+    return d
+
+
+def test_disk_progress_has_one_shape(cl):
+    """move-storage and move --with-storage stream the same disk-progress keys
+    (docs/JSON.md, "Disk progress") with sane values, and both results carry
+    the same object as disk_copy."""
+    size = 128 << 20
+    disk, ip = create_private_guest(cl, "pk1", size="128M")
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x33 1M 48M", disk], check=True, capture_output=True)
+    cl.boot("pk1")
+    # A local storage move at 16 MiB/s: some seconds of "mirroring".
+    here = os.path.join(private_dir(cl, 1), "moved")
+    os.makedirs(here)
+    s_stream, s_final = json_run(cl, 1, "move-storage", "pk1", "--to", here, "--bandwidth", "16")
+    # A shared-nothing move on a 200 Mbit/s link: some seconds of "mirror".
+    cl.tb.shape(1, "mig", rate="200mbit")
+    try:
+        m_stream, m_final = json_run(cl, 1, "move", "pk1", "--to", "h2", "--with-storage", private_dir(cl, 2))
+    finally:
+        cl.tb.unshape(1, "mig")
+    cl.assert_only_on("pk1", 2)
+    assert cl.verify("pk1", 2)
+
+    storage, mirror = disk_progress(s_stream, "mirroring"), disk_progress(m_stream, "mirror")
+    assert len(storage) >= 2 and len(mirror) >= 2, (len(storage), len(mirror))
+    for what, seq in (("move-storage", storage), ("move --with-storage", mirror)):
+        disks = [check_disk_progress(p, size, what) for p in seq]
+        # Something was copied, with a rate and an ETA along the way.
+        assert disks[-1]["done_bytes"] >= 40 << 20, (what, disks[-1])
+        assert any(d["rate_Bps"] > 0 and d["eta_s"] is not None and d["eta_s"] > 0 for d in disks), (what, disks)
+    assert {k for p in storage for k in p["disks"][0]} == {k for p in mirror for k in p["disks"][0]}
+
+    # The results: the same object, final (all copied, in sync, no time left).
+    for what, final in (("move-storage", s_final), ("move --with-storage", m_final)):
+        dc = final["result"]["disk_copy"]
+        (d,) = dc["disks"]
+        assert set(dc) == TOTAL_KEYS and set(d) == DISK_KEYS, (what, dc)
+        assert d["size_bytes"] == size and d["done_bytes"] == d["total_bytes"] >= 48 << 20, (what, d)
+        assert d["ready"] is True and d["eta_s"] == 0 and d["rate_Bps"] > 0 and dc["percent"] == 100, (what, dc)
+    # The move-storage at 16 MiB/s: its average rate says so (QEMU's speed, with slack for its bursts).
+    assert 8 << 20 < s_final["result"]["disk_copy"]["rate_Bps"] < 24 << 20, s_final["result"]["disk_copy"]

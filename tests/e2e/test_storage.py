@@ -118,7 +118,7 @@ def test_cancel_mid_mirror_keeps_original(agent, root):
     started = agent.vmove("move-storage", "s3", "--to", dest, "--bandwidth", "4", "--no-wait")
     jid = started["job"]
     wait_for(lambda: agent.vmove("jobs", "show", jid)["phase"] == "mirroring", 30, "mirroring")
-    wait_for(lambda: (agent.vmove("jobs", "show", jid).get("progress") or {}).get("bytes_done", 0) > 0, 30,
+    wait_for(lambda: (agent.vmove("jobs", "show", jid).get("progress") or {}).get("done_bytes", 0) > 0, 30,
              "mirror progress")
     # Busy: other lifecycle operations refuse meanwhile.
     p = agent.run("vm", "stop", "s3", check=False)
