@@ -411,6 +411,56 @@ def test_storage_move_with_checkpoints_cancelled(agent, root):
     verify(agent, "cc")
 
 
+def test_storage_move_one_disk_config_to_and_restart(agent, root):
+    """One disk to its own directory with --config-to: its layers move, the
+    other disk's chain and the memory image (it lives with the first disk)
+    stay.  Then a vmoved SIGKILLed during the throttled mirror of the first
+    disk: the restarted vmoved rolls back and removes the copies."""
+    before = two_checkpoints(agent, "co")
+    vm = agent.vm("co")
+    old = disks(agent, "co")
+    here = os.path.join(root, "vdb-here")
+    cfg_to = os.path.join(root, "configs")
+    os.makedirs(here)
+    os.makedirs(cfg_to)
+    job = agent.vmove("move-storage", "co", "--disk", f"vdb={here}", "--config-to", cfg_to)
+    assert job["state"] == "succeeded", job
+    assert job["result"]["files_copied"] == 2 and job["result"]["notes"] == [], job["result"]
+    lst = listing(agent, "co")
+    for ck in ("k1", "k2"):
+        assert os.path.dirname(frozen(lst, ck)["vdb"]) == here
+        assert frozen(lst, ck)["vda"] == frozen(before, ck)["vda"]
+    assert by_name(lst)["k2"]["vmstate"] == by_name(before)["k2"]["vmstate"]
+    assert os.path.exists(by_name(lst)["k2"]["vmstate"])
+    assert disks(agent, "co")["vda"] == old["vda"]
+    assert sorted(os.listdir(here)) == ["vdb.ck1.qcow2", "vdb.ck2.qcow2", "vdb.qcow2"]
+    for ck in ("k1", "k2"):
+        assert not os.path.exists(frozen(before, ck)["vdb"])
+    assert not os.path.exists(old["vdb"])
+    assert os.path.realpath(vm["dir"]) == os.path.join(cfg_to, "co")
+    check_images_paused(agent.vmove, "co", all_layers(agent, "co"))
+    verify(agent, "co")
+
+    time.sleep(4)   # the workloads fill the active layer: the throttled mirror takes seconds
+    slow = os.path.join(root, "vda-slow")
+    os.makedirs(slow)
+    jid = agent.vmove("move-storage", "co", "--disk", f"vda={slow}", "--bandwidth", "1", "--no-wait")["job"]
+    wait_for(lambda: agent.vmove("jobs", "show", jid)["phase"] == "mirroring", 60, "mirroring")
+    # vda's two layers and the memory image are copied, the target made.
+    assert len(os.listdir(slow)) == 4, os.listdir(slow)
+    agent.stop(sig=signal.SIGKILL)
+    agent.start()
+    job = wait_for(lambda: (lambda j: j if j["state"] != "running" else None)(agent.vmove("jobs", "show", jid)),
+                   60, "the job to be settled")
+    assert job["state"] == "failed" and "interrupted by a vmoved restart" in job["error"]["message"], job
+    assert os.listdir(slow) == [], "the copies must be removed"
+    assert disks(agent, "co")["vda"] == old["vda"]
+    assert listing(agent, "co")["checkpoints"] == lst["checkpoints"]
+    wait_for(lambda: agent.vm("co")["qmp_connected"], 10, "QMP re-attach")
+    verify(agent, "co")
+    check_images_paused(agent.vmove, "co", all_layers(agent, "co"))
+
+
 @pytest.fixture
 def cl(request):
     from migrationlib import make_cluster
