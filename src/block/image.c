@@ -82,6 +82,22 @@ static void img_cmd_convert(struct img_cmd *c, const char *src, const char *src_
     }
 }
 
+/* One layer of a chain: only the clusters SRC itself holds are written,
+ * DST's backing name is exactly backing (relative: read from DST's
+ * directory); without backing DST is SRC flattened, the chain's new root. */
+static void img_cmd_copy_layer(struct img_cmd *c, const char *src, const char *dst, const char *backing)
+{
+    *c = (struct img_cmd){.timeout_ms = CONVERT_TIMEOUT_MS};
+    size_t n = 0;
+    const char *fixed[] = {"qemu-img", "convert", "-q", "-f", "qcow2", "-O", "qcow2"};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        img_cmd_push(c, &n, (char *)fixed[i]);
+    if (backing)
+        img_cmd_push(c, &n, "-B"), img_cmd_push(c, &n, (char *)backing), img_cmd_push(c, &n, "-F"),
+            img_cmd_push(c, &n, "qcow2");
+    img_cmd_push(c, &n, (char *)src), img_cmd_push(c, &n, (char *)dst);
+}
+
 /* rc of run_capture, out its output: 0, or -1 with err = output. */
 static int finish_run(int rc, char *out, char *err, size_t errlen)
 {
@@ -338,5 +354,13 @@ struct image_op *image_convert_async(struct event_base *base, const char *src, c
 {
     struct img_cmd c;
     img_cmd_convert(&c, src, src_fmt, dst);
+    return op_start(base, &c, done, NULL, arg);
+}
+
+struct image_op *image_copy_layer_async(struct event_base *base, const char *src, const char *dst,
+                                        const char *backing, image_done_fn done, void *arg)
+{
+    struct img_cmd c;
+    img_cmd_copy_layer(&c, src, dst, backing);
     return op_start(base, &c, done, NULL, arg);
 }

@@ -94,6 +94,15 @@ struct image_op *image_create_async(struct event_base *base, const char *path, u
 /* image_convert (on failure or cancel DST may exist: the caller's to remove). */
 struct image_op *image_convert_async(struct event_base *base, const char *src, const char *src_fmt, const char *dst,
                                      image_done_fn done, void *arg);
+/* One frozen qcow2 layer copied for a move: qemu-img convert -q -f qcow2
+ * -O qcow2 [-B BACKING -F qcow2] SRC DST.  With backing (a name relative to
+ * DST's directory, whose file must already hold the copy of SRC's backing)
+ * only the clusters of SRC itself are written; without it DST is SRC with
+ * whatever lies below it flattened in.  SRC must be a file nobody writes (a
+ * checkpoint's frozen layer).  On failure or cancel DST may be partly
+ * written: the caller's to remove. */
+struct image_op *image_copy_layer_async(struct event_base *base, const char *src, const char *dst,
+                                        const char *backing, image_done_fn done, void *arg);
 /* Allocated bytes of the whole chain: what a flattening mirror copies. */
 uint64_t image_info_chain_actual(const struct image_info *info);
 

@@ -58,6 +58,13 @@ static void adopt_pivot(struct block_mirror *bm, struct block_mirror_disk *d);
 
 static char *copy_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
 
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 static void mirror_tick(evutil_socket_t fd, short what, void *arg);
 
 struct block_mirror *block_mirror_new(struct event_base *base, struct qmon_owner *owner,
@@ -109,7 +116,8 @@ void block_mirror_free(struct block_mirror *bm)
     for (size_t i = 0; i < bm->n; i++) {
         struct block_mirror_disk *d = &bm->disks[i];
         free(d->id), free(d->source), free(d->target), free(d->export_name), free(d->node), free(d->file_node);
-        free(d->old_node), free(d->old_file_node), free(d->job_id);
+        free(d->old_node), free(d->old_file_node), free(d->job_id), free(d->target_backing);
+        free_strv(d->old_chain, d->n_old_chain);
     }
     free(bm->disks);
     block_jobs_free(&bm->jobs);
@@ -136,6 +144,12 @@ void block_mirror_set_disk(struct block_mirror *bm, size_t i, const char *id, co
     d->file_node = copy_or_null(file_node);
     d->job_id = xstrdup(job_id);
     block_jobs_track(&bm->jobs, job_id);
+}
+
+void block_mirror_set_target_backing(struct block_mirror *bm, size_t i, const char *backing)
+{
+    free(bm->disks[i].target_backing);
+    bm->disks[i].target_backing = copy_or_null(backing);
 }
 
 json_t *block_mirror_disk_record(const struct block_mirror_disk *d)
@@ -420,6 +434,10 @@ static void adopt_pivot(struct block_mirror *bm, struct block_mirror_disk *d)
         del_node(d, d->old_node, on_old_del);
     if (d->old_file_node)
         del_node(d, d->old_file_node, on_old_del);
+    /* In chain order: each node is free once the one above it is gone
+     * (QMP runs commands in order). */
+    for (size_t k = 0; k < d->n_old_chain; k++)
+        del_node(d, d->old_chain[k], on_old_del);
 }
 
 static void on_pivot_block(void *arg, const struct qmon_block_device *devs, size_t n, const qmp_error_t *err)
@@ -763,7 +781,8 @@ static void after_mirrors(struct block_mirror *bm)
  * write rate. */
 static void start_mirror(struct block_mirror *bm, struct block_mirror_disk *d)
 {
-    struct qmon_mirror m = {.job_id = d->job_id, .device = d->old_node, .target = d->node, .sync = QMON_SYNC_FULL,
+    struct qmon_mirror m = {.job_id = d->job_id, .device = d->old_node, .target = d->node,
+                            .sync = d->target_backing ? QMON_SYNC_TOP : QMON_SYNC_FULL,
                             .write_blocking = true, .has_auto_finalize = bm->cfg.explicit_auto,
                             .auto_finalize = true, .has_auto_dismiss = bm->cfg.explicit_auto,
                             .auto_dismiss = true, .speed = bm->cfg.speed};
@@ -814,15 +833,72 @@ static void add_target(struct block_mirror *bm, struct block_mirror_disk *d)
 }
 
 /* The file node under a qcow2 node, by vmove's naming: vda -> vda-file,
- * vda-m17 -> vda-file-m17. */
+ * vda-m17 -> vda-file-m17 (a storage move's), vda-ck5 -> vda-file-ck5 (a
+ * checkpoint's overlay). */
 static char *file_node_of(const char *id, const char *node)
 {
     size_t n = strlen(id);
     if (!strcmp(node, id))
         return xasprintf("%s-file", id);
-    if (!strncmp(node, id, n) && !strncmp(node + n, "-m", 2))
+    if (!strncmp(node, id, n) && (!strncmp(node + n, "-m", 2) || !strncmp(node + n, "-ck", 3)))
         return xasprintf("%s-file%s", id, node + n);
     return NULL;
+}
+
+static void add_targets(struct block_mirror *bm)
+{
+    for (size_t i = 0; i < bm->n; i++)
+        add_target(bm, &bm->disks[i]);
+    then(bm, start_mirrors);
+}
+
+static const struct qmon_named_node *named_qcow2(const struct qmon_named_node *nodes, size_t n, const char *image)
+{
+    for (size_t i = 0; image && i < n; i++)
+        if (!strcmp(nodes[i].drv, "qcow2") && nodes[i].image && !strcmp(nodes[i].image, image))
+            return &nodes[i];
+    return NULL;
+}
+
+/* The named nodes of d's chain below its top (a checkpoint taken live
+ * leaves the older layers' nodes named, so they outlive the top's
+ * blockdev-del; implicit "#block" nodes go with their parent), top first,
+ * each layer's format node before its file node. */
+static void collect_old_chain(struct block_mirror_disk *d, const struct qmon_named_node *nodes, size_t n)
+{
+    const struct qmon_named_node *cur = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (d->old_node && nodes[i].node_name && !strcmp(nodes[i].node_name, d->old_node))
+            cur = &nodes[i];
+    free_strv(d->old_chain, d->n_old_chain);
+    d->old_chain = xcalloc(2 * n + 1, sizeof *d->old_chain);
+    d->n_old_chain = 0;
+    for (size_t hops = 0; cur && hops < 64; hops++) {
+        cur = named_qcow2(nodes, n, cur->backing_file);
+        for (int pass = 0; cur && pass < 2; pass++)
+            for (size_t i = 0; i < n && d->n_old_chain < 2 * n; i++) {
+                const struct qmon_named_node *x = &nodes[i];
+                bool fmt = !strcmp(x->drv, "qcow2");
+                if (x->node_name && x->node_name[0] != '#' && x->image && !strcmp(x->image, cur->image) &&
+                    fmt == (pass == 0))
+                    d->old_chain[d->n_old_chain++] = xstrdup(x->node_name);
+            }
+    }
+}
+
+static void on_prepare_nodes(void *arg, const struct qmon_named_node *nodes, size_t n, const qmp_error_t *err)
+{
+    struct block_mirror *bm = arg;
+    if (bm->state != BM_PREPARING)
+        return;
+    if (err) {
+        fail_simple(bm, BLOCK_MIRROR_FAIL_QUERY, NULL, err->desc);
+        return;
+    }
+    for (size_t i = 0; i < bm->n; i++)
+        if (bm->disks[i].target_backing)
+            collect_old_chain(&bm->disks[i], nodes, n);
+    add_targets(bm);
 }
 
 static void on_prepare_block(void *arg, const struct qmon_block_device *devs, size_t n, const qmp_error_t *err)
@@ -849,8 +925,12 @@ static void on_prepare_block(void *arg, const struct qmon_block_device *devs, si
     }
     state_changed(bm);
     for (size_t i = 0; i < bm->n; i++)
-        add_target(bm, &bm->disks[i]);
-    then(bm, start_mirrors);
+        if (bm->disks[i].target_backing) {
+            if (qmon_query_named_block_nodes(mon(bm), bm->owner, bm->cfg.timeout_ms, on_prepare_nodes, bm) < 0)
+                fail_simple(bm, BLOCK_MIRROR_FAIL_NO_MONITOR, NULL, NULL);
+            return;
+        }
+    add_targets(bm);
 }
 
 static void create_next(struct block_mirror *bm);
@@ -896,7 +976,8 @@ static void create_next(struct block_mirror *bm)
     close(fd);
     d->created = true;
     state_changed(bm);
-    bm->create_op = image_create_async(bm->base, d->target, d->vsize, NULL, NULL, on_target_created, d);
+    bm->create_op = image_create_async(bm->base, d->target, d->vsize, d->target_backing,
+                                       d->target_backing ? "qcow2" : NULL, on_target_created, d);
 }
 
 void block_mirror_start(struct block_mirror *bm)

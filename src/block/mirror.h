@@ -7,7 +7,10 @@
  *                        query-block: each disk's current node (asked,
  *                        never assumed: a pivot or a restart changes it),
  *                        target nodes (FILE: file + qcow2; NBD: nbd client),
- *                        blockdev-mirror sync=full, copy-mode write-blocking
+ *                        [a disk with a target backing: query-named-block-nodes,
+ *                        the named nodes of its chain, closed after the pivot]
+ *                        blockdev-mirror sync=full (sync=top onto a target
+ *                        with a backing), copy-mode write-blocking
  *   mirroring            query-block-jobs every 250 ms -> on_progress;
  *                        every disk ready -> on_ready (once)
  *   block_mirror_pivot   (FILE) one disk at a time: block-job-complete, then
@@ -66,6 +69,11 @@ struct block_mirror_disk {
     char *node, *file_node;           /* target nodes (NBD: file_node NULL) */
     char *old_node, *old_file_node;   /* what the device used before the pivot, from query-block */
     char *job_id;                     /* the QEMU block job */
+    char *target_backing;             /* FILE: NULL, or the target's backing (a name relative to its directory:
+                                       * the copy of the disk's frozen layers, made by the owner): sync=top */
+    char **old_chain;                 /* named nodes below old_node in its chain (checkpoint layers), top first:
+                                       * closed after the pivot with the old nodes */
+    size_t n_old_chain;
     bool created;                     /* FILE: we created the target (O_EXCL) */
     bool file_added, fmt_added;       /* target nodes exist in QEMU */
     bool mirroring;                   /* blockdev-mirror accepted */
@@ -145,6 +153,11 @@ struct block_mirror_disk *block_mirror_disk(struct block_mirror *bm, size_t i);
 void block_mirror_set_disk(struct block_mirror *bm, size_t i, const char *id, const char *source,
                            const char *target, const char *export_name, uint64_t vsize, const char *node,
                            const char *file_node, const char *job_id);
+
+/* FILE: the target gets backing (relative to the target's directory)
+ * instead of being standalone, and only the active layer is mirrored
+ * (sync=top): the disk's checkpoint layers were copied by the owner. */
+void block_mirror_set_target_backing(struct block_mirror *bm, size_t i, const char *backing);
 
 /* FILE: a disk's durable state, for the owner's record (runtime.json's
  * storage_move.disks[]: id, source, target, node, file_node, old_node,

@@ -130,8 +130,22 @@ static void disks_line(struct progress *pr, json_t *p, const char *label)
 /* move --with-storage: the disks go first, over NBD, before the memory. */
 void progress_mirror(struct progress *pr, json_t *p) { disks_line(pr, p, "disk copy"); }
 
-/* move-storage: the same line, labelled by its phase. */
-void progress_storage(struct progress *pr, json_t *p) { disks_line(pr, p, "mirroring"); }
+/* move-storage: the same line, labelled by its phase; before it, a VM with
+ * checkpoints has its frozen files copied (counted in files). */
+void progress_storage(struct progress *pr, json_t *p)
+{
+    if (json_object_get(p, "files_total")) {
+        char line[512], el[32];
+        double done = (double)num(p, "files_done"), total = (double)num(p, "files_total");
+        snprintf(line, sizeof line, "%-9s %5.1f%%  elapsed %s  file %lld of %lld  %s", "copying layers",
+                 progress_monotonic(pr, "copying layers", total > 0 ? 100.0 * done / total : 0),
+                 progress_elapsed(pr, p, el, sizeof el), num(p, "files_done") + 1, num(p, "files_total"),
+                 pstr(p, "copying"));
+        progress_emit(pr, line);
+        return;
+    }
+    disks_line(pr, p, "mirroring");
+}
 
 /* The drain table: redrawn in place on a terminal (cursor up over the last
  * table), a new table every second in a log. */
@@ -264,6 +278,9 @@ static void print_storage_result(json_t *job)
         printf("  %s: %s -> %s  (%s mirrored in %lld ms, pivot %lld ms)\n", pstr(d, "id"), pstr(d, "from"),
                pstr(d, "to"), fmt_bytes((double)num(d, "bytes"), b, sizeof b), num(d, "mirror_ms"),
                num(d, "pivot_ms"));
+    if (num(r, "files_copied") > 0)
+        printf("  checkpoint layers and memory images copied first: %lld files in %lld ms\n", num(r, "files_copied"),
+               num(r, "copy_ms"));
     printf("  source files %s\n", json_is_true(json_object_get(r, "kept_source")) ? "kept" : "deleted");
     json_array_foreach(json_object_get(r, "notes"), i, d) printf("  note: %s\n", json_string_value(d));
 }

@@ -123,7 +123,8 @@ struct job *migrate_submit(struct agent *a, const char *name, const char *to, js
          * layers would not exist on the destination. */
         *err = proto_error(ERR_STATE, "move it on shared storage (without --with-storage), or delete its checkpoints "
                            "first (`vmove checkpoint delete`)", "VM %s has %zu checkpoint(s): a shared-nothing move "
-                           "would flatten their chain of disk layers, so it is refused", name,
+                           "would flatten their chain of disk layers (copying the chain across hosts is not built yet: "
+                           "`vmove move-storage` copies it on one host), so it is refused", name,
                            vm_config_checkpoint_count(&vm->cfg));
     else {
         struct job *busy = job_active_for_vm(a, name);

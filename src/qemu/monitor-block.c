@@ -222,24 +222,6 @@ static void parse_job(struct qmon_parse *p, json_t *j, const char *w, void *out)
     b->error = qmon_str(p, j, w, "error", false);
 }
 
-static void parse_device(struct qmon_parse *p, json_t *d, const char *w, void *out)
-{
-    struct qmon_block_device *b = out;
-    b->raw = d;
-    b->device = qmon_str(p, d, w, "device", true);
-    b->qdev = qmon_str(p, d, w, "qdev", false);
-    json_t *ins = qmon_parse_ok(p) ? json_object_get(d, "inserted") : NULL;
-    if (!ins)
-        return;
-    char wi[48];
-    snprintf(wi, sizeof wi, "%s.inserted", w);
-    b->inserted = true;
-    b->node_name = qmon_str(p, ins, wi, "node-name", false);
-    b->file = qmon_str(p, ins, wi, "file", true);
-    b->drv = qmon_str(p, ins, wi, "drv", false);
-    b->ro = qmon_bool(p, ins, wi, "ro", false);
-}
-
 /* "json:{...,"file":{"driver":"file","filename":P}}" -> P (borrowed from
  * the parsed object, which the node's raw keeps alive). */
 static const char *json_pseudo_image(json_t *node, const char *file, const char *keep_as)
@@ -254,6 +236,26 @@ static const char *json_pseudo_image(json_t *node, const char *file, const char 
     }
     json_object_set_new(node, keep_as, j);   /* keeps p valid with raw */
     return p;
+}
+
+static void parse_device(struct qmon_parse *p, json_t *d, const char *w, void *out)
+{
+    struct qmon_block_device *b = out;
+    b->raw = d;
+    b->device = qmon_str(p, d, w, "device", true);
+    b->qdev = qmon_str(p, d, w, "qdev", false);
+    json_t *ins = qmon_parse_ok(p) ? json_object_get(d, "inserted") : NULL;
+    if (!ins)
+        return;
+    char wi[48];
+    snprintf(wi, sizeof wi, "%s.inserted", w);
+    b->inserted = true;
+    b->node_name = qmon_str(p, ins, wi, "node-name", false);
+    /* After a live checkpoint the top's name is a json: one (its backing
+     * was attached by blockdev-snapshot): the image file is inside. */
+    b->file = json_pseudo_image(ins, qmon_str(p, ins, wi, "file", true), "vmove-parsed-file");
+    b->drv = qmon_str(p, ins, wi, "drv", false);
+    b->ro = qmon_bool(p, ins, wi, "ro", false);
 }
 
 static void parse_named_node(struct qmon_parse *p, json_t *j, const char *w, void *out)

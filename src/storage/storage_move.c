@@ -1,6 +1,12 @@
 /* The live storage move (see storage/storage_move.h): the job, its record,
  * vm.json and the notes around the one mirror machine of block/mirror.h,
- * which does the QEMU side (targets, mirrors, pivots, rollback). */
+ * which does the QEMU side (targets, mirrors, pivots, rollback), and the
+ * chain copy of storage/storage_chain.h before it for a VM with
+ * checkpoints.
+ *
+ * A little over 600 lines: every ending (done, rolled back, QEMU gone,
+ * recovered) must settle the mirror targets and the chain copies together,
+ * and keeping them beside each other is what makes that checkable. */
 #include "storage/storage_move.h"
 
 #include <errno.h>
@@ -21,13 +27,15 @@
 #include "core/jobs.h"
 #include "core/journal.h"
 #include "qemu/monitor.h"
+#include "storage/storage_chain.h"
 #include "storage/storage_plan.h"
 #include "vm/vm.h"
 
 #define QMP_TIMEOUT_MS 30000
 
-enum phase { PH_PREPARING, PH_MIRRORING, PH_PIVOTING, PH_CLEANUP, PH_ROLLBACK, PH_RECOVERING };
-static const char *phase_names[] = {"preparing", "mirroring", "pivoting", "cleanup", "rolling back", "recovering"};
+enum phase { PH_COPYING, PH_PREPARING, PH_MIRRORING, PH_PIVOTING, PH_CLEANUP, PH_ROLLBACK, PH_RECOVERING };
+static const char *phase_names[] = {"copying layers", "preparing", "mirroring", "pivoting", "cleanup",
+                                    "rolling back", "recovering"};
 
 struct storage_move {
     struct storage_move *next;
@@ -36,6 +44,8 @@ struct storage_move {
     struct vm *vm;
     char *name;
     struct block_mirror *bm;         /* the disks and their QEMU side */
+    struct chain_copy *chain;        /* checkpoint layers copied first (NULL: the VM has none) */
+    uint64_t copy_ms;
     bool keep_source;
     char *config_to;                 /* --config-to DIR, or NULL */
     enum phase phase;
@@ -50,6 +60,7 @@ struct storage_move {
 static struct storage_move *moves;
 
 static const struct block_mirror_ops mirror_ops;
+static const struct chain_copy_ops chain_ops;
 
 #define DISK_FOREACH(sm, i, d) \
     for (size_t i = 0; i < block_mirror_count((sm)->bm) && ((d) = block_mirror_disk((sm)->bm, i)); i++)
@@ -62,6 +73,7 @@ static void sm_free(void *obj)
 {
     struct storage_move *sm = obj;
     block_mirror_free(sm->bm);
+    chain_copy_free(sm->chain);
     json_decref(sm->failure);
     json_decref(sm->notes);
     free(sm->name);
@@ -82,6 +94,7 @@ static void sm_release(struct storage_move *sm)
         event_free(sm->timer);
     sm->timer = NULL;
     block_mirror_stop(sm->bm);
+    chain_copy_stop(sm->chain);
     if (sm->vm && sm->vm->hooks.arg == sm)
         vm_set_hooks(sm->vm, NULL);
     sm->vm = NULL;
@@ -128,8 +141,8 @@ static json_t *record_json(struct storage_move *sm)
     struct block_mirror_disk *d;
     DISK_FOREACH(sm, i, d)
         json_array_append_new(disks, block_mirror_disk_record(d));
-    return json_pack("{s:I, s:b, s:o}", "job", (json_int_t)(sm->job ? sm->job->id : 0), "keep_source",
-                     sm->keep_source, "disks", disks);
+    return json_pack("{s:I, s:b, s:o, s:o}", "job", (json_int_t)(sm->job ? sm->job->id : 0), "keep_source",
+                     sm->keep_source, "disks", disks, "copies", chain_copy_record(sm->chain));
 }
 
 /* runtime.json first, so a restarted vmoved knows what to undo. */
@@ -142,10 +155,15 @@ static void save_record(void *arg)
 
 /* vm.json follows QEMU after each pivot: a copy is saved atomically and
  * only then replaces the config in memory. */
-static int save_disk_path(struct vm *vm, const char *id, const char *path, char *err, size_t errlen)
+static int save_disk_path(struct vm *vm, const struct chain_copy *chain, const char *id, const char *path,
+                          char *err, size_t errlen)
 {
     struct vm_config c;
     vm_config_copy(&c, &vm->cfg);
+    /* The checkpoints' layers of this disk are its copies from now on: the
+     * same write as the disk's path. */
+    if (c.checkpoints)
+        chain_copy_retarget(chain, id, c.checkpoints);
     for (size_t i = 0; i < c.n_disks; i++)
         if (!strcmp(c.disks[i].id, id)) {
             free(c.disks[i].path);
@@ -175,6 +193,8 @@ static void note(struct storage_move *sm, const char *fmt, ...)
     json_array_append_new(sm->notes, json_string(msg));
 }
 
+static void note_cb(void *arg, const char *msg) { note(arg, "%s", msg); }
+
 static void set_phase(struct storage_move *sm, enum phase ph)
 {
     sm->phase = ph;
@@ -183,6 +203,8 @@ static void set_phase(struct storage_move *sm, enum phase ph)
 }
 
 /* ---- endings ------------------------------------------------------------------ */
+
+static void end_failed(struct storage_move *sm);
 
 static void sm_fail(struct storage_move *sm, json_t *error)
 {
@@ -193,6 +215,12 @@ static void sm_fail(struct storage_move *sm, json_t *error)
     if (sm->phase == PH_ROLLBACK || sm->phase == PH_RECOVERING)
         return;
     log_warn("%s: storage move failing: %s", sm->name, json_string_value(json_object_get(sm->failure, "message")));
+    if (sm->phase == PH_COPYING) {   /* QEMU has seen nothing of the move yet */
+        chain_copy_stop(sm->chain);
+        chain_copy_remove(sm->chain, NULL, note_cb, sm);
+        end_failed(sm);
+        return;
+    }
     set_phase(sm, PH_ROLLBACK);
     block_mirror_abort(sm->bm);
 }
@@ -227,11 +255,12 @@ static json_t *result_json(struct storage_move *sm)
                                                "to", d->target, "bytes", (json_int_t)d->len, "mirror_ms",
                                                (json_int_t)ms, "pivot_ms", (json_int_t)d->pivot_ms));
     }
-    return json_pack("{s:o, s:I, s:I, s:I, s:f, s:b, s:O, s:s*, s:o}", "disks", disks, "total_ms",
+    return json_pack("{s:o, s:I, s:I, s:I, s:f, s:b, s:O, s:s*, s:o, s:I, s:I}", "disks", disks, "total_ms",
                      (json_int_t)(now_ms() - sm->t_start), "mirror_ms", (json_int_t)mirror_ms, "bytes",
                      (json_int_t)bytes, "rate_Bps", mirror_ms ? (double)bytes * 1000.0 / (double)mirror_ms : 0.0,
                      "kept_source", sm->keep_source, "notes", sm->notes, "config_to", sm->config_to, "disk_copy",
-                     block_mirror_progress(sm->bm, true));
+                     block_mirror_progress(sm->bm, true), "files_copied", (json_int_t)chain_copy_count(sm->chain),
+                     "copy_ms", (json_int_t)sm->copy_ms);
 }
 
 /* --config-to: rename the VM's directory into DIR and leave a symlink in the
@@ -269,10 +298,13 @@ static void cleanup(void *arg)
     DISK_FOREACH(sm, i, d) {
         if (sm->keep_source)
             break;
-        if (!d->old_released)
+        if (!d->old_released) {
             note(sm, "kept %s: QEMU did not close it (blockdev-del failed)", d->source);
-        else if (unlink(d->source) < 0)
+            continue;
+        }
+        if (unlink(d->source) < 0)
             note(sm, "could not delete %s: %s", d->source, strerror(errno));
+        chain_copy_unlink_sources(sm->chain, d->id, note_cb, sm);   /* the old checkpoint layers */
     }
     if (sm->config_to)
         move_config(sm);
@@ -303,8 +335,11 @@ static void end_qemu_gone(void *arg)
         else if (d->pivot_requested)
             note(sm, "disk %s: QEMU exited while pivoting to %s; both files kept, vm.json names %s: check which "
                      "one is current before deleting either", d->id, d->target, d->source);
-        else if (block_mirror_disk_remove(d) < 0)
-            note(sm, "could not delete %s: %s", d->target, strerror(errno));
+        else {
+            if (block_mirror_disk_remove(d) < 0)
+                note(sm, "could not delete %s: %s", d->target, strerror(errno));
+            chain_copy_remove(sm->chain, d->id, note_cb, sm);
+        }
     }
     end_failed(sm);
 }
@@ -332,6 +367,7 @@ static void sm_rolled_back(void *arg, bool timed_out)
         }
         if (block_mirror_disk_remove(d) < 0)
             note(sm, "could not delete %s: %s", d->target, strerror(errno));
+        chain_copy_remove(sm->chain, d->id, note_cb, sm);
     }
     end_failed(sm);
 }
@@ -372,7 +408,7 @@ static void sm_on_pivoted(void *arg, struct block_mirror_disk *d)
     char err[512];
     log_info("%s: disk %s now runs on %s (pivot %llu ms)", sm->name, d->id, d->target,
              (unsigned long long)d->pivot_ms);
-    if (save_disk_path(sm->vm, d->id, d->target, err, sizeof err) < 0) {
+    if (save_disk_path(sm->vm, sm->chain, d->id, d->target, err, sizeof err) < 0) {
         /* QEMU uses the target now; keep every file and say so loudly. */
         sm->keep_source = true;
         note(sm, "QEMU runs disk %s from %s but vm.json could not be updated: %s", d->id, d->target, err);
@@ -436,6 +472,35 @@ static void on_vm_event(void *arg, const char *name, json_t *data)
     block_mirror_event(sm->bm, name, data);
 }
 
+/* ---- the checkpoint layers, copied before the mirror ----------------------------------------- */
+
+static void chain_progress(void *arg, size_t done, size_t total, const char *current)
+{
+    struct storage_move *sm = arg;
+    job_set_progress(sm->job, json_pack("{s:s, s:I, s:I, s:s, s:I}", "phase", phase_names[sm->phase], "files_done",
+                                        (json_int_t)done, "files_total", (json_int_t)total, "copying", current,
+                                        "elapsed_ms", (json_int_t)(now_ms() - sm->t_start)));
+}
+
+/* Every frozen file has its copy: the mirror of the active layers
+ * (sync=top onto targets backed by the copies) starts. */
+static void chain_copied(void *arg, const char *err)
+{
+    struct storage_move *sm = arg;
+    if (err) {
+        sm_fail(sm, proto_error(ERR_INTERNAL, "nothing was changed; the VM runs on its original disks",
+                                "storage move of %s: %s", sm->name, err));
+        return;
+    }
+    sm->copy_ms = now_ms() - sm->t_start;
+    log_info("%s: %zu checkpoint file(s) copied in %llu ms", sm->name, chain_copy_count(sm->chain),
+             (unsigned long long)sm->copy_ms);
+    set_phase(sm, PH_PREPARING);
+    block_mirror_start(sm->bm);
+}
+
+static const struct chain_copy_ops chain_ops = {save_record, chain_progress, chain_copied};
+
 /* ---- API and cancel ------------------------------------------------------------------------ */
 
 static void cancel_move(struct job *job)
@@ -443,7 +508,7 @@ static void cancel_move(struct job *job)
     for (struct storage_move *sm = moves; sm; sm = sm->next) {
         if (sm->job != job)
             continue;
-        if (sm->phase == PH_PREPARING || sm->phase == PH_MIRRORING)
+        if (sm->phase == PH_COPYING || sm->phase == PH_PREPARING || sm->phase == PH_MIRRORING)
             sm_fail(sm, proto_error(ERR_CANCELLED, NULL, "storage move of %s cancelled; it keeps running on its "
                                                          "original disks", sm->name));
         else
@@ -460,6 +525,7 @@ static void fill_disk(struct storage_move *sm, size_t i, int64_t job_id, const s
     char *file_node = xasprintf("%s-file-m%lld", p->id, (long long)job_id);
     char *job = xasprintf("mirror-%s", p->id);
     block_mirror_set_disk(sm->bm, i, p->id, p->source, p->target, NULL, p->virtual_size, node, file_node, job);
+    block_mirror_set_target_backing(sm->bm, i, p->backing);
     free(node), free(file_node), free(job);
 }
 
@@ -499,6 +565,8 @@ struct storage_move *storage_move_create(struct agent *a, const char *name, json
     sm->config_to = cto ? xstrdup(cto) : NULL;
     for (size_t i = 0; i < plan.n; i++)
         fill_disk(sm, i, job->id, &plan.disks[i]);
+    if (plan.n_copies)
+        sm->chain = chain_copy_new(a->base, plan.copies, plan.n_copies, &chain_ops, sm);
     storage_plan_free(&plan);
     return sm;
 }
@@ -507,8 +575,13 @@ struct job *storage_move_job(const struct storage_move *sm) { return sm->job; }
 
 void storage_move_begin(struct storage_move *sm)
 {
-    set_phase(sm, PH_PREPARING);
     vm_set_hooks(sm->vm, &(struct vm_hooks){on_vm_event, NULL, sm});
+    if (sm->chain) {
+        set_phase(sm, PH_COPYING);
+        chain_copy_start(sm->chain);
+        return;
+    }
+    set_phase(sm, PH_PREPARING);
     block_mirror_start(sm->bm);
 }
 
@@ -539,6 +612,9 @@ static struct storage_move *sm_from_record(struct agent *a, struct vm *vm, struc
     json_t *j;
     json_array_foreach(disks, i, j)
         block_mirror_disk_restore(sm->bm, i, j);
+    json_t *copies = json_object_get(vm->storage_move, "copies");
+    if (json_array_size(copies))
+        sm->chain = chain_copy_restore(a->base, copies);
     return sm;
 }
 

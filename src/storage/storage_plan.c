@@ -55,12 +55,15 @@ static bool check_state(struct vm *vm, json_t *problems)
         problem(problems, "VM %s is busy with job %lld (%s)", vm->name, (long long)busy->id, busy->ops->kind);
         bad = true;
     }
-    if (vm_config_checkpoint_count(&vm->cfg)) {
-        /* The mirror writes one flattened file per disk: the checkpoints'
-         * frozen layers would be left behind and lost to the tree. */
-        problem(problems, "VM %s has %zu checkpoint(s): a storage move would flatten their chain of disk layers "
-                "(delete them first with `vmove checkpoint delete`)", vm->name, vm_config_checkpoint_count(&vm->cfg));
-        bad = true;
+    size_t i;
+    json_t *ck;
+    json_array_foreach(json_object_get(vm->cfg.checkpoints, "list"), i, ck) {
+        const char *state = json_string_value(json_object_get(ck, "state"));
+        if (state && strcmp(state, "ok")) {
+            problem(problems, "checkpoint %s of VM %s is %s: finish it first (run the same `vmove checkpoint "
+                    "delete` again)", json_string_value(json_object_get(ck, "name")), vm->name, state);
+            bad = true;
+        }
     }
     if (!busy && (vm->migration || vm->storage_move)) {
         problem(problems, "VM %s still has an unsettled %s record", vm->name,
@@ -220,6 +223,179 @@ static bool target_taken(const struct storage_plan *p, const struct vm *vm, cons
     return false;
 }
 
+static void plan_copy_free(struct plan_copy *c)
+{
+    free(c->disk_id), free(c->source), free(c->target), free(c->backing);
+}
+
+/* The file name part of path (borrowed). */
+static const char *plan_base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* ---- a VM with checkpoints: its chain is copied, not flattened ---------- */
+
+/* The checkpoint named, or NULL. */
+static json_t *plan_ck(const struct vm *vm, const char *name)
+{
+    size_t i;
+    json_t *ck;
+    json_array_foreach(json_object_get(vm->cfg.checkpoints, "list"), i, ck)
+        if (name && !strcmp(json_string_value(json_object_get(ck, "name")), name))
+            return ck;
+    return NULL;
+}
+
+static const char *plan_layer(json_t *ck, const char *disk_id)
+{
+    return json_string_value(json_object_get(json_object_get(ck, "disks"), disk_id));
+}
+
+static bool plan_same_file(const char *a, const char *b)
+{
+    char ra[PATH_MAX], rb[PATH_MAX];
+    return a && b && realpath(a, ra) && realpath(b, rb) && !strcmp(ra, rb);
+}
+
+/* Does the qcow2 header of path name below as its backing file (below NULL:
+ * no backing)?  *actual gets path's allocated bytes. */
+static bool plan_backed_by(const char *path, const char *below, uint64_t *actual, char *err, size_t errlen)
+{
+    struct image_info info;
+    if (image_info(path, "qcow2", false, &info, err, errlen) < 0)
+        return false;
+    const char *b = info.layers[0].backing_filename;
+    *actual = info.layers[0].actual_size;
+    char *full = b && b[0] != '/' ? xasprintf("%.*s/%s", (int)(strrchr(path, '/') - path), path, b)
+                                  : xstrdup(b ? b : "");
+    bool ok = below ? plan_same_file(full, below) : true;
+    if (!ok)
+        snprintf(err, errlen, "%s has backing file %s, the checkpoint tree says %s", path, b ? b : "none", below);
+    free(full);
+    image_info_free(&info);
+    return ok;
+}
+
+static bool plan_target_free(const struct storage_plan *p, const struct vm *vm, const char *target)
+{
+    struct stat st;
+    if (lstat(target, &st) == 0 || target_taken(p, vm, target))
+        return false;
+    for (size_t i = 0; i < p->n_copies; i++)
+        if (!strcmp(p->copies[i].target, target))
+            return false;
+    return true;
+}
+
+static void plan_add_copy(struct storage_plan *p, const char *disk_id, const char *src, const char *dir,
+                          const char *backing, bool vmstate)
+{
+    p->copies = xrealloc(p->copies, (p->n_copies + 1) * sizeof *p->copies);
+    p->copies[p->n_copies++] = (struct plan_copy){xstrdup(disk_id), xstrdup(src),
+                                                  xasprintf("%s/%s", dir, plan_base_name(src)),
+                                                  backing ? xstrdup(plan_base_name(backing)) : NULL, vmstate};
+}
+
+/* One checkpoint's layer of disk d (and, for the first disk, its memory
+ * image): checked and added to the copies.  -1 after recording why. */
+static int plan_ck_files(struct vm *vm, const struct vm_disk *d, const char *dir, json_t *ck,
+                         struct storage_plan *p, uint64_t *need, json_t *problems)
+{
+    const char *name = json_string_value(json_object_get(ck, "name"));
+    const char *layer = plan_layer(ck, d->id);
+    const char *below = plan_layer(plan_ck(vm, json_string_value(json_object_get(ck, "parent"))), d->id);
+    char err[1024];
+    uint64_t actual = 0;
+    char *target = layer ? xasprintf("%s/%s", dir, plan_base_name(layer)) : NULL;
+    int rc = -1;
+    if (!layer)
+        problem(problems, "disk %s has no layer in checkpoint %s", d->id, name);
+    else if (!plan_target_free(p, vm, target))
+        problem(problems, "disk %s: checkpoint %s's layer cannot be copied to %s: the name is taken", d->id, name,
+                target);
+    else if (!plan_backed_by(layer, below, &actual, err, sizeof err))
+        problem(problems, "disk %s, checkpoint %s: %s", d->id, name, err);
+    else {
+        plan_add_copy(p, d->id, layer, dir, below, false);
+        *need += actual;
+        rc = 0;
+    }
+    free(target);
+    const char *vmstate = json_string_value(json_object_get(ck, "vmstate"));
+    if (rc < 0 || !vmstate || strcmp(d->id, vm->cfg.disks[0].id))
+        return rc;
+    /* The memory image lives next to the first disk: it moves with it. */
+    struct stat st;
+    target = xasprintf("%s/%s", dir, plan_base_name(vmstate));
+    if (stat(vmstate, &st) < 0) {
+        problem(problems, "checkpoint %s: its memory image %s: %s", name, vmstate, strerror(errno));
+        rc = -1;
+    } else if (!plan_target_free(p, vm, target)) {
+        problem(problems, "checkpoint %s: its memory image cannot be copied to %s: the name is taken", name, target);
+        rc = -1;
+    } else {
+        plan_add_copy(p, d->id, vmstate, dir, NULL, true);
+        *need += (uint64_t)st.st_blocks * 512;
+    }
+    free(target);
+    return rc;
+}
+
+/* Disk d of a VM with checkpoints: every checkpoint's frozen layer, parents
+ * first, goes to dir; the active layer is then mirrored (sync=top) onto a
+ * target backed by the copy of the current checkpoint's layer, *backing.
+ * Each header is checked against the tree first: a copy must reproduce the
+ * chain QEMU reads.  -1 after recording why. */
+static int plan_chain(struct vm *vm, const struct vm_disk *d, const char *dir, struct storage_plan *p,
+                      char **backing, uint64_t *need, json_t *problems)
+{
+    json_t *list = json_object_get(vm->cfg.checkpoints, "list");
+    size_t n = json_array_size(list), done = 0, first = p->n_copies;
+    bool *emitted = xcalloc(n + 1, sizeof *emitted);
+    int rc = 0;
+    /* Parents before children, whatever the list's order. */
+    for (bool progress = true; rc == 0 && done < n && progress;) {
+        progress = false;
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            json_t *ck = json_array_get(list, i);
+            const char *parent = json_string_value(json_object_get(ck, "parent"));
+            bool parent_done = !parent;
+            for (size_t k = 0; parent && k < n; k++)
+                if (emitted[k] && !strcmp(json_string_value(json_object_get(json_array_get(list, k), "name")), parent))
+                    parent_done = true;
+            if (emitted[i] || !parent_done)
+                continue;
+            rc = plan_ck_files(vm, d, dir, ck, p, need, problems);
+            emitted[i] = progress = true;
+            done++;
+        }
+    }
+    free(emitted);
+    const char *cur = plan_layer(plan_ck(vm, json_string_value(json_object_get(vm->cfg.checkpoints, "current"))), d->id);
+    char err[1024];
+    uint64_t actual = 0;
+    if (rc == 0 && done < n) {
+        problem(problems, "VM %s: the checkpoint tree has entries without a reachable parent", vm->name);
+        rc = -1;
+    } else if (rc == 0 && !cur) {
+        problem(problems, "disk %s: the checkpoint tree names no current layer", d->id);
+        rc = -1;
+    } else if (rc == 0 && !plan_backed_by(d->path, cur, &actual, err, sizeof err)) {
+        problem(problems, "disk %s: %s", d->id, err);
+        rc = -1;
+    }
+    if (rc < 0) {   /* this disk's copies go: nothing is planned for it */
+        while (p->n_copies > first)
+            plan_copy_free(&p->copies[--p->n_copies]);
+        return -1;
+    }
+    *need += actual;
+    *backing = xstrdup(plan_base_name(cur));
+    return 0;
+}
+
 /* One disk: where it goes, and whether it can go there. */
 static void plan_one(struct vm *vm, const struct vm_disk *d, const char *dir, json_t *facts, struct storage_plan *p,
                      struct fs_need *fs, size_t *nfs, json_t *problems)
@@ -241,10 +417,18 @@ static void plan_one(struct vm *vm, const struct vm_disk *d, const char *dir, js
         problem(problems, "disk %s: target %s is also the target of another disk", d->id, target);
     else if (source_info(facts, d->path, &vsize, &alloc, err, sizeof err) < 0)
         problem(problems, "disk %s: %s", d->id, err);
-    else {
-        p->disks[p->n++] = (struct plan_disk){xstrdup(d->id), xstrdup(d->path), target, vsize};
+    else if (vm_config_checkpoint_count(&vm->cfg) == 0) {
+        p->disks[p->n++] = (struct plan_disk){xstrdup(d->id), xstrdup(d->path), target, vsize, NULL};
         add_need(fs, nfs, canon, alloc);
         target = NULL;
+    } else {
+        char *backing = NULL;
+        uint64_t need = 0;
+        if (plan_chain(vm, d, canon, p, &backing, &need, problems) == 0) {
+            p->disks[p->n++] = (struct plan_disk){xstrdup(d->id), xstrdup(d->path), target, vsize, backing};
+            add_need(fs, nfs, canon, need);
+            target = NULL;
+        }
     }
     free(target);
     free(canon);
@@ -348,8 +532,12 @@ void storage_plan_free(struct storage_plan *p)
         free(p->disks[i].id);
         free(p->disks[i].source);
         free(p->disks[i].target);
+        free(p->disks[i].backing);
     }
     free(p->disks);
+    for (size_t i = 0; i < p->n_copies; i++)
+        plan_copy_free(&p->copies[i]);
+    free(p->copies);
     memset(p, 0, sizeof *p);
 }
 
@@ -384,6 +572,10 @@ json_t *storage_plan_check(struct vm *vm, json_t *params, json_t *facts)
         compat_preflight_add(items, "storage", COMPAT_OK, a->name, NULL, NULL, "disk %s (%s virtual) goes to %s",
                              plan.disks[i].id, sz, plan.disks[i].target);
     }
+    for (i = 0; !err && i < plan.n_copies; i++)
+        compat_preflight_add(items, "storage", COMPAT_OK, a->name, NULL, NULL, "%s %s is copied to %s first",
+                             plan.copies[i].vmstate ? "memory image" : "checkpoint layer", plan.copies[i].source,
+                             plan.copies[i].target);
     if (!err)
         compat_preflight_add(items, "storage.space", COMPAT_OK, a->name, NULL, NULL, "every target directory is "
                              "allowed, writable and has the space the disks need");

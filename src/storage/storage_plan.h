@@ -4,6 +4,7 @@
 #ifndef VMOVE_STORAGE_PLAN_H
 #define VMOVE_STORAGE_PLAN_H
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,11 +15,24 @@ struct plan_disk {
     char *source;             /* current path (vm.json) */
     char *target;             /* DIR/basename(source), DIR canonical */
     uint64_t virtual_size;    /* bytes, for qemu-img create */
+    char *backing;            /* NULL, or the target's backing: the copied frozen layer under the active one,
+                               * by its name in the target directory (the VM has checkpoints) */
+};
+
+/* A file of a disk's checkpoint chain copied before the mirror starts
+ * (docs/CHECKPOINTS.md, "Moves"), parents before children. */
+struct plan_copy {
+    char *disk_id;            /* the disk whose chain it belongs to (a memory image: the first disk's) */
+    char *source, *target;    /* the frozen file now, and its copy (DIR/basename) */
+    char *backing;            /* qcow2: the copy's backing name in DIR (NULL: the chain's root, standalone) */
+    bool vmstate;             /* a memory checkpoint's image: copied byte for byte */
 };
 
 struct storage_plan {
     struct plan_disk *disks;
     size_t n;
+    struct plan_copy *copies;
+    size_t n_copies;
 };
 
 /* What qemu-img says of each of the VM's disks, learned one after the

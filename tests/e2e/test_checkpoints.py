@@ -285,16 +285,180 @@ def test_stopped_vm_and_bad_input(agent, root):
         assert chain(p) == [p]
         qemu_img_check(p)
 
-    # Storage moves would flatten the chain: refused with the reason.
-    agent.vmove("vm", "start", "st")
-    agent.wait_guest_ready("st")
+    # A storage move is for a running VM: the stopped one is refused and
+    # nothing is copied.
     assert agent.vmove("checkpoint", "create", "st", "s3")["state"] == "succeeded"
     dest = os.path.join(root, "elsewhere")
     os.makedirs(dest)
     msg = refused(agent, "move-storage", "st", "--to", dest)
-    assert "checkpoint" in msg and "flatten" in msg, msg
+    assert "running or paused VM" in msg, msg
     assert os.listdir(dest) == []
-    verify(agent, "st")
+
+
+def raw_backing(path):
+    """The backing name as written in path's header (not resolved)."""
+    p = subprocess.run(["qemu-img", "info", "-U", "--output=json", path], capture_output=True, text=True, check=True)
+    return json.loads(p.stdout).get("backing-filename")
+
+
+def all_files(lst):
+    """Every file of the tree: the checkpoints' layers and memory images."""
+    out = [l["path"] for c in lst["checkpoints"] for l in c["layers"].values()]
+    return out + [c["vmstate"] for c in lst["checkpoints"] if c.get("vmstate")]
+
+
+def two_checkpoints(agent, name):
+    """A disk-only checkpoint and a memory one, the workloads writing between."""
+    boot(agent, name)
+    assert agent.vmove("checkpoint", "create", name, "k1")["state"] == "succeeded"
+    time.sleep(1.5)
+    assert agent.vmove("checkpoint", "create", name, "k2", "--memory")["state"] == "succeeded"
+    time.sleep(1.5)
+    verify(agent, name)
+    return listing(agent, name)
+
+
+def test_storage_move_copies_the_chain(agent, root):
+    """move-storage of a running VM with checkpoints: every frozen layer and
+    the memory image are copied into the new directory with relative
+    backing names, the active layer is mirrored onto the copy (sync=top),
+    and the tree names the new files; the old ones are deleted."""
+    before = two_checkpoints(agent, "cm")
+    old_active = disks(agent, "cm")
+    old_files = all_files(before) + list(old_active.values())
+    assert len(old_files) == 2 * 3 + 1
+    dest = os.path.join(root, "moved")
+    os.makedirs(dest)
+
+    job = agent.vmove("move-storage", "cm", "--to", dest)
+    assert job["state"] == "succeeded", job
+    res = job["result"]
+    print("storage move with checkpoints:", json.dumps(res))
+    assert res["files_copied"] == 5 and res["notes"] == [], res   # 2 layers x 2 disks + the memory image
+    # The mirror copied only the active layers (sync=top), not the chain.
+    lst = listing(agent, "cm")
+    strip = lambda l: [{k: c[k] for k in ("name", "parent", "created_ms", "kind", "state")} for c in l["checkpoints"]]
+    assert lst["current"] == "k2" and strip(lst) == strip(before)
+    new_files = all_files(lst) + list(disks(agent, "cm").values())
+    assert all(os.path.dirname(p) == dest for p in new_files), new_files
+    assert sorted(os.path.basename(p) for p in new_files) == sorted(os.path.basename(p) for p in old_files)
+    assert sorted(os.listdir(dest)) == sorted(os.path.basename(p) for p in new_files)
+    for p in old_files:
+        assert not os.path.exists(p), f"{p} of the old chain is left"
+    with open(os.path.join(agent.vm("cm")["dir"], "vm.json")) as f:
+        saved = json.load(f)
+    assert all(os.path.dirname(p) == dest for c in saved["checkpoints"]["list"] for p in c["disks"].values())
+    # The chain is whole, in the new directory, by relative names.
+    k1, k2 = frozen(lst, "k1"), frozen(lst, "k2")
+    for d, path in disks(agent, "cm").items():
+        assert chain(path) == [path, k2[d], k1[d]]
+        assert raw_backing(path) == os.path.basename(k2[d])
+        assert raw_backing(k2[d]) == os.path.basename(k1[d])
+        assert raw_backing(k1[d]) is None
+    check_images_paused(agent.vmove, "cm", all_layers(agent, "cm"))
+    verify(agent, "cm")
+
+    # The moved tree works: apply the memory checkpoint (its image moved),
+    # merge it live (active commit on the copied chain), apply the first.
+    assert agent.vmove("checkpoint", "apply", "cm", "k2")["state"] == "succeeded"
+    assert agent.vm("cm")["state"] == "running"
+    verify(agent, "cm")
+    time.sleep(1)
+    active = disks(agent, "cm")
+    job = agent.vmove("checkpoint", "delete", "cm", "k2")
+    assert job["state"] == "succeeded", job
+    assert not any(os.path.exists(p) for p in active.values())
+    assert disks(agent, "cm") == k2
+    verify(agent, "cm")
+    assert agent.vmove("checkpoint", "apply", "cm", "k1")["state"] == "succeeded"
+    agent.wait_guest_ready("cm")
+    verify(agent, "cm")
+    for d, path in disks(agent, "cm").items():
+        assert chain(path) == [path, k1[d]] and os.path.dirname(path) == dest
+    check_images_paused(agent.vmove, "cm", all_layers(agent, "cm"))
+
+
+def test_storage_move_with_checkpoints_cancelled(agent, root):
+    """A cancel while the throttled mirror runs: the VM stays on its old
+    chain, the copied layers and targets are removed."""
+    before = two_checkpoints(agent, "cc")
+    old_active = disks(agent, "cc")
+    dest = os.path.join(root, "slow")
+    os.makedirs(dest)
+    jid = agent.vmove("move-storage", "cc", "--to", dest, "--bandwidth", "1", "--no-wait")["job"]
+    wait_for(lambda: agent.vmove("jobs", "show", jid)["phase"] == "mirroring", 60, "mirroring")
+    # The layers are copied before the mirror starts.
+    assert len(os.listdir(dest)) == 5 + 2, os.listdir(dest)
+    agent.vmove("jobs", "cancel", jid)
+    job = wait_for(lambda: (lambda j: j if j["state"] != "running" else None)(agent.vmove("jobs", "show", jid)),
+                   60, "the job to end")
+    assert job["state"] == "cancelled", job
+    assert os.listdir(dest) == [], "copies and targets must be removed"
+    assert disks(agent, "cc") == old_active
+    after = listing(agent, "cc")
+    assert after["checkpoints"] == before["checkpoints"]
+    for p in all_files(after) + list(old_active.values()):
+        assert os.path.exists(p)
+    assert agent.vm("cc")["state"] == "running"
+    verify(agent, "cc")
+    check_images_paused(agent.vmove, "cc", all_layers(agent, "cc"))
+    # --keep-source: the old chain stays, the VM runs on the copies.
+    job = agent.vmove("move-storage", "cc", "--to", dest, "--keep-source")
+    assert job["state"] == "succeeded", job
+    assert all(os.path.dirname(p) == dest for p in all_files(listing(agent, "cc")))
+    for p in all_files(before) + list(old_active.values()):
+        assert os.path.exists(p)
+    verify(agent, "cc")
+
+
+def test_storage_move_one_disk_config_to_and_restart(agent, root):
+    """One disk to its own directory with --config-to: its layers move, the
+    other disk's chain and the memory image (it lives with the first disk)
+    stay.  Then a vmoved SIGKILLed during the throttled mirror of the first
+    disk: the restarted vmoved rolls back and removes the copies."""
+    before = two_checkpoints(agent, "co")
+    vm = agent.vm("co")
+    old = disks(agent, "co")
+    here = os.path.join(root, "vdb-here")
+    cfg_to = os.path.join(root, "configs")
+    os.makedirs(here)
+    os.makedirs(cfg_to)
+    job = agent.vmove("move-storage", "co", "--disk", f"vdb={here}", "--config-to", cfg_to)
+    assert job["state"] == "succeeded", job
+    assert job["result"]["files_copied"] == 2 and job["result"]["notes"] == [], job["result"]
+    lst = listing(agent, "co")
+    for ck in ("k1", "k2"):
+        assert os.path.dirname(frozen(lst, ck)["vdb"]) == here
+        assert frozen(lst, ck)["vda"] == frozen(before, ck)["vda"]
+    assert by_name(lst)["k2"]["vmstate"] == by_name(before)["k2"]["vmstate"]
+    assert os.path.exists(by_name(lst)["k2"]["vmstate"])
+    assert disks(agent, "co")["vda"] == old["vda"]
+    assert sorted(os.listdir(here)) == ["vdb.ck1.qcow2", "vdb.ck2.qcow2", "vdb.qcow2"]
+    for ck in ("k1", "k2"):
+        assert not os.path.exists(frozen(before, ck)["vdb"])
+    assert not os.path.exists(old["vdb"])
+    assert os.path.realpath(vm["dir"]) == os.path.join(cfg_to, "co")
+    check_images_paused(agent.vmove, "co", all_layers(agent, "co"))
+    verify(agent, "co")
+
+    time.sleep(4)   # the workloads fill the active layer: the throttled mirror takes seconds
+    slow = os.path.join(root, "vda-slow")
+    os.makedirs(slow)
+    jid = agent.vmove("move-storage", "co", "--disk", f"vda={slow}", "--bandwidth", "1", "--no-wait")["job"]
+    wait_for(lambda: agent.vmove("jobs", "show", jid)["phase"] == "mirroring", 60, "mirroring")
+    # vda's two layers and the memory image are copied, the target made.
+    assert len(os.listdir(slow)) == 4, os.listdir(slow)
+    agent.stop(sig=signal.SIGKILL)
+    agent.start()
+    job = wait_for(lambda: (lambda j: j if j["state"] != "running" else None)(agent.vmove("jobs", "show", jid)),
+                   60, "the job to be settled")
+    assert job["state"] == "failed" and "interrupted by a vmoved restart" in job["error"]["message"], job
+    assert os.listdir(slow) == [], "the copies must be removed"
+    assert disks(agent, "co")["vda"] == old["vda"]
+    assert listing(agent, "co")["checkpoints"] == lst["checkpoints"]
+    wait_for(lambda: agent.vm("co")["qmp_connected"], 10, "QMP re-attach")
+    verify(agent, "co")
+    check_images_paused(agent.vmove, "co", all_layers(agent, "co"))
 
 
 @pytest.fixture

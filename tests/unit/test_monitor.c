@@ -609,6 +609,28 @@ static void test_query_block(void **state)
     json_decref(want);
 }
 
+/* query-block after a live checkpoint: the top's file is a json: name
+ * (its backing attached by blockdev-snapshot); the image file is inside,
+ * which is what a storage move compares with vm.json. */
+static void test_parse_block_json_file(void **state)
+{
+    json_t *ret = json_loads(
+        "[{\"device\": \"\", \"qdev\": \"/machine/peripheral/vda-dev/virtio-backend\", \"inserted\": "
+        "{\"node-name\": \"vda-ck5\", \"drv\": \"qcow2\", \"ro\": false, \"file\": \"json:{\\\"backing\\\": "
+        "\\\"vda\\\", \\\"driver\\\": \\\"qcow2\\\", \\\"file\\\": {\\\"driver\\\": \\\"file\\\", "
+        "\\\"filename\\\": \\\"/d/vda.ck1.qcow2\\\"}}\"}}]", 0, NULL);
+    assert_non_null(ret);
+    struct qmon_block_device *devs;
+    size_t n;
+    char err[256];
+    assert_int_equal(qmon_parse_block_reply(ret, &devs, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(devs[0].node_name, "vda-ck5");
+    assert_string_equal(devs[0].file, "/d/vda.ck1.qcow2");
+    free(devs);
+    json_decref(ret);
+}
+
 /* query-named-block-nodes: a json: pseudo-filename (an overlay whose
  * backing was attached by blockdev-snapshot) still names its image. */
 static void test_parse_named_nodes(void **state)
@@ -882,6 +904,7 @@ int main(void)
         T(test_refused),
         T(test_real_qemu),
         PLAIN(test_parse_named_nodes),
+        PLAIN(test_parse_block_json_file),
     };
     return cmocka_run_group_tests_name("monitor", tests, NULL, NULL);
 }
