@@ -211,27 +211,35 @@ static double total_ms(json_t *job)
     return f > c ? (double)(f - c) : 0;
 }
 
-/* "paused +0 (h1), sent +38, ..., loaded +50 (h2), ...": each step in ms
- * from the source's pause, the host named when it changes. */
-static void print_switchover(json_t *sw, json_t *probe)
+/* One line per host, each step in ms from the source's pause, so that
+ * each line fits an 80-column terminal:
+ *   switch-over (ms):  h1: paused +0, sent +38, finish-sent +39, finish-answered +64
+ *                      h2: loaded +50, committed +52, resumed +60, announced +61 */
+static void print_switchover_host(json_t *steps, const char *host, const char *lead)
+{
+    printf("%s%s:", lead, host);
+    const char *sep = " ";
+    size_t i;
+    json_t *st;
+    json_array_foreach(steps, i, st) {
+        if (strcmp(pstr(st, "host"), host))
+            continue;
+        printf("%s%s +%lld", sep, pstr(st, "event"), num(st, "at_ms"));
+        sep = ", ";
+    }
+    printf("\n");
+}
+
+static void print_switchover(json_t *sw, json_t *probe, const char *src, const char *dst)
 {
     if (!sw)
         return;
-    printf("  switch-over (ms):  ");
-    const char *last_host = "";
-    size_t i;
-    json_t *st;
-    json_array_foreach(json_object_get(sw, "steps"), i, st) {
-        const char *host = pstr(st, "host");
-        bool new_host = strcmp(host, last_host) != 0;
-        printf("%s%s +%lld%s%s%s", i ? ", " : "", pstr(st, "event"), num(st, "at_ms"), new_host ? " (" : "",
-               new_host ? host : "", new_host ? ")" : "");
-        last_host = host;
-    }
-    printf("\n");
+    json_t *steps = json_object_get(sw, "steps");
+    print_switchover_host(steps, src, "  switch-over (ms):  ");
+    print_switchover_host(steps, dst, "                     ");
     json_t *heard = json_object_get(probe, "switchover_heard_ms");
     if (heard)
-        printf("  client heard it:   +%.0f ms after the pause (the probe's first answer after the switch-over gap)\n",
+        printf("  client heard it:   +%.0f ms after the pause (first echo after the switch-over gap)\n",
                json_number_value(heard));
 }
 
@@ -257,7 +265,8 @@ void progress_print_move_result(json_t *job, json_t *probe)
         else
             printf("  at switch-over:    < 20 ms (no gap of 20 ms or more in the last 600 ms of the move)\n");
     }
-    print_switchover(json_object_get(r, "switchover"), probe);
+    json_t *first = json_array_get(json_object_get(json_object_get(r, "switchover"), "steps"), 0);
+    print_switchover(json_object_get(r, "switchover"), probe, first ? pstr(first, "host") : "", pstr(r, "to"));
     if (!quick)
         printf("  bytes sent:        %s in %lld passes\n", fmt_bytes((double)num(r, "bytes_sent"), d, sizeof d),
                num(r, "passes"));
