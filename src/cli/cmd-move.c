@@ -322,6 +322,45 @@ static int delegated_check(struct cli *c, const struct cli_args *a, json_t *tuni
                                                        "check_token", check));
 }
 
+/* The -H target of host SRC as the relaying host knows it (its peer entry,
+ * NAME@ADDR:PORT), so that the Ctrl-C hint names a command that reaches
+ * the host the job runs on; just NAME if this host will not say.  Asked
+ * quietly: the hint is a courtesy, not a reason to print an error. */
+static void source_target(struct cli *c, const char *src, char *target, size_t len)
+{
+    snprintf(target, len, "%s", src);
+    json_t *error = NULL;
+    char err[256];
+    json_t *r = cli_connect(c) < 0 ? NULL : client_request(c->conn, "peer.list", json_object(), NULL, NULL, &error,
+                                                           err, sizeof err);
+    const char *addr = json_string_value(json_object_get(json_object_get(r, "peers"), src));
+    if (!addr)
+        addr = json_string_value(json_object_get(json_object_get(r, "cluster_peers"), src));
+    if (addr)
+        snprintf(target, len, "%s@%s", src, addr);
+    json_decref(error);
+    json_decref(r);
+}
+
+/* Following a delegated move: the relaying host streams the source's job
+ * record, whose id is the one to name when Ctrl-C is pressed. */
+struct deleg_follow {
+    struct cli_follow fl;
+    const char *src, *target;
+    bool armed;
+};
+
+static void on_delegated_event(struct cli *c, const char *event, json_t *data, void *arg)
+{
+    struct deleg_follow *d = arg;
+    json_int_t id = json_integer_value(json_object_get(data, "id"));
+    if (!d->armed && id > 0) {
+        progress_on_interrupt_at((long long)id, d->src, d->target);
+        d->armed = true;
+    }
+    cli_on_job_event(c, event, data, &d->fl);
+}
+
 static int delegated_move(struct cli *c, const struct cli_args *a, json_t *tuning)
 {
     const char *name = a->argv[0], *from = cli_opt(a, "from"), *to = cli_opt(a, "to");
@@ -352,13 +391,16 @@ static int delegated_move(struct cli *c, const struct cli_args *a, json_t *tunin
         json_decref(tuning);
         return EXIT_USAGE;
     }
-    struct cli_follow fl = {0};
-    progress_init(&fl.pr, isatty(2));
+    char target[320];
+    source_target(c, from, target, sizeof target);
+    struct deleg_follow d = {.src = from, .target = target};
+    progress_init(&d.fl.pr, isatty(2));
     int code;
     json_t *final = cli_call(c, "vm.move", json_pack("{s:s, s:s, s:s, s:o, s:o, s:o*}", "name", name, "to", to, "from",
                                                      from, "delegation", token, "tuning", tuning, "move_token",
-                                                     move_token), cli_on_job_event, &fl, &code);
-    progress_break(&fl.pr);
+                                                     move_token), on_delegated_event, &d, &code);
+    progress_interrupt_off();
+    progress_break(&d.fl.pr);
     if (!final)
         return code;
     const char *st = json_string_value(json_object_get(final, "state"));

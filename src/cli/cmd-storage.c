@@ -31,6 +31,40 @@ static json_t *disk_selection(const struct cli_args *a)
     return sel;
 }
 
+/* Flags that would do nothing are refused, naming the flag, as `move`
+ * does: a --disk named twice (the last one would win), and --to when every
+ * --disk names its own directory (no disk would go to --to's). */
+static bool storage_flags_sane(struct cli *c, const struct cli_args *a)
+{
+    json_t *opt = json_object_get(a->opts, "disk");
+    if (!opt)
+        return true;
+    json_t *list = json_is_array(opt) ? json_incref(opt) : json_pack("[O]", opt);
+    json_t *seen = json_object();
+    bool all_have_dir = true, ok = true;
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v) {
+        const char *spec = json_string_value(v), *eq = strchr(spec, '=');
+        char *id = eq ? xasprintf("%.*s", (int)(eq - spec), spec) : xstrdup(spec);
+        all_have_dir = all_have_dir && eq;
+        if (ok && json_object_get(seen, id)) {
+            cli_usage_error(c, &cmd_move_storage_entry, "--disk %s is given twice: name each disk once", id);
+            ok = false;
+        }
+        json_object_set_new(seen, id, json_true());
+        free(id);
+    }
+    json_decref(seen);
+    json_decref(list);
+    if (ok && all_have_dir && cli_opt(a, "to")) {
+        cli_usage_error(c, &cmd_move_storage_entry, "--to does nothing: every --disk names its own directory "
+                                                    "(ID=DIR); drop --to, or give a --disk without =DIR");
+        ok = false;
+    }
+    return ok;
+}
+
 /* NULL after a usage error. */
 static json_t *build_params(struct cli *c, const struct cli_args *a)
 {
@@ -93,7 +127,7 @@ static int follow_storage_job(struct cli *c, json_int_t id)
 
 static int cmd_move_storage_exec(struct cli *c, const struct cli_args *a)
 {
-    json_t *params = build_params(c, a);
+    json_t *params = storage_flags_sane(c, a) ? build_params(c, a) : NULL;
     if (!params)
         return EXIT_USAGE;
     if (cli_flag_set(a, "check") && cli_flag_set(a, "no-wait")) {

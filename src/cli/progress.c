@@ -326,6 +326,13 @@ static void on_sigint(int sig)
     _exit(130);
 }
 
+static void interrupt_arm(void)
+{
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+}
+
 void progress_on_interrupt(long long id, const char *host)
 {
     bool other = host && strcmp(host, DEFAULT_HOST);
@@ -333,9 +340,18 @@ void progress_on_interrupt(long long id, const char *host)
              "\nvmove: interrupted: job %lld continues in vmoved (Ctrl-C stops only this client).\n"
              "  follow it:  vmove%s%s jobs watch %lld\n  cancel it:  vmove%s%s jobs cancel %lld\n",
              id, other ? " -H " : "", other ? host : "", id, other ? " -H " : "", other ? host : "", id);
-    struct sigaction sa = {.sa_handler = on_sigint};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
+    interrupt_arm();
+}
+
+/* A delegated move: the job is the source host's, so the commands to
+ * follow or cancel it talk to that host, not to the relaying one. */
+void progress_on_interrupt_at(long long id, const char *src, const char *target)
+{
+    snprintf(interrupt_msg, sizeof interrupt_msg,
+             "\nvmove: interrupted: job %lld continues on host %s (Ctrl-C stops only this client).\n"
+             "  follow it:  vmove -H %s jobs watch %lld\n  cancel it:  vmove -H %s jobs cancel %lld\n",
+             id, src, target, id, target, id);
+    interrupt_arm();
 }
 
 void progress_interrupt_off(void)

@@ -43,6 +43,8 @@ void progress_print_move_result(json_t *job, json_t *probe);
 void progress_print_result(json_t *job);
 /* Ctrl-C while following job `id`: say that it goes on and how to cancel it. */
 void progress_on_interrupt(long long id, const char *host);
+/* Ctrl-C during a delegated move: job ID runs on host SRC, reached with -H TARGET. */
+void progress_on_interrupt_at(long long id, const char *src, const char *target);
 void progress_interrupt_off(void);
 
 #endif

@@ -157,6 +157,22 @@ def test_move_storage_check_reports_policy_and_space(cl):
     assert not os.listdir(good)
 
 
+def test_move_storage_refuses_flags_that_would_do_nothing(cl):
+    src = where(cl, "pc1")
+    d = cl.tb.shared_dir
+    # --to with every --disk naming its own directory: no disk would go to --to.
+    p = cl.run(src, "move-storage", "pc1", "--to", d, "--disk", f"vda={d}")
+    assert p.returncode == 2 and "--to does nothing: every --disk names its own directory" in p.stderr, p.stderr
+    # The same disk twice: the first --disk would be dropped.
+    p = cl.run(src, "--json", "move-storage", "pc1", "--disk", "vda", "--disk", f"vda={d}", "--check")
+    doc = final(p)
+    assert p.returncode == 2 and doc["error"]["code"] == "usage", p.stdout
+    assert doc["error"]["message"] == "--disk vda is given twice: name each disk once", doc
+    # Still accepted: --to for the disks named without =DIR.
+    p = cl.run(src, "--json", "move-storage", "pc1", "--to", d, "--disk", "vda", "--check")
+    assert p.returncode != 2 and "items" in final(p), (p.returncode, p.stdout, p.stderr)
+
+
 def test_delegated_check_names_the_policy_and_rights(cl):
     """alice, connected to the relay, checks a move of a VM on the other host
     (--from): each round lists what stands in the way with its fix; after

@@ -4,6 +4,8 @@ policy lets h1 act for users, and only for what the token names."""
 import base64
 import json
 import os
+import re
+import signal
 import subprocess
 import time
 
@@ -44,6 +46,32 @@ def sign(ident, payload_text):
                        capture_output=True, check=True)
     os.unlink(path)
     return base64.b64encode(p.stdout).decode()
+
+
+def ctrl_c_during_delegated_move(cl, alice):
+    h1, h3 = cl.tb.host(1), cl.tb.host(3)
+    argv = [VMOVE, "-H", f"h1@{h1.mgmt_ip}:{h1.port}", "--identity", alice, "move", "dl1", "--from", "h3",
+            "--to", "h2", "--bandwidth", "40M"]   # Mbit/s: the move lasts long enough to be interrupted
+    proc = cl.tb.run_in(2, argv, popen=True)
+    lines = []
+    for line in proc.stderr:             # "job N: PHASE" once h3's job is streamed
+        lines.append(line)
+        if re.match(r"job \d+: ", line):
+            break
+    assert proc.poll() is None, "".join(lines)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    text = "".join(lines) + err
+    assert proc.returncode == 130, text
+    jid = int(re.search(r"job (\d+): ", text).group(1))
+    target = f"h3@{h3.mgmt_ip}:{h3.port}"
+    assert f"job {jid} continues on host h3 (Ctrl-C stops only this client)" in text, text
+    assert f"cancel it:  vmove -H {target} jobs cancel {jid}" in text, text
+    assert f"follow it:  vmove -H {target} jobs watch {jid}" in text, text
+    # The printed follow command reaches h3 and sees the job end by itself.
+    cl.v(3, "acl", "grant", "user:alice", "vm.read")
+    watch = cl.tb.vmove_tcp(2, 3, "jobs", "watch", str(jid), identity=alice, check=False, timeout=300)
+    assert watch.returncode == 0 and "migrated dl1 to h2" in watch.stdout, (watch.stdout, watch.stderr)
 
 
 def test_delegated_move_and_refusals(cl):
@@ -110,9 +138,9 @@ def test_delegated_move_and_refusals(cl):
         assert p.returncode == 1 and why in p.stderr, (why, p.stderr)
         cl.assert_only_on("dl1", 3)
 
-    # A valid token moves it back.
-    p = relay_move(cl, alice, "dl1", "h3", "h2")
-    assert p.returncode == 0, p.stderr
+    # A valid token moves it back; Ctrl-C during that delegated move says the
+    # job goes on on h3 (the source), with the -H that reaches h3; it does.
+    ctrl_c_during_delegated_move(cl, alice)
     cl.assert_only_on("dl1", 2)
     assert cl.verify("dl1", 2)
 
