@@ -122,15 +122,23 @@ bool delegate_accept(struct api_req *r)
 /* ---- relay on the host the user talks to ------------------------------ */
 
 struct relay {
+    struct relay *next;
     struct api_req *req;
     struct peer_conn *peer;
     struct event *timer;
     json_int_t job;
     json_t *last;
 };
+/* Relays under way, so that shutdown ends them.  One agent per process. */
+static struct relay *relays;
 
 static void relay_end(struct relay *rl, json_t *result, json_t *error)
 {
+    for (struct relay **p = &relays; *p; p = &(*p)->next)
+        if (*p == rl) {
+            *p = rl->next;
+            break;
+        }
     if (error)
         api_fail(rl->req, json_deep_copy(error));
     else
@@ -162,9 +170,27 @@ static void on_show(void *arg, json_t *result, json_t *error)
     evtimer_add(rl->timer, &tv);
 }
 
+void delegate_free_all(struct agent *a)
+{
+    (void)a;
+    json_t *err = proto_error(ERR_UNAVAILABLE, "the move goes on at its source: `vmove -H SOURCE jobs show ID`",
+                              "vmoved on the relaying host is shutting down");
+    while (relays)
+        relay_end(relays, NULL, err);   /* copies err */
+    json_decref(err);
+}
+
 static void relay_on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct relay *rl = arg;
+    if (!api_req_connected(rl->req)) {
+        /* The user's client went away (Ctrl-C): the move goes on at its
+         * source, and nobody is left to relay its progress to. */
+        json_t *err = proto_error(ERR_UNAVAILABLE, NULL, "the client went away");
+        relay_end(rl, NULL, err);   /* copies err */
+        json_decref(err);
+        return;
+    }
     peer_call(rl->peer, "jobs.show", json_pack("{s:I}", "id", rl->job), 10000, on_show, rl);
 }
 
@@ -199,6 +225,8 @@ void delegate_relay(struct api_req *r)
      * forwards it to the destination: this host only carries it. */
     struct relay *rl = xcalloc(1, sizeof *rl);
     rl->req = r;
+    rl->next = relays;
+    relays = rl;
     rl->timer = evtimer_new(a->base, relay_on_tick, rl);
     rl->peer = peer_connect(a, p->name, p->addr, NULL, NULL);
     log_info("relaying a move of %s from %s to %s for the user", json_string_value(json_object_get(r->params, "name")),

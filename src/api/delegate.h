@@ -8,6 +8,7 @@
 #define VMOVE_DELEGATE_H
 #include <stdbool.h>
 
+struct agent;
 struct api_req;
 
 /* A request from a host carrying "delegation": check policy and token and,
@@ -16,6 +17,8 @@ bool delegate_accept(struct api_req *r);
 /* vm.move whose "from" is another host: relay it there with the token, and
  * stream that host's job back to the caller. */
 void delegate_relay(struct api_req *r);
+/* Shutdown: every relay still under way is answered and freed. */
+void delegate_free_all(struct agent *a);
 /* vm.move-check with "from" naming another host: asks that host to check
  * the move for the user (with the user's delegation token, op
  * "migrate-check"), and answers its items, or its refusal as an item. */

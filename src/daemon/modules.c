@@ -3,6 +3,7 @@
 #include <stddef.h>
 
 #include "cluster/cluster.h"
+#include "api/delegate.h"
 #include "api/move_token.h"
 #include "checkpoint/checkpoint.h"
 #include "cluster/drain.h"
@@ -55,6 +56,8 @@ static const struct daemon_module modules[] = {
     {"queued migrations", migrate_recover_queued, NULL},
     {"link probes", NULL, probes_stop},
     {"drains", NULL, drain_free_all},
+    /* Moves this host relays for a user (--from): answered, then freed. */
+    {"delegated relays", NULL, delegate_free_all},
     /* Last: jobs that no module adopted were interrupted for good. */
     {"interrupted jobs", jobs_recover, NULL},
     /* The cluster after the VMs are known: it re-arms their fences with the
