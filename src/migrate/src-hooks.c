@@ -19,10 +19,6 @@ void migrate_src_on_src_event(void *arg, const char *name, json_t *data)
         qmon_query_migrate(migrate_src_mon(m), &m->owner, 10000, migrate_src_on_postcopy_poll, m);
         return;
     }
-    if (!strcmp(name, "STOP") && m->phase == PH_TRANSFER) {
-        migrate_src_note_stop(m);
-        return;
-    }
     if (strcmp(name, "MIGRATION") || !st || m->phase != PH_TRANSFER)
         return;
     if (!strcmp(st, "completed") || !strcmp(st, "failed") || !strcmp(st, "cancelled"))

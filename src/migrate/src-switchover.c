@@ -91,7 +91,13 @@ void migrate_src_on_finished(void *arg, json_t *result, json_t *error)
 void migrate_src_switchover(struct migration *m, const struct qmon_migrate_stats *s)
 {
     m->transfer_done = true;
+    /* The pause is QEMU's own figure counted back from its completion: the
+     * STOP event reaches vmoved as late as the loop gets to it, which
+     * under load was 19 ms after QEMU stopped the guest. */
     m->tl.completed = now_ms();
+    uint64_t down = s->downtime > 0 && (uint64_t)s->downtime < m->tl.completed ? (uint64_t)s->downtime : 0;
+    m->tl.stop = m->tl.completed - down;
+    m->tl.stop_unix = wall_ms() - down;
     m->stats = json_pack("{s:I, s:I, s:I, s:I, s:i}",
                          "qemu_downtime_ms", (json_int_t)s->downtime,
                          "qemu_total_ms", (json_int_t)s->total_time,
@@ -126,12 +132,6 @@ void migrate_src_send_finish(struct migration *m)
 
 /* ---- the timeline ------------------------------------------------------ */
 
-void migrate_src_note_stop(struct migration *m)
-{
-    m->tl.stop = now_ms();
-    m->tl.stop_unix = wall_ms();
-}
-
 struct tl_step {
     const char *event, *host;
     long long at_ms;
@@ -149,7 +149,7 @@ static void add_step(struct tl_step *steps, int *n, const char *event, const cha
 json_t *migrate_src_timeline_json(const struct migration *m)
 {
     const struct wire_finish_reply *d = &m->tl.dst;
-    if (m->tuning.quick || m->postcopy || !m->tl.stop || !m->tl.finish_answered || !d->has_timeline)
+    if (m->tuning.quick || m->postcopy || !m->tl.completed || !m->tl.finish_answered || !d->has_timeline)
         return NULL;
     /* The destination's steps count from its receipt of finish; that is one
      * way after we sent it, taken as half of the round trip that was not

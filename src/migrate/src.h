@@ -90,9 +90,10 @@ struct migration {
     bool recover_reconnect;   /* the last migrate.recover got no answer: a new connection */
     int recoveries;
     /* The switch-over as this host saw it (monotonic ms; 0: not seen): the
-     * source QEMU's STOP, its "completed", migrate.finish sent and answered,
-     * the wall-clock time of the STOP, and the destination's own steps from
-     * its answer (docs/MIGRATION.md, "The switch-over, step by step"). */
+     * guest's pause (QEMU's downtime back from its "completed"), that
+     * "completed", migrate.finish sent and answered, the pause on the wall
+     * clock, and the destination's own steps from its answer
+     * (docs/MIGRATION.md, "The switch-over, step by step"). */
     struct {
         uint64_t stop, completed, finish_sent, finish_answered, stop_unix;
         struct wire_finish_reply dst;
@@ -134,8 +135,6 @@ void migrate_src_on_resolved(void *arg, json_t *result, json_t *error);
 void migrate_src_resolve_ambiguous(struct migration *m);
 void migrate_src_send_finish(struct migration *m);
 void migrate_src_switchover(struct migration *m, const struct qmon_migrate_stats *s);
-/* The source QEMU stopped the guest for the last of the transfer. */
-void migrate_src_note_stop(struct migration *m);
 /* The switch-over timeline for the move's result; NULL when it was not a
  * live pre-copy switch-over with both hosts' steps known. */
 json_t *migrate_src_timeline_json(const struct migration *m);

@@ -165,7 +165,7 @@ def test_vmoved_killed_mid_merge_finishes_it(agent, root, kind):
     base = disks(agent, "kk")
     assert agent.vmove("checkpoint", "create", "kk", "k1")["state"] == "succeeded"
     # Data for the merge to copy: written by the guest into the new layers.
-    agent.guest("kk", "disk-rate", "4096")
+    agent.guest("kk", "disk-rate", "2048")
     time.sleep(3)
     agent.guest("kk", "disk-rate", "256")
     top = disks(agent, "kk")   # the layer k1's delete merges (active, or frozen by k2)
