@@ -439,6 +439,13 @@ void cli_print_job(const json_t *job, bool detail)
            json_string_value(json_object_get(job, "phase")) ? json_string_value(json_object_get(job, "phase")) : "-");
     if (waiting && why)
         printf("  waiting because: %s\n", why);
+    json_t *params = json_object_get(job, "params");
+    if (json_object_get(params, "source_job"))   /* an arrival: the move is the source's job */
+        printf("  arriving from %s, its job %lld (`vmove -H %s jobs show %lld`)\n",
+               json_string_value(json_object_get(params, "source")),
+               (long long)json_integer_value(json_object_get(params, "source_job")),
+               json_string_value(json_object_get(params, "source")),
+               (long long)json_integer_value(json_object_get(params, "source_job")));
     char times[96];
     printf("  %s\n", progress_job_times((json_t *)job, times, sizeof times));
     json_t *err = json_object_get(job, "error");

@@ -4,9 +4,14 @@
  * the two answers together tell (the route, the destination's certificate). */
 #include "migrate/check.h"
 
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "block/image.h"
 #include "common/proto.h"
@@ -15,6 +20,7 @@
 #include "core/agent.h"
 #include "core/jobs.h"
 #include "core/limits.h"
+#include "core/paths.h"
 #include "core/peer.h"
 #include "migrate/migrate_net.h"
 #include "migrate/src.h"
@@ -106,6 +112,57 @@ static void check_source(struct agent *a, const struct migrate_check_req *q, con
     if (used >= max)
         ADD(items, "limits", COMPAT_WARNING, a->name, NULL, "it starts when a slot frees", "%s runs %d of its %d live "
             "migrations: the move will wait in its queue", a->name, used, max);
+}
+
+/* A quick migration writes the guest's memory into --state-dir (or next to
+ * the first disk): the checks src-quick.c and vm.move make, plus whether it
+ * is writable with room for the memory, which the save would find out only
+ * after pausing the guest. */
+static void check_state_dir(struct agent *a, const struct vm *vm, const struct migrate_tuning *t, json_t *items)
+{
+    char *copy = NULL;
+    const char *dir = t->state_dir;
+    bool given = dir[0] != 0;
+    if (!given) {
+        if (!vm->cfg.n_disks) {
+            ADD(items, "state.dir", COMPAT_PROBLEM, a->name, NULL, "give a shared directory with --state-dir DIR",
+                "VM %s has no disk on shared storage to save its state next to", vm->name);
+            return;
+        }
+        copy = xstrdup(vm->cfg.disks[0].path);
+        dir = dirname(copy);
+    }
+    struct path_policy pol;
+    struct path_info pi;
+    char why[PATH_MAX + 512], fix[PATH_MAX + 64];
+    paths_policy_init(&pol, &a->settings, a->state_dir);
+    if (strchr(dir, ','))
+        ADD(items, "state.dir", COMPAT_PROBLEM, a->name, NULL, "give another directory with --state-dir DIR",
+            "the state directory %s has a comma in its path, which QEMU cannot take", dir);
+    else if (given && paths_check_dir(&pol, DIR_STATE, dir, &pi, why, sizeof why) < 0) {
+        snprintf(fix, sizeof fix, "vmove host set --allow-dir state=%s", dir);
+        bool policy = strstr(why, "--allow-dir") != NULL;
+        ADD(items, "state.dir", COMPAT_PROBLEM, a->name, policy ? fix : NULL, policy ? NULL : "create it, or give "
+            "another directory with --state-dir DIR", "--state-dir %s on %s: %s", dir, a->name, why);
+    } else if (access(dir, W_OK | X_OK) < 0)
+        ADD(items, "state.dir", COMPAT_PROBLEM, a->name, NULL, "give a writable shared directory with --state-dir DIR",
+            "the state directory %s on %s is not writable: %s", dir, a->name, strerror(errno));
+    else {
+        struct statvfs vfs;
+        uint64_t avail = statvfs(dir, &vfs) == 0 ? (uint64_t)vfs.f_bavail * vfs.f_frsize : 0;
+        uint64_t need = vm->cfg.memory_mib << 20;   /* at most: the guest's RAM, written at fixed offsets */
+        char n[32], f[32];
+        format_size(need, n, sizeof n);
+        format_size(avail, f, sizeof f);
+        if (need > avail)
+            ADD(items, "state.space", COMPAT_PROBLEM, a->name, NULL, "free space there, or give another directory "
+                "with --state-dir DIR", "the state directory %s on %s has %s free; the memory of %s needs up to %s",
+                dir, a->name, f, vm->name, n);
+        else
+            ADD(items, "state.dir", COMPAT_OK, a->name, NULL, NULL, "the state directory %s on %s is writable with "
+                "%s free for up to %s of memory", dir, a->name, f, n);
+    }
+    free(copy);
 }
 
 static json_t *networks_of(const struct host_settings *s)
@@ -273,6 +330,8 @@ void migrate_check(struct agent *a, const struct migrate_check_req *q, migrate_c
     c->quick = t.quick;
     bool vm_here = check_vm(a, q->vm, &t, c->items);
     check_source(a, q, &t, c->items);
+    if (vm_here && t.quick)
+        check_state_dir(a, vm_find(a, q->vm), &t, c->items);
     if ((err = migrate_src_resolve_target(a, q->to, &name, &addr))) {
         ADD(c->items, "peer", COMPAT_PROBLEM, a->name, NULL, "add it: vmove peer add HOST ADDR:PORT (or pair the "
             "hosts: vmove host pair)", "%s", json_string_value(json_object_get(err, "message")));

@@ -11,6 +11,7 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "core/agent.h"
+#include "core/jobs.h"
 #include "core/journal.h"
 #include "vm/vm.h"
 
@@ -39,6 +40,7 @@ static void finish_done(struct incoming *in)
     void *arg = in->done_arg;
     in->done = NULL;
     struct incoming_timeline tl = in->tl;
+    migrate_dst_arrival_end(in, NULL);
     migrate_dst_free(in);
     struct wire_finish_reply rep = {.has_timeline = tl.finish_rx != 0};
     snprintf(rep.host, sizeof rep.host, "%s", a->name);
@@ -87,6 +89,8 @@ static void commit_now(struct incoming *in)
     json_object_set_new(rec, "committed", json_true());
     vm_set_migration(in->vm, rec);
     in->tl.committed = now_ms();
+    if (in->arrival)
+        job_set_phase(in->arrival, "committed");
     qmon_cont(migrate_dst_mon(in), &in->owner, 10000, on_cont, in);
 }
 

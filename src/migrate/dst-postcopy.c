@@ -37,6 +37,7 @@ static void lost(struct incoming *in, const char *msg)
     char who[96];
     snprintf(who, sizeof who, "host:%s", in->source);
     log_error("incoming %s: %s", in->name, msg);
+    migrate_dst_arrival_end(in, msg);
     event(in, "migration.incoming.lost", msg);
     audit_record(in->agent, who, "migrate.postcopy.lost", in->name, in->source, false, msg);
 }

@@ -414,6 +414,7 @@ static void start_incoming(struct agent *a, const struct incoming_prepare_req *r
                                    "job", in->job, "committed", false, "created_disks", created));
     struct vm_hooks hooks = {on_incoming_event, on_incoming_gone, in};
     vm_set_hooks(vm, &hooks);
+    migrate_dst_arrival_start(in);
     json_t *d = json_pack("{s:s, s:I}", "source", in->source, "job", in->job);
     journal_event(a->journal, vm->name, "migration.incoming.prepared", d);
     json_decref(d);

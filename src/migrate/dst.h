@@ -39,7 +39,8 @@ struct incoming {
     struct vm *vm;
     char *name;
     char *source;
-    json_int_t job;
+    json_int_t job;            /* the source's job id */
+    struct job *arrival;       /* this host's own job for it ("migrate.incoming"): jobs list shows it */
     uint64_t booted_ms;        /* wall clock here when the guest booted, from the source's uptime; 0: unknown */
     incoming_done_fn done;     /* pending prepare, finish or load; NULL: none */
     void *done_arg;
@@ -82,6 +83,10 @@ qmp_t *migrate_dst_mon(const struct incoming *in);
 /* Forget the incoming (the VM, if still attached, stays).  Releases the
  * watch and the slot; a pending done is the caller's to answer first. */
 void migrate_dst_free(struct incoming *in);
+/* The arrival's job here: started once the VM is defined; ended with why
+ * NULL when the guest runs here, or with why it does not. */
+void migrate_dst_arrival_start(struct incoming *in);
+void migrate_dst_arrival_end(struct incoming *in, const char *why);
 /* Answer the pending request (steals result and error); no-op if none. */
 void migrate_dst_answer(struct incoming *in, json_t *result, json_t *error);
 /* The error an aborted incoming answers its pending request with. */

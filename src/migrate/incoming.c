@@ -10,6 +10,7 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "core/agent.h"
+#include "core/jobs.h"
 #include "core/journal.h"
 #include "core/limits.h"
 #include "core/paths.h"
@@ -40,10 +41,36 @@ static void release_watch(struct incoming *in)
     in->watch.release(in->watch.ctx);
 }
 
+/* The source runs the move and can cancel it; here it is only watched. */
+static const struct job_ops arrival_ops = {"migrate.incoming", NULL};
+
+void migrate_dst_arrival_start(struct incoming *in)
+{
+    in->arrival = job_create(in->agent, &arrival_ops, in->name,
+                             json_pack("{s:s, s:I, s:s}", "source", in->source, "source_job", in->job, "type",
+                                       in->quick ? "quick" : "live"));
+    job_set_phase(in->arrival, "receiving");
+}
+
+void migrate_dst_arrival_end(struct incoming *in, const char *why)
+{
+    struct job *j = in->arrival;
+    if (!j)
+        return;
+    in->arrival = NULL;
+    if (!why)
+        job_succeed(j, json_pack("{s:s, s:I}", "source", in->source, "source_job", in->job));
+    else
+        job_fail(j, proto_error(ERR_UNAVAILABLE, "the source's job tells how the move ended: `vmove -H SOURCE jobs "
+                                "show SOURCE_JOB`", "%s", why));
+}
+
 void migrate_dst_free(struct incoming *in)
 {
     if (in->owner.ended)
         return;
+    migrate_dst_arrival_end(in, "the incoming migration ended before the guest ran here (vmoved stopping, or "
+                                "the destination QEMU gone)");
     qmon_owner_mute(&in->owner);
     struct agent *a = in->agent;
     if (in->handoff_pending && a->hooks.cancel_incoming_commit)
@@ -142,6 +169,7 @@ void migrate_dst_abort(struct incoming *in, const char *why)
     qmon_owner_mute(&in->owner);   /* aborting: replies from now on are dropped */
     struct vm *vm = in->vm;
     log_warn("incoming migration of %s from %s aborted: %s", in->name, in->source, why);
+    migrate_dst_arrival_end(in, why);
     json_t *d = json_pack("{s:s, s:s}", "source", in->source, "why", why);
     journal_event(in->agent->journal, in->name, "migration.incoming.aborted", d);
     json_decref(d);

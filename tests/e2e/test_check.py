@@ -201,3 +201,49 @@ def test_delegated_check_names_the_policy_and_rights(cl):
     assert p.returncode == 0, p.stderr
     cl.assert_only_on("pc1", relay)
     assert cl.verify("pc1", relay)
+
+
+def test_user_without_migrate_out_gets_that_one_denial(cl):
+    """A user who may see the VM but not move it (vm.read, no migrate.out)
+    gets exactly that denial from `move --check` and from `move`, and not
+    the pre-flight list: the list would show the hosts' settings and
+    rights to someone who has no right to move (docs/SECURITY.md)."""
+    src = where(cl, "pc1")
+    dst = 3 - src
+    bob = cl.tb.issue_user("bob")
+    cl.v(src, "acl", "grant", "user:bob", "vm.read")
+    for extra in (["--check"], []):
+        p = cl.tb.vmove_tcp(src, src, "--json", "move", "pc1", "--to", f"h{dst}", *extra, identity=bob, check=False)
+        doc = final(p)
+        assert p.returncode != 0 and not doc["ok"], (extra, p.stdout, p.stderr)
+        err = doc["error"]
+        assert err["code"] == "permission_denied" and "migrate.out" in err["message"], (extra, err)
+        assert "items" not in doc and "checks" not in err, (extra, doc)
+        assert "user:bob" in err["message"], err
+    cl.assert_only_on("pc1", src)
+
+
+def test_quick_check_covers_the_state_dir(cl):
+    """`move --quick --check` checks where the guest's memory would be
+    written (--state-dir, or next to the first disk): allowed here, writable,
+    and with room for the memory; each problem with its fix."""
+    src = where(cl, "pc1")
+    dst = 3 - src
+
+    def state_items(*extra):
+        p = cl.run(src, "--json", "move", "pc1", "--to", f"h{dst}", "--quick", *extra, "--check")
+        return [i for i in final(p)["items"] if i["item"].startswith("state.")]
+
+    outside = tempfile.mkdtemp(prefix="vmove-check-state-")
+    try:
+        (it,) = state_items("--state-dir", outside)
+        assert not it["ok"] and it["item"] == "state.dir" and it["host"] == f"h{src}", it
+        assert "outside the directories this host allows" in it["problem"], it
+        assert it["fix"] == f"vmove host set --allow-dir state={outside}", it
+    finally:
+        os.rmdir(outside)
+    (it,) = state_items("--state-dir", os.path.join(cl.tb.root, "small"))     # a 64 KiB tmpfs
+    assert not it["ok"] and it["item"] == "state.space" and "needs up to 256M" in it["problem"], it
+    (it,) = state_items()          # next to the first disk, on the shared storage
+    assert it["ok"] and it["item"] == "state.dir", it
+    assert where(cl, "pc1") == src
