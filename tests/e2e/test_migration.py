@@ -64,8 +64,8 @@ def test_live_migration_there_and_back(cl):
     assert at["loaded"] <= at["committed"] <= at["resumed"] <= at["announced"] <= at["finish-answered"], sw
     # Nothing runs the guest before the destination has the last of it and has committed.
     assert at["sent"] <= at["loaded"] + 2 and at["finish-sent"] <= at["committed"] + 2, sw
-    # The pause is counted back from QEMU's completion by QEMU's own downtime.
-    assert at["sent"] == res["qemu_downtime_ms"], (sw, res["qemu_downtime_ms"])
+    # (The pause is counted back from QEMU's completion by QEMU's own
+    # downtime, so "sent" equals qemu_downtime_ms by construction: not asserted.)
     # The client cannot hear the guest before it resumed (one machine, one clock).
     if "switchover_heard_ms" in done["probe"]:
         assert done["probe"]["switchover_heard_ms"] >= at["resumed"] - 2, (done["probe"], sw)
