@@ -72,6 +72,8 @@ struct cluster {
     struct ha_start *starts;      /* assigned VMs being started here */
     json_t *paused_by_fence;      /* names of HA VMs that we paused */
     json_t *member_addrs;         /* {"h2": "IP:PORT"}: members/ as last read */
+    uint64_t members_read_ns;     /* CLOCK_MONOTONIC of the last read's send; 0: never */
+    bool members_busy;            /* a read of members/ is in flight */
     struct handoff *handoffs;     /* owner records moving here with a live migration */
     bool leaving;
     bool destroying;              /* cluster_destroy runs: callbacks only clean up */

@@ -31,6 +31,7 @@
 #include "vm/vm.h"
 
 #define CALL_MS 1500
+#define MEMBERS_EVERY_NS (2500ull * 1000 * 1000)   /* the members' addresses: docs/CLUSTER.md */
 
 struct ha_start {
     struct ha_start *next;
@@ -455,6 +456,7 @@ static void members_answered(void *arg, json_t *reply, const char *err)
 {
     struct cluster *c = arg;
     (void)err;
+    c->members_busy = false;
     if (!reply)
         return;
     struct etcd_kv *kvs;
@@ -492,19 +494,32 @@ json_t *cluster_member_peers(struct agent *a)
     return out;
 }
 
+/* The members' addresses, every MEMBERS_EVERY_NS by its own clock: not
+ * gated on the owners' read, which a slow etcd keeps busy for whole
+ * rounds, nor on another timer's counter, whose phase drifts. */
+static void members_read_maybe(struct cluster *c)
+{
+    uint64_t now = cluster_mono_ns();
+    if (c->members_busy || (c->member_addrs && now - c->members_read_ns < MEMBERS_EVERY_NS))
+        return;
+    c->members_busy = true;
+    c->members_read_ns = now;
+    char *mk = cluster_key(c, "members/");
+    etcd_post(c->kv_etcd, "/v3/kv/range", etcd_range_body(mk, true), CALL_MS, members_answered, c);
+    free(mk);
+}
+
 static void owner_tick(evutil_socket_t fd, short ev, void *arg)
 {
     (void)fd;
     (void)ev;
     struct cluster *c = arg;
     owner_schedule(c->owner_ev, c->poll_ms);
-    if (c->owner_busy || c->state != MEMBER_UP || !cluster_lease_fresh(c))
+    if (c->state != MEMBER_UP || !cluster_lease_fresh(c))
         return;
-    if (c->ticks % 10 == 0 || !c->member_addrs) {    /* the members' addresses, every 2.5 s */
-        char *mk = cluster_key(c, "members/");
-        etcd_post(c->kv_etcd, "/v3/kv/range", etcd_range_body(mk, true), CALL_MS, members_answered, c);
-        free(mk);
-    }
+    members_read_maybe(c);
+    if (c->owner_busy)
+        return;
     c->owner_busy = true;
     char *k = cluster_key(c, "owners/");
     etcd_post(c->kv_etcd, "/v3/kv/range", etcd_range_body(k, true), CALL_MS, owners_answered, c);

@@ -117,7 +117,7 @@ def test_drain_table_redrawn_on_a_terminal(cl):
     terminal the same command prints plain lines, no cursor movement."""
     names = ["dr0", "dr1"]
     for k, n in enumerate(names):
-        cl.create_guest(n, memory="192M", mem=48, mem_rate=16, disk_rate=64, k=k)
+        cl.create_guest(n, memory="128M", mem=32, mem_rate=16, disk_rate=64, k=k)
     for n in names:
         cl.boot(n)
     cl.tb.shape(1, "mig", rate="150mbit")   # each move lasts a few seconds: many redraws
